@@ -1,0 +1,1 @@
+"""Carry a service from commit to a verified deployment on AWS ECS."""

@@ -1,0 +1,126 @@
+"""The seams: the only places that make boto3 and Docker clients.
+
+Tests point these at the real local stack (moto server, Docker engine) through the
+environment, or hand a verb a Clients whose `aws` factory returns a stand-in for one
+service (ECS rollout sequences). Heavy imports stay inside the factories so that
+`invoke --list` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Unavailable
+
+AwsFactory = Callable[[str], Any]
+DockerFactory = Callable[[], Any]
+
+
+def boto3_client(service: str, region: str | None = None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # Standard retry mode retries throttling and transient errors with backoff; boto3
+    # reads AWS_ENDPOINT_URL itself, which is how the local stack's emulator is reached.
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+    return boto3.client(service, region_name=region, config=config)
+
+
+def docker_client() -> Any:
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=300)
+        client.ping()
+    except DockerException as exc:
+        raise Unavailable(
+            "Docker engine is not running or not reachable "
+            f"({_first_line(exc)}); start it with `invoke stack.up` (or `sudo systemctl start docker`)"
+        ) from None
+    return client
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+@dataclass
+class Clients:
+    """One factory per outside system; clients are made on first use and reused."""
+
+    region: str | None = None
+    aws_factory: AwsFactory | None = None
+    docker_factory: DockerFactory = docker_client
+    _aws: dict[str, Any] = field(default_factory=dict)
+    _docker: Any = None
+
+    def aws(self, service: str) -> Any:
+        if service not in self._aws:
+            factory = self.aws_factory or (lambda name: boto3_client(name, self.region))
+            self._aws[service] = factory(service)
+        return self._aws[service]
+
+    def docker(self) -> Any:
+        if self._docker is None:
+            self._docker = self.docker_factory()
+        return self._docker
+
+
+class aws_errors:
+    """Turn botocore's exceptions into one-line pipeline errors naming the action.
+
+    `with aws_errors("ecs:UpdateService"): ...` — codes listed in `handled` are left
+    for the caller (e.g. RepositoryNotFoundException becomes a NotFound with advice).
+    """
+
+    def __init__(self, action: str, handled: tuple[str, ...] = ()) -> None:
+        self.action = action
+        self.handled = handled
+
+    def __enter__(self) -> aws_errors:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            NoRegionError,
+        )
+
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in self.handled:
+                return False
+            message = exc.response.get("Error", {}).get("Message", "")
+            if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
+                raise Unavailable(
+                    f"AccessDenied: this identity may not call {self.action}; "
+                    f"grant {self.action} to it (see the CI policy in `invoke setup`)"
+                ) from None
+            if code in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
+                raise Unavailable(f"{self.action} was throttled by AWS after retries; try again shortly") from None
+            if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"}:
+                raise Unavailable(f"{self.action}: AWS rejected the credentials ({code}); refresh them") from None
+            raise Unavailable(f"{self.action} failed: {code}: {message}") from None
+        if isinstance(exc, NoCredentialsError):
+            raise Unavailable(
+                f"{self.action}: no AWS credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or `aws sso login` (for the local stack: eval \"$(invoke stack.env)\")"
+            ) from None
+        if isinstance(exc, NoRegionError):
+            raise Unavailable(f"{self.action}: no AWS region; set AWS_DEFAULT_REGION") from None
+        if isinstance(exc, EndpointConnectionError):
+            raise Unavailable(
+                f"{self.action}: cannot reach the AWS endpoint ({_first_line(exc)}); "
+                "check AWS_ENDPOINT_URL / the network (local stack: `invoke stack.up`)"
+            ) from None
+        if isinstance(exc, BotoCoreError):
+            raise Unavailable(f"{self.action}: {_first_line(exc)}") from None
+        return False

@@ -1,0 +1,365 @@
+"""Settings: one typed object, built from environment variables and the project file.
+
+Environment variables carry the seed's names (AWS_RESOURCE_NAME_PREFIX, ECR_ENDPOINT...);
+the project file (`[tool.pipeline]` in the service repository's pyproject.toml) carries
+what is not secret and belongs to the project (directories, commands, base path, port,
+environments, the CI policy). `load` validates everything at once and raises one
+ConfigError listing every problem, each with its name, before any step has side effects.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PROJECT_FILE = "pyproject.toml"
+DEFAULT_REGION = "us-east-1"  # the seed's `aws configure set default.region us-east-1`
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+
+# ECR's own rule for repository names.
+_REPO_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# ECS clusters, services, task families and container names.
+_ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+_ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+
+STEP_NAMES = ("test", "build", "dockerize", "push", "deploy", "integration")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where one environment runs and how its task definition is made."""
+
+    name: str
+    cluster: str
+    service: str
+    family: str
+    container: str
+    template: Path
+    values: Path
+
+
+@dataclass(frozen=True)
+class SmokeSettings:
+    status: int = 200
+    text: str = "Hello World!"
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class CIPolicy:
+    """The seed's flow, per kind of ref; see pipeline/plan.py."""
+
+    mainline_branches: tuple[str, ...] = ("main", "master")
+    mainline_environment: str | None = "prod"
+    dev_suffix: str = "-dev"
+    tag_environments: tuple[tuple[str, str], ...] = (("-staging", "staging"), ("-prod", "prod"))
+    branch_steps: tuple[str, ...] = ("test", "build")
+    mainline_steps: tuple[str, ...] = STEP_NAMES
+    dev_steps: tuple[str, ...] = ("test", "build", "dockerize", "push")
+    tag_steps: tuple[str, ...] = ("deploy", "integration")
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    prefix: str
+    region: str
+    account_id: str | None
+    ecr_endpoint: str | None
+    repository: str
+    execution_role: str
+    service_dir: Path
+    dockerfile: Path
+    build_command: str
+    test_command: str
+    integration_command: str
+    base_path: str
+    container_port: int
+    source_url: str
+    base_image: str
+    log_group: str
+    environments: Mapping[str, Environment]
+    smoke: SmokeSettings = field(default_factory=SmokeSettings)
+    ci: CIPolicy = field(default_factory=CIPolicy)
+
+    def environment(self, name: str) -> Environment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(
+                f"--env {name}: unknown environment; choose one of: {known} "
+                f"(or add [tool.pipeline.environments.{name}] to {PROJECT_FILE})"
+            ) from None
+
+    def registry(self, account_id: str) -> str:
+        return self.ecr_endpoint or f"{account_id}.dkr.ecr.{self.region}.amazonaws.com"
+
+    def execution_role_arn(self, account_id: str) -> str:
+        if self.execution_role.startswith("arn:"):
+            return self.execution_role
+        return f"arn:aws:iam::{account_id}:role/{self.execution_role}"
+
+
+# What the project file may hold, with defaults. Unknown keys are errors: a typo
+# must not silently fall back to a default.
+_PROJECT_DEFAULTS: dict[str, Any] = {
+    "service_dir": "hello_world",
+    "dockerfile": None,  # <service_dir>/Dockerfile
+    "build_command": "python -m compileall -q hello_world",
+    "test_command": "python -m pytest -q hello_world/tests",
+    "integration_command": "python -m pytest -q hello_world/integration",
+    "base_path": "/hello/",
+    "container_port": 8080,
+    "source_url": "",
+    "log_group": None,  # /ecs/<prefix>
+    "environments": {},
+    "smoke": {},
+    "ci": {},
+}
+_ENV_KEYS = {"cluster", "service", "family", "container", "template", "values"}
+
+
+def read_project_file(root: Path) -> dict[str, Any]:
+    """The `[tool.pipeline]` table of the project file, or {} when there is none."""
+    path = root / PROJECT_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    section = data.get("tool", {}).get("pipeline", {})
+    return section if isinstance(section, dict) else {}
+
+
+def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from the environment and the project file; every problem at once."""
+    project = read_project_file(root) if project is None else project
+    problems: list[str] = []
+
+    def need(cond: bool, message: str) -> None:
+        if not cond:
+            problems.append(message)
+
+    unknown = sorted(set(project) - set(_PROJECT_DEFAULTS))
+    for key in unknown:
+        problems.append(f"[tool.pipeline] {key}: unknown setting; known: {', '.join(sorted(_PROJECT_DEFAULTS))}")
+    cfg = {**_PROJECT_DEFAULTS, **{k: v for k, v in project.items() if k in _PROJECT_DEFAULTS}}
+
+    prefix = environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip()
+    if not prefix:
+        problems.append("AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=hello-world)")
+    elif not (2 <= len(prefix) <= 200 and _REPO_RE.match(prefix) and _ECS_NAME_RE.match(prefix)):
+        problems.append(
+            f"AWS_RESOURCE_NAME_PREFIX: {prefix!r} is not a valid name; use lowercase letters, "
+            "digits and single hyphens or underscores (it names the ECR repository and ECS resources)"
+        )
+
+    region = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or DEFAULT_REGION
+    need(bool(_REGION_RE.match(region)), f"AWS_DEFAULT_REGION: {region!r} is not an AWS region (e.g. us-east-1)")
+
+    account_id = environ.get("AWS_ACCOUNT_ID") or None
+    need(
+        account_id is None or bool(_ACCOUNT_RE.match(account_id)),
+        f"AWS_ACCOUNT_ID: {account_id!r} must be 12 digits (or unset it to ask STS)",
+    )
+
+    ecr_endpoint = environ.get("ECR_ENDPOINT") or None
+    if ecr_endpoint and "://" in ecr_endpoint:
+        ecr_endpoint = ecr_endpoint.split("://", 1)[1]
+    need(
+        ecr_endpoint is None or bool(_HOST_RE.match(ecr_endpoint.rstrip("/"))),
+        f"ECR_ENDPOINT: {ecr_endpoint!r} must be a registry host such as "
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com or 127.0.0.1:5000",
+    )
+    ecr_endpoint = ecr_endpoint.rstrip("/") if ecr_endpoint else None
+
+    repository = environ.get("ECR_REPOSITORY_NAME") or prefix
+    if environ.get("ECR_REPOSITORY_NAME"):
+        need(bool(_REPO_RE.match(repository)), f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name")
+
+    base_path = str(cfg["base_path"])
+    need(
+        base_path.startswith("/") and base_path.endswith("/") and " " not in base_path,
+        f"[tool.pipeline] base_path: {base_path!r} must start and end with '/' (e.g. /hello/)",
+    )
+    port = cfg["container_port"]
+    need(
+        isinstance(port, int) and 1 <= port <= 65535,
+        f"[tool.pipeline] container_port: {port!r} must be a port number 1-65535",
+    )
+    for key in ("build_command", "test_command", "integration_command"):
+        need(
+            isinstance(cfg[key], str) and bool(cfg[key].strip()),
+            f"[tool.pipeline] {key}: must be a non-empty command",
+        )
+
+    service_dir = root / str(cfg["service_dir"])
+    need(service_dir.is_dir(), f"[tool.pipeline] service_dir: {service_dir} is not a directory")
+    dockerfile = root / str(cfg["dockerfile"]) if cfg["dockerfile"] else service_dir / "Dockerfile"
+
+    smoke = _smoke(cfg["smoke"], problems)
+    ci = _ci_policy(cfg["ci"], problems)
+
+    cluster = environ.get("ECS_CLUSTER_NAME") or f"{prefix}-cluster"
+    environments = _environments(cfg["environments"], environ, prefix, cluster, service_dir, problems)
+    for env_name in {ci.mainline_environment, *(e for _, e in ci.tag_environments)} - {None}:
+        need(
+            env_name in environments,
+            f"[tool.pipeline.ci] environment {env_name!r}: not defined; known: {', '.join(sorted(environments))}",
+        )
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        root=root,
+        prefix=prefix,
+        region=region,
+        account_id=account_id,
+        ecr_endpoint=ecr_endpoint,
+        repository=repository,
+        execution_role=environ.get("EXECUTION_ROLE_ARN") or f"{prefix}-ecs-execution-role",
+        service_dir=service_dir,
+        dockerfile=dockerfile,
+        build_command=cfg["build_command"],
+        test_command=cfg["test_command"],
+        integration_command=cfg["integration_command"],
+        base_path=base_path,
+        container_port=port,
+        source_url=str(cfg["source_url"]),
+        base_image=environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+        log_group=str(cfg["log_group"] or f"/ecs/{prefix}"),
+        environments=environments,
+        smoke=smoke,
+        ci=ci,
+    )
+
+
+def _environments(
+    table: Any,
+    environ: Mapping[str, str],
+    prefix: str,
+    cluster: str,
+    service_dir: Path,
+    problems: list[str],
+) -> dict[str, Environment]:
+    """prod keeps the seed's names; staging shares the cluster with its own service.
+
+    The seed's variables (ECS_SERVICE_NAME, ECS_TASK_FAMILY_NAME,
+    ECS_CONTAINER_DEFINITION_NAME) override prod, the seed's only service.
+    """
+    if not isinstance(table, dict):
+        problems.append("[tool.pipeline] environments: must be a table of environments")
+        table = {}
+    defaults: dict[str, dict[str, str]] = {
+        "prod": {
+            "service": environ.get("ECS_SERVICE_NAME") or f"{prefix}-service",
+            "family": environ.get("ECS_TASK_FAMILY_NAME") or f"{prefix}-service",
+            "container": environ.get("ECS_CONTAINER_DEFINITION_NAME") or f"{prefix}-service",
+        },
+        "staging": {
+            "service": f"{prefix}-staging-service",
+            "family": f"{prefix}-staging-service",
+            "container": environ.get("ECS_CONTAINER_DEFINITION_NAME") or f"{prefix}-service",
+        },
+    }
+    result: dict[str, Environment] = {}
+    for name in sorted({*defaults, *table}):
+        given = table.get(name, {})
+        if not _ENV_NAME_RE.match(name):
+            problems.append(f"[tool.pipeline.environments] {name!r}: use lowercase letters, digits, hyphens")
+            continue
+        if not isinstance(given, dict):
+            problems.append(f"[tool.pipeline.environments.{name}]: must be a table")
+            continue
+        for key in sorted(set(given) - _ENV_KEYS):
+            problems.append(f"[tool.pipeline.environments.{name}] {key}: unknown setting; known: {', '.join(sorted(_ENV_KEYS))}")
+        base = defaults.get(
+            name,
+            {k: f"{prefix}-{name}-service" for k in ("service", "family")} | {"container": f"{prefix}-service"},
+        )
+        values = {**base, "cluster": cluster, **{k: str(v) for k, v in given.items() if k in _ENV_KEYS}}
+        for key in ("cluster", "service", "family", "container"):
+            if prefix and not _ECS_NAME_RE.match(values[key]):
+                problems.append(f"environment {name} {key}: {values[key]!r} is not a valid ECS name")
+        template = service_dir / "deploy" / "taskdef.json"
+        result[name] = Environment(
+            name=name,
+            cluster=values["cluster"],
+            service=values["service"],
+            family=values["family"],
+            container=values["container"],
+            template=service_dir.parent / values["template"] if "template" in given else template,
+            values=service_dir.parent / values["values"] if "values" in given else service_dir / "deploy" / f"{name}.json",
+        )
+    return result
+
+
+def _smoke(table: Any, problems: list[str]) -> SmokeSettings:
+    if not isinstance(table, dict):
+        problems.append("[tool.pipeline] smoke: must be a table")
+        return SmokeSettings()
+    for key in sorted(set(table) - {"status", "text", "timeout"}):
+        problems.append(f"[tool.pipeline.smoke] {key}: unknown setting; known: status, text, timeout")
+    smoke = SmokeSettings(**{k: v for k, v in table.items() if k in {"status", "text", "timeout"}})
+    if not (isinstance(smoke.status, int) and 100 <= smoke.status <= 599):
+        problems.append(f"[tool.pipeline.smoke] status: {smoke.status!r} must be an HTTP status")
+    if not (isinstance(smoke.timeout, int | float) and smoke.timeout > 0):
+        problems.append(f"[tool.pipeline.smoke] timeout: {smoke.timeout!r} must be a positive number of seconds")
+    return smoke
+
+
+def _ci_policy(table: Any, problems: list[str]) -> CIPolicy:
+    if not isinstance(table, dict):
+        problems.append("[tool.pipeline] ci: must be a table")
+        return CIPolicy()
+    known = {
+        "mainline_branches",
+        "mainline_environment",
+        "dev_suffix",
+        "tag_environments",
+        "branch_steps",
+        "mainline_steps",
+        "dev_steps",
+        "tag_steps",
+    }
+    for key in sorted(set(table) - known):
+        problems.append(f"[tool.pipeline.ci] {key}: unknown setting; known: {', '.join(sorted(known))}")
+    kwargs: dict[str, Any] = {}
+    for key in ("mainline_branches", "branch_steps", "mainline_steps", "dev_steps", "tag_steps"):
+        if key in table:
+            value = table[key]
+            if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                problems.append(f"[tool.pipeline.ci] {key}: must be a list of strings")
+                continue
+            if key.endswith("_steps"):
+                for step in value:
+                    if step not in STEP_NAMES:
+                        problems.append(
+                            f"[tool.pipeline.ci] {key}: unknown step {step!r}; steps are: {', '.join(STEP_NAMES)}"
+                        )
+                # Steps always run in the pipeline's order, whatever order the file lists.
+                value = sorted(set(value) & set(STEP_NAMES), key=STEP_NAMES.index)
+            kwargs[key] = tuple(value)
+    if "mainline_environment" in table:
+        value = table["mainline_environment"]
+        kwargs["mainline_environment"] = value or None
+    if "dev_suffix" in table:
+        kwargs["dev_suffix"] = str(table["dev_suffix"])
+    if "tag_environments" in table:
+        value = table["tag_environments"]
+        if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            problems.append('[tool.pipeline.ci] tag_environments: must map a tag suffix to an environment, e.g. {"-prod" = "prod"}')
+        else:
+            kwargs["tag_environments"] = tuple(value.items())
+    return CIPolicy(**kwargs)

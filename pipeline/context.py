@@ -1,0 +1,22 @@
+"""What every verb is handed: settings, the seams, the output and the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import git
+from .clients import Clients
+from .config import Settings
+from .output import Output
+
+
+@dataclass
+class Context:
+    settings: Settings
+    clients: Clients
+    out: Output
+    environ: Mapping[str, str]
+
+    def revision(self, sha: str | None = None) -> git.Revision:
+        return git.current(self.settings.root, self.environ, sha)

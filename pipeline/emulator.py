@@ -1,0 +1,202 @@
+"""The local stack's AWS emulator: moto in server mode plus two stand-ins.
+
+Run as `python -m pipeline.emulator --port 4566 --bridge-port 4567` (stack.up does).
+
+STAND-IN 1, ECS's scheduler. Stock moto never rolls a deployment (STACK.md): after
+UpdateService the old PRIMARY deployment stays forever, so no deploy can finish. This
+process replaces moto's update_service so that a new task definition starts a new
+PRIMARY deployment (IN_PROGRESS, the old one ACTIVE), and after EMULATOR_ROLLOUT_SECONDS
+the stale deployment is gone and the new one is COMPLETED with running == desired,
+with the service events real ECS writes. Responses keep the real API's shapes; the
+deploy logic never knows it is talking to an emulator.
+
+STAND-IN 2, ECR's image records. Real ECR is one system: a `docker push` to the
+registry endpoint makes the image visible to DescribeImages. Here the registry
+(docker-registry) and the API (moto) are separate, so the registry's push
+notifications arrive at a small HTTP endpoint that records each pushed manifest in
+moto with PutImage, under the registry's own digest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MANIFEST_TYPES = {
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.index.v1+json",
+}
+
+
+def install_rollout_model(rollout_seconds: float) -> None:
+    """Patch moto's ECS backend so deployments roll like ECS's scheduler rolls them."""
+    from moto.core.utils import utcnow
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    original_update = EC2ContainerServiceBackend.update_service
+    original_describe = EC2ContainerServiceBackend.describe_services
+
+    def event(service: Any, message: str) -> None:
+        service.events.insert(
+            0, {"id": str(uuid.uuid4()), "createdAt": utcnow(), "message": f"(service {service.name}) {message}"}
+        )
+
+    def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
+        changes_revision = bool(service_properties.get("task_definition")) or bool(
+            service_properties.get("force_new_deployment")
+        )
+        service = original_update(self, service_properties)
+        if not changes_revision:
+            return service
+        # Real ECS stores the full ARN whatever form the caller passed.
+        service.task_definition = self.describe_task_definition(service.task_definition).arn
+        now = utcnow()
+        for deployment in service.deployments:
+            deployment["status"] = "ACTIVE"
+            deployment["updatedAt"] = now
+        deployment_id = f"ecs-svc/{uuid.uuid4().int % 10**19:019d}"
+        service.deployments.insert(
+            0,
+            {
+                "id": deployment_id,
+                "status": "PRIMARY",
+                "taskDefinition": service.task_definition,
+                "desiredCount": service.desired_count,
+                "pendingCount": service.desired_count,
+                "runningCount": 0,
+                "failedTasks": 0,
+                "createdAt": now,
+                "updatedAt": now,
+                "launchType": service.launch_type,
+                "rolloutState": "IN_PROGRESS",
+                "rolloutStateReason": "ECS deployment in progress.",
+            },
+        )
+        service.pending_count = service.desired_count
+        service._standin_rollout_done_at = time.monotonic() + rollout_seconds
+        event(service, f"has started {service.desired_count} tasks: (deployment {deployment_id}).")
+        return service
+
+    def advance(service: Any) -> None:
+        done_at = getattr(service, "_standin_rollout_done_at", None)
+        if done_at is None or time.monotonic() < done_at:
+            return
+        service._standin_rollout_done_at = None
+        primary = service.deployments[0]
+        stale = service.deployments[1:]
+        primary.update(
+            runningCount=primary["desiredCount"],
+            pendingCount=0,
+            rolloutState="COMPLETED",
+            rolloutStateReason=f"ECS deployment {primary['id']} completed.",
+            updatedAt=utcnow(),
+        )
+        del service.deployments[1:]
+        service.running_count, service.pending_count = primary["desiredCount"], 0
+        if stale:
+            event(service, f"has stopped {sum(d.get('runningCount', 0) for d in stale)} running tasks.")
+        event(service, f"deployment {primary['id']} deployment completed.")
+        event(service, "has reached a steady state.")
+
+    def describe_services(self: Any, cluster_str: str, names: list[str]) -> Any:
+        services, failures = original_describe(self, cluster_str, names)
+        for service in services:
+            advance(service)
+        return services, failures
+
+    EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign]
+
+
+class RegistryBridge(BaseHTTPRequestHandler):
+    """Receives docker-registry notifications; records pushed manifests in moto's ECR."""
+
+    registry_url = "http://127.0.0.1:5000"
+    registry_auth = ""
+    aws_endpoint = "http://127.0.0.1:4566"
+    region = "us-east-1"
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        try:
+            envelope = json.loads(body or b"{}")
+            for item in envelope.get("events", []):
+                self._record(item)
+        except Exception as exc:  # report, never crash the bridge
+            print(f"registry bridge: {type(exc).__name__}: {exc}", flush=True)
+            self.send_response(500)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _record(self, item: dict[str, Any]) -> None:
+        target = item.get("target", {})
+        if item.get("action") != "push" or target.get("mediaType") not in MANIFEST_TYPES or not target.get("tag"):
+            return
+        repo, digest = target["repository"], target["digest"]
+        request = urllib.request.Request(
+            f"{self.registry_url}/v2/{repo}/manifests/{digest}",
+            headers={"Accept": target["mediaType"], "Authorization": f"Basic {self.registry_auth}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            manifest = resp.read().decode()
+        import boto3
+
+        ecr = boto3.client(
+            "ecr",
+            endpoint_url=self.aws_endpoint,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        try:
+            ecr.put_image(
+                repositoryName=repo,
+                imageManifest=manifest,
+                imageManifestMediaType=target["mediaType"],
+                imageTag=target["tag"],
+                imageDigest=digest,
+            )
+        except ecr.exceptions.ImageAlreadyExistsException:
+            pass
+        print(f"registry bridge: recorded {repo}:{target['tag']} {digest}", flush=True)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument("--bridge-port", type=int, default=4567)
+    parser.add_argument("--registry", default="http://127.0.0.1:5000")
+    parser.add_argument("--registry-password", default="123456789012-auth-token")
+    args = parser.parse_args()
+
+    install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "2")))
+
+    RegistryBridge.registry_url = args.registry
+    RegistryBridge.registry_auth = base64.b64encode(f"AWS:{args.registry_password}".encode()).decode()
+    RegistryBridge.aws_endpoint = f"http://127.0.0.1:{args.port}"
+    RegistryBridge.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    bridge = ThreadingHTTPServer(("127.0.0.1", args.bridge_port), RegistryBridge)
+    threading.Thread(target=bridge.serve_forever, daemon=True).start()
+
+    from moto.server import main as moto_main
+
+    moto_main(["-H", "127.0.0.1", "-p", str(args.port)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Typed errors. Each carries the one line a person reads and the exit code CI sees.
+
+Exit codes (documented in the README):
+  1  a step failed (build, tests, smoke test, a deploy that was rolled back)
+  2  bad input or configuration: nothing was changed
+  3  an outside system is missing or refused us (Docker, registry, AWS)
+  4  a deploy failed and could not be rolled back: a person must look now
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class StepFailed(PipelineError):
+    """A step ran and failed: a build, tests, a smoke test."""
+
+
+class ConfigError(PipelineError):
+    """Bad input: flags, environment variables, project file, templates."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class Unavailable(PipelineError):
+    """An outside system (Docker engine, registry, AWS) is unreachable or refused us."""
+
+    exit_code = 3
+
+
+class NotFound(PipelineError):
+    """Something the step needs does not exist yet (repository, image, cluster...)."""
+
+    exit_code = 2
+
+
+class DeployFailed(PipelineError):
+    """The new revision did not become healthy; the service was rolled back."""
+
+    exit_code = 1
+
+
+class RollbackFailed(PipelineError):
+    """The deploy failed and so did the rollback: the service needs a person."""
+
+    exit_code = 4

@@ -1,0 +1,73 @@
+"""What commit we are building: CI's variables first, then git itself.
+
+A dirty work tree is never passed off as its commit: its image tag is `<sha>-dirty`
+(and so is its revision label), so a pushed image always says truthfully what it holds.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+_SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
+DIRTY_SUFFIX = "-dirty"
+
+
+@dataclass(frozen=True)
+class Revision:
+    sha: str
+    dirty: bool = False
+
+    @property
+    def tag(self) -> str:
+        """The image tag: the sha, marked when the work tree had changes."""
+        return self.sha + (DIRTY_SUFFIX if self.dirty else "")
+
+
+def validate_sha(value: str, flag: str = "--sha") -> str:
+    sha = value.strip().lower()
+    if not _SHA_RE.match(sha):
+        raise ConfigError(f"{flag} {value!r}: not a commit id; give 7-40 hexadecimal characters (git rev-parse HEAD)")
+    return sha
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def current(root: Path, environ: Mapping[str, str], sha: str | None = None) -> Revision:
+    """The revision to build or deploy: --sha, else CIRCLE_SHA1, else HEAD (+ dirty state)."""
+    if sha:
+        return Revision(validate_sha(sha))
+    if environ.get("CIRCLE_SHA1"):
+        return Revision(validate_sha(environ["CIRCLE_SHA1"], "CIRCLE_SHA1"))
+    head = _git(root, "rev-parse", "HEAD")
+    if head is None:
+        raise ConfigError(
+            f"{root} is not a git repository with a commit and CIRCLE_SHA1 is not set; "
+            "run inside a git checkout, or pass --sha"
+        )
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return Revision(head, dirty=bool(status))
+
+
+def ref(root: Path, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(kind, name) of the ref being built: CIRCLE_TAG, CIRCLE_BRANCH, else git."""
+    if environ.get("CIRCLE_TAG"):
+        return ("tag", environ["CIRCLE_TAG"])
+    if environ.get("CIRCLE_BRANCH"):
+        return ("branch", environ["CIRCLE_BRANCH"])
+    tag = _git(root, "describe", "--tags", "--exact-match", "HEAD")
+    if tag:
+        return ("tag", tag)
+    branch = _git(root, "symbolic-ref", "--short", "-q", "HEAD")
+    return ("branch", branch) if branch else None

@@ -1,0 +1,187 @@
+"""Images: the build spec (pure), then build, push and pull through the Docker seam."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .clients import Clients
+from .config import Settings
+from .ecr import RegistryLogin, unavailable_login
+from .errors import StepFailed, Unavailable
+from .git import Revision
+from .output import Output
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything `docker build` is given. Labels carry provenance; build args never
+    carry secrets (only the base image)."""
+
+    context: str
+    dockerfile: str
+    tag: str
+    labels: dict[str, str]
+    buildargs: dict[str, str] = field(default_factory=dict)
+    cache_from: tuple[str, ...] = ()
+
+
+def local_name(settings: Settings, revision: Revision) -> str:
+    return f"{settings.repository}:{revision.tag}"
+
+
+def remote_name(registry: str, settings: Settings, tag: str) -> str:
+    return f"{registry}/{settings.repository}:{tag}"
+
+
+def labels(settings: Settings, revision: Revision, created: datetime) -> dict[str, str]:
+    result = {
+        "org.opencontainers.image.revision": revision.tag,
+        "org.opencontainers.image.created": created.isoformat(timespec="seconds"),
+        "org.opencontainers.image.title": settings.repository,
+    }
+    if settings.source_url:
+        result["org.opencontainers.image.source"] = settings.source_url
+    return result
+
+
+def build_spec(
+    settings: Settings, revision: Revision, created: datetime, cache_from: Iterable[str] = ()
+) -> BuildSpec:
+    dockerfile = settings.dockerfile.resolve()
+    context = settings.service_dir.resolve()
+    return BuildSpec(
+        context=str(context),
+        dockerfile=str(dockerfile.relative_to(context)) if dockerfile.is_relative_to(context) else str(dockerfile),
+        tag=local_name(settings, revision),
+        labels=labels(settings, revision, created),
+        buildargs={"BASE_IMAGE": settings.base_image},
+        cache_from=tuple(cache_from),
+    )
+
+
+_STEP_RE = re.compile(r"^Step (\d+/\d+) : (.*)$")
+
+
+def build(spec: BuildSpec, clients: Clients, out: Output) -> str:
+    """Build with the Docker SDK, streaming each step; returns the image id."""
+    from docker.errors import APIError
+
+    client = clients.docker()
+    current_step, step_output, image_id = "", [], ""
+    try:
+        stream = client.api.build(
+            path=spec.context,
+            dockerfile=spec.dockerfile,
+            tag=spec.tag,
+            labels=spec.labels,
+            buildargs=spec.buildargs,
+            cache_from=list(spec.cache_from) or None,
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                shown = "\n".join(step_output[-20:])
+                if shown:
+                    out.say(shown)
+                message = chunk["error"].strip().splitlines()[-1]
+                raise StepFailed(f"docker build failed at step {current_step or '?'}: {message}")
+            text = chunk.get("stream", "")
+            for line in text.splitlines():
+                match = _STEP_RE.match(line)
+                if match:
+                    current_step, step_output = f"{match[1]} ({match[2][:60]})", []
+                    out.detail(line)
+                elif line.strip():
+                    step_output.append(line)
+                    if line.startswith((" ---> Using cache", "Successfully")):
+                        out.detail(line.strip())
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+    except APIError as exc:
+        raise StepFailed(f"docker build failed: {exc.explanation or exc}") from None
+    if not image_id:
+        image_id = client.images.get(spec.tag).id
+    return str(image_id)
+
+
+def _layer_progress(chunks: Iterable[dict[str, Any]], out: Output) -> Iterator[dict[str, Any]]:
+    """Print one line per layer state change (not every byte); pass chunks on."""
+    seen: dict[str, str] = {}
+    for chunk in chunks:
+        layer, status = chunk.get("id"), chunk.get("status", "")
+        if layer and status and seen.get(layer) != status and not status.startswith(("Pushing", "Downloading", "Extracting")):
+            seen[layer] = status
+            out.detail(f"{layer}: {status}")
+        yield chunk
+
+
+class _Transient(Exception):
+    """A registry error worth retrying (connection reset, 5xx...)."""
+
+
+_AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
+
+
+def push(settings: Settings, clients: Clients, revision: Revision, login: RegistryLogin, out: Output) -> str:
+    """Tag the local image for the registry and push it; returns the pushed digest."""
+    from docker.errors import APIError, ImageNotFound
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+    from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+    client = clients.docker()
+    source = local_name(settings, revision)
+    target_repo = f"{login.registry}/{settings.repository}"
+    try:
+        client.images.get(source).tag(target_repo, revision.tag)
+    except ImageNotFound:
+        raise StepFailed(
+            f"no local image {source}; build it first with `invoke dockerize --sha {revision.sha}`"
+        ) from None
+    auth = {"username": login.username, "password": login.password}
+    try:
+        client.login(username=login.username, password=login.password, registry=login.registry, reauth=True)
+    except APIError as exc:
+        reason = str(exc.explanation or exc)
+        if any(word in reason.lower() for word in _AUTH_WORDS):
+            raise unavailable_login(login.registry, reason) from None
+        raise Unavailable(f"registry {login.registry} unreachable ({reason}); is it running? (`invoke stack.up`)") from None
+
+    @retry(
+        retry=retry_if_exception_type(_Transient),
+        stop=stop_after_attempt(4),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        reraise=True,
+    )
+    def attempt() -> str:
+        digest = ""
+        try:
+            chunks = client.api.push(target_repo, tag=revision.tag, auth_config=auth, stream=True, decode=True)
+            for chunk in _layer_progress(chunks, out):
+                if "error" in chunk:
+                    error = chunk["error"]
+                    if any(word in error.lower() for word in _AUTH_WORDS):
+                        raise unavailable_login(login.registry, error)
+                    out.warn(f"push: {error} (retrying)")
+                    raise _Transient(error)
+                digest = chunk.get("aux", {}).get("Digest", digest)
+        except RequestsConnectionError as exc:
+            raise _Transient(str(exc)) from None
+        except APIError as exc:
+            if exc.is_server_error():
+                raise _Transient(str(exc.explanation)) from None
+            raise
+        return digest
+
+    try:
+        digest = attempt()
+    except _Transient as exc:
+        raise Unavailable(f"push to {login.registry} failed after retries: {exc}") from None
+    if not digest:
+        raise StepFailed(f"push of {target_repo}:{revision.tag} reported no digest")
+    return digest

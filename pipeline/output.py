@@ -1,0 +1,59 @@
+"""What a person (and CI's log) sees: steps with durations, progress lines, warnings.
+
+With json_logs on, each finished step also emits one JSON line (step, status,
+duration, error and the context: service, environment, sha) so CI logs can be searched.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str
+    seconds: float
+    error: str = ""
+
+
+@dataclass
+class Output:
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    json_logs: bool = False
+    context: dict[str, Any] = field(default_factory=dict)
+    steps: list[StepRecord] = field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def detail(self, line: str) -> None:
+        self.say(f"    {line}")
+
+    def warn(self, line: str) -> None:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.say(f"==> {name}")
+        started = time.monotonic()
+        try:
+            yield
+        except BaseException as exc:
+            self._finish(name, "failed", started, getattr(exc, "message", str(exc)) or type(exc).__name__)
+            raise
+        self._finish(name, "ok", started, "")
+
+    def _finish(self, name: str, status: str, started: float, error: str) -> None:
+        record = StepRecord(name, status, time.monotonic() - started, error)
+        self.steps.append(record)
+        self.say(f"<== {name}: {status} ({record.seconds:.1f}s)")
+        if self.json_logs:
+            line = {"step": name, "status": status, "duration": round(record.seconds, 3), "error": error or None}
+            print(json.dumps({**self.context, **line}), file=self.stream, flush=True)

@@ -1,0 +1,322 @@
+"""The real local stack: a Docker engine, a registry standing in for ECR's endpoint, and
+moto in server mode as the AWS API (with the stand-ins in pipeline/emulator.py).
+
+Everything listens on 127.0.0.1 only. `up` is idempotent: it installs what is missing
+(Debian packages, as root), reuses what already runs (a laptop's Docker engine), and
+starts the rest in the background, recording pids under the stack directory so that
+`down` stops exactly what `up` started.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Unavailable
+
+ACCOUNT_ID = "123456789012"  # moto's account; its ECR token decodes to AWS:<account>-auth-token
+REGISTRY_USER = "AWS"
+REGISTRY_PASSWORD = f"{ACCOUNT_ID}-auth-token"
+LOCAL_BASE_IMAGE = "ecs-pipeline/python-base:bookworm"
+DEFAULT_PREFIX = "hello-world"
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    directory: Path
+    registry_port: int = 5000
+    emulator_port: int = 4566
+    bridge_port: int = 4567
+    region: str = "us-east-1"
+    rollout_seconds: float = 2.0
+
+    @property
+    def registry(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}"
+
+
+def config_from(environ: os._Environ[str] | dict[str, str]) -> StackConfig:
+    directory = Path(environ.get("PIPELINE_STACK_DIR") or Path.home() / ".cache" / "ecs-pipeline" / "stack")
+    return StackConfig(
+        directory=directory,
+        registry_port=int(environ.get("STACK_REGISTRY_PORT", "5000")),
+        emulator_port=int(environ.get("STACK_EMULATOR_PORT", "4566")),
+        bridge_port=int(environ.get("STACK_BRIDGE_PORT", "4567")),
+        rollout_seconds=float(environ.get("EMULATOR_ROLLOUT_SECONDS", "2")),
+    )
+
+
+def env(cfg: StackConfig, environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+    """The variables that point the tasks (and the aws CLI) at the stack."""
+    variables = {
+        "AWS_ENDPOINT_URL": cfg.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": cfg.region,
+        "AWS_ACCOUNT_ID": ACCOUNT_ID,
+        "ECR_ENDPOINT": cfg.registry,
+        "AWS_RESOURCE_NAME_PREFIX": environ.get("AWS_RESOURCE_NAME_PREFIX") or DEFAULT_PREFIX,
+    }
+    base = cfg.directory / "base_image"
+    if base.exists():
+        variables["BASE_IMAGE"] = base.read_text().strip()
+    return variables
+
+
+# --- helpers -------------------------------------------------------------------
+
+
+def _http_status(url: str, timeout: float = 1.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (OSError, ValueError):
+        return None
+
+
+def _wait(check: Callable[[], bool], what: str, timeout: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    hint = f"; see {log}" if log else ""
+    raise Unavailable(f"{what} did not come up within {timeout:.0f}s{hint}")
+
+
+def _apt_install(packages: list[str], say: Say) -> None:
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise Unavailable(f"missing {' '.join(packages)}; install with: sudo apt-get install -y {' '.join(packages)}")
+    say(f"installing {' '.join(packages)} (apt-get)")
+    quiet = {"DEBIAN_FRONTEND": "noninteractive", **os.environ}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
+        proc = subprocess.run(cmd, env=quiet, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or [""]
+            raise Unavailable(f"`{' '.join(cmd)}` failed: {tail[0]}")
+
+
+def _start(name: str, cmd: list[str], cfg: StackConfig, extra_env: dict[str, str] | None = None) -> Path:
+    log = cfg.directory / f"{name}.log"
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # survives the invoke process; `down` stops it
+            env={**os.environ, **(extra_env or {})},
+        )
+    (cfg.directory / f"{name}.pid").write_text(str(proc.pid))
+    return log
+
+
+def _alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+# --- the parts -------------------------------------------------------------------
+
+
+def docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def ensure_engine(cfg: StackConfig, say: Say) -> None:
+    if docker_answers():
+        say("docker engine: running (reused)")
+        return
+    if not shutil.which("dockerd"):
+        _apt_install(["docker.io"], say)
+        if docker_answers():  # the package may have started its own service
+            say("docker engine: running")
+            return
+    # No default bridge and no iptables: containers use host networking, and nothing
+    # this stack starts can send traffic anywhere but loopback.
+    log = _start(
+        "dockerd",
+        ["dockerd", "--bridge=none", "--iptables=false", "--ip-masq=false",
+         "--pidfile", str(cfg.directory / "dockerd.real.pid")],
+        cfg,
+    )
+    _wait(docker_answers, "docker engine", 60, log)
+    say("docker engine: started (no default bridge, host networking)")
+
+
+def ensure_base_image(cfg: StackConfig, say: Say) -> None:
+    """Use the official base image when it can be had; otherwise build one from Debian."""
+    import docker
+    from docker.errors import DockerException, ImageNotFound
+
+    from .config import DEFAULT_BASE_IMAGE
+
+    client = docker.from_env(timeout=600)
+    marker = cfg.directory / "base_image"
+    for image in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
+        try:
+            client.images.get(image)
+        except ImageNotFound:
+            continue
+        if image == LOCAL_BASE_IMAGE:
+            marker.write_text(image)
+        else:
+            marker.unlink(missing_ok=True)
+        say(f"base image: {image} (present)")
+        return
+    try:
+        say(f"base image: pulling {DEFAULT_BASE_IMAGE}")
+        client.images.pull(DEFAULT_BASE_IMAGE)
+        marker.unlink(missing_ok=True)
+        return
+    except DockerException as exc:
+        say(f"base image: cannot pull {DEFAULT_BASE_IMAGE} ({str(exc).splitlines()[0][:90]}); building {LOCAL_BASE_IMAGE} from Debian packages")
+    if not shutil.which("debootstrap"):
+        _apt_install(["debootstrap"], say)
+    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cfg.directory) as rootfs:
+        proc = subprocess.run(
+            ["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", rootfs],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise Unavailable(f"debootstrap failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
+            shutil.rmtree(Path(rootfs) / junk, ignore_errors=True)
+        archive = Path(rootfs + ".tar")
+        subprocess.run(["tar", "-C", rootfs, "-cf", str(archive), "."], check=True)
+        repository, tag = LOCAL_BASE_IMAGE.split(":")
+        client.api.import_image_from_file(str(archive), repository=repository, tag=tag, changes=['CMD ["python3"]'])
+        archive.unlink()
+    marker.write_text(LOCAL_BASE_IMAGE)
+    say(f"base image: built {LOCAL_BASE_IMAGE}")
+
+
+def _registry_answers(cfg: StackConfig) -> bool:
+    # 401 proves it is a registry that wants credentials, as ECR's endpoint does.
+    return _http_status(f"http://{cfg.registry}/v2/") == 401
+
+
+def ensure_registry(cfg: StackConfig, say: Say) -> None:
+    if _registry_answers(cfg):
+        say(f"registry: running on {cfg.registry}")
+        return
+    missing = [pkg for pkg, binary in (("docker-registry", "docker-registry"), ("apache2-utils", "htpasswd"))
+               if not shutil.which(binary)]
+    if missing:
+        _apt_install(missing, say)
+    root = cfg.directory / "registry"
+    root.mkdir(parents=True, exist_ok=True)
+    htpasswd = subprocess.run(
+        ["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD], capture_output=True, text=True, check=True
+    ).stdout
+    (root / "htpasswd").write_text(htpasswd)
+    # Push notifications feed the emulator's ECR records (emulator.RegistryBridge).
+    (root / "config.yml").write_text(
+        f"""version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root / 'data'}
+  delete:
+    enabled: true
+http:
+  addr: {cfg.registry}
+auth:
+  htpasswd:
+    realm: ecr-stand-in
+    path: {root / 'htpasswd'}
+notifications:
+  endpoints:
+    - name: ecr-records
+      url: http://127.0.0.1:{cfg.bridge_port}/events
+      timeout: 2s
+      threshold: 3
+      backoff: 1s
+"""
+    )
+    log = _start("registry", ["docker-registry", "serve", str(root / "config.yml")], cfg)
+    _wait(lambda: _registry_answers(cfg), "registry", 30, log)
+    say(f"registry: started on {cfg.registry} (login required: {REGISTRY_USER} / ECR token)")
+
+
+def _emulator_answers(cfg: StackConfig) -> bool:
+    return _http_status(f"{cfg.endpoint}/moto-api/data.json") == 200
+
+
+def ensure_emulator(cfg: StackConfig, say: Say) -> None:
+    if _emulator_answers(cfg):
+        say(f"aws emulator: running on {cfg.endpoint}")
+        return
+    log = _start(
+        "emulator",
+        [sys.executable, "-m", "pipeline.emulator", "--port", str(cfg.emulator_port),
+         "--bridge-port", str(cfg.bridge_port), "--registry", f"http://{cfg.registry}",
+         "--registry-password", REGISTRY_PASSWORD],
+        cfg,
+        {"EMULATOR_ROLLOUT_SECONDS": str(cfg.rollout_seconds), "AWS_DEFAULT_REGION": cfg.region,
+         "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )
+    _wait(lambda: _emulator_answers(cfg), "aws emulator (moto server)", 60, log)
+    say(f"aws emulator: started on {cfg.endpoint} (moto server + ECS rollout stand-in)")
+
+
+def up(cfg: StackConfig, say: Say = print) -> None:
+    cfg.directory.mkdir(parents=True, exist_ok=True)
+    ensure_engine(cfg, say)
+    ensure_emulator(cfg, say)
+    ensure_registry(cfg, say)
+    ensure_base_image(cfg, say)
+
+
+def down(cfg: StackConfig, say: Say = print) -> None:
+    """Stop what `up` started (never an engine it found running)."""
+    for name in ("emulator", "registry", "dockerd"):
+        pid_file = cfg.directory / f"{name}.pid"
+        pid = _alive(pid_file)
+        if pid:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and _alive(pid_file):
+                time.sleep(0.1)
+            say(f"{name}: stopped")
+        pid_file.unlink(missing_ok=True)
+
+
+def reset_emulator(cfg: StackConfig) -> None:
+    """Wipe the emulator's state (tests use this between cases)."""
+    request = urllib.request.Request(f"{cfg.endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
+def registry_auth_header() -> str:
+    return "Basic " + base64.b64encode(f"{REGISTRY_USER}:{REGISTRY_PASSWORD}".encode()).decode()

@@ -1,0 +1,63 @@
+"""The seed's build.sh / test.sh / dockerize.sh and the ECR upload, as verbs."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from . import ecr, image
+from .context import Context
+from .errors import StepFailed
+from .git import Revision
+
+
+def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, str] | None = None) -> None:
+    """Run a project-configured command in the project root; its output streams through."""
+    ctx.out.detail(f"$ {command}")
+    proc = subprocess.run(command, shell=True, cwd=ctx.settings.root, env={**ctx.environ, **(extra_env or {})})
+    if proc.returncode != 0:
+        raise StepFailed(f"{what} failed (exit {proc.returncode}): {command}")
+
+
+def build(ctx: Context) -> None:
+    run_command(ctx, "build", ctx.settings.build_command)
+
+
+def test(ctx: Context) -> None:
+    run_command(ctx, "tests", ctx.settings.test_command)
+
+
+def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()) -> str:
+    """Build the service image tagged <repository>:<sha>; returns the local name."""
+    if revision.dirty:
+        ctx.out.warn(f"the work tree has uncommitted changes: tagging {revision.tag}, not {revision.sha}")
+    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from)
+    image_id = image.build(spec, ctx.clients, ctx.out)
+    ctx.out.detail(f"built {spec.tag} ({image_id[:19]})")
+    return spec.tag
+
+
+def push(ctx: Context, revision: Revision) -> ecr.ImageRecord:
+    """Log in to ECR, push <registry>/<repository>:<sha>, and confirm ECR lists that digest."""
+    ecr.ensure_repository(ctx.settings, ctx.clients)
+    login = ecr.login(ctx.settings, ctx.clients)
+    digest = image.push(ctx.settings, ctx.clients, revision, login, ctx.out)
+    record = wait_for_record(ctx, revision.tag, digest)
+    ctx.out.detail(f"pushed {image.remote_name(login.registry, ctx.settings, revision.tag)}@{digest}")
+    return record
+
+
+def wait_for_record(ctx: Context, tag: str, digest: str, timeout: float = 30.0) -> ecr.ImageRecord:
+    """ECR lists what was pushed; wait (bounded) until DescribeImages agrees on the digest."""
+    from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
+
+    @retry(retry=retry_if_result(lambda r: r is None or r.digest != digest),
+           stop=stop_after_delay(timeout), wait=wait_exponential(multiplier=0.1, max=2), retry_error_callback=lambda s: None)
+    def look() -> ecr.ImageRecord | None:
+        return ecr.find_image(ctx.settings, ctx.clients, tag)
+
+    record = look()
+    if record is None:
+        raise StepFailed(f"ECR does not list {ctx.settings.repository}:{tag} with digest {digest} after the push")
+    return record
