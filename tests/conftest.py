@@ -1,0 +1,116 @@
+"""Shared fixtures: the real local stack (Docker engine, registry, moto server, aws CLI).
+
+The stack is one per machine (fixed loopback ports), so tests never reset it: each
+test works under its own AWS_RESOURCE_NAME_PREFIX, which names its own ECR
+repository, cluster and services. That also lets several test runs share the stack.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import config, stack
+from pipeline.clients import Clients
+from pipeline.context import Context
+from pipeline.output import Output
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def stack_environ() -> dict[str, str]:
+    """os.environ plus the variables that point at the running local stack."""
+    cfg = stack.config_from(os.environ)
+    stack.up(cfg, say=lambda _line: None)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE_", "AWS_", "ECR_", "ECS_"))}
+    environ.update(stack.env(cfg, {}))
+    # In-process verbs make boto3 clients from os.environ (AWS_ENDPOINT_URL...).
+    os.environ.update({k: v for k, v in environ.items() if k.startswith("AWS_")})
+    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+    return environ
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def environ(stack_environ: dict[str, str], prefix: str) -> dict[str, str]:
+    """The stack's environment under this test's own resource prefix."""
+    return {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": prefix}
+
+
+@pytest.fixture
+def aws(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Any]:
+    """boto3 clients on the emulator, for arranging and inspecting state."""
+    import boto3
+
+    def client(service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=environ["AWS_ENDPOINT_URL"],
+            region_name=environ["AWS_DEFAULT_REGION"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    return client
+
+
+@pytest.fixture
+def aws_cli(environ: dict[str, str]) -> Callable[..., Any]:
+    """The real `aws` CLI, an independent client of the emulator; returns parsed JSON."""
+
+    def run(*args: str) -> Any:
+        proc = subprocess.run(["aws", *args, "--output", "json"], env=environ, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    return run
+
+
+@pytest.fixture
+def run_task(environ: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run `invoke <args>` in the project root as a user would; returns the process."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=ROOT,
+            env=env if env is not None else environ,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def make_context(environ: dict[str, str]) -> Callable[..., Context]:
+    """An in-process Context on the stack; pass aws_factory to put a stand-in at the seam."""
+
+    def make(aws_factory: Any = None, env: dict[str, str] | None = None, root: Path = ROOT) -> Context:
+        env = env or environ
+        settings = config.load(env, root)
+        out = Output(stream=io.StringIO())
+        return Context(settings, Clients(region=settings.region, aws_factory=aws_factory), out, env)
+
+    return make
+
+
+@pytest.fixture
+def repository(aws: Callable[[str], Any], prefix: str) -> Iterator[str]:
+    aws("ecr").create_repository(repositoryName=prefix)
+    yield prefix
