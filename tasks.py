@@ -120,5 +120,21 @@ def stack_env(c):
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in variables.items()))
 
 
+@task(help={"pytest_args": "extra arguments for pytest, e.g. \"-k deploy -x\""})
+def check(c, pytest_args=""):
+    """Run every check on the local stack: ruff, ruff format, mypy, the whole pytest suite."""
+    stack.up(stack.config_from(os.environ))
+    for command in (
+        "ruff check .",
+        "ruff format --check .",
+        "mypy",
+        f"python -m pytest {pytest_args}",
+    ):
+        print(f"==> {command}", flush=True)
+        result = c.run(command, warn=True, pty=False)
+        if result is None or result.exited != 0:
+            raise Exit(f"error: `{command}` failed", code=1)
+
+
 stack_ns = Collection("stack", stack_up, stack_down, stack_env)
-ns = Collection(build, test, dockerize, push, stack_ns)
+ns = Collection(build, test, dockerize, push, check, stack_ns)
