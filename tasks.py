@@ -70,8 +70,12 @@ def test(c):
         verbs.test(ctx)
 
 
-@task(help={"sha": "commit to tag the image with (default: CIRCLE_SHA1, else git HEAD; "
-                   "a dirty tree tags <sha>-dirty)"})
+@task(
+    help={
+        "sha": "commit to tag the image with (default: CIRCLE_SHA1, else git HEAD; "
+        "a dirty tree tags <sha>-dirty)"
+    }
+)
 @verb
 def dockerize(c, sha=None):
     """Build the service's image, tagged <repository>:<sha> (the seed's dockerize.sh)."""
@@ -120,7 +124,7 @@ def stack_env(c):
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in variables.items()))
 
 
-@task(help={"pytest_args": "extra arguments for pytest, e.g. \"-k deploy -x\""})
+@task(help={"pytest_args": 'extra arguments for pytest, e.g. "-k deploy -x"'})
 def check(c, pytest_args=""):
     """Run every check on the local stack: ruff, ruff format, mypy, the whole pytest suite."""
     stack.up(stack.config_from(os.environ))

@@ -84,8 +84,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     bound = server.server_address
-    print(json.dumps({"event": "listening", "host": bound[0], "port": bound[1],
-                      "base_path": server.RequestHandlerClass.base_path}), flush=True)  # type: ignore[attr-defined]
+    print(
+        json.dumps(
+            {
+                "event": "listening",
+                "host": bound[0],
+                "port": bound[1],
+                "base_path": server.RequestHandlerClass.base_path,
+            }
+        ),
+        flush=True,
+    )  # type: ignore[attr-defined]
     server.serve_forever()
     server.server_close()  # joins the request threads still running
     print(json.dumps({"event": "stopped"}), flush=True)

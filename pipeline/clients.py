@@ -83,9 +83,9 @@ class aws_errors:
     def __enter__(self) -> aws_errors:
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None:
-            return False
+            return
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
@@ -97,7 +97,7 @@ class aws_errors:
         if isinstance(exc, ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in self.handled:
-                return False
+                return
             message = exc.response.get("Error", {}).get("Message", "")
             if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
                 raise Unavailable(
@@ -105,14 +105,23 @@ class aws_errors:
                     f"grant {self.action} to it (see the CI policy in `invoke setup`)"
                 ) from None
             if code in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
-                raise Unavailable(f"{self.action} was throttled by AWS after retries; try again shortly") from None
-            if code in {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException"}:
-                raise Unavailable(f"{self.action}: AWS rejected the credentials ({code}); refresh them") from None
+                raise Unavailable(
+                    f"{self.action} was throttled by AWS after retries; try again shortly"
+                ) from None
+            if code in {
+                "ExpiredToken",
+                "ExpiredTokenException",
+                "InvalidClientTokenId",
+                "UnrecognizedClientException",
+            }:
+                raise Unavailable(
+                    f"{self.action}: AWS rejected the credentials ({code}); refresh them"
+                ) from None
             raise Unavailable(f"{self.action} failed: {code}: {message}") from None
         if isinstance(exc, NoCredentialsError):
             raise Unavailable(
                 f"{self.action}: no AWS credentials found; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE or `aws sso login` (for the local stack: eval \"$(invoke stack.env)\")"
+                'AWS_PROFILE or `aws sso login` (for the local stack: eval "$(invoke stack.env)")'
             ) from None
         if isinstance(exc, NoRegionError):
             raise Unavailable(f"{self.action}: no AWS region; set AWS_DEFAULT_REGION") from None
@@ -123,4 +132,3 @@ class aws_errors:
             ) from None
         if isinstance(exc, BotoCoreError):
             raise Unavailable(f"{self.action}: {_first_line(exc)}") from None
-        return False

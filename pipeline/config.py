@@ -153,20 +153,30 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
 
     unknown = sorted(set(project) - set(_PROJECT_DEFAULTS))
     for key in unknown:
-        problems.append(f"[tool.pipeline] {key}: unknown setting; known: {', '.join(sorted(_PROJECT_DEFAULTS))}")
+        problems.append(
+            f"[tool.pipeline] {key}: unknown setting; known: {', '.join(sorted(_PROJECT_DEFAULTS))}"
+        )
     cfg = {**_PROJECT_DEFAULTS, **{k: v for k, v in project.items() if k in _PROJECT_DEFAULTS}}
 
     prefix = environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip()
+    problems_before_prefix = len(problems)
     if not prefix:
-        problems.append("AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=hello-world)")
+        problems.append(
+            "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=hello-world)"
+        )
     elif not (2 <= len(prefix) <= 200 and _REPO_RE.match(prefix) and _ECS_NAME_RE.match(prefix)):
         problems.append(
             f"AWS_RESOURCE_NAME_PREFIX: {prefix!r} is not a valid name; use lowercase letters, "
             "digits and single hyphens or underscores (it names the ECR repository and ECS resources)"
         )
 
+    # Derived names are only worth checking when the prefix they derive from is valid.
+    prefix_ok = len(problems) == problems_before_prefix
     region = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or DEFAULT_REGION
-    need(bool(_REGION_RE.match(region)), f"AWS_DEFAULT_REGION: {region!r} is not an AWS region (e.g. us-east-1)")
+    need(
+        bool(_REGION_RE.match(region)),
+        f"AWS_DEFAULT_REGION: {region!r} is not an AWS region (e.g. us-east-1)",
+    )
 
     account_id = environ.get("AWS_ACCOUNT_ID") or None
     need(
@@ -186,7 +196,10 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
 
     repository = environ.get("ECR_REPOSITORY_NAME") or prefix
     if environ.get("ECR_REPOSITORY_NAME"):
-        need(bool(_REPO_RE.match(repository)), f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name")
+        need(
+            bool(_REPO_RE.match(repository)),
+            f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name",
+        )
 
     base_path = str(cfg["base_path"])
     need(
@@ -212,7 +225,9 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
     ci = _ci_policy(cfg["ci"], problems)
 
     cluster = environ.get("ECS_CLUSTER_NAME") or f"{prefix}-cluster"
-    environments = _environments(cfg["environments"], environ, prefix, cluster, service_dir, problems)
+    environments = _environments(
+        cfg["environments"], environ, prefix_ok, prefix, cluster, service_dir, problems
+    )
     for env_name in {ci.mainline_environment, *(e for _, e in ci.tag_environments)} - {None}:
         need(
             env_name in environments,
@@ -248,6 +263,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
 def _environments(
     table: Any,
     environ: Mapping[str, str],
+    prefix_ok: bool,
     prefix: str,
     cluster: str,
     service_dir: Path,
@@ -283,14 +299,17 @@ def _environments(
             problems.append(f"[tool.pipeline.environments.{name}]: must be a table")
             continue
         for key in sorted(set(given) - _ENV_KEYS):
-            problems.append(f"[tool.pipeline.environments.{name}] {key}: unknown setting; known: {', '.join(sorted(_ENV_KEYS))}")
+            problems.append(
+                f"[tool.pipeline.environments.{name}] {key}: unknown setting; known: {', '.join(sorted(_ENV_KEYS))}"
+            )
         base = defaults.get(
             name,
-            {k: f"{prefix}-{name}-service" for k in ("service", "family")} | {"container": f"{prefix}-service"},
+            {k: f"{prefix}-{name}-service" for k in ("service", "family")}
+            | {"container": f"{prefix}-service"},
         )
         values = {**base, "cluster": cluster, **{k: str(v) for k, v in given.items() if k in _ENV_KEYS}}
         for key in ("cluster", "service", "family", "container"):
-            if prefix and not _ECS_NAME_RE.match(values[key]):
+            if prefix_ok and not _ECS_NAME_RE.match(values[key]):
                 problems.append(f"environment {name} {key}: {values[key]!r} is not a valid ECS name")
         template = service_dir / "deploy" / "taskdef.json"
         result[name] = Environment(
@@ -300,7 +319,9 @@ def _environments(
             family=values["family"],
             container=values["container"],
             template=service_dir.parent / values["template"] if "template" in given else template,
-            values=service_dir.parent / values["values"] if "values" in given else service_dir / "deploy" / f"{name}.json",
+            values=service_dir.parent / values["values"]
+            if "values" in given
+            else service_dir / "deploy" / f"{name}.json",
         )
     return result
 
@@ -315,7 +336,9 @@ def _smoke(table: Any, problems: list[str]) -> SmokeSettings:
     if not (isinstance(smoke.status, int) and 100 <= smoke.status <= 599):
         problems.append(f"[tool.pipeline.smoke] status: {smoke.status!r} must be an HTTP status")
     if not (isinstance(smoke.timeout, int | float) and smoke.timeout > 0):
-        problems.append(f"[tool.pipeline.smoke] timeout: {smoke.timeout!r} must be a positive number of seconds")
+        problems.append(
+            f"[tool.pipeline.smoke] timeout: {smoke.timeout!r} must be a positive number of seconds"
+        )
     return smoke
 
 
@@ -359,7 +382,9 @@ def _ci_policy(table: Any, problems: list[str]) -> CIPolicy:
     if "tag_environments" in table:
         value = table["tag_environments"]
         if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
-            problems.append('[tool.pipeline.ci] tag_environments: must map a tag suffix to an environment, e.g. {"-prod" = "prod"}')
+            problems.append(
+                '[tool.pipeline.ci] tag_environments: must map a tag suffix to an environment, e.g. {"-prod" = "prod"}'
+            )
         else:
             kwargs["tag_environments"] = tuple(value.items())
     return CIPolicy(**kwargs)

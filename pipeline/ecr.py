@@ -92,7 +92,9 @@ def list_images(settings: Settings, clients: Clients) -> list[ImageRecord]:
     ensure_repository(settings, clients)
     records: list[ImageRecord] = []
     with aws_errors("ecr:DescribeImages"):
-        for page in clients.aws("ecr").get_paginator("describe_images").paginate(repositoryName=settings.repository):
+        for page in (
+            clients.aws("ecr").get_paginator("describe_images").paginate(repositoryName=settings.repository)
+        ):
             records.extend(_record(item) for item in page.get("imageDetails", []))
     return records
 

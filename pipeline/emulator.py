@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import threading
@@ -48,7 +49,12 @@ def install_rollout_model(rollout_seconds: float) -> None:
 
     def event(service: Any, message: str) -> None:
         service.events.insert(
-            0, {"id": str(uuid.uuid4()), "createdAt": utcnow(), "message": f"(service {service.name}) {message}"}
+            0,
+            {
+                "id": str(uuid.uuid4()),
+                "createdAt": utcnow(),
+                "message": f"(service {service.name}) {message}",
+            },
         )
 
     def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
@@ -83,7 +89,7 @@ def install_rollout_model(rollout_seconds: float) -> None:
             },
         )
         service.pending_count = service.desired_count
-        service._standin_rollout_done_at = time.monotonic() + rollout_seconds
+        service._standin_rollout_done_at = time.monotonic() + rollout_seconds  # type: ignore[attr-defined]
         event(service, f"has started {service.desired_count} tasks: (deployment {deployment_id}).")
         return service
 
@@ -115,7 +121,7 @@ def install_rollout_model(rollout_seconds: float) -> None:
         return services, failures
 
     EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
-    EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign]
+    EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
 
 
 class RegistryBridge(BaseHTTPRequestHandler):
@@ -142,7 +148,11 @@ class RegistryBridge(BaseHTTPRequestHandler):
 
     def _record(self, item: dict[str, Any]) -> None:
         target = item.get("target", {})
-        if item.get("action") != "push" or target.get("mediaType") not in MANIFEST_TYPES or not target.get("tag"):
+        if (
+            item.get("action") != "push"
+            or target.get("mediaType") not in MANIFEST_TYPES
+            or not target.get("tag")
+        ):
             return
         repo, digest = target["repository"], target["digest"]
         request = urllib.request.Request(
@@ -160,7 +170,7 @@ class RegistryBridge(BaseHTTPRequestHandler):
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        try:
+        with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
             ecr.put_image(
                 repositoryName=repo,
                 imageManifest=manifest,
@@ -168,8 +178,6 @@ class RegistryBridge(BaseHTTPRequestHandler):
                 imageTag=target["tag"],
                 imageDigest=digest,
             )
-        except ecr.exceptions.ImageAlreadyExistsException:
-            pass
         print(f"registry bridge: recorded {repo}:{target['tag']} {digest}", flush=True)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002

@@ -32,7 +32,9 @@ class Revision:
 def validate_sha(value: str, flag: str = "--sha") -> str:
     sha = value.strip().lower()
     if not _SHA_RE.match(sha):
-        raise ConfigError(f"{flag} {value!r}: not a commit id; give 7-40 hexadecimal characters (git rev-parse HEAD)")
+        raise ConfigError(
+            f"{flag} {value!r}: not a commit id; give 7-40 hexadecimal characters (git rev-parse HEAD)"
+        )
     return sha
 
 

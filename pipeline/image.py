@@ -55,7 +55,9 @@ def build_spec(
     context = settings.service_dir.resolve()
     return BuildSpec(
         context=str(context),
-        dockerfile=str(dockerfile.relative_to(context)) if dockerfile.is_relative_to(context) else str(dockerfile),
+        dockerfile=str(dockerfile.relative_to(context))
+        if dockerfile.is_relative_to(context)
+        else str(dockerfile),
         tag=local_name(settings, revision),
         labels=labels(settings, revision, created),
         buildargs={"BASE_IMAGE": settings.base_image},
@@ -71,7 +73,8 @@ def build(spec: BuildSpec, clients: Clients, out: Output) -> str:
     from docker.errors import APIError
 
     client = clients.docker()
-    current_step, step_output, image_id = "", [], ""
+    current_step, image_id = "", ""
+    step_output: list[str] = []
     try:
         stream = client.api.build(
             path=spec.context,
@@ -110,12 +113,17 @@ def build(spec: BuildSpec, clients: Clients, out: Output) -> str:
     return str(image_id)
 
 
-def _layer_progress(chunks: Iterable[dict[str, Any]], out: Output) -> Iterator[dict[str, Any]]:
+def layer_progress(chunks: Iterable[dict[str, Any]], out: Output) -> Iterator[dict[str, Any]]:
     """Print one line per layer state change (not every byte); pass chunks on."""
     seen: dict[str, str] = {}
     for chunk in chunks:
         layer, status = chunk.get("id"), chunk.get("status", "")
-        if layer and status and seen.get(layer) != status and not status.startswith(("Pushing", "Downloading", "Extracting")):
+        if (
+            layer
+            and status
+            and seen.get(layer) != status
+            and not status.startswith(("Pushing", "Downloading", "Extracting"))
+        ):
             seen[layer] = status
             out.detail(f"{layer}: {status}")
         yield chunk
@@ -125,7 +133,8 @@ class _Transient(Exception):
     """A registry error worth retrying (connection reset, 5xx...)."""
 
 
-_AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
+# What a registry says when the credentials are wrong (vs. unreachable or broken).
+AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
 
 def push(settings: Settings, clients: Clients, revision: Revision, login: RegistryLogin, out: Output) -> str:
@@ -148,9 +157,11 @@ def push(settings: Settings, clients: Clients, revision: Revision, login: Regist
         client.login(username=login.username, password=login.password, registry=login.registry, reauth=True)
     except APIError as exc:
         reason = str(exc.explanation or exc)
-        if any(word in reason.lower() for word in _AUTH_WORDS):
+        if any(word in reason.lower() for word in AUTH_WORDS):
             raise unavailable_login(login.registry, reason) from None
-        raise Unavailable(f"registry {login.registry} unreachable ({reason}); is it running? (`invoke stack.up`)") from None
+        raise Unavailable(
+            f"registry {login.registry} unreachable ({reason}); is it running? (`invoke stack.up`)"
+        ) from None
 
     @retry(
         retry=retry_if_exception_type(_Transient),
@@ -161,11 +172,13 @@ def push(settings: Settings, clients: Clients, revision: Revision, login: Regist
     def attempt() -> str:
         digest = ""
         try:
-            chunks = client.api.push(target_repo, tag=revision.tag, auth_config=auth, stream=True, decode=True)
-            for chunk in _layer_progress(chunks, out):
+            chunks = client.api.push(
+                target_repo, tag=revision.tag, auth_config=auth, stream=True, decode=True
+            )
+            for chunk in layer_progress(chunks, out):
                 if "error" in chunk:
                     error = chunk["error"]
-                    if any(word in error.lower() for word in _AUTH_WORDS):
+                    if any(word in error.lower() for word in AUTH_WORDS):
                         raise unavailable_login(login.registry, error)
                     out.warn(f"push: {error} (retrying)")
                     raise _Transient(error)

@@ -55,5 +55,10 @@ class Output:
         self.steps.append(record)
         self.say(f"<== {name}: {status} ({record.seconds:.1f}s)")
         if self.json_logs:
-            line = {"step": name, "status": status, "duration": round(record.seconds, 3), "error": error or None}
+            line = {
+                "step": name,
+                "status": status,
+                "duration": round(record.seconds, 3),
+                "error": error or None,
+            }
             print(json.dumps({**self.context, **line}), file=self.stream, flush=True)

@@ -105,7 +105,9 @@ def _wait(check: Callable[[], bool], what: str, timeout: float, log: Path | None
 
 def _apt_install(packages: list[str], say: Say) -> None:
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise Unavailable(f"missing {' '.join(packages)}; install with: sudo apt-get install -y {' '.join(packages)}")
+        raise Unavailable(
+            f"missing {' '.join(packages)}; install with: sudo apt-get install -y {' '.join(packages)}"
+        )
     say(f"installing {' '.join(packages)} (apt-get)")
     quiet = {"DEBIAN_FRONTEND": "noninteractive", **os.environ}
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
@@ -165,8 +167,14 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
     # this stack starts can send traffic anywhere but loopback.
     log = _start(
         "dockerd",
-        ["dockerd", "--bridge=none", "--iptables=false", "--ip-masq=false",
-         "--pidfile", str(cfg.directory / "dockerd.real.pid")],
+        [
+            "dockerd",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            "--pidfile",
+            str(cfg.directory / "dockerd.real.pid"),
+        ],
         cfg,
     )
     _wait(docker_answers, "docker engine", 60, log)
@@ -199,22 +207,34 @@ def ensure_base_image(cfg: StackConfig, say: Say) -> None:
         marker.unlink(missing_ok=True)
         return
     except DockerException as exc:
-        say(f"base image: cannot pull {DEFAULT_BASE_IMAGE} ({str(exc).splitlines()[0][:90]}); building {LOCAL_BASE_IMAGE} from Debian packages")
+        say(
+            f"base image: cannot pull {DEFAULT_BASE_IMAGE} ({str(exc).splitlines()[0][:90]}); building {LOCAL_BASE_IMAGE} from Debian packages"
+        )
     if not shutil.which("debootstrap"):
         _apt_install(["debootstrap"], say)
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cfg.directory) as rootfs:
         proc = subprocess.run(
             ["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", rootfs],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise Unavailable(f"debootstrap failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale"):
+        for junk in (
+            "var/cache/apt/archives",
+            "var/lib/apt/lists",
+            "usr/share/doc",
+            "usr/share/man",
+            "usr/share/locale",
+        ):
             shutil.rmtree(Path(rootfs) / junk, ignore_errors=True)
         archive = Path(rootfs + ".tar")
         subprocess.run(["tar", "-C", rootfs, "-cf", str(archive), "."], check=True)
         repository, tag = LOCAL_BASE_IMAGE.split(":")
-        client.api.import_image_from_file(str(archive), repository=repository, tag=tag, changes=['CMD ["python3"]'])
+        client.api.import_image_from_file(
+            str(archive), repository=repository, tag=tag, changes=['CMD ["python3"]']
+        )
         archive.unlink()
     marker.write_text(LOCAL_BASE_IMAGE)
     say(f"base image: built {LOCAL_BASE_IMAGE}")
@@ -229,8 +249,11 @@ def ensure_registry(cfg: StackConfig, say: Say) -> None:
     if _registry_answers(cfg):
         say(f"registry: running on {cfg.registry}")
         return
-    missing = [pkg for pkg, binary in (("docker-registry", "docker-registry"), ("apache2-utils", "htpasswd"))
-               if not shutil.which(binary)]
+    missing = [
+        pkg
+        for pkg, binary in (("docker-registry", "docker-registry"), ("apache2-utils", "htpasswd"))
+        if not shutil.which(binary)
+    ]
     if missing:
         _apt_install(missing, say)
     root = cfg.directory / "registry"
@@ -246,7 +269,7 @@ log:
   level: warn
 storage:
   filesystem:
-    rootdirectory: {root / 'data'}
+    rootdirectory: {root / "data"}
   delete:
     enabled: true
 http:
@@ -254,7 +277,7 @@ http:
 auth:
   htpasswd:
     realm: ecr-stand-in
-    path: {root / 'htpasswd'}
+    path: {root / "htpasswd"}
 notifications:
   endpoints:
     - name: ecr-records
@@ -279,12 +302,25 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
         return
     log = _start(
         "emulator",
-        [sys.executable, "-m", "pipeline.emulator", "--port", str(cfg.emulator_port),
-         "--bridge-port", str(cfg.bridge_port), "--registry", f"http://{cfg.registry}",
-         "--registry-password", REGISTRY_PASSWORD],
+        [
+            sys.executable,
+            "-m",
+            "pipeline.emulator",
+            "--port",
+            str(cfg.emulator_port),
+            "--bridge-port",
+            str(cfg.bridge_port),
+            "--registry",
+            f"http://{cfg.registry}",
+            "--registry-password",
+            REGISTRY_PASSWORD,
+        ],
         cfg,
-        {"EMULATOR_ROLLOUT_SECONDS": str(cfg.rollout_seconds), "AWS_DEFAULT_REGION": cfg.region,
-         "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        {
+            "EMULATOR_ROLLOUT_SECONDS": str(cfg.rollout_seconds),
+            "AWS_DEFAULT_REGION": cfg.region,
+            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        },
     )
     _wait(lambda: _emulator_answers(cfg), "aws emulator (moto server)", 60, log)
     say(f"aws emulator: started on {cfg.endpoint} (moto server + ECS rollout stand-in)")

@@ -15,7 +15,9 @@ from .git import Revision
 def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, str] | None = None) -> None:
     """Run a project-configured command in the project root; its output streams through."""
     ctx.out.detail(f"$ {command}")
-    proc = subprocess.run(command, shell=True, cwd=ctx.settings.root, env={**ctx.environ, **(extra_env or {})})
+    proc = subprocess.run(
+        command, shell=True, cwd=ctx.settings.root, env={**ctx.environ, **(extra_env or {})}
+    )
     if proc.returncode != 0:
         raise StepFailed(f"{what} failed (exit {proc.returncode}): {command}")
 
@@ -52,12 +54,18 @@ def wait_for_record(ctx: Context, tag: str, digest: str, timeout: float = 30.0) 
     """ECR lists what was pushed; wait (bounded) until DescribeImages agrees on the digest."""
     from tenacity import retry, retry_if_result, stop_after_delay, wait_exponential
 
-    @retry(retry=retry_if_result(lambda r: r is None or r.digest != digest),
-           stop=stop_after_delay(timeout), wait=wait_exponential(multiplier=0.1, max=2), retry_error_callback=lambda s: None)
+    @retry(
+        retry=retry_if_result(lambda r: r is None or r.digest != digest),
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        retry_error_callback=lambda s: None,
+    )
     def look() -> ecr.ImageRecord | None:
         return ecr.find_image(ctx.settings, ctx.clients, tag)
 
     record = look()
     if record is None:
-        raise StepFailed(f"ECR does not list {ctx.settings.repository}:{tag} with digest {digest} after the push")
+        raise StepFailed(
+            f"ECR does not list {ctx.settings.repository}:{tag} with digest {digest} after the push"
+        )
     return record

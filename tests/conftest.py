@@ -84,7 +84,9 @@ def aws_cli(environ: dict[str, str]) -> Callable[..., Any]:
 def run_task(environ: dict[str, str]) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run `invoke <args>` in the project root as a user would; returns the process."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=ROOT,

@@ -1,0 +1,146 @@
+"""Settings: defaults from the seed, overrides, and every problem reported at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline import config
+from pipeline.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = {"AWS_RESOURCE_NAME_PREFIX": "shop", "AWS_DEFAULT_REGION": "eu-west-1"}
+
+
+def load(environ: dict[str, str], project: dict | None = None) -> config.Settings:
+    return config.load(environ, ROOT, project if project is not None else {})
+
+
+def problems(environ: dict[str, str], project: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(environ, project)
+    return info.value.problems
+
+
+def test_names_follow_the_seed() -> None:
+    s = load(BASE)
+    assert (s.repository, s.execution_role) == ("shop", "shop-ecs-execution-role")
+    prod, staging = s.environment("prod"), s.environment("staging")
+    assert (prod.cluster, prod.service, prod.family, prod.container) == (
+        "shop-cluster",
+        "shop-service",
+        "shop-service",
+        "shop-service",
+    )
+    assert (staging.cluster, staging.service, staging.family) == (
+        "shop-cluster",
+        "shop-staging-service",
+        "shop-staging-service",
+    )
+    assert s.registry("123456789012") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert s.execution_role_arn("123456789012") == "arn:aws:iam::123456789012:role/shop-ecs-execution-role"
+
+
+def test_seed_variables_override_the_derived_names() -> None:
+    s = load(
+        {
+            **BASE,
+            "ECR_REPOSITORY_NAME": "team/shop",
+            "ECS_CLUSTER_NAME": "shared",
+            "ECS_SERVICE_NAME": "shop-web",
+            "ECS_TASK_FAMILY_NAME": "shop-web-task",
+            "ECS_CONTAINER_DEFINITION_NAME": "web",
+            "EXECUTION_ROLE_ARN": "arn:aws:iam::111111111111:role/custom",
+            "ECR_ENDPOINT": "http://127.0.0.1:5000/",
+        }
+    )
+    prod = s.environment("prod")
+    assert (s.repository, prod.cluster, prod.service, prod.family, prod.container) == (
+        "team/shop",
+        "shared",
+        "shop-web",
+        "shop-web-task",
+        "web",
+    )
+    assert s.environment("staging").cluster == "shared"
+    assert s.execution_role_arn("123456789012") == "arn:aws:iam::111111111111:role/custom"
+    assert s.registry("123456789012") == "127.0.0.1:5000"
+
+
+def test_region_falls_back_to_aws_region_then_the_seeds_default() -> None:
+    assert load({"AWS_RESOURCE_NAME_PREFIX": "shop", "AWS_REGION": "ap-south-1"}).region == "ap-south-1"
+    assert load({"AWS_RESOURCE_NAME_PREFIX": "shop"}).region == "us-east-1"
+
+
+def test_project_file_sets_what_is_not_secret() -> None:
+    s = load(
+        BASE,
+        {
+            "base_path": "/shop/",
+            "container_port": 3000,
+            "build_command": "make build",
+            "environments": {"qa": {"service": "shop-qa"}, "staging": {"cluster": "stage-cluster"}},
+            "smoke": {"text": "ok", "status": 204},
+        },
+    )
+    assert (s.base_path, s.container_port, s.build_command) == ("/shop/", 3000, "make build")
+    assert s.environment("qa").service == "shop-qa"
+    assert s.environment("qa").family == "shop-qa-service"
+    assert s.environment("staging").cluster == "stage-cluster"
+    assert (s.smoke.text, s.smoke.status) == ("ok", 204)
+
+
+def test_this_repositorys_project_file_loads() -> None:
+    s = config.load(BASE, ROOT)
+    assert s.service_dir == ROOT / "hello_world" and s.dockerfile == ROOT / "hello_world" / "Dockerfile"
+    assert s.environment("prod").template == ROOT / "hello_world" / "deploy" / "taskdef.json"
+
+
+def test_missing_prefix_is_named() -> None:
+    assert problems({}) == [
+        "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=hello-world)"
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["Shop", "shop service", "-shop", "shop--", "a", "shop/web"])
+def test_invalid_prefix_is_named(prefix: str) -> None:
+    (problem,) = problems({"AWS_RESOURCE_NAME_PREFIX": prefix})
+    assert problem.startswith(f"AWS_RESOURCE_NAME_PREFIX: {prefix!r} is not a valid name")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(
+        {"AWS_DEFAULT_REGION": "mars", "AWS_ACCOUNT_ID": "12", "ECR_ENDPOINT": "not a host"},
+        {
+            "base_path": "hello",
+            "container_port": 70000,
+            "test_command": " ",
+            "colour": "blue",
+            "environments": {"Prod": {}},
+            "ci": {"branch_steps": ["test", "lint"]},
+        },
+    )
+    names = [p.split(":")[0] for p in found]
+    assert names == [
+        "[tool.pipeline] colour",
+        "AWS_RESOURCE_NAME_PREFIX",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCOUNT_ID",
+        "ECR_ENDPOINT",
+        "[tool.pipeline] base_path",
+        "[tool.pipeline] container_port",
+        "[tool.pipeline] test_command",
+        "[tool.pipeline.ci] branch_steps",
+        "[tool.pipeline.environments] 'Prod'",
+    ]
+
+
+def test_unknown_environment_lists_the_known_ones() -> None:
+    with pytest.raises(ConfigError, match=r"--env qa: unknown environment; choose one of: prod, staging"):
+        load(BASE).environment("qa")
+
+
+def test_ci_policy_must_name_defined_environments() -> None:
+    (problem,) = problems(BASE, {"ci": {"mainline_environment": "production"}})
+    assert problem.startswith("[tool.pipeline.ci] environment 'production': not defined")

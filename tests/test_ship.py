@@ -1,0 +1,298 @@
+"""build / test / dockerize / push on the real local stack: Docker engine, registry, moto, aws CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from pipeline import stack, verbs
+from pipeline.errors import StepFailed
+from pipeline.git import Revision
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, ""
+    except OSError:
+        return 0, ""
+
+
+@pytest.fixture
+def sha() -> str:
+    return uuid.uuid4().hex[:12] + "0" * 28
+
+
+@pytest.fixture
+def built(run_task: Callable[..., Any], prefix: str, sha: str) -> Iterator[str]:
+    proc = run_task("dockerize", "--sha", sha)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    name = f"{prefix}:{sha}"
+    yield name
+    client = docker.from_env()
+    for image in client.images.list(name=prefix):
+        for tag in image.tags:
+            client.images.remove(tag, force=True)
+
+
+@pytest.fixture
+def container(built: str) -> Iterator[tuple[Any, int]]:
+    port = free_port()
+    client = docker.from_env()
+    run = client.containers.run(built, detach=True, network_mode="host", environment={"PORT": str(port)})
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/hello/health")[0] == 200)
+    yield run, port
+    run.remove(force=True)
+
+
+def test_build_and_test_tasks_run_the_configured_commands(run_task: Callable[..., Any]) -> None:
+    build = run_task("build")
+    assert build.returncode == 0 and "$ python -m compileall -q hello_world" in build.stdout
+    test = run_task("test")
+    assert test.returncode == 0 and "passed" in test.stdout
+
+
+def test_dockerized_image_says_hello_at_its_base_path(
+    container: tuple[Any, int], built: str, sha: str
+) -> None:
+    _, port = container
+    assert http_get(f"http://127.0.0.1:{port}/hello/") == (200, "Hello World!\n")
+    status, body = http_get(f"http://127.0.0.1:{port}/hello/health")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    attrs = docker.from_env().images.get(built).attrs
+    labels = attrs["Config"]["Labels"]
+    assert labels["org.opencontainers.image.revision"] == sha
+    assert labels["org.opencontainers.image.source"] == "https://github.com/example/ecs-pipeline"
+    assert labels["org.opencontainers.image.created"].endswith("+00:00")
+    assert attrs["Config"]["User"] == "10001:10001"
+
+
+def test_one_log_line_per_request(container: tuple[Any, int]) -> None:
+    run, port = container
+    http_get(f"http://127.0.0.1:{port}/hello/")
+    lines = wait_until(
+        lambda: [json.loads(line) for line in run.logs().decode().splitlines() if '"path": "/hello/"' in line]
+    )
+    assert lines == [{"method": "GET", "path": "/hello/", "status": 200, "ms": lines[0]["ms"]}]
+
+
+def test_sigterm_lets_the_in_flight_request_finish(container: tuple[Any, int]) -> None:
+    run, port = container
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /hello/ HTTP/1.1\r\nHost: local\r\n")  # request not yet complete
+        wait_until(lambda: True)
+        run.kill(signal="SIGTERM")
+        wait_until(lambda: "stopping" in run.logs().decode())
+        conn.sendall(b"Connection: close\r\n\r\n")
+        response = b""
+        while chunk := conn.recv(4096):
+            response += chunk
+    assert response.startswith(b"HTTP/1.1 200") and response.endswith(b"Hello World!\n")
+    assert run.wait(timeout=15)["StatusCode"] == 0
+    assert http_get(f"http://127.0.0.1:{port}/hello/")[0] == 0  # no longer listening
+
+
+def test_a_code_only_change_rebuilds_only_the_last_layer(
+    make_context: Callable[..., Any], tmp_path: Path, environ: dict[str, str]
+) -> None:
+    shutil.copytree(
+        ROOT / "hello_world", tmp_path / "hello_world", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    ctx = make_context(root=tmp_path)
+    client = docker.from_env()
+    first = verbs.dockerize(ctx, Revision("aaaaaaa"))
+    (tmp_path / "hello_world" / "app.py").write_text(
+        (tmp_path / "hello_world" / "app.py").read_text() + "\n# v2\n"
+    )
+    second = verbs.dockerize(ctx, Revision("bbbbbbb"))
+    try:
+        one, two = (client.images.get(n).attrs["RootFS"]["Layers"] for n in (first, second))
+        assert len(one) == len(two) and one[:-1] == two[:-1] and one[-1] != two[-1]
+    finally:
+        for name in (first, second):
+            client.images.remove(name, force=True)
+
+
+def test_a_failing_build_shows_the_failing_step(make_context: Callable[..., Any], tmp_path: Path) -> None:
+    (tmp_path / "hello_world").mkdir()
+    (tmp_path / "hello_world" / "Dockerfile").write_text(
+        f"FROM {stack.LOCAL_BASE_IMAGE}\nRUN echo compiling-widgets && exit 3\n"
+    )
+    ctx = make_context(root=tmp_path)
+    with pytest.raises(
+        StepFailed, match=r"docker build failed at step 2/\d+ \(RUN echo compiling-widgets"
+    ) as info:
+        verbs.dockerize(ctx, Revision("ccccccc"))
+    assert "returned a non-zero code: 3" in info.value.message
+    assert "compiling-widgets" in ctx.out.stream.getvalue()
+
+
+def registry_tags(environ: dict[str, str], repo: str) -> list[str]:
+    request = urllib.request.Request(
+        f"http://{environ['ECR_ENDPOINT']}/v2/{repo}/tags/list",
+        headers={"Authorization": stack.registry_auth_header()},
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return list(json.loads(resp.read())["tags"])
+
+
+def test_push_logs_in_pushes_and_ecr_lists_the_digest(
+    run_task: Callable[..., Any],
+    built: str,
+    repository: str,
+    sha: str,
+    environ: dict[str, str],
+    aws_cli: Callable[..., Any],
+) -> None:
+    proc = run_task("push", "--sha", sha)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert registry_tags(environ, repository) == [sha]
+    (line,) = [x for x in proc.stdout.splitlines() if "pushed " in x]
+    digest = line.rsplit("@", 1)[1]
+    images = aws_cli("ecr", "describe-images", "--repository-name", repository)["imageDetails"]
+    assert [(i["imageTags"], i["imageDigest"]) for i in images] == [([sha], digest)]
+
+
+def test_the_registry_refuses_a_push_without_login(
+    built: str, repository: str, environ: dict[str, str]
+) -> None:
+    client = docker.from_env()  # a fresh client holds no credentials
+    target = f"{environ['ECR_ENDPOINT']}/{repository}"
+    client.images.get(built).tag(target, "nologin")
+    output = client.api.push(target, tag="nologin", stream=True, decode=True)
+    errors = [chunk["error"] for chunk in output if "error" in chunk]
+    assert errors and "no basic auth credentials" in errors[0]
+
+
+def test_push_to_a_missing_repository_says_how_to_create_it(
+    run_task: Callable[..., Any], built: str, prefix: str, sha: str
+) -> None:
+    proc = run_task("push", "--sha", sha)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: ECR repository '{prefix}' does not exist in us-east-1; create it with "
+        f"`invoke setup --env prod` or `aws ecr create-repository --repository-name {prefix}`"
+    )
+
+
+@pytest.fixture
+def strict_registry(tmp_path: Path) -> Iterator[str]:
+    """A second real registry that wants other credentials than ECR hands out."""
+    port = free_port()
+    htpasswd = subprocess.run(
+        ["htpasswd", "-Bbn", "AWS", "another-password"], capture_output=True, text=True
+    ).stdout
+    (tmp_path / "htpasswd").write_text(htpasswd)
+    (tmp_path / "config.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: r\n    path: {tmp_path / 'htpasswd'}\n"
+    )
+    proc = subprocess.Popen(
+        ["docker-registry", "serve", str(tmp_path / "config.yml")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: http_get(f"http://127.0.0.1:{port}/v2/")[0] == 401)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_a_refused_login_is_one_line(
+    run_task: Callable[..., Any],
+    built: str,
+    repository: str,
+    sha: str,
+    environ: dict[str, str],
+    strict_registry: str,
+) -> None:
+    proc = run_task("push", "--sha", sha, env={**environ, "ECR_ENDPOINT": strict_registry})
+    assert proc.returncode == 3
+    assert proc.stderr.startswith(f"error: registry {strict_registry} refused the login")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_registry_is_one_line(
+    run_task: Callable[..., Any], built: str, repository: str, sha: str, environ: dict[str, str]
+) -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    proc = run_task("push", "--sha", sha, env={**environ, "ECR_ENDPOINT": closed})
+    assert proc.returncode == 3
+    assert proc.stderr.startswith(f"error: registry {closed} unreachable")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "message"),
+    [
+        (["dockerize", "--sha", "nothex!"], {}, 2, "error: --sha 'nothex!': not a commit id"),
+        (["dockerize"], {"AWS_RESOURCE_NAME_PREFIX": ""}, 2, "error: AWS_RESOURCE_NAME_PREFIX: must be set"),
+        (
+            ["dockerize"],
+            {"AWS_RESOURCE_NAME_PREFIX": "Bad Name"},
+            2,
+            "error: AWS_RESOURCE_NAME_PREFIX: 'Bad Name' is not a valid name",
+        ),
+        (
+            ["dockerize", "--sha", "abcdef1"],
+            {"DOCKER_HOST": "unix:///tmp/no-such-docker.sock"},
+            3,
+            "error: Docker engine is not running or not reachable",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_an_exit_code(
+    run_task: Callable[..., Any],
+    environ: dict[str, str],
+    args: list[str],
+    env: dict[str, str],
+    code: int,
+    message: str,
+) -> None:
+    proc = run_task(*args, env={**environ, **env})
+    assert proc.returncode == code
+    assert proc.stderr.startswith(message) and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_stack_env_can_be_evaluated_by_a_shell(environ: dict[str, str]) -> None:
+    script = 'eval "$(python -m invoke stack.env)" && echo "$AWS_ENDPOINT_URL $ECR_ENDPOINT $AWS_ACCOUNT_ID"'
+    proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=environ, capture_output=True, text=True)
+    assert proc.stdout.split() == ["http://127.0.0.1:4566", "127.0.0.1:5000", "123456789012"]
+
+
+def test_the_dockerfile_is_hadolint_clean() -> None:
+    proc = subprocess.run(
+        ["hadolint", str(ROOT / "hello_world" / "Dockerfile")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout
