@@ -134,7 +134,6 @@ class _Transient(Exception):
 
 
 # What a registry says when the credentials are wrong (vs. unreachable or broken).
-# What a registry says when the credentials are wrong (vs. unreachable or broken).
 AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
 
