@@ -82,6 +82,7 @@ class Settings:
     build_command: str
     test_command: str
     integration_command: str
+    serve_command: str
     base_path: str
     container_port: int
     source_url: str
@@ -118,6 +119,7 @@ _PROJECT_DEFAULTS: dict[str, Any] = {
     "build_command": "python -m compileall -q hello_world",
     "test_command": "python -m pytest -q hello_world/tests",
     "integration_command": "python -m pytest -q hello_world/integration",
+    "serve_command": "python -m hello_world.app",  # `invoke serve`: the service without Docker
     "base_path": "/hello/",
     "container_port": 8080,
     "source_url": "",
@@ -211,7 +213,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         isinstance(port, int) and 1 <= port <= 65535,
         f"[tool.pipeline] container_port: {port!r} must be a port number 1-65535",
     )
-    for key in ("build_command", "test_command", "integration_command"):
+    for key in ("build_command", "test_command", "integration_command", "serve_command"):
         need(
             isinstance(cfg[key], str) and bool(cfg[key].strip()),
             f"[tool.pipeline] {key}: must be a non-empty command",
@@ -249,6 +251,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         build_command=cfg["build_command"],
         test_command=cfg["test_command"],
         integration_command=cfg["integration_command"],
+        serve_command=cfg["serve_command"],
         base_path=base_path,
         container_port=port,
         source_url=str(cfg["source_url"]),
