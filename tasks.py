@@ -99,6 +99,25 @@ def push(c, sha=None):
         verbs.push(ctx, revision)
 
 
+@task(
+    help={
+        "branch": "plan for this branch (default: CIRCLE_TAG / CIRCLE_BRANCH, else git's tag or branch)",
+        "tag": "plan for this tag",
+        "sha": "commit the printed commands name (default: CIRCLE_SHA1, else git HEAD)",
+        "json": 'print {"ref", "kind", "environment", "steps"} as JSON, for scripts',
+    }
+)
+@verb
+def plan(c, branch=None, tag=None, sha=None, json=False):
+    """Show what CI does for a branch or tag: the steps, the environment, each step's command."""
+    import json as jsonlib
+
+    from pipeline import plan as policy
+
+    found, commit, dirty = policy.for_ci(ROOT, os.environ, config.load_policy(ROOT), branch, tag, sha)
+    print(jsonlib.dumps(policy.to_json(found)) if json else "\n".join(policy.describe(found, commit, dirty)))
+
+
 # --- the local stack ------------------------------------------------------------
 
 
@@ -141,4 +160,4 @@ def check(c, pytest_args=""):
 
 
 stack_ns = Collection("stack", stack_up, stack_down, stack_env)
-ns = Collection(build, test, dockerize, push, check, stack_ns)
+ns = Collection(build, test, dockerize, push, plan, check, stack_ns)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .plan import ENVIRONMENT_STEPS, ref_problem
 
 PROJECT_FILE = "pyproject.toml"
 DEFAULT_REGION = "us-east-1"  # the seed's `aws configure set default.region us-east-1`
@@ -224,17 +225,12 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
     dockerfile = root / str(cfg["dockerfile"]) if cfg["dockerfile"] else service_dir / "Dockerfile"
 
     smoke = _smoke(cfg["smoke"], problems)
-    ci = _ci_policy(cfg["ci"], problems)
 
     cluster = environ.get("ECS_CLUSTER_NAME") or f"{prefix}-cluster"
     environments = _environments(
         cfg["environments"], environ, prefix_ok, prefix, cluster, service_dir, problems
     )
-    for env_name in {ci.mainline_environment, *(e for _, e in ci.tag_environments)} - {None}:
-        need(
-            env_name in environments,
-            f"[tool.pipeline.ci] environment {env_name!r}: not defined; known: {', '.join(sorted(environments))}",
-        )
+    ci = _ci_policy(cfg["ci"], _environment_names(cfg["environments"]), problems)
 
     if problems:
         raise ConfigError(problems)
@@ -293,7 +289,7 @@ def _environments(
         },
     }
     result: dict[str, Environment] = {}
-    for name in sorted({*defaults, *table}):
+    for name in _environment_names(table):
         given = table.get(name, {})
         if not _ENV_NAME_RE.match(name):
             problems.append(f"[tool.pipeline.environments] {name!r}: use lowercase letters, digits, hyphens")
@@ -345,22 +341,39 @@ def _smoke(table: Any, problems: list[str]) -> SmokeSettings:
     return smoke
 
 
-def _ci_policy(table: Any, problems: list[str]) -> CIPolicy:
+def load_policy(root: Path, project: Mapping[str, Any] | None = None) -> CIPolicy:
+    """Only the CI policy (for `invoke plan`): needs no AWS settings, checks the same rules."""
+    project = read_project_file(root) if project is None else project
+    problems: list[str] = []
+    ci = _ci_policy(project.get("ci", {}), _environment_names(project.get("environments", {})), problems)
+    if problems:
+        raise ConfigError(problems)
+    return ci
+
+
+def _environment_names(table: Any) -> list[str]:
+    """prod and staging always exist (with the seed's names); the project file may add more."""
+    return sorted({"prod", "staging", *(table if isinstance(table, dict) else {})})
+
+
+_CI_KEYS = (
+    "mainline_branches",
+    "mainline_environment",
+    "dev_suffix",
+    "tag_environments",
+    "branch_steps",
+    "mainline_steps",
+    "dev_steps",
+    "tag_steps",
+)
+
+
+def _ci_policy(table: Any, environments: list[str], problems: list[str]) -> CIPolicy:
     if not isinstance(table, dict):
         problems.append("[tool.pipeline] ci: must be a table")
         return CIPolicy()
-    known = {
-        "mainline_branches",
-        "mainline_environment",
-        "dev_suffix",
-        "tag_environments",
-        "branch_steps",
-        "mainline_steps",
-        "dev_steps",
-        "tag_steps",
-    }
-    for key in sorted(set(table) - known):
-        problems.append(f"[tool.pipeline.ci] {key}: unknown setting; known: {', '.join(sorted(known))}")
+    for key in sorted(set(table) - set(_CI_KEYS)):
+        problems.append(f"[tool.pipeline.ci] {key}: unknown setting; known: {', '.join(sorted(_CI_KEYS))}")
     kwargs: dict[str, Any] = {}
     for key in ("mainline_branches", "branch_steps", "mainline_steps", "dev_steps", "tag_steps"):
         if key in table:
@@ -376,12 +389,17 @@ def _ci_policy(table: Any, problems: list[str]) -> CIPolicy:
                         )
                 # Steps always run in the pipeline's order, whatever order the file lists.
                 value = sorted(set(value) & set(STEP_NAMES), key=STEP_NAMES.index)
+            else:
+                for branch in value:
+                    why = ref_problem(branch, "branch")
+                    if why:
+                        problems.append(f"[tool.pipeline.ci] {key}: {branch!r} is not a branch name ({why})")
             kwargs[key] = tuple(value)
-    if "mainline_environment" in table:
-        value = table["mainline_environment"]
-        kwargs["mainline_environment"] = value or None
-    if "dev_suffix" in table:
-        kwargs["dev_suffix"] = str(table["dev_suffix"])
+    for key in ("mainline_environment", "dev_suffix"):
+        if key in table and not isinstance(table[key], str):
+            problems.append(f'[tool.pipeline.ci] {key}: must be a string ("" for none)')
+        elif key in table:
+            kwargs[key] = table[key] or (None if key == "mainline_environment" else "")
     if "tag_environments" in table:
         value = table["tag_environments"]
         if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
@@ -390,4 +408,33 @@ def _ci_policy(table: Any, problems: list[str]) -> CIPolicy:
             )
         else:
             kwargs["tag_environments"] = tuple(value.items())
-    return CIPolicy(**kwargs)
+    ci = CIPolicy(**kwargs)
+
+    named = [("mainline_environment", ci.mainline_environment)]
+    named += [(f"tag_environments {suffix!r}", env) for suffix, env in ci.tag_environments]
+    for key, env in named:
+        if env is not None and env not in environments:
+            problems.append(
+                f"[tool.pipeline.ci] {key}: {env!r} is not an environment; known: {', '.join(environments)} "
+                f"(or add [tool.pipeline.environments.{env}])"
+            )
+    # A step that deploys or tests a deployment needs an environment to act on.
+    homeless = {
+        "branch_steps": ci.branch_steps,
+        "dev_steps": ci.dev_steps,
+        "mainline_steps": ci.mainline_steps if ci.mainline_environment is None else (),
+    }
+    for key, steps in homeless.items():
+        for step in sorted(ENVIRONMENT_STEPS & set(steps)):
+            problems.append(
+                f"[tool.pipeline.ci] {key}: {step!r} needs an environment and these builds have none; "
+                "deploy from mainline_steps (with mainline_environment) or tag_steps"
+            )
+    # Build once, deploy many: a tag deploys the image its commit's branch build pushed.
+    for step in ("dockerize", "push"):
+        if step in ci.tag_steps:
+            problems.append(
+                f"[tool.pipeline.ci] tag_steps: {step!r} would rebuild the commit's image; tags deploy "
+                "the image a mainline or dev-branch build pushed (build once, deploy many)"
+            )
+    return ci
