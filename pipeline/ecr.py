@@ -10,6 +10,7 @@ from typing import Any
 from .clients import Clients, aws_errors
 from .config import Settings
 from .errors import NotFound, Unavailable
+from .git import DIRTY_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,10 @@ def require_image(settings: Settings, clients: Clients, tag: str) -> ImageRecord
     """The image for `tag`, or a NotFound saying which push creates it."""
     record = find_image(settings, clients, tag)
     if record is None:
+        flag = "" if tag.endswith(DIRTY_SUFFIX) else f" --sha {tag}"
         raise NotFound(
             f"no image {settings.repository}:{tag} in ECR; push it first with "
-            f"`invoke dockerize --sha {tag} && invoke push --sha {tag}` (CI: a push to the mainline or a -dev branch)"
+            f"`invoke dockerize{flag} && invoke push{flag}` (CI: a push to the mainline or a -dev branch)"
         )
     return record
 

@@ -44,6 +44,7 @@ def install_rollout_model(rollout_seconds: float) -> None:
     from moto.core.utils import utcnow
     from moto.ecs.models import EC2ContainerServiceBackend
 
+    original_create = EC2ContainerServiceBackend.create_service
     original_update = EC2ContainerServiceBackend.update_service
     original_describe = EC2ContainerServiceBackend.describe_services
 
@@ -56,6 +57,16 @@ def install_rollout_model(rollout_seconds: float) -> None:
                 "message": f"(service {service.name}) {message}",
             },
         )
+
+    def create_service(self: Any, *args: Any, **kwargs: Any) -> Any:
+        service = original_create(self, *args, **kwargs)
+        if service.deployments and service.task_definition:
+            # The first deployment rolls out too, then COMPLETED, as on ECS.
+            service.deployments[0].update(
+                runningCount=0, pendingCount=service.desired_count, rolloutState="IN_PROGRESS"
+            )
+            service._standin_rollout_done_at = time.monotonic() + rollout_seconds
+        return service
 
     def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
         changes_revision = bool(service_properties.get("task_definition")) or bool(
@@ -120,6 +131,7 @@ def install_rollout_model(rollout_seconds: float) -> None:
             advance(service)
         return services, failures
 
+    EC2ContainerServiceBackend.create_service = create_service  # type: ignore[method-assign]
     EC2ContainerServiceBackend.update_service = update_service  # type: ignore[method-assign]
     EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
 

@@ -69,3 +69,8 @@ def wait_for_record(ctx: Context, tag: str, digest: str, timeout: float = 30.0) 
             f"ECR does not list {ctx.settings.repository}:{tag} with digest {digest} after the push"
         )
     return record
+
+
+def integration(ctx: Context, base_url: str) -> None:
+    """The project's integration tests, told where the deployment answers via BASE_URL."""
+    run_command(ctx, "integration tests", ctx.settings.integration_command, {"BASE_URL": base_url})

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +117,46 @@ def make_context(environ: dict[str, str]) -> Callable[..., Context]:
 def repository(aws: Callable[[str], Any], prefix: str) -> Iterator[str]:
     aws("ecr").create_repository(repositoryName=prefix)
     yield prefix
+
+
+@dataclass(frozen=True)
+class DeployTarget:
+    """A prefix's ECR image record, cluster and prod service, as a deploy finds them."""
+
+    sha: str
+    cluster: str
+    service: str
+    family: str
+    initial: str
+
+
+def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> None:
+    """An image as ECR lists it after a push (the deploy only reads ECR's records)."""
+    layer = "sha256:" + uuid.uuid4().hex * 2
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 100,
+            "digest": layer,
+        },
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}
+        ],
+    }
+    aws("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+
+
+@pytest.fixture
+def deploy_target(aws: Callable[[str], Any], repository: str, prefix: str) -> DeployTarget:
+    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    put_image_record(aws, repository, sha)
+    ecs = aws("ecs")
+    cluster, service = f"{prefix}-cluster", f"{prefix}-service"
+    ecs.create_cluster(clusterName=cluster)
+    initial = ecs.register_task_definition(
+        family=service, containerDefinitions=[{"name": service, "image": "bootstrap", "memory": 128}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=initial, desiredCount=1)
+    return DeployTarget(sha, cluster, service, service, initial)

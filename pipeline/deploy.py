@@ -1,0 +1,296 @@
+"""The deploy verb: check image → render → register → update → wait → smoke → (roll back).
+
+Everything that can be checked is checked before the first change (environment,
+sha, template, image in ECR, cluster and service, the smoke URL). After the service
+was updated, a failure rolls back to the last known good revision and says what runs
+now. A rollback is a release of an earlier revision through the same `release` path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import ecr, ecs, smoke, taskdef
+from .clients import aws_errors
+from .config import Environment
+from .context import Context
+from .errors import DeployFailed, NotFound, RollbackFailed, StepFailed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked deploy, ready to execute: nothing has changed yet."""
+
+    environment: Environment
+    sha: str
+    image: str
+    request: dict[str, Any]
+    service: dict[str, Any]
+    smoke_url: str | None
+
+
+@dataclass(frozen=True)
+class Released:
+    environment: str
+    task_definition: str
+    url: str | None
+    probe: smoke.Probe | None
+
+
+def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, url: str | None) -> str | None:
+    if not run_smoke:
+        return None
+    return url or smoke.discover_url(ctx.settings, environment, ctx.clients)
+
+
+def plan(ctx: Context, env_name: str, sha: str | None, run_smoke: bool, smoke_url: str | None) -> Plan:
+    """Every check that needs no change: fails with one line before anything happens."""
+    settings = ctx.settings
+    environment = settings.environment(env_name)
+    revision = ctx.revision(sha)
+    template = taskdef.load_template(environment.template)
+    values = taskdef.load_values(environment.values)
+    account = ecr.account_id(settings, ctx.clients)
+    registry = settings.ecr_endpoint or settings.registry(account)
+    inputs = taskdef.RenderInputs(
+        family=environment.family,
+        container=environment.container,
+        image=f"{registry}/{settings.repository}:{revision.tag}",
+        sha=revision.tag,
+        environment=environment.name,
+        region=settings.region,
+        account_id=account,
+        prefix=settings.prefix,
+        cluster=environment.cluster,
+        service=environment.service,
+        execution_role_arn=settings.execution_role_arn(account),
+        log_group=settings.log_group,
+        port=settings.container_port,
+        base_path=settings.base_path,
+        created_at=datetime.now(UTC),
+        build_url=ctx.environ.get("CIRCLE_BUILD_URL", ""),
+    )
+    where = str(
+        environment.template.relative_to(settings.root)
+        if environment.template.is_relative_to(settings.root)
+        else environment.template
+    )
+    request = taskdef.render(template, values, inputs, where)
+    taskdef.validate_request(request, where)
+    ecr.require_image(settings, ctx.clients, revision.tag)
+    service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
+    return Plan(
+        environment,
+        revision.tag,
+        inputs.image,
+        request,
+        service,
+        _settle_smoke_url(ctx, environment, run_smoke, smoke_url),
+    )
+
+
+def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
+    if not arn:
+        return {}
+    with aws_errors("ecs:DescribeTaskDefinition"):
+        found = ctx.clients.aws("ecs").describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    return taskdef.comparable(found["taskDefinition"], found.get("tags"))
+
+
+def deploy(
+    ctx: Context,
+    env_name: str,
+    sha: str | None = None,
+    timeout: float = 600.0,
+    dry_run: bool = False,
+    rollback: bool = True,
+    run_smoke: bool = True,
+    smoke_url: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Released | None:
+    out = ctx.out
+    with out.step(f"check deploy of {sha or 'HEAD'} to {env_name}"):
+        checked = plan(ctx, env_name, sha, run_smoke, smoke_url)
+        env = checked.environment
+        out.detail(f"image {checked.image} is in ECR")
+        out.detail(
+            f"service {env.service} in cluster {env.cluster} runs {ecs.short(checked.service.get('taskDefinition', '?'))}"
+        )
+    if dry_run:
+        current = checked.service.get("taskDefinition")
+        out.say(json.dumps(checked.request, indent=2, sort_keys=True))
+        out.say(taskdef.diff(live_definition(ctx, current), checked.request, ecs.short(current or "none")))
+        out.say("dry run: nothing was registered or updated")
+        return None
+    with out.step(f"register task definition {env.family}"), aws_errors("ecs:RegisterTaskDefinition"):
+        registered = ctx.clients.aws("ecs").register_task_definition(**checked.request)["taskDefinition"]
+        arn = registered["taskDefinitionArn"]
+        out.detail(f"registered {ecs.short(arn)}")
+    return release(
+        ctx,
+        env,
+        arn,
+        previous=ecs.last_known_good(checked.service),
+        kind="deploy",
+        timeout=timeout,
+        rollback=rollback,
+        smoke_url=checked.smoke_url,
+        sleep=sleep,
+    )
+
+
+def _update_and_wait(
+    ctx: Context, env: Environment, arn: str, timeout: float, sleep: Callable[[float], None]
+) -> ecs.Outcome:
+    watcher = ecs.Watcher(ctx.out)
+    watcher.prime(ecs.describe_service(ctx.clients, env.cluster, env.service))
+    with aws_errors("ecs:UpdateService"):
+        updated = ctx.clients.aws("ecs").update_service(
+            cluster=env.cluster, service=env.service, taskDefinition=arn
+        )["service"]
+    started = [
+        d
+        for d in ecs.deployments(updated)
+        if d.status == "PRIMARY" and ecs.same_revision(d.task_definition, arn)
+    ]
+    if not started:
+        return ecs.Outcome("failed", f"UpdateService started no deployment of {ecs.short(arn)}")
+    ctx.out.detail(f"deployment {started[0].id} started; waiting for the stale deployments to drain")
+    outcome = ecs.wait(
+        ctx.clients, env.cluster, env.service, started[0].id, arn, watcher, timeout, sleep=sleep
+    )
+    if outcome.state == "failed":
+        for reason in ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn):
+            ctx.out.detail(f"stopped: {reason}")
+    return outcome
+
+
+def release(
+    ctx: Context,
+    env: Environment,
+    arn: str,
+    previous: str | None,
+    kind: str,
+    timeout: float,
+    rollback: bool,
+    smoke_url: str | None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Released:
+    """Put `arn` into service, verify it, and on failure return to `previous`."""
+    out = ctx.out
+    probe = None
+    try:
+        with out.step(f"{kind} {ecs.short(arn)} to {env.service}"):
+            outcome = _update_and_wait(ctx, env, arn, timeout, sleep)
+            if outcome.state != "succeeded":
+                raise DeployFailed(outcome.reason)
+        if smoke_url:
+            with out.step("smoke test"):
+                probe = smoke.check(smoke_url, ctx.settings.smoke, out.detail, sleep=sleep)
+    except (DeployFailed, StepFailed) as exc:
+        failure = exc.message
+    else:
+        mark_verified(ctx, arn)
+        out.say(
+            f"{kind} of {ecs.short(arn)} to {env.name} succeeded"
+            + (f": {smoke_url} answers" if smoke_url else "")
+        )
+        return Released(env.name, arn, smoke_url, probe)
+
+    what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
+    if not rollback or previous is None or ecs.same_revision(previous, arn):
+        why = "--no-rollback" if not rollback else "no earlier revision had COMPLETED"
+        running = ecs.short(
+            ecs.describe_service(ctx.clients, env.cluster, env.service).get("taskDefinition", "?")
+        )
+        raise DeployFailed(f"{what}; not rolled back ({why}); the service now runs {running}")
+    with out.step(f"roll back to {ecs.short(previous)}"):
+        back = _update_and_wait(ctx, env, previous, timeout, sleep)
+        if back.state != "succeeded":
+            raise RollbackFailed(f"{what}; the rollback to {ecs.short(previous)} failed too: {back.reason}")
+    raise DeployFailed(f"{what}; rolled back to {ecs.short(previous)}, which runs now")
+
+
+def mark_verified(ctx: Context, arn: str) -> None:
+    """Tag a revision that rolled out and passed its smoke test: rollback targets come from these."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    with aws_errors("ecs:TagResource"):
+        ctx.clients.aws("ecs").tag_resource(
+            resourceArn=arn, tags=[{"key": taskdef.TAG_VERIFIED, "value": stamp}]
+        )
+
+
+def _revision_number(arn: str) -> int:
+    return int(arn.rsplit(":", 1)[-1])
+
+
+def last_verified(ctx: Context, family: str, exclude: str, scan: int = 25) -> str:
+    """The newest revision of `family`, other than `exclude`, that once deployed and passed."""
+    ecs_client = ctx.clients.aws("ecs")
+    arns: list[str] = []
+    with aws_errors("ecs:ListTaskDefinitions"):
+        for page in ecs_client.get_paginator("list_task_definitions").paginate(
+            familyPrefix=family, status="ACTIVE"
+        ):
+            arns.extend(a for a in page["taskDefinitionArns"] if ecs.short(a).rsplit(":", 1)[0] == family)
+    # Sorted here: ListTaskDefinitions' own sort is not to be relied on.
+    for arn in sorted(arns, key=_revision_number, reverse=True)[:scan]:
+        if ecs.same_revision(arn, exclude):
+            continue
+        with aws_errors("ecs:DescribeTaskDefinition"):
+            tags = ecs_client.describe_task_definition(taskDefinition=arn, include=["TAGS"]).get("tags", [])
+        if any(t["key"] == taskdef.TAG_VERIFIED for t in tags):
+            return arn
+    raise NotFound(f"no earlier verified revision of {family} to roll back to; pass --to REVISION")
+
+
+def resolve_revision(ctx: Context, family: str, to: str) -> str:
+    """--to: a revision number, family:revision or an ARN → the task definition ARN."""
+    name = f"{family}:{to}" if to.isdigit() else to
+    ecs_client = ctx.clients.aws("ecs")
+    with aws_errors("ecs:DescribeTaskDefinition", handled=("ClientException", "InvalidParameterException")):
+        try:
+            return str(
+                ecs_client.describe_task_definition(taskDefinition=name)["taskDefinition"][
+                    "taskDefinitionArn"
+                ]
+            )
+        except (ecs_client.exceptions.ClientException, ecs_client.exceptions.InvalidParameterException):
+            raise NotFound(
+                f"--to {to}: no task definition {name}; `invoke status` shows the running revision"
+            ) from None
+
+
+def rollback(
+    ctx: Context,
+    env_name: str,
+    to: str | None = None,
+    timeout: float = 600.0,
+    run_smoke: bool = True,
+    smoke_url: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Released:
+    """Redeploy an earlier revision (default: the last verified one) through `release`."""
+    env = ctx.settings.environment(env_name)
+    with ctx.out.step(f"choose rollback target for {env.name}"):
+        service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+        current = service.get("taskDefinition", "")
+        target = resolve_revision(ctx, env.family, to) if to else last_verified(ctx, env.family, current)
+        url = _settle_smoke_url(ctx, env, run_smoke, smoke_url)
+        ctx.out.detail(f"{ecs.short(current)} → {ecs.short(target)}")
+    return release(
+        ctx,
+        env,
+        target,
+        previous=ecs.last_known_good(service),
+        kind="rollback",
+        timeout=timeout,
+        rollback=True,
+        smoke_url=url,
+        sleep=sleep,
+    )

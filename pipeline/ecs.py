@@ -1,0 +1,271 @@
+"""ECS: read a service's deployments, decide what they mean (pure), and wait on them.
+
+`observe` is the heart: it turns one DescribeServices answer into an Outcome for the
+deployment we started. "Stable" is not success: a circuit-breaker rollback leaves a
+stable service running the OLD revision, and that is a failed deploy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clients import Clients, aws_errors
+from .errors import NotFound
+from .output import Output
+
+
+@dataclass(frozen=True)
+class Deployment:
+    id: str
+    status: str  # PRIMARY | ACTIVE | INACTIVE
+    task_definition: str
+    desired: int
+    running: int
+    pending: int
+    failed_tasks: int
+    rollout_state: str | None  # IN_PROGRESS | COMPLETED | FAILED, absent without circuit breaker
+    rollout_reason: str
+
+    @classmethod
+    def from_api(cls, d: dict[str, Any]) -> Deployment:
+        return cls(
+            id=d["id"],
+            status=d.get("status", ""),
+            task_definition=d.get("taskDefinition", ""),
+            desired=d.get("desiredCount", 0),
+            running=d.get("runningCount", 0),
+            pending=d.get("pendingCount", 0),
+            failed_tasks=d.get("failedTasks", 0),
+            rollout_state=d.get("rolloutState"),
+            rollout_reason=d.get("rolloutStateReason", ""),
+        )
+
+    def line(self) -> str:
+        state = f" {self.rollout_state}" if self.rollout_state else ""
+        failed = f" failed={self.failed_tasks}" if self.failed_tasks else ""
+        return (
+            f"{self.status:<7}{state} {short(self.task_definition)} running={self.running}/{self.desired} "
+            f"pending={self.pending}{failed} ({self.id})"
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: str  # "succeeded" | "failed" | "rolling"
+    reason: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.state != "rolling"
+
+
+def short(task_definition: str) -> str:
+    """family:revision from an ARN (or the string itself)."""
+    return task_definition.rsplit("/", 1)[-1]
+
+
+def same_revision(a: str, b: str) -> bool:
+    """ARNs and family:revision forms name the same revision."""
+    return short(a) == short(b)
+
+
+def deployments(service: dict[str, Any]) -> list[Deployment]:
+    return [Deployment.from_api(d) for d in service.get("deployments", [])]
+
+
+def observe(service: dict[str, Any], deployment_id: str, target: str) -> Outcome:
+    """What one DescribeServices answer says about our deployment. Pure."""
+    if service.get("status") not in (None, "ACTIVE"):
+        return Outcome("failed", f"the service is {service.get('status')}")
+    current = deployments(service)
+    ours = next((d for d in current if d.id == deployment_id), None)
+    primary = next((d for d in current if d.status == "PRIMARY"), None)
+    if ours is None:
+        if primary and not same_revision(primary.task_definition, target):
+            return Outcome(
+                "failed",
+                f"deployment {deployment_id} is gone and {short(primary.task_definition)} is PRIMARY again "
+                "(rolled back, e.g. by the deployment circuit breaker)",
+            )
+        return Outcome(
+            "failed", f"deployment {deployment_id} was replaced by {primary.id if primary else 'nothing'}"
+        )
+    if ours.rollout_state == "FAILED":
+        return Outcome("failed", ours.rollout_reason or f"deployment {ours.id} FAILED")
+    if ours.status != "PRIMARY":
+        return Outcome("failed", f"deployment {ours.id} is {ours.status}, no longer PRIMARY")
+    if ours.rollout_state == "COMPLETED":
+        return Outcome("succeeded", ours.rollout_reason)
+    if (
+        ours.rollout_state is None
+        and len(current) == 1
+        and ours.running == ours.desired
+        and ours.pending == 0
+    ):
+        # No rollout state (no circuit breaker): the seed's test, stale deployments gone.
+        return Outcome("succeeded", "no stale deployments left; running == desired")
+    return Outcome("rolling")
+
+
+def last_known_good(service: dict[str, Any]) -> str | None:
+    """The revision that was running and COMPLETED before a deploy (not "revision - 1").
+
+    A deployment whose rollout COMPLETED; without rollout state, a lone steady PRIMARY.
+    None when the service never finished a deployment: nothing safe to return to.
+    """
+    current = deployments(service)
+    for d in current:
+        if d.rollout_state == "COMPLETED":
+            return d.task_definition
+    if len(current) == 1 and current[0].rollout_state is None and current[0].running == current[0].desired:
+        return current[0].task_definition
+    return None
+
+
+THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
+
+
+def describe_service(
+    clients: Clients, cluster: str, service: str, handled: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    ecs = clients.aws("ecs")
+    with aws_errors("ecs:DescribeServices", handled=("ClusterNotFoundException", *handled)):
+        try:
+            found = ecs.describe_services(cluster=cluster, services=[service])
+        except ecs.exceptions.ClusterNotFoundException:
+            raise NotFound(
+                f"ECS cluster {cluster!r} not found; create it with `invoke setup` "
+                f"(or `aws ecs create-cluster --cluster-name {cluster}`)"
+            ) from None
+    services = [s for s in found.get("services", []) if s.get("status") != "INACTIVE"]
+    if not services:
+        raise NotFound(
+            f"ECS service {service!r} not found in cluster {cluster!r}; create it with `invoke setup`"
+        )
+    return dict(services[0])
+
+
+@dataclass
+class Watcher:
+    """Prints deployments when they change and each service event once."""
+
+    out: Output
+    seen_events: set[str] = field(default_factory=set)
+    last_lines: tuple[str, ...] = ()
+    new_events: list[str] = field(default_factory=list)
+
+    def prime(self, service: dict[str, Any]) -> None:
+        self.seen_events.update(e["id"] for e in service.get("events", []))
+
+    def show(self, service: dict[str, Any]) -> None:
+        lines = tuple(d.line() for d in deployments(service))
+        if lines != self.last_lines:
+            self.last_lines = lines
+            for line in lines:
+                self.out.detail(line)
+        for event in reversed(service.get("events", [])):  # the API lists newest first
+            if event["id"] not in self.seen_events:
+                self.seen_events.add(event["id"])
+                self.new_events.append(event["message"])
+                self.out.detail(f"event: {event['message']}")
+
+
+def wait(
+    clients: Clients,
+    cluster: str,
+    service: str,
+    deployment_id: str,
+    target: str,
+    watcher: Watcher,
+    timeout: float,
+    max_interval: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """Poll DescribeServices with capped exponential backoff until the outcome is known.
+
+    Throttling is not an outcome: boto3 retries it first, and if it still fails the
+    poll is simply tried again on the next interval, within the same overall timeout.
+    """
+    from botocore.exceptions import ClientError
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+
+    def poll() -> Outcome:
+        try:
+            answer = describe_service(clients, cluster, service, handled=THROTTLED)
+        except ClientError:  # only the THROTTLED codes get here
+            watcher.out.detail("DescribeServices throttled; polling again")
+            return Outcome("rolling", "throttled")
+        watcher.show(answer)
+        return observe(answer, deployment_id, target)
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=0.5, min=0.2, max=max_interval),
+        retry=retry_if_result(lambda outcome: not outcome.done),
+        sleep=sleep,
+        retry_error_callback=lambda _state: Outcome(
+            "failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}"
+        ),
+    )
+    return retrying(poll)
+
+
+def stopped_task_reasons(
+    clients: Clients, cluster: str, service: str, target: str, limit: int = 5
+) -> list[str]:
+    """Why the new revision's tasks stopped: stoppedReason and each container's exit."""
+    ecs = clients.aws("ecs")
+    with aws_errors("ecs:ListTasks"):
+        arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="STOPPED").get(
+            "taskArns", []
+        )
+    if not arns:
+        return []
+    with aws_errors("ecs:DescribeTasks"):
+        tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[:100]).get("tasks", [])
+    reasons = []
+    for task in tasks:
+        if not same_revision(task.get("taskDefinitionArn", ""), target):
+            continue
+        containers = ", ".join(
+            f"{c.get('name')}: exit {c.get('exitCode', '?')}"
+            + (f" ({c['reason']})" if c.get("reason") else "")
+            for c in task.get("containers", [])
+        )
+        reasons.append(
+            f"task {task['taskArn'].rsplit('/', 1)[-1]}: {task.get('stoppedReason', 'stopped')}; {containers}"
+        )
+    return reasons[:limit]
+
+
+def status(clients: Clients, cluster: str, service: str, events: int = 5) -> dict[str, Any]:
+    """What runs where: revision, image, sha, rollout state, counts, last events."""
+    from .taskdef import TAG_SHA, TAG_VERIFIED
+
+    answer = describe_service(clients, cluster, service)
+    arn = answer.get("taskDefinition", "")
+    with aws_errors("ecs:DescribeTaskDefinition"):
+        found = clients.aws("ecs").describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    tags = {t["key"]: t["value"] for t in found.get("tags", [])}
+    primary = next((d for d in deployments(answer) if d.status == "PRIMARY"), None)
+    return {
+        "cluster": cluster,
+        "service": service,
+        "taskDefinition": arn,
+        "revision": short(arn),
+        "images": [c["image"] for c in found["taskDefinition"].get("containerDefinitions", [])],
+        "sha": tags.get(TAG_SHA),
+        "verifiedAt": tags.get(TAG_VERIFIED),
+        "rolloutState": primary.rollout_state if primary else None,
+        "runningCount": answer.get("runningCount", 0),
+        "desiredCount": answer.get("desiredCount", 0),
+        "pendingCount": answer.get("pendingCount", 0),
+        "deployments": [d.line() for d in deployments(answer)],
+        "events": [
+            {"at": str(e.get("createdAt", "")), "message": e["message"]}
+            for e in answer.get("events", [])[:events]
+        ],
+    }

@@ -1,0 +1,100 @@
+"""The smoke test: find the service's URL through its ALB, then check it answers."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .clients import Clients, aws_errors
+from .config import Environment, Settings, SmokeSettings
+from .ecs import describe_service
+from .errors import NotFound, StepFailed
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One HTTP answer (status 0: no answer at all)."""
+
+    status: int
+    seconds: float
+    excerpt: str
+
+    def passes(self, expect: SmokeSettings) -> bool:
+        return self.status == expect.status and expect.text in self.excerpt
+
+    def describe(self) -> str:
+        if self.status == 0:
+            return f"no answer ({self.excerpt})"
+        return f"HTTP {self.status} in {self.seconds * 1000:.0f} ms: {self.excerpt[:80]!r}"
+
+
+def discover_url(settings: Settings, environment: Environment, clients: Clients) -> str:
+    """The seed's way: service → target group → load balancer → its DNS name + base path."""
+    service = describe_service(clients, environment.cluster, environment.service)
+    groups = [lb["targetGroupArn"] for lb in service.get("loadBalancers", []) if lb.get("targetGroupArn")]
+    if not groups:
+        raise NotFound(
+            f"service {environment.service} has no load balancer attached; pass --url (or --smoke-url) "
+            "or attach a target group (`invoke setup`)"
+        )
+    elbv2 = clients.aws("elbv2")
+    with aws_errors("elasticloadbalancing:DescribeTargetGroups"):
+        group = elbv2.describe_target_groups(TargetGroupArns=groups[:1])["TargetGroups"][0]
+    if not group.get("LoadBalancerArns"):
+        raise NotFound(
+            f"target group {group['TargetGroupName']} is not attached to a load balancer; pass --url"
+        )
+    with aws_errors("elasticloadbalancing:DescribeLoadBalancers"):
+        balancer = elbv2.describe_load_balancers(LoadBalancerArns=group["LoadBalancerArns"][:1])[
+            "LoadBalancers"
+        ][0]
+    return f"http://{balancer['DNSName']}{settings.base_path}"
+
+
+def probe(url: str, timeout: float = 5.0) -> Probe:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read(2048).decode(errors="replace")
+            return Probe(resp.status, time.monotonic() - started, body.strip())
+    except urllib.error.HTTPError as err:
+        body = err.read(2048).decode(errors="replace")
+        return Probe(err.code, time.monotonic() - started, body.strip())
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Probe(0, time.monotonic() - started, str(reason))
+
+
+def check(
+    url: str,
+    expect: SmokeSettings,
+    say: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> Probe:
+    """Retry until the URL answers as expected or expect.timeout passes."""
+    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+
+    def attempt() -> Probe:
+        result = probe(url)
+        say(f"GET {url}: {result.describe()}")
+        return result
+
+    retrying = Retrying(
+        stop=stop_after_delay(expect.timeout),
+        wait=wait_exponential(multiplier=0.25, max=3),
+        retry=retry_if_result(lambda p: not p.passes(expect)),
+        sleep=sleep,
+        retry_error_callback=lambda state: (
+            state.outcome.result() if state.outcome else Probe(0, 0, "no attempt")
+        ),
+    )
+    result: Probe = retrying(attempt)
+    if not result.passes(expect):
+        raise StepFailed(
+            f"smoke test failed: GET {url} expected HTTP {expect.status} with {expect.text!r}, "
+            f"got {result.describe()} (for {expect.timeout:g}s)"
+        )
+    return result

@@ -1,0 +1,198 @@
+"""What a deploy does as ECS reports its rollout: success only when OUR deployment
+COMPLETED; FAILED, circuit-breaker rollbacks and timeouts roll back to the last known
+good revision. ECS's rollout progress comes from the stand-in (tests/ecs_standin.py);
+everything else (registering, updating, tagging, ECR) is the emulator's real API."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
+
+import pytest
+
+from pipeline import deploy
+from pipeline.config import SmokeSettings
+from pipeline.errors import DeployFailed, RollbackFailed
+from tests import ecs_standin as standin
+from tests.conftest import DeployTarget
+
+NO_SLEEP: Callable[[float], None] = lambda _s: None  # noqa: E731
+
+
+@pytest.fixture
+def scripted(aws: Callable[[str], Any], make_context: Callable[..., Any]) -> Callable[..., Any]:
+    """(context, stand-in) for a list of scripts: one per UpdateService call."""
+
+    def make(*scripts: list[standin.State], stopped: list[dict[str, Any]] | None = None) -> tuple[Any, Any]:
+        fake = standin.ScriptedECS(aws("ecs"), list(scripts), stopped_tasks=stopped or [])
+        ctx = make_context(aws_factory=lambda name: fake if name == "ecs" else aws(name))
+        return ctx, fake
+
+    return make
+
+
+def run(ctx: Any, target: DeployTarget, **kwargs: Any) -> Any:
+    options = {"timeout": 5.0, "run_smoke": False, "sleep": NO_SLEEP, **kwargs}
+    return deploy.deploy(ctx, "prod", target.sha, **options)
+
+
+def running(aws: Callable[[str], Any], target: DeployTarget) -> str:
+    """What the emulator says the service runs (family:revision)."""
+    found = aws("ecs").describe_services(cluster=target.cluster, services=[target.service])["services"][0]
+    return found["taskDefinition"].rsplit("/", 1)[-1]
+
+
+def test_success_waits_for_the_stale_deployment_to_drain(
+    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
+) -> None:
+    ctx, fake = scripted([standin.draining, standin.draining, standin.half_way, standin.completed])
+    released = run(ctx, deploy_target)
+    assert released.task_definition.endswith(f":task-definition/{deploy_target.family}:2")
+    assert running(aws, deploy_target) == f"{deploy_target.family}:2"
+    assert fake.describe_calls >= 4  # it kept polling through the drain
+    log = ctx.out.stream.getvalue()
+    assert "ACTIVE  COMPLETED" in log and "running=0/1 pending=1" in log
+    assert log.count("has started 1 tasks") == 1  # each event printed once
+    tags = aws("ecs").describe_task_definition(taskDefinition=released.task_definition, include=["TAGS"])[
+        "tags"
+    ]
+    assert {t["key"] for t in tags} >= {"pipeline:git-sha", "pipeline:verified-at", "pipeline:created-at"}
+
+
+def test_a_service_without_rollout_state_succeeds_when_stale_deployments_are_gone(
+    scripted: Any, deploy_target: DeployTarget
+) -> None:
+    ctx, _ = scripted([standin.legacy_draining, standin.legacy_draining, standin.legacy_done])
+    assert run(ctx, deploy_target).task_definition.endswith(":2")
+
+
+def test_throttling_is_retried_within_the_timeout(scripted: Any, deploy_target: DeployTarget) -> None:
+    ctx, fake = scripted([standin.throttled, standin.throttled, standin.draining, standin.completed])
+    assert run(ctx, deploy_target).task_definition.endswith(":2")
+    assert "throttled; polling again" in ctx.out.stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("script", "reason"),
+    [
+        ([standin.draining, standin.failed], "ECS deployment circuit breaker: tasks failed to start."),
+        ([standin.draining, standin.rolled_back], "is PRIMARY again (rolled back"),
+        ([standin.draining], "timed out after 0.3s"),
+    ],
+    ids=["failed", "circuit-breaker-rollback", "timeout"],
+)
+def test_a_failed_rollout_rolls_back_to_the_last_known_good(
+    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any], script: list[Any], reason: str
+) -> None:
+    ctx, fake = scripted(script, [standin.draining, standin.completed])
+    with pytest.raises(DeployFailed) as info:
+        run(ctx, deploy_target, timeout=0.3)
+    family = deploy_target.family
+    assert info.value.message.startswith(f"deploy of {family}:2 to prod failed: ")
+    assert reason in info.value.message
+    assert info.value.message.endswith(f"rolled back to {family}:1, which runs now")
+    assert [u.new_td.rsplit("/", 1)[-1] for u in fake.updates] == [f"{family}:2", f"{family}:1"]
+    assert running(aws, deploy_target) == f"{family}:1"
+    tags = aws("ecs").describe_task_definition(taskDefinition=f"{family}:2", include=["TAGS"])["tags"]
+    assert "pipeline:verified-at" not in {t["key"] for t in tags}
+
+
+def test_the_failure_says_why_tasks_stopped(scripted: Any, deploy_target: DeployTarget) -> None:
+    arn = f"arn:aws:ecs:us-east-1:123456789012:task/{deploy_target.cluster}/0f1e2d3c"
+    stopped = [
+        {
+            "taskArn": arn,
+            "taskDefinitionArn": f"arn:aws:ecs:us-east-1:123456789012:task-definition/{deploy_target.family}:2",
+            "lastStatus": "STOPPED",
+            "stoppedReason": "Essential container in task exited",
+            "containers": [{"name": "web", "exitCode": 137, "reason": "OutOfMemoryError: Container killed"}],
+        }
+    ]
+    ctx, _ = scripted([standin.failed], [standin.completed], stopped=stopped)
+    with pytest.raises(DeployFailed):
+        run(ctx, deploy_target)
+    log = ctx.out.stream.getvalue()
+    assert (
+        "stopped: task 0f1e2d3c: Essential container in task exited; "
+        "web: exit 137 (OutOfMemoryError: Container killed)"
+    ) in log
+    assert "deployment failed: tasks failed to start." in log
+
+
+def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
+    scripted: Any, deploy_target: DeployTarget
+) -> None:
+    ctx, fake = scripted([standin.failed])
+    with pytest.raises(
+        DeployFailed, match=r"not rolled back \(--no-rollback\); the service now runs"
+    ) as info:
+        run(ctx, deploy_target, rollback=False)
+    assert len(fake.updates) == 1
+    assert info.value.message.endswith(f"{deploy_target.family}:1")  # the circuit breaker's choice
+
+
+def test_a_failed_rollback_is_exit_code_4(scripted: Any, deploy_target: DeployTarget) -> None:
+    ctx, _ = scripted([standin.failed], [standin.failed])
+    with pytest.raises(RollbackFailed, match="the rollback to .*:1 failed too") as info:
+        run(ctx, deploy_target)
+    assert info.value.exit_code == 4
+
+
+def test_a_service_that_never_completed_is_not_rolled_back(
+    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
+) -> None:
+    ctx, fake = scripted([standin.failed])
+    fake.before = lambda r: {
+        "deployments": [standin.deployment(r.old_id, r.old_td, running=0, pending=1, state="IN_PROGRESS")]
+    }
+    with pytest.raises(DeployFailed, match=r"not rolled back \(no earlier revision had COMPLETED\)"):
+        run(ctx, deploy_target)
+    assert len(fake.updates) == 1
+
+
+@pytest.fixture
+def wrong_answer() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = b"Goodbye World"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hello/"
+    server.shutdown()
+
+
+def test_a_failed_smoke_test_rolls_back(
+    scripted: Any, deploy_target: DeployTarget, wrong_answer: str, aws: Callable[[str], Any]
+) -> None:
+    ctx, fake = scripted([standin.completed], [standin.completed])
+    ctx.settings = dataclasses.replace(ctx.settings, smoke=SmokeSettings(timeout=0.3))
+    with pytest.raises(DeployFailed) as info:
+        run(ctx, deploy_target, run_smoke=True, smoke_url=wrong_answer)
+    assert "smoke test failed: GET" in info.value.message and "'Goodbye World'" in info.value.message
+    assert info.value.message.endswith("which runs now")
+    assert running(aws, deploy_target) == f"{deploy_target.family}:1"
+
+
+def test_rollback_redeploys_the_last_verified_revision(
+    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
+) -> None:
+    ctx, fake = scripted([standin.completed], [standin.completed], [standin.completed])
+    run(ctx, deploy_target)  # :2, verified
+    run(ctx, deploy_target)  # :3, verified, now running
+    aws("ecs").register_task_definition(  # :4 registered but never deployed or verified
+        family=deploy_target.family, containerDefinitions=[{"name": "x", "image": "y", "memory": 64}]
+    )
+    released = deploy.rollback(ctx, "prod", timeout=5, run_smoke=False, sleep=NO_SLEEP)
+    assert released.task_definition.endswith(f"{deploy_target.family}:2")
+    assert running(aws, deploy_target) == f"{deploy_target.family}:2"
