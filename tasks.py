@@ -118,6 +118,94 @@ def plan(c, branch=None, tag=None, sha=None, json=False):
     print(jsonlib.dumps(policy.to_json(found)) if json else "\n".join(policy.describe(found, commit, dirty)))
 
 
+_DEPLOY_HELP = {
+    "env": "environment to deploy to (prod, staging, or one from [tool.pipeline.environments])",
+    "sha": "commit whose image to deploy (default: CIRCLE_SHA1, else git HEAD); it must be in ECR",
+    "timeout": "seconds to wait for the rollout before failing (default 600)",
+    "dry_run": "print the rendered task definition and its diff against the live one; change nothing",
+    "no_rollback": "on failure leave the new revision in place instead of rolling back",
+    "no_smoke": "skip the smoke test after the rollout",
+    "smoke_url": "smoke-test this URL instead of discovering the ALB's (e.g. http://127.0.0.1:8080/hello/)",
+}
+
+
+@task(help=_DEPLOY_HELP)
+@verb
+def deploy(c, env, sha=None, timeout=600, dry_run=False, no_rollback=False, no_smoke=False, smoke_url=None):
+    """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
+    from pipeline import deploy as deploying
+
+    ctx = _context()
+    deploying.deploy(ctx, env, sha, float(timeout), dry_run, not no_rollback, not no_smoke, smoke_url)
+
+
+@task(
+    help={
+        "env": "environment to roll back",
+        "to": "revision to return to: a number, family:revision or ARN (default: the last verified one)",
+        "timeout": _DEPLOY_HELP["timeout"],
+        "no_smoke": _DEPLOY_HELP["no_smoke"],
+        "smoke_url": _DEPLOY_HELP["smoke_url"],
+    }
+)
+@verb
+def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None):
+    """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
+    from pipeline import deploy as deploying
+
+    ctx = _context()
+    deploying.rollback(ctx, env, to, float(timeout), not no_smoke, smoke_url)
+
+
+@task(help={"env": "environment whose service to test", "url": "test this URL instead of discovering the ALB's"})
+@verb
+def smoke(c, env, url=None):
+    """Smoke-test an environment through its ALB: GET the base path, expect the configured answer."""
+    from pipeline import smoke as smoking
+
+    ctx = _context()
+    with ctx.out.step(f"smoke test {env}"):
+        target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
+        smoking.check(target, ctx.settings.smoke, ctx.out.detail)
+
+
+@task(help={"env": "environment to test", "url": "base URL to test instead of discovering the ALB's"})
+@verb
+def integration(c, env, url=None):
+    """Run the project's integration tests (`integration_command`) against an environment's base URL."""
+    from pipeline import smoke as smoking
+    from pipeline import verbs
+
+    ctx = _context()
+    with ctx.out.step(f"integration tests against {env}"):
+        target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
+        verbs.integration(ctx, target)
+
+
+@task(help={"env": "environment to show", "json": "print one JSON object instead of text"})
+@verb
+def status(c, env, json=False):
+    """Show what runs in an environment: revision, image, sha, rollout state, counts, last events."""
+    import json as jsonlib
+
+    from pipeline import ecs
+
+    ctx = _context()
+    environment = ctx.settings.environment(env)
+    report = ecs.status(ctx.clients, environment.cluster, environment.service)
+    if json:
+        print(jsonlib.dumps(report, indent=2))
+        return
+    print(f"{env}: {report['service']} in {report['cluster']} runs {report['revision']}")
+    print(f"  image  {', '.join(report['images'])}")
+    print(f"  sha    {report['sha'] or 'unknown'} (verified: {report['verifiedAt'] or 'no'})")
+    print(f"  tasks  running {report['runningCount']}/{report['desiredCount']}, pending {report['pendingCount']}, rollout {report['rolloutState'] or 'n/a'}")
+    for line in report["deployments"]:
+        print(f"  deployment {line}")
+    for event in report["events"]:
+        print(f"  {event['at']}  {event['message']}")
+
+
 # --- the local stack ------------------------------------------------------------
 
 
@@ -160,4 +248,4 @@ def check(c, pytest_args=""):
 
 
 stack_ns = Collection("stack", stack_up, stack_down, stack_env)
-ns = Collection(build, test, dockerize, push, plan, check, stack_ns)
+ns = Collection(build, test, dockerize, push, deploy, rollback, smoke, integration, status, plan, check, stack_ns)

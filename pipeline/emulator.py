@@ -65,7 +65,7 @@ def install_rollout_model(rollout_seconds: float) -> None:
             service.deployments[0].update(
                 runningCount=0, pendingCount=service.desired_count, rolloutState="IN_PROGRESS"
             )
-            service._standin_rollout_done_at = time.monotonic() + rollout_seconds
+            service._standin_rollout_done_at = time.monotonic() + rollout_seconds  # type: ignore[attr-defined]
         return service
 
     def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
