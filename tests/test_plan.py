@@ -114,11 +114,11 @@ def test_policy_problems(ci: dict[str, Any], environments: dict[str, Any], expec
     assert "\n" not in err.value.message
 
 
-def test_full_settings_report_policy_problems_with_the_rest(environ: dict[str, str]) -> None:
+def test_full_settings_report_policy_problems_with_the_rest() -> None:
     """config.load checks the policy with the same rules, every problem at once."""
     project = {"container_port": 0, "ci": {"tag_steps": ["deploi"], "mainline_environment": "qa"}}
     with pytest.raises(ConfigError) as err:
-        config.load(environ, ROOT, project)
+        config.load({"AWS_RESOURCE_NAME_PREFIX": "plan-test"}, ROOT, project)
     assert [p.split(":")[0] for p in err.value.problems] == [
         "[tool.pipeline] container_port",
         "[tool.pipeline.ci] tag_steps",
