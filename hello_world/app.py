@@ -6,6 +6,9 @@ answers {"status": "ok"} for the load balancer and ECS health checks.
 
 SIGTERM (how ECS stops a task) stops accepting connections and lets in-flight
 requests finish before the process exits 0.
+
+Traces are optional (hello_world/telemetry.py): only the standard OTEL_* variables turn
+them on, and without them opentelemetry is never imported.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from . import telemetry
+
 
 def normalise_base_path(value: str) -> str:
     return "/" + value.strip("/") + "/" if value.strip("/") else "/"
@@ -27,24 +32,41 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "hello_world/1"
     protocol_version = "HTTP/1.1"
     base_path = "/hello/"
+    tracing: telemetry.Tracing | None = None
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path in (self.base_path, self.base_path.rstrip("/")):
-            self._send(200, "text/plain; charset=utf-8", b"Hello World!\n")
+            self._send(200, "text/plain; charset=utf-8", b"Hello World!\n", self.base_path)
         elif path == self.base_path + "health":
-            self._send(200, "application/json", json.dumps({"status": "ok"}).encode())
+            self._send(
+                200, "application/json", json.dumps({"status": "ok"}).encode(), self.base_path + "health"
+            )
         else:
-            self._send(404, "text/plain; charset=utf-8", b"Not Found\n")
+            self._send(404, "text/plain; charset=utf-8", b"Not Found\n", None)
 
-    def _send(self, status: int, content_type: str, body: bytes) -> None:
+    def _send(self, status: int, content_type: str, body: bytes, route: str | None) -> None:
         started = getattr(self, "_started", time.monotonic())
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self._log(status, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        self._log(status, seconds)
+        if self.tracing is not None:
+            ended = time.time_ns()
+            path = self.path.split("?", 1)[0]  # the query may carry secrets: never in a span
+            self.tracing.record(
+                self.command,
+                route,
+                path,
+                status,
+                ended - int(seconds * 1e9),
+                ended,
+                self.headers,
+                self.client_address[0],
+            )
 
     def parse_request(self) -> bool:
         self._started = time.monotonic()
@@ -66,38 +88,39 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
 
 
-def make_server(host: str, port: int, base_path: str) -> Server:
-    handler = type("BoundHandler", (Handler,), {"base_path": normalise_base_path(base_path)})
+def make_server(host: str, port: int, base_path: str, tracing: telemetry.Tracing | None = None) -> Server:
+    handler = type(
+        "BoundHandler", (Handler,), {"base_path": normalise_base_path(base_path), "tracing": tracing}
+    )
     return Server((host, port), handler)
+
+
+def event(**fields: object) -> None:
+    """One JSON line on stdout: CloudWatch Logs (awslogs) keeps it as is."""
+    print(json.dumps(fields), flush=True)
 
 
 def main() -> int:
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "0.0.0.0")
-    server = make_server(host, port, os.environ.get("BASE_PATH", "/hello/"))
+    tracing = telemetry.setup(os.environ, event)
+    server = make_server(host, port, os.environ.get("BASE_PATH", "/hello/"), tracing)
 
     def stop(signum: int, _frame: object) -> None:
-        print(json.dumps({"event": "stopping", "signal": signal.Signals(signum).name}), flush=True)
+        event(event="stopping", signal=signal.Signals(signum).name)
         # shutdown() waits for serve_forever to return, so it must run off this thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     bound = server.server_address
-    print(
-        json.dumps(
-            {
-                "event": "listening",
-                "host": bound[0],
-                "port": bound[1],
-                "base_path": server.RequestHandlerClass.base_path,
-            }
-        ),
-        flush=True,
-    )  # type: ignore[attr-defined]
+    base_path = server.RequestHandlerClass.base_path  # type: ignore[attr-defined]
+    event(event="listening", host=bound[0], port=bound[1], base_path=base_path)
     server.serve_forever()
     server.server_close()  # joins the request threads still running
-    print(json.dumps({"event": "stopped"}), flush=True)
+    if tracing is not None:
+        tracing.shutdown()  # exports the spans still batched
+    event(event="stopped")
     return 0
 
 

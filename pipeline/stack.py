@@ -117,7 +117,15 @@ def _apt_install(packages: list[str], say: Say) -> None:
             raise Unavailable(f"`{' '.join(cmd)}` failed: {tail[0]}")
 
 
-def _start(name: str, cmd: list[str], cfg: StackConfig, extra_env: dict[str, str] | None = None) -> Path:
+def _start(
+    name: str,
+    cmd: list[str],
+    cfg: StackConfig,
+    ready: Callable[[], bool],
+    timeout: float,
+    extra_env: dict[str, str] | None = None,
+) -> None:
+    """Start a background process and wait until `ready`; on failure stop it again."""
     log = cfg.directory / f"{name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -128,8 +136,13 @@ def _start(name: str, cmd: list[str], cfg: StackConfig, extra_env: dict[str, str
             start_new_session=True,  # survives the invoke process; `down` stops it
             env={**os.environ, **(extra_env or {})},
         )
+    try:
+        _wait(lambda: proc.poll() is None and ready(), name, timeout, log)
+    except Unavailable:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        raise
     (cfg.directory / f"{name}.pid").write_text(str(proc.pid))
-    return log
 
 
 def _alive(pid_file: Path) -> int | None:
@@ -165,7 +178,7 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
             return
     # No default bridge and no iptables: containers use host networking, and nothing
     # this stack starts can send traffic anywhere but loopback.
-    log = _start(
+    _start(
         "dockerd",
         [
             "dockerd",
@@ -176,8 +189,9 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
             str(cfg.directory / "dockerd.real.pid"),
         ],
         cfg,
+        docker_answers,
+        60,
     )
-    _wait(docker_answers, "docker engine", 60, log)
     say("docker engine: started (no default bridge, host networking)")
 
 
@@ -287,20 +301,39 @@ notifications:
       backoff: 1s
 """
     )
-    log = _start("registry", ["docker-registry", "serve", str(root / "config.yml")], cfg)
-    _wait(lambda: _registry_answers(cfg), "registry", 30, log)
+    _start(
+        "registry",
+        ["docker-registry", "serve", str(root / "config.yml")],
+        cfg,
+        lambda: _registry_answers(cfg),
+        30,
+    )
     say(f"registry: started on {cfg.registry} (login required: {REGISTRY_USER} / ECR token)")
 
 
 def _emulator_answers(cfg: StackConfig) -> bool:
-    return _http_status(f"{cfg.endpoint}/moto-api/data.json") == 200
+    # A cheap real API call (STS GetCallerIdentity), not /moto-api/data.json: that one
+    # serialises the emulator's whole state and slows down as the state grows.
+    request = urllib.request.Request(
+        cfg.endpoint + "/",
+        data=b"Action=GetCallerIdentity&Version=2011-06-15",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sts/aws4_request",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return ACCOUNT_ID.encode() in resp.read()
+    except (OSError, ValueError):
+        return False
 
 
 def ensure_emulator(cfg: StackConfig, say: Say) -> None:
     if _emulator_answers(cfg):
         say(f"aws emulator: running on {cfg.endpoint}")
         return
-    log = _start(
+    _start(
         "emulator",
         [
             sys.executable,
@@ -316,13 +349,14 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
             REGISTRY_PASSWORD,
         ],
         cfg,
+        lambda: _emulator_answers(cfg),
+        60,
         {
             "EMULATOR_ROLLOUT_SECONDS": str(cfg.rollout_seconds),
             "AWS_DEFAULT_REGION": cfg.region,
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
         },
     )
-    _wait(lambda: _emulator_answers(cfg), "aws emulator (moto server)", 60, log)
     say(f"aws emulator: started on {cfg.endpoint} (moto server + ECS rollout stand-in)")
 
 
