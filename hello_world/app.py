@@ -31,6 +31,9 @@ def normalise_base_path(value: str) -> str:
 class Handler(BaseHTTPRequestHandler):
     server_version = "hello_world/1"
     protocol_version = "HTTP/1.1"
+    # Headers and body are two writes; with Nagle on, a keep-alive client (the ALB) waits
+    # for its delayed ACK, ~40 ms, on every request.
+    disable_nagle_algorithm = True
     base_path = "/hello/"
     tracing: telemetry.Tracing | None = None
 
