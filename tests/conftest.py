@@ -160,3 +160,40 @@ def deploy_target(aws: Callable[[str], Any], repository: str, prefix: str) -> De
     )["taskDefinition"]["taskDefinitionArn"]
     ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=initial, desiredCount=1)
     return DeployTarget(sha, cluster, service, service, initial)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def hello_url(stack_environ: dict[str, str]) -> Iterator[str]:
+    """A real hello_world container (built by the pipeline, host networking); its base URL."""
+    import time
+    import urllib.request
+
+    from pipeline import verbs
+    from pipeline.git import Revision
+
+    env = {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": "hello-fixture"}
+    settings = config.load(env, ROOT)
+    ctx = Context(settings, Clients(region=settings.region), Output(stream=io.StringIO()), env)
+    name = verbs.dockerize(ctx, Revision("f1f1f1f"))
+    port = free_port()
+    container = ctx.clients.docker().containers.run(
+        name, detach=True, network_mode="host", environment={"PORT": str(port)}
+    )
+    url = f"http://127.0.0.1:{port}/hello/"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "health", timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield url
+    container.remove(force=True)

@@ -1,0 +1,295 @@
+"""The deploy, smoke, integration and status tasks on the real stack: moto server as
+ECS/ECR/ELBv2, the aws CLI as the independent check, a real hello_world container
+as what the smoke test talks to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from pipeline import deploy
+from pipeline.errors import ConfigError, NotFound, Unavailable
+from tests.conftest import ROOT, DeployTarget, free_port
+
+
+def test_deploy_registers_updates_waits_and_smoke_tests(
+    run_task: Callable[..., Any], deploy_target: DeployTarget, hello_url: str, aws_cli: Callable[..., Any]
+) -> None:
+    proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--smoke-url", hello_url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for step in ("check deploy", "register task definition", "deploy ", "smoke test"):
+        assert f"==> {step}" in proc.stdout and f"<== {step}" in proc.stdout
+    assert f"GET {hello_url}: HTTP 200" in proc.stdout
+
+    service = aws_cli(
+        "ecs", "describe-services", "--cluster", deploy_target.cluster, "--services", deploy_target.service
+    )["services"][0]
+    assert service["taskDefinition"].endswith(f"task-definition/{deploy_target.family}:2")
+    assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
+    described = aws_cli(
+        "ecs", "describe-task-definition", "--task-definition", service["taskDefinition"], "--include", "TAGS"
+    )
+    image = described["taskDefinition"]["containerDefinitions"][0]["image"]
+    assert image == f"127.0.0.1:5000/{deploy_target.family.removesuffix('-service')}:{deploy_target.sha}"
+    tags = {t["key"]: t["value"] for t in described["tags"]}
+    assert tags["pipeline:git-sha"] == deploy_target.sha and "pipeline:verified-at" in tags
+
+    status = run_task("status", "--env", "prod", "--json")
+    report = json.loads(status.stdout)
+    assert (report["revision"], report["sha"], report["rolloutState"]) == (
+        f"{deploy_target.family}:2",
+        deploy_target.sha,
+        "COMPLETED",
+    )
+    assert report["images"] == [image] and report["runningCount"] == report["desiredCount"] == 1
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A service repository of its own, with a richer template."""
+    shutil.copytree(
+        ROOT / "hello_world", tmp_path / "hello_world", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return tmp_path
+
+
+def test_every_field_of_the_template_survives_registration(
+    project: Path, make_context: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
+) -> None:
+    template = json.loads((project / "hello_world/deploy/taskdef.json").read_text())
+    template.update(
+        {
+            "ephemeralStorage": {"sizeInGiB": 30},
+            "volumes": [{"name": "scratch"}],
+            "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+            "taskRoleArn": "arn:aws:iam::123456789012:role/app-task-role",
+            "cpu": "512",
+            "memory": "1024",
+        }
+    )
+    template["containerDefinitions"][0]["mountPoints"] = [
+        {"sourceVolume": "scratch", "containerPath": "/tmp"}
+    ]
+    (project / "hello_world/deploy/taskdef.json").write_text(json.dumps(template))
+    (project / "hello_world/deploy/prod.json").write_text(
+        json.dumps(
+            {
+                "environment": {"GREETING": "hi"},
+                "secrets": {"DB_PASSWORD": "arn:aws:ssm:us-east-1:123456789012:parameter/app/prod/db"},
+            }
+        )
+    )
+    ctx = make_context(root=project)
+    released = deploy.deploy(ctx, "prod", deploy_target.sha, timeout=30, run_smoke=False)
+
+    live = aws_cli(
+        "ecs", "describe-task-definition", "--task-definition", released.task_definition, "--include", "TAGS"
+    )
+    definition = live["taskDefinition"]
+    for key in (
+        "ephemeralStorage",
+        "volumes",
+        "runtimePlatform",
+        "taskRoleArn",
+        "cpu",
+        "memory",
+        "networkMode",
+        "requiresCompatibilities",
+    ):
+        assert definition[key] == template[key], key
+    assert (
+        definition["executionRoleArn"]
+        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-ecs-execution-role"
+    )
+    (container,) = definition["containerDefinitions"]
+    assert container["mountPoints"] == [{"sourceVolume": "scratch", "containerPath": "/tmp"}]
+    assert container["secrets"] == [
+        {"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/app/prod/db"}
+    ]
+    assert {"name": "GREETING", "value": "hi"} in container["environment"]
+    assert container["healthCheck"] == {
+        **template["containerDefinitions"][0]["healthCheck"],
+        "command": container["healthCheck"]["command"],
+    }
+    assert container["logConfiguration"]["options"]["awslogs-group"] == f"/ecs/{ctx.settings.prefix}"
+    assert {"key": "service", "value": deploy_target.service} in live["tags"]
+
+
+def test_dry_run_prints_the_definition_and_diff_and_changes_nothing(
+    run_task: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
+) -> None:
+    proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--dry-run", "--no-smoke")
+    assert proc.returncode == 0, proc.stderr
+    assert '"image": "127.0.0.1:5000/' in proc.stdout
+    assert f"--- live {deploy_target.family}:1" in proc.stdout and '+  "networkMode": "awsvpc"' in proc.stdout
+    assert "dry run: nothing was registered or updated" in proc.stdout
+    arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", deploy_target.family)[
+        "taskDefinitionArns"
+    ]
+    assert [a.rsplit(":", 1)[1] for a in arns] == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--env", "qa"], "error: --env qa: unknown environment; choose one of: prod, staging"),
+        (
+            ["--env", "prod", "--sha", "0" * 40],
+            "error: no image {prefix}:0000000000000000000000000000000000000000 in ECR; push it first with "
+            "`invoke dockerize --sha 0000000000000000000000000000000000000000 && invoke push --sha ",
+        ),
+        (
+            ["--env", "staging"],
+            "error: ECS service '{prefix}-staging-service' not found in cluster "
+            "'{prefix}-cluster'; create it with `invoke setup`",
+        ),
+    ],
+)
+def test_bad_input_stops_before_any_change(
+    run_task: Callable[..., Any],
+    deploy_target: DeployTarget,
+    prefix: str,
+    aws_cli: Callable[..., Any],
+    args: list[str],
+    message: str,
+) -> None:
+    if "--sha" not in args:
+        args = [*args, "--sha", deploy_target.sha]
+    proc = run_task("deploy", *args, "--no-smoke")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(message.format(prefix=prefix)) and len(proc.stderr.splitlines()) == 1
+    arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", deploy_target.family)[
+        "taskDefinitionArns"
+    ]
+    assert len(arns) == 1
+
+
+def test_a_missing_cluster_says_how_to_create_it(
+    run_task: Callable[..., Any], repository: str, prefix: str, aws: Callable[[str], Any]
+) -> None:
+    from tests.conftest import put_image_record
+
+    put_image_record(aws, repository, "abcdef1")
+    proc = run_task("deploy", "--env", "prod", "--sha", "abcdef1", "--no-smoke")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: ECS cluster '{prefix}-cluster' not found; create it with `invoke setup` "
+        f"(or `aws ecs create-cluster --cluster-name {prefix}-cluster`)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            '{"family": "x",\n "containerDefinitions": [}',
+            "hello_world/deploy/taskdef.json:2:27: not valid JSON: Expecting value",
+        ),
+        ('{"family": "x"}', "containerDefinitions must list at least one container"),
+    ],
+)
+def test_a_broken_template_is_named(
+    project: Path, make_context: Callable[..., Any], deploy_target: DeployTarget, content: str, problem: str
+) -> None:
+    (project / "hello_world/deploy/taskdef.json").write_text(content)
+    with pytest.raises(ConfigError, match=problem):
+        deploy.deploy(make_context(root=project), "prod", deploy_target.sha, run_smoke=False)
+
+
+def test_access_denied_names_the_action(
+    make_context: Callable[..., Any], deploy_target: DeployTarget, aws: Callable[[str], Any]
+) -> None:
+    class Denied:
+        """Stand-in for an IAM policy without ecs:RegisterTaskDefinition (moto does not enforce IAM)."""
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def register_task_definition(self, **_: Any) -> Any:
+            error = {"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}
+            raise ClientError(error, "RegisterTaskDefinition")
+
+    ctx = make_context(aws_factory=lambda name: Denied(aws(name)) if name == "ecs" else aws(name))
+    with pytest.raises(
+        Unavailable, match=r"^AccessDenied: this identity may not call ecs:RegisterTaskDefinition"
+    ):
+        deploy.deploy(ctx, "prod", deploy_target.sha, run_smoke=False)
+
+
+def test_smoke_task_passes_and_fails_on_a_real_container(
+    run_task: Callable[..., Any], hello_url: str
+) -> None:
+    ok = run_task("smoke", "--env", "prod", "--url", hello_url)
+    assert ok.returncode == 0 and "HTTP 200" in ok.stdout and "'Hello World!'" in ok.stdout
+    wrong = run_task("smoke", "--env", "prod", "--url", hello_url + "nope", "--timeout", "0.5")
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith(
+        f"error: smoke test failed: GET {hello_url}nope expected HTTP 200 with 'Hello World!', got HTTP 404"
+    )
+    closed = f"http://127.0.0.1:{free_port()}/hello/"
+    refused = run_task("smoke", "--env", "prod", "--url", closed, "--timeout", "0.5")
+    assert refused.returncode == 1 and "got no answer ([Errno 111] Connection refused)" in refused.stderr
+
+
+def test_integration_task_runs_the_projects_tests_against_the_url(
+    run_task: Callable[..., Any], hello_url: str
+) -> None:
+    proc = run_task("integration", "--env", "prod", "--url", hello_url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+    broken = run_task("integration", "--env", "prod", "--url", hello_url.replace("/hello/", "/other/"))
+    assert broken.returncode == 1 and broken.stderr.startswith("error: integration tests failed (exit 1)")
+
+
+def test_smoke_url_is_discovered_through_the_alb(
+    make_context: Callable[..., Any], deploy_target: DeployTarget, aws: Callable[[str], Any]
+) -> None:
+    from pipeline import smoke
+
+    ec2, elbv2, ecs = aws("ec2"), aws("elbv2"), aws("ecs")
+    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"us-east-1{z}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, z in ((1, "a"), (2, "b"))
+    ]
+    alb = elbv2.create_load_balancer(Name=f"{deploy_target.cluster[:20]}-alb", Subnets=subnets)[
+        "LoadBalancers"
+    ][0]
+    group = elbv2.create_target_group(
+        Name=f"{deploy_target.cluster[:20]}-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
+    )["TargetGroups"][0]
+    elbv2.create_listener(
+        LoadBalancerArn=alb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
+    )
+    ecs.create_service(
+        cluster=deploy_target.cluster,
+        serviceName="with-alb",
+        taskDefinition=deploy_target.initial,
+        desiredCount=1,
+        loadBalancers=[
+            {"targetGroupArn": group["TargetGroupArn"], "containerName": "web", "containerPort": 8080}
+        ],
+    )
+    ctx = make_context()
+    env = ctx.settings.environment("prod")
+    # Only the URL is checked: the emulator's DNS name is not a place to send traffic.
+    assert (
+        smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
+        == f"http://{alb['DNSName']}/hello/"
+    )
+    with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
+        smoke.discover_url(ctx.settings, env, ctx.clients)

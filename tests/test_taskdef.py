@@ -1,0 +1,240 @@
+"""Rendering the task definition (pure) and reading ECS's answers (pure)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import ecs, taskdef
+from pipeline.errors import ConfigError
+from tests.ecs_standin import deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+INPUTS = taskdef.RenderInputs(
+    family="shop-service",
+    container="shop-service",
+    image="1.dkr.ecr.us-east-1.amazonaws.com/shop:abc1234",
+    sha="abc1234",
+    environment="prod",
+    region="us-east-1",
+    account_id="123456789012",
+    prefix="shop",
+    cluster="shop-cluster",
+    service="shop-service",
+    execution_role_arn="arn:aws:iam::123456789012:role/shop-ecs-execution-role",
+    log_group="/ecs/shop",
+    port=8080,
+    base_path="/shop/",
+    created_at=datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC),
+    build_url="https://circleci.com/gh/acme/shop/42",
+)
+MINIMAL = {"containerDefinitions": [{"name": "${container}", "image": "${image}"}]}
+
+
+def render(template: dict[str, Any], values: taskdef.EnvironmentValues | None = None) -> dict[str, Any]:
+    return taskdef.render(template, values or taskdef.EnvironmentValues(), INPUTS, "taskdef.json")
+
+
+def test_hello_worlds_template_renders_to_a_valid_fargate_request() -> None:
+    template = taskdef.load_template(ROOT / "hello_world/deploy/taskdef.json")
+    values = taskdef.load_values(ROOT / "hello_world/deploy/prod.json")
+    request = render(template, values)
+    taskdef.validate_request(request, "taskdef.json")
+    (container,) = request["containerDefinitions"]
+    assert (request["cpu"], request["memory"], request["networkMode"]) == ("256", "512", "awsvpc")
+    assert request["executionRoleArn"] == INPUTS.execution_role_arn
+    assert container["image"] == INPUTS.image
+    assert container["portMappings"][0]["containerPort"] == 8080  # a number, as the API wants
+    assert container["environment"] == [
+        {"name": "BASE_PATH", "value": "/shop/"},
+        {"name": "DEPLOY_ENV", "value": "prod"},
+        {"name": "LOG_LEVEL", "value": "info"},
+        {"name": "PORT", "value": "8080"},
+    ]
+    assert "http://127.0.0.1:8080/shop/health" in container["healthCheck"]["command"][-1]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/shop"
+    assert request["tags"] == [
+        {"key": "pipeline:ci-build-url", "value": "https://circleci.com/gh/acme/shop/42"},
+        {"key": "pipeline:created-at", "value": "2026-05-06T07:08:09+00:00"},
+        {"key": "pipeline:git-sha", "value": "abc1234"},
+        {"key": "service", "value": "shop-service"},
+    ]
+
+
+def test_staging_renders_its_own_values() -> None:
+    template = taskdef.load_template(ROOT / "hello_world/deploy/taskdef.json")
+    values = taskdef.load_values(ROOT / "hello_world/deploy/staging.json")
+    env = render(template, values)["containerDefinitions"][0]["environment"]
+    assert {"name": "DEPLOY_ENV", "value": "staging"} in env
+
+
+def test_fields_the_user_writes_pass_through_untouched() -> None:
+    template = {
+        **MINIMAL,
+        "family": "custom-family",
+        "ephemeralStorage": {"sizeInGiB": 40},
+        "volumes": [{"name": "scratch", "host": {}}],
+        "pidMode": "task",
+        "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+    }
+    request = render(template)
+    for key in ("family", "ephemeralStorage", "volumes", "pidMode", "runtimePlatform"):
+        assert request[key] == template[key]
+
+
+def test_secrets_become_value_from_references() -> None:
+    values = taskdef.EnvironmentValues(
+        secrets={
+            "DB_PASSWORD": "arn:aws:secretsmanager:us-east-1:123456789012:secret:shop/db-AbCdEf",
+            "API_TOKEN": "arn:aws:ssm:${region}:${account_id}:parameter/shop/prod/api-token",
+            "OTHER": "/shop/prod/other",
+        }
+    )
+    container = render(MINIMAL, values)["containerDefinitions"][0]
+    assert container["secrets"] == [
+        {
+            "name": "API_TOKEN",
+            "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/shop/prod/api-token",
+        },
+        {
+            "name": "DB_PASSWORD",
+            "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:shop/db-AbCdEf",
+        },
+        {"name": "OTHER", "valueFrom": "/shop/prod/other"},
+    ]
+    assert "environment" not in container
+
+
+def test_values_read_back_from_the_api_are_dropped() -> None:
+    live = {**MINIMAL, "revision": 7, "status": "ACTIVE", "taskDefinitionArn": "arn:x", "registeredAt": "t"}
+    assert set(render(live)) == {"containerDefinitions", "family", "tags"}
+
+
+@pytest.mark.parametrize(
+    ("template", "values", "problem"),
+    [
+        (
+            {"containerDefinitions": []},
+            None,
+            "taskdef.json: containerDefinitions must list at least one container",
+        ),
+        (
+            {"containerDefinitions": [{"name": "${container}"}]},
+            None,
+            "taskdef.json: containerDefinitions[0] needs a name and an image",
+        ),
+        (
+            {"containerDefinitions": [{"name": "web", "image": "${image}"}]},
+            None,
+            "taskdef.json: no container named 'shop-service'",
+        ),
+        ({**MINIMAL, "cpu": "${cpus}"}, None, "taskdef.json: unknown placeholder ${cpus}; known: "),
+        (
+            MINIMAL,
+            taskdef.EnvironmentValues(secrets={"KEY": "s3cr3t value"}),
+            "taskdef.json: secret KEY: 's3cr3t value' is not a Secrets Manager/SSM ARN or an SSM parameter name",
+        ),
+        (
+            MINIMAL,
+            taskdef.EnvironmentValues(secrets={"KEY": "arn:aws:s3:::bucket/key"}),
+            "taskdef.json: secret KEY: 'arn:aws:s3:::bucket/key' is not",
+        ),
+        (
+            MINIMAL,
+            taskdef.EnvironmentValues(environment={"STRIPE_API_KEY": "sk_live_x"}),
+            "taskdef.json: STRIPE_API_KEY looks like a secret but is a plain environment value",
+        ),
+    ],
+)
+def test_bad_templates_and_values_are_named(template: dict[str, Any], values: Any, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        render(template, values)
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+def test_the_api_model_catches_misspelt_or_mistyped_fields() -> None:
+    request = render({**MINIMAL, "memroy": "512", "cpu": 256})
+    with pytest.raises(ConfigError) as info:
+        taskdef.validate_request(request, "taskdef.json")
+    text = " ".join(info.value.problems)
+    assert 'Unknown parameter in input: "memroy"' in text and "Invalid type for parameter cpu" in text
+
+
+def test_invalid_json_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "taskdef.json"
+    path.write_text('{\n  "family": "x",\n  "cpu": 256,,\n}')
+    with pytest.raises(ConfigError, match=rf"task definition template {path}:3:14: not valid JSON"):
+        taskdef.load_template(path)
+
+
+def test_values_file_with_unknown_keys_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_text(json.dumps({"env": {"A": "1"}}))
+    with pytest.raises(ConfigError, match="unknown key 'env'; use values, environment, secrets"):
+        taskdef.load_values(path)
+
+
+def test_diff_shows_only_meaningful_changes() -> None:
+    live = {**MINIMAL, "volumes": [], "tags": [{"key": "pipeline:created-at", "value": "yesterday"}]}
+    rendered = {**MINIMAL, "cpu": "512", "tags": [{"key": "pipeline:created-at", "value": "today"}]}
+    text = taskdef.diff(live, rendered, "fam:3")
+    assert '+  "cpu": "512"' in text
+    assert "volumes" not in text and "created-at" not in text
+
+
+OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:1", "arn:aws:ecs:us-east-1:1:task-definition/fam:2"
+
+
+@pytest.mark.parametrize(
+    ("deployments", "state", "reason"),
+    [
+        ([deployment("new", NEW)], "succeeded", ""),
+        (
+            [
+                deployment("new", NEW, running=0, pending=1, state="IN_PROGRESS"),
+                deployment("old", OLD, "ACTIVE"),
+            ],
+            "rolling",
+            "",
+        ),
+        (
+            [deployment("new", NEW, state="FAILED", reason="circuit breaker"), deployment("rb", OLD)],
+            "failed",
+            "circuit breaker",
+        ),
+        ([deployment("rb", OLD)], "failed", "fam:1 is PRIMARY again"),
+        ([deployment("other", NEW)], "failed", "was replaced by other"),
+        ([deployment("new", NEW, state=None)], "succeeded", "no stale deployments"),
+        ([deployment("new", NEW, state=None), deployment("old", OLD, "ACTIVE", state=None)], "rolling", ""),
+        ([deployment("new", NEW, state=None, running=0, pending=1)], "rolling", ""),
+        ([deployment("new", NEW, "ACTIVE", state="IN_PROGRESS")], "failed", "no longer PRIMARY"),
+    ],
+)
+def test_observe(deployments: list[dict[str, Any]], state: str, reason: str) -> None:
+    outcome = ecs.observe({"status": "ACTIVE", "deployments": deployments}, "new", NEW)
+    assert outcome.state == state and reason in outcome.reason
+
+
+def test_a_draining_service_is_a_failure() -> None:
+    outcome = ecs.observe({"status": "DRAINING", "deployments": [deployment("new", NEW)]}, "new", NEW)
+    assert outcome == ecs.Outcome("failed", "the service is DRAINING")
+
+
+@pytest.mark.parametrize(
+    ("deployments", "expected"),
+    [
+        ([deployment("new", NEW, state="IN_PROGRESS"), deployment("old", OLD, "ACTIVE")], OLD),
+        ([deployment("old", OLD)], OLD),
+        ([deployment("old", OLD, state=None)], OLD),
+        ([deployment("new", NEW, state="IN_PROGRESS", running=0)], None),
+        ([deployment("old", OLD, state=None, running=0)], None),
+    ],
+)
+def test_last_known_good_is_what_completed_not_revision_minus_one(
+    deployments: list[dict[str, Any]], expected: str | None
+) -> None:
+    assert ecs.last_known_good({"deployments": deployments}) == expected
