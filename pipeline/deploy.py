@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ecr, ecs, smoke, taskdef
+from . import ecr, ecs, markers, smoke, taskdef
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
@@ -135,6 +135,7 @@ def deploy(
         ctx,
         env,
         arn,
+        checked.sha,
         previous=ecs.last_known_good(checked.service),
         kind="deploy",
         timeout=timeout,
@@ -174,6 +175,7 @@ def release(
     ctx: Context,
     env: Environment,
     arn: str,
+    sha: str,
     previous: str | None,
     kind: str,
     timeout: float,
@@ -184,6 +186,7 @@ def release(
     """Put `arn` into service, verify it, and on failure return to `previous`."""
     out = ctx.out
     probe = None
+    started = datetime.now(UTC)
     try:
         with out.step(f"{kind} {ecs.short(arn)} to {env.service}"):
             outcome = _update_and_wait(ctx, env, arn, timeout, sleep)
@@ -196,12 +199,14 @@ def release(
         failure = exc.message
     else:
         mark_verified(ctx, arn)
+        markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC))
         out.say(
             f"{kind} of {ecs.short(arn)} to {env.name} succeeded"
             + (f": {smoke_url} answers" if smoke_url else "")
         )
         return Released(env.name, arn, smoke_url, probe)
 
+    markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC))
     what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
     if not rollback or previous is None or ecs.same_revision(previous, arn):
         why = "--no-rollback" if not rollback else "no earlier revision had COMPLETED"
@@ -209,8 +214,18 @@ def release(
             ecs.describe_service(ctx.clients, env.cluster, env.service).get("taskDefinition", "?")
         )
         raise DeployFailed(f"{what}; not rolled back ({why}); the service now runs {running}")
+    rolled_back_at = datetime.now(UTC)
     with out.step(f"roll back to {ecs.short(previous)}"):
         back = _update_and_wait(ctx, env, previous, timeout, sleep)
+        markers.post(
+            ctx,
+            "rollback",
+            env.name,
+            revision_sha(ctx, previous),
+            previous,
+            rolled_back_at,
+            datetime.now(UTC),
+        )
         if back.state != "succeeded":
             raise RollbackFailed(f"{what}; the rollback to {ecs.short(previous)} failed too: {back.reason}")
     raise DeployFailed(f"{what}; rolled back to {ecs.short(previous)}, which runs now")
@@ -223,6 +238,17 @@ def mark_verified(ctx: Context, arn: str) -> None:
         ctx.clients.aws("ecs").tag_resource(
             resourceArn=arn, tags=[{"key": taskdef.TAG_VERIFIED, "value": stamp}]
         )
+
+
+def revision_sha(ctx: Context, arn: str) -> str:
+    """The git sha a revision was registered for (its tag), or "unknown"."""
+    with aws_errors("ecs:DescribeTaskDefinition"):
+        tags = (
+            ctx.clients.aws("ecs")
+            .describe_task_definition(taskDefinition=arn, include=["TAGS"])
+            .get("tags", [])
+        )
+    return next((t["value"] for t in tags if t["key"] == taskdef.TAG_SHA), "unknown")
 
 
 def _revision_number(arn: str) -> int:
@@ -287,6 +313,7 @@ def rollback(
         ctx,
         env,
         target,
+        revision_sha(ctx, target),
         previous=ecs.last_known_good(service),
         kind="rollback",
         timeout=timeout,
