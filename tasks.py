@@ -25,10 +25,28 @@ from pipeline.output import Output
 ROOT = Path(__file__).resolve().parent
 
 
-def _context(json_logs: bool = False) -> Context:
+_JSON_LOGS = (
+    "also print one JSON line per finished step (step, service, environment, sha, status, "
+    "duration, error) for CI log search; PIPELINE_JSON_LOGS=1 does the same"
+)
+
+
+def _context(json_logs: bool = False, sha: str | None = None, environment: str | None = None) -> Context:
     settings = config.load(os.environ, ROOT)
     use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
-    return Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
+    ctx = Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
+    if use_json:
+        ctx.out.context.update(_log_fields(ctx, sha, environment))
+    return ctx
+
+
+def _log_fields(ctx: Context, sha: str | None, environment: str | None) -> dict[str, str | None]:
+    """What every JSON step line carries besides the step itself."""
+    try:
+        commit: str | None = ctx.revision(sha).tag
+    except PipelineError:
+        commit = None  # no git and no CIRCLE_SHA1, or a bad --sha that the task itself reports
+    return {"service": ctx.settings.prefix, "environment": environment, "sha": commit}
 
 
 def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -48,24 +66,24 @@ def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@task
+@task(help={"json_logs": _JSON_LOGS})
 @verb
-def build(c):
+def build(c, json_logs=False):
     """Run the service's build step (the seed's build.sh; `build_command` in [tool.pipeline])."""
     from pipeline import verbs
 
-    ctx = _context()
+    ctx = _context(json_logs)
     with ctx.out.step("build"):
         verbs.build(ctx)
 
 
-@task
+@task(help={"json_logs": _JSON_LOGS})
 @verb
-def test(c):
+def test(c, json_logs=False):
     """Run the service's unit tests (the seed's test.sh; `test_command` in [tool.pipeline])."""
     from pipeline import verbs
 
-    ctx = _context()
+    ctx = _context(json_logs)
     with ctx.out.step("test"):
         verbs.test(ctx)
 
@@ -73,27 +91,28 @@ def test(c):
 @task(
     help={
         "sha": "commit to tag the image with (default: CIRCLE_SHA1, else git HEAD; "
-        "a dirty tree tags <sha>-dirty)"
+        "a dirty tree tags <sha>-dirty)",
+        "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def dockerize(c, sha=None):
+def dockerize(c, sha=None, json_logs=False):
     """Build the service's image, tagged <repository>:<sha> (the seed's dockerize.sh)."""
     from pipeline import verbs
 
-    ctx = _context()
+    ctx = _context(json_logs, sha)
     revision = ctx.revision(sha)
     with ctx.out.step(f"dockerize {revision.tag}"):
         verbs.dockerize(ctx, revision)
 
 
-@task(help={"sha": "commit whose image to push (default as for dockerize)"})
+@task(help={"sha": "commit whose image to push (default as for dockerize)", "json_logs": _JSON_LOGS})
 @verb
-def push(c, sha=None):
+def push(c, sha=None, json_logs=False):
     """Log in to ECR and push the image for a commit; prints the pushed digest."""
     from pipeline import verbs
 
-    ctx = _context()
+    ctx = _context(json_logs, sha)
     revision = ctx.revision(sha)
     with ctx.out.step(f"push {revision.tag}"):
         verbs.push(ctx, revision)
@@ -126,16 +145,27 @@ _DEPLOY_HELP = {
     "no_rollback": "on failure leave the new revision in place instead of rolling back",
     "no_smoke": "skip the smoke test after the rollout",
     "smoke_url": "smoke-test this URL instead of discovering the ALB's (e.g. http://127.0.0.1:8080/hello/)",
+    "json_logs": _JSON_LOGS,
 }
 
 
 @task(help=_DEPLOY_HELP)
 @verb
-def deploy(c, env, sha=None, timeout=600, dry_run=False, no_rollback=False, no_smoke=False, smoke_url=None):
+def deploy(
+    c,
+    env,
+    sha=None,
+    timeout=600,
+    dry_run=False,
+    no_rollback=False,
+    no_smoke=False,
+    smoke_url=None,
+    json_logs=False,
+):
     """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
     from pipeline import deploy as deploying
 
-    ctx = _context()
+    ctx = _context(json_logs, sha, env)
     deploying.deploy(ctx, env, sha, float(timeout), dry_run, not no_rollback, not no_smoke, smoke_url)
 
 
@@ -146,14 +176,15 @@ def deploy(c, env, sha=None, timeout=600, dry_run=False, no_rollback=False, no_s
         "timeout": _DEPLOY_HELP["timeout"],
         "no_smoke": _DEPLOY_HELP["no_smoke"],
         "smoke_url": _DEPLOY_HELP["smoke_url"],
+        "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None):
+def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None, json_logs=False):
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
 
-    ctx = _context()
+    ctx = _context(json_logs, environment=env)
     deploying.rollback(ctx, env, to, float(timeout), not no_smoke, smoke_url)
 
 
