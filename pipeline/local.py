@@ -1,0 +1,571 @@
+"""Local debugging: run exactly the image ECS runs (`pull-and-run`), or the service itself (`serve`).
+
+Decide, then act: the env file, the port, the image selection and the container's
+RunSpec are settled before anything is pulled or started, and a failure after the
+container exists removes it, so an error never leaves anything running.
+
+Networking: an engine without a `bridge` network (the local stack's, started with
+--bridge=none) runs the container with host networking, PORT set to the chosen port and
+HOST to 127.0.0.1; an engine with one (laptops) publishes 127.0.0.1:PORT to the
+container port. Either way the service is reachable on 127.0.0.1 only.
+
+Env file values may be secrets: they go to the container through the Docker API (never
+into an image or a command line) and only their names are ever printed.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import ecr, image, selection
+from .clients import _first_line
+from .config import Settings
+from .context import Context
+from .errors import ConfigError, NotFound, PipelineError, StepFailed, Unavailable
+from .output import Output
+
+DEFAULT_ENV_FILE = "local.env"
+ENV_EXAMPLE = "local.env.example"
+REVISION_LABEL = "org.opencontainers.image.revision"
+READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 10
+
+
+# --- the env file ----------------------------------------------------------------
+
+
+def env_file_path(settings: Settings, given: str | None) -> Path:
+    """--env-file as given (relative to where the person is), else local.env in the project root."""
+    return Path(given).expanduser() if given else settings.root / DEFAULT_ENV_FILE
+
+
+def read_env_file(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """KEY=VALUE lines, the format `docker run --env-file` takes, read with python-dotenv.
+
+    No ${VAR} interpolation, so a `$` in a secret arrives as written; a bare `KEY` line
+    takes KEY from the environment, as docker does. Malformed lines are errors with
+    their line numbers, never skipped: a half-read file would run with wrong settings.
+    """
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"env file {path} not found; start from {ENV_EXAMPLE} (`cp {ENV_EXAMPLE} {path}`) "
+            "or pass --env-file PATH"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"env file {path}: cannot be read ({_first_line(exc)})") from None
+    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
+    if bad:
+        lines = ", ".join(map(str, bad))
+        raise ConfigError(
+            f"env file {path}: line{'s' if len(bad) > 1 else ''} {lines} not KEY=VALUE; "
+            f"fix {'them' if len(bad) > 1 else 'it'} ({ENV_EXAMPLE} shows the format)"
+        )
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {
+        key: value if value is not None else environ[key]
+        for key, value in values.items()
+        if value is not None or key in environ
+    }
+
+
+# --- the port --------------------------------------------------------------------
+
+
+def parse_port(value: object) -> int | None:
+    """The port number in a flag or variable, or None when it is not one (1-65535)."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() and 1 <= int(text) <= 65535 else None
+
+
+def listening_inodes(table: str, port: int) -> set[str]:
+    """Socket inodes listening on `port` in a /proc/net/tcp or tcp6 table."""
+    inodes = set()
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        # fields: sl, local_address (hex ip:port), rem_address, st (0A = LISTEN), ..., inode
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(fields[9])
+    return inodes
+
+
+def port_holder(port: int, proc: Path = Path("/proc")) -> str | None:
+    """`name (pid N)` of the process listening on `port`, when this system and user can see it."""
+    inodes: set[str] = set()
+    for table in ("net/tcp", "net/tcp6"):
+        try:
+            inodes |= listening_inodes((proc / table).read_text(), port)
+        except OSError:
+            continue
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    if not wanted:
+        return None
+    for pid_dir in proc.iterdir():
+        if not pid_dir.name.isdigit():
+            continue
+        try:
+            if any(fd.readlink().as_posix() in wanted for fd in (pid_dir / "fd").iterdir()):
+                return f"{(pid_dir / 'comm').read_text().strip()} (pid {pid_dir.name})"
+        except OSError:  # gone meanwhile, or another user's
+            continue
+    return None
+
+
+def ensure_port_free(port: int, how_to_change: str) -> None:
+    """Fail before anything starts when 127.0.0.1:port cannot be listened on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As servers do: a connection lingering in TIME_WAIT does not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            if exc.errno == errno.EACCES:
+                raise ConfigError(f"port {port} needs root here; {how_to_change} (1024 or above)") from None
+            holder = port_holder(port)
+            by = f"by {holder}" if holder else "by a process this user cannot see"
+            raise ConfigError(
+                f"port {port} on 127.0.0.1 is in use {by}; stop it or {how_to_change}"
+            ) from None
+
+
+# --- what to run (pure) ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything `docker run` is given, and where the service will answer."""
+
+    image: str
+    name: str
+    environment: dict[str, str]
+    port: int
+    container_port: int
+    host_network: bool
+    url: str
+
+    def create_args(self) -> dict[str, Any]:
+        """Keyword arguments for the Docker SDK's containers.create."""
+        args: dict[str, Any] = {"image": self.image, "name": self.name, "environment": self.environment}
+        if self.host_network:
+            return {**args, "network_mode": "host"}
+        return {**args, "ports": {f"{self.container_port}/tcp": ("127.0.0.1", self.port)}}
+
+
+def container_name(repository: str, revision: str) -> str:
+    """`<repository>-<sha12>`: `docker ps` says which commit runs."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{repository}-{revision[:12]}")
+
+
+def base_path_of(value: str) -> str:
+    return "/" + value.strip("/") + "/" if value.strip("/") else "/"
+
+
+def run_spec(
+    settings: Settings, image_ref: str, name: str, env: Mapping[str, str], port: int, has_bridge: bool
+) -> RunSpec:
+    """The container as ECS would run it (PORT and BASE_PATH as the task definition sets them),
+    with the env file on top; PORT always follows where it is reachable here."""
+    host_network = not has_bridge
+    environment = {"BASE_PATH": settings.base_path, **env}
+    if host_network:
+        environment |= {"PORT": str(port), "HOST": "127.0.0.1"}
+    else:
+        environment["PORT"] = str(settings.container_port)
+    url = f"http://127.0.0.1:{port}{base_path_of(environment['BASE_PATH'])}"
+    return RunSpec(image_ref, name, environment, port, settings.container_port, host_network, url)
+
+
+def describe(spec: RunSpec, env_path: Path | None, env: Mapping[str, str]) -> list[str]:
+    """What will run, for the person (and --dry-run); variable names only, never values."""
+    network = (
+        f"host network, PORT={spec.port} HOST=127.0.0.1 (this engine has no bridge network)"
+        if spec.host_network
+        else f"127.0.0.1:{spec.port} -> container port {spec.container_port}"
+    )
+    lines = [f"image:     {spec.image}", f"container: {spec.name}", f"network:   {network}"]
+    if env_path is not None:
+        names = ", ".join(sorted(env)) or "(none)"
+        lines.append(f"env file:  {env_path} ({len(env)} variables: {names})")
+        replaced = sorted(key for key in ("PORT", "HOST") if key in env and env[key] != spec.environment[key])
+        if replaced:
+            lines.append(
+                f"           {' and '.join(replaced)} from the env file replaced: set by where it runs"
+            )
+    lines.append(f"url:       {spec.url}")
+    return lines
+
+
+# --- running a container -----------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A started container that answers at `url`; `stop()` stops and removes it."""
+
+    url: str
+    container_name: str
+    container: Any
+
+    def stop(self, timeout: int = STOP_TIMEOUT) -> None:
+        """SIGTERM (the image's stop signal), SIGKILL after `timeout` s, then remove."""
+        from docker.errors import NotFound as DockerNotFound
+
+        try:
+            self.container.stop(timeout=timeout)
+            self.container.remove(force=True)
+        except DockerNotFound:
+            pass  # already gone
+
+    def follow(self, out: Output) -> int:
+        """Stream the container's logs (from its start) until it exits; returns its exit code."""
+        for chunk in self.container.logs(stream=True, follow=True):
+            out.stream.write(chunk.decode(errors="replace"))
+            out.stream.flush()
+        return int(self.container.wait()["StatusCode"])
+
+
+def has_bridge(client: Any) -> bool:
+    return any(network.name == "bridge" for network in client.networks.list(names=["bridge"]))
+
+
+def ensure_name_free(client: Any, name: str) -> None:
+    from docker.errors import NotFound as DockerNotFound
+
+    try:
+        client.containers.get(name)
+    except DockerNotFound:
+        return
+    raise ConfigError(
+        f"a container named {name} already exists (an earlier --detach run?); "
+        f"stop it with `docker stop {name} && docker rm {name}`"
+    )
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, even if not with 200: it is up
+    except OSError:
+        return False
+
+
+def start(client: Any, spec: RunSpec, out: Output, timeout: float = READY_TIMEOUT) -> Running:
+    """Create and start the container, then wait until it answers HTTP at its URL."""
+    from docker.errors import APIError
+
+    try:
+        container = client.containers.create(**spec.create_args())
+    except APIError as exc:
+        raise StepFailed(f"docker could not create {spec.name}: {exc.explanation or exc}") from None
+    running = Running(spec.url, spec.name, container)
+    try:
+        container.start()
+        started = time.monotonic()
+        while not _answers(spec.url):
+            container.reload()
+            state = container.attrs["State"]
+            if not state.get("Running") or time.monotonic() - started > timeout:
+                tail = container.logs(tail=20).decode(errors="replace").rstrip()
+                if tail:
+                    out.say(tail)
+                why = (
+                    "still starting" if state.get("Running") else f"exited with code {state.get('ExitCode')}"
+                )
+                raise StepFailed(
+                    f"container {spec.name} did not answer at {spec.url} within "
+                    f"{time.monotonic() - started:.0f}s ({why}); its last log lines are above"
+                )
+            time.sleep(0.1)
+    except APIError as exc:
+        container.remove(force=True)
+        raise StepFailed(f"docker could not start {spec.name}: {exc.explanation or exc}") from None
+    except BaseException:
+        container.remove(force=True)
+        raise
+    return running
+
+
+@contextmanager
+def _stopped_like_ctrl_c() -> Iterator[None]:
+    """While a foreground run lasts, SIGTERM and SIGHUP (kill, a closed terminal) stop it
+    the way Ctrl-C does, so the container is still removed."""
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _hand_over(running: Running, detach: bool, out: Output) -> Running:
+    """Detached: say how to stop it. Foreground: logs until it exits or Ctrl-C, then remove it."""
+    name = running.container_name
+    out.say(f"{name} answers at {running.url}")
+    if detach:
+        out.say(f"left running; stop it with: docker stop {name} && docker rm {name}")
+        return running
+    out.say("its logs follow; Ctrl-C stops and removes it")
+    try:
+        with _stopped_like_ctrl_c():
+            code = running.follow(out)
+    except KeyboardInterrupt:
+        out.say(f"stopping {name} ...")
+        running.stop()
+        out.say(f"stopped and removed {name}")
+        return running
+    running.stop()
+    if code != 0:
+        raise StepFailed(f"container {name} exited with code {code}")
+    out.say(f"{name} exited; removed it")
+    return running
+
+
+def _launch(ctx: Context, client: Any, spec: RunSpec, detach: bool) -> Running:
+    with ctx.out.step(f"run {spec.name}"):
+        running = start(client, spec, ctx.out)
+    return _hand_over(running, detach, ctx.out)
+
+
+def run_image(ctx: Context, ref: str, env_file: Path | None, port: int, detach: bool = True) -> Running:
+    """Run a local image (one just built or pushed) the way pull-and-run does, without pulling.
+
+    The container is named after the image's revision label; with detach=False the
+    logs stream until it exits or Ctrl-C. Raises before starting anything when the
+    env file, the port or the name is a problem.
+    """
+    from docker.errors import ImageNotFound
+
+    env = read_env_file(env_file, ctx.environ) if env_file else {}
+    ensure_port_free(port, "choose another port")
+    client = ctx.clients.docker()
+    try:
+        labels = client.images.get(ref).labels or {}
+    except ImageNotFound:
+        raise NotFound(f"no local image {ref}; build it with `invoke dockerize` or pull it") from None
+    revision = labels.get(REVISION_LABEL) or ref.rsplit(":", 1)[-1]
+    spec = run_spec(
+        ctx.settings, ref, container_name(ctx.settings.repository, revision), env, port, has_bridge(client)
+    )
+    ensure_name_free(client, spec.name)
+    return _launch(ctx, client, spec, detach)
+
+
+# --- pull-and-run ----------------------------------------------------------------
+
+
+def _registry_error(registry: str, reason: str) -> PipelineError:
+    if any(word in reason.lower() for word in image.AUTH_WORDS):
+        return ecr.unavailable_login(registry, reason)
+    return Unavailable(f"pull from {registry} failed: {reason.strip().splitlines()[0][:200]}")
+
+
+def pull(
+    client: Any, login: ecr.RegistryLogin, repository: str, chosen: selection.Selection, out: Output
+) -> str:
+    """Pull with per-layer progress, then confirm the local image has the digest ECR lists."""
+    from docker.errors import APIError
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    repo = f"{login.registry}/{repository}"
+    digest = chosen.record.digest
+    ref = f"{repo}:{chosen.tag}" if chosen.tag else f"{repo}@{digest}"
+    auth = {"username": login.username, "password": login.password}
+    try:
+        chunks = client.api.pull(repo, tag=chosen.tag or digest, auth_config=auth, stream=True, decode=True)
+        for chunk in image.layer_progress(chunks, out):
+            if "error" in chunk:
+                raise _registry_error(login.registry, chunk["error"])
+    except APIError as exc:
+        raise _registry_error(login.registry, str(exc.explanation or exc)) from None
+    except RequestsConnectionError as exc:
+        raise Unavailable(f"pull from {login.registry} failed: {_first_line(exc)}") from None
+    if f"{repo}@{digest}" not in (client.images.get(ref).attrs.get("RepoDigests") or []):
+        raise StepFailed(
+            f"pulled {ref}, but it is not {digest} as ECR lists it (was the tag pushed again meanwhile?); "
+            "run again"
+        )
+    out.detail(f"{ref} is {digest}, as ECR lists it")
+    return ref
+
+
+def _remove_local_copy(client: Any, ref: str, out: Output) -> None:
+    """--latest: drop the local tag first, so what runs is what ECR holds now."""
+    from docker.errors import APIError, ImageNotFound
+
+    try:
+        client.images.remove(ref)
+    except ImageNotFound:
+        return
+    except APIError as exc:  # a container (even a stopped one) still uses it
+        out.warn(f"kept the local copy of {ref} ({exc.explanation}); the pull still fetches ECR's")
+        return
+    out.detail(f"removed the local copy of {ref}")
+
+
+def pull_and_run(
+    ctx: Context,
+    selector: selection.Selector,
+    env_file: str | None,
+    port: object,
+    detach: bool,
+    dry_run: bool = False,
+) -> Running | None:
+    """Select an image in ECR, pull it, check its digest, and run it with the env file."""
+    settings, out = ctx.settings, ctx.out
+    chosen_port = parse_port(settings.container_port if port is None else port)
+    if chosen_port is None:
+        raise ConfigError(f"--port {port!r}: give a port number 1-65535")
+    env_path = env_file_path(settings, env_file)
+    env = read_env_file(env_path, ctx.environ)
+    ensure_port_free(chosen_port, "choose another with --port N")
+    client = ctx.clients.docker()
+
+    records = ecr.list_images(settings, ctx.clients)
+    chosen = selection.select(records, selector, settings.repository)
+    registry = ecr.registry(settings, ctx.clients)
+    ref = (
+        image.remote_name(registry, settings, chosen.tag)
+        if chosen.tag
+        else f"{registry}/{settings.repository}@{chosen.record.digest}"
+    )
+    revision = chosen.sha or chosen.record.digest.split(":")[-1]
+    spec = run_spec(
+        settings, ref, container_name(settings.repository, revision), env, chosen_port, has_bridge(client)
+    )
+    ensure_name_free(client, spec.name)
+
+    out.say(
+        f"chose {chosen.record.digest[:19]} by {chosen.reason} (tags: {', '.join(chosen.record.tags) or 'none'})"
+    )
+    for line in describe(spec, env_path, env):
+        out.detail(line)
+    if dry_run:
+        out.say("dry run: nothing pulled or started")
+        return None
+
+    login = ecr.login(settings, ctx.clients)
+    with out.step(f"pull {ref}"):
+        if selector.kind == selection.LATEST:
+            _remove_local_copy(client, ref, out)
+        pull(client, login, settings.repository, chosen, out)
+    return _launch(ctx, client, spec, detach)
+
+
+# --- images ----------------------------------------------------------------------
+
+
+def image_rows(records: Iterable[ecr.ImageRecord]) -> list[dict[str, Any]]:
+    """Newest first, as plain data (the --json output)."""
+    return [
+        {
+            "tags": sorted(record.tags),
+            "digest": record.digest,
+            "pushed_at": record.pushed_at.isoformat(timespec="seconds") if record.pushed_at else None,
+            "size": record.size,
+        }
+        for record in selection.newest_first(records)
+    ]
+
+
+def _human_size(size: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def images_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [f"{'PUSHED':<25}  {'DIGEST':<19}  {'SIZE':>9}  TAGS"]
+    for row in rows:
+        size = _human_size(row["size"]) if row["size"] is not None else "?"
+        tags = ", ".join(row["tags"]) or "(untagged)"
+        lines.append(f"{row['pushed_at'] or '?':<25}  {row['digest'][:19]:<19}  {size:>9}  {tags}")
+    return lines
+
+
+def show_images(ctx: Context, as_json: bool) -> None:
+    """What ECR holds for the repository: tags, digest, push time, size; newest first."""
+    rows = image_rows(ecr.list_images(ctx.settings, ctx.clients))
+    if as_json:
+        ctx.out.say(json.dumps(rows, indent=2))
+    elif not rows:
+        ctx.out.say(f"no images in ECR repository {ctx.settings.repository}")
+    else:
+        for line in images_table(rows):
+            ctx.out.say(line)
+
+
+# --- serve -----------------------------------------------------------------------
+
+
+def serve_environment(
+    settings: Settings, environ: Mapping[str, str], env: Mapping[str, str]
+) -> dict[str, str]:
+    """The shell's environment, the project's PORT and BASE_PATH (as the task definition
+    sets them) and 127.0.0.1 as HOST, with the env file on top."""
+    defaults = {"HOST": "127.0.0.1", "PORT": str(settings.container_port), "BASE_PATH": settings.base_path}
+    return {**environ, **defaults, **env}
+
+
+def serve(ctx: Context, env_file: str | None) -> None:
+    """Run the service's serve_command directly (no Docker) with the env file loaded."""
+    settings, out = ctx.settings, ctx.out
+    env_path = env_file_path(settings, env_file)
+    env = read_env_file(env_path, ctx.environ)
+    environment = serve_environment(settings, ctx.environ, env)
+    port = parse_port(environment["PORT"])
+    if port is None:
+        raise ConfigError(f"env file {env_path}: PORT must be a port number 1-65535")
+    ensure_port_free(port, f"set another PORT in {env_path}")
+    argv = shlex.split(settings.serve_command)
+    url = f"http://127.0.0.1:{port}{base_path_of(environment['BASE_PATH'])}"
+    out.say(f"serving `{settings.serve_command}` at {url}")
+    out.detail(f"env file {env_path}: {', '.join(sorted(env)) or '(no variables)'}")
+    out.say("Ctrl-C stops it")
+    try:
+        proc = subprocess.Popen(argv, cwd=settings.root, env=environment)
+    except OSError as exc:
+        raise ConfigError(
+            f"[tool.pipeline] serve_command: cannot run {argv[0]!r} ({_first_line(exc)}); fix the command"
+        ) from None
+    try:
+        with _stopped_like_ctrl_c():
+            code = proc.wait()
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches the service too; a signal sent to us alone is passed on.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out.say("stopped")
+        return
+    if code != 0:
+        raise StepFailed(f"`{settings.serve_command}` exited with code {code}")
