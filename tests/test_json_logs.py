@@ -57,9 +57,10 @@ def test_without_the_switch_there_are_no_json_lines(
 
 
 def test_a_failed_step_says_why_in_its_json_line(
-    run_task: RunTask, environ: dict[str, str], prefix: str, sha: str
+    run_task: RunTask, environ: dict[str, str], repository: str, sha: str
 ) -> None:
     # No image was built for this sha, so the push step fails after logging in to ECR.
+    prefix = repository
     proc = run_task("push", "--sha", sha, "--json-logs", env=environ)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: no local image")
