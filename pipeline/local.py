@@ -54,7 +54,7 @@ def env_file_path(settings: Settings, given: str | None) -> Path:
     return Path(given).expanduser() if given else settings.root / DEFAULT_ENV_FILE
 
 
-def read_env_file(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+def read_env_file(path: Path, environ: Mapping[str, str], example: Path) -> dict[str, str]:
     """KEY=VALUE lines, the format `docker run --env-file` takes, read with python-dotenv.
 
     No ${VAR} interpolation, so a `$` in a secret arrives as written; a bare `KEY` line
@@ -68,18 +68,15 @@ def read_env_file(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(
-            f"env file {path} not found; start from {ENV_EXAMPLE} (`cp {ENV_EXAMPLE} {path}`) "
+            f"env file {path} not found; start from the example (`cp {example} {path}`) "
             "or pass --env-file PATH"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"env file {path}: cannot be read ({_first_line(exc)})") from None
     bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
     if bad:
-        lines = ", ".join(map(str, bad))
-        raise ConfigError(
-            f"env file {path}: line{'s' if len(bad) > 1 else ''} {lines} not KEY=VALUE; "
-            f"fix {'them' if len(bad) > 1 else 'it'} ({ENV_EXAMPLE} shows the format)"
-        )
+        which = f"lines {', '.join(map(str, bad))} are" if len(bad) > 1 else f"line {bad[0]} is"
+        raise ConfigError(f"env file {path}: {which} not KEY=VALUE; {example} shows the format")
     values = dotenv_values(stream=io.StringIO(text), interpolate=False)
     return {
         key: value if value is not None else environ[key]
@@ -261,8 +258,10 @@ def ensure_name_free(client: Any, name: str) -> None:
 
 
 def _answers(url: str) -> bool:
+    # No proxy: http_proxy must not send a loopback check anywhere else.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=1):
+        with opener.open(url, timeout=1):
             return True
     except urllib.error.HTTPError:
         return True  # it answered, even if not with 200: it is up
@@ -294,7 +293,8 @@ def start(client: Any, spec: RunSpec, out: Output, timeout: float = READY_TIMEOU
                 )
                 raise StepFailed(
                     f"container {spec.name} did not answer at {spec.url} within "
-                    f"{time.monotonic() - started:.0f}s ({why}); its last log lines are above"
+                    f"{time.monotonic() - started:.0f}s ({why}); "
+                    + ("its last log lines are above" if tail else "it logged nothing")
                 )
             time.sleep(0.1)
     except APIError as exc:
@@ -360,7 +360,7 @@ def run_image(ctx: Context, ref: str, env_file: Path | None, port: int, detach: 
     """
     from docker.errors import ImageNotFound
 
-    env = read_env_file(env_file, ctx.environ) if env_file else {}
+    env = read_env_file(env_file, ctx.environ, ctx.settings.root / ENV_EXAMPLE) if env_file else {}
     ensure_port_free(port, "choose another port")
     client = ctx.clients.docker()
     try:
@@ -441,7 +441,7 @@ def pull_and_run(
     if chosen_port is None:
         raise ConfigError(f"--port {port!r}: give a port number 1-65535")
     env_path = env_file_path(settings, env_file)
-    env = read_env_file(env_path, ctx.environ)
+    env = read_env_file(env_path, ctx.environ, settings.root / ENV_EXAMPLE)
     ensure_port_free(chosen_port, "choose another with --port N")
     client = ctx.clients.docker()
 
@@ -536,7 +536,7 @@ def serve(ctx: Context, env_file: str | None) -> None:
     """Run the service's serve_command directly (no Docker) with the env file loaded."""
     settings, out = ctx.settings, ctx.out
     env_path = env_file_path(settings, env_file)
-    env = read_env_file(env_path, ctx.environ)
+    env = read_env_file(env_path, ctx.environ, settings.root / ENV_EXAMPLE)
     environment = serve_environment(settings, ctx.environ, env)
     port = parse_port(environment["PORT"])
     if port is None:

@@ -50,6 +50,7 @@ B = "abc1234" + "b" * 33
 C = "c0ffee1" + "c" * 33
 VERSION_TAGS = {A: ("v1.9.2",), B: ("v1.10.0",), C: ("v1.10.0-rc.1", "nightly")}
 REVISION = "org.opencontainers.image.revision"
+EXAMPLE = ROOT / "local.env.example"
 
 
 @dataclass(frozen=True)
@@ -382,8 +383,14 @@ NO_CREDENTIALS = {
         (["--sha", "deadbee"], "", {}, 2, ["has a sha tag starting with 'deadbee'", "invoke images"]),
         (["--sha", "abc1234"], "", {}, 2, ["matches 2 images", A, B, "give more of the sha"]),
         (["--latest", "--port", "http"], "", {}, 2, ["--port 'http': give a port number 1-65535"]),
-        (["--latest"], "A=1\nB=2\nthis is not an assignment\n", {}, 2, ["line 3 not KEY=VALUE"]),
-        (["--latest"], None, {}, 2, ["not found", "local.env.example"]),
+        (
+            ["--latest"],
+            "A=1\nB=2\nthis is not an assignment\n",
+            {},
+            2,
+            ["line 3 is not KEY=VALUE", "local.env.example shows the format"],
+        ),
+        (["--latest"], None, {}, 2, ["not found; start from the example", f"(`cp {EXAMPLE} "]),
         (
             ["--latest"],
             "",
@@ -481,7 +488,7 @@ def test_serve_runs_the_service_without_docker_with_the_env_file(
     ("text", "words"),
     [
         ("PORT=eighty\nAPI_TOKEN=hunter2\n", ["PORT must be a port number 1-65535"]),
-        ("A=1\n'unterminated\n", ["line 2 not KEY=VALUE"]),
+        ("A=1\n'unterminated\n", ["line 2 is not KEY=VALUE"]),
     ],
 )
 def test_serve_bad_input(
@@ -509,7 +516,7 @@ def test_local_env_example_documents_what_hello_world_reads() -> None:
     read = set(re.findall(r"os\.environ\.get\(\"([A-Z_]+)\"", (ROOT / "hello_world" / "app.py").read_text()))
     documented = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / "local.env.example").read_text(), re.M))
     assert read and read <= documented
-    assert set(local.read_env_file(ROOT / "local.env.example", {})) <= read  # and it parses
+    assert set(local.read_env_file(EXAMPLE, {}, EXAMPLE)) <= read  # and it parses
 
 
 def test_local_env_is_git_ignored_and_docker_ignored(tmp_path: Path) -> None:
@@ -541,22 +548,22 @@ def test_local_env_is_git_ignored_and_docker_ignored(tmp_path: Path) -> None:
 def test_read_env_file(tmp_path: Path, text: str, environ: dict[str, str], expected: dict[str, str]) -> None:
     path = tmp_path / "local.env"
     path.write_text(text)
-    assert local.read_env_file(path, environ) == expected
+    assert local.read_env_file(path, environ, EXAMPLE) == expected
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("A=1\nnot an assignment\n", "line 2 not KEY=VALUE; fix it"),
-        ("bad one\nA=1\n=x\n", "lines 1, 3 not KEY=VALUE; fix them"),
+        ("A=1\nnot an assignment\n", "line 2 is not KEY=VALUE"),
+        ("bad one\nA=1\n=x\n", "lines 1, 3 are not KEY=VALUE"),
     ],
 )
 def test_malformed_env_lines_are_named(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "local.env"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        local.read_env_file(path, {})
-    assert info.value.message == f"env file {path}: {message} (local.env.example shows the format)"
+        local.read_env_file(path, {}, EXAMPLE)
+    assert info.value.message == f"env file {path}: {message}; {EXAMPLE} shows the format"
 
 
 SETTINGS = config.load({"AWS_RESOURCE_NAME_PREFIX": "shop"}, ROOT)
