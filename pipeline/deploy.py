@@ -114,7 +114,7 @@ def deploy(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Released | None:
     out = ctx.out
-    with out.step(f"check deploy of {sha or 'HEAD'} to {env_name}"):
+    with out.step(f"check deploy to {env_name}"):
         checked = plan(ctx, env_name, sha, run_smoke, smoke_url)
         env = checked.environment
         out.detail(f"image {checked.image} is in ECR")

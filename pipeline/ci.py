@@ -1,0 +1,122 @@
+"""`invoke ci`: execute the plan for the current CI ref, step by step, then a summary.
+
+The steps call the same verbs a person's tasks call (verbs, deploy), in the plan's
+order, stopping at the first failure. Everything that can be checked is checked
+before the first step runs: the CI variables, the ref, the environment and its
+task definition template.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from . import deploy, plan, smoke, taskdef, verbs
+from .context import Context
+from .errors import ConfigError, PipelineError
+from .git import Revision, validate_sha
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    status: str  # ok | failed | skipped
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Options:
+    """How deploy-type steps run; CI uses the defaults."""
+
+    timeout: float = 600.0
+    base_url: str | None = None  # smoke/integration target instead of the ALB's URL
+    sleep: Callable[[float], None] = time.sleep
+
+
+def ci_ref(
+    environ: Mapping[str, str], branch: str | None, tag: str | None, sha: str | None
+) -> tuple[str, str, str]:
+    """(kind, ref, sha) from the flags or CircleCI's variables; every missing one named."""
+    problems = []
+    if branch and tag:
+        problems.append("--branch and --tag: give one, not both")
+    kind, name = ("tag", tag) if tag else ("branch", branch) if branch else ("", "")
+    if not name:
+        if environ.get("CIRCLE_TAG"):
+            kind, name = "tag", environ["CIRCLE_TAG"]
+        elif environ.get("CIRCLE_BRANCH"):
+            kind, name = "branch", environ["CIRCLE_BRANCH"]
+        else:
+            problems.append(
+                "CIRCLE_BRANCH or CIRCLE_TAG: must be set (CircleCI sets them), or pass --branch/--tag"
+            )
+    commit = sha or environ.get("CIRCLE_SHA1", "")
+    if not commit:
+        problems.append("CIRCLE_SHA1: must be set (CircleCI sets it), or pass --sha")
+    if problems:
+        raise ConfigError(problems)
+    return kind, name, validate_sha(commit, "--sha" if sha else "CIRCLE_SHA1")
+
+
+def preflight(ctx: Context, the_plan: plan.Plan) -> None:
+    """Fail before the first step on what a later step would trip over."""
+    if the_plan.environment is None:
+        return
+    environment = ctx.settings.environment(the_plan.environment)
+    taskdef.load_template(environment.template)
+    taskdef.load_values(environment.values)
+
+
+def _url(ctx: Context, env: str, options: Options) -> str:
+    return options.base_url or smoke.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
+
+
+Runner = Callable[[Context, plan.Plan, Revision, Options], object]
+RUNNERS: dict[str, Runner] = {
+    "test": lambda ctx, p, r, o: verbs.test(ctx),
+    "build": lambda ctx, p, r, o: verbs.build(ctx),
+    "dockerize": lambda ctx, p, r, o: verbs.dockerize(ctx, r),
+    "push": lambda ctx, p, r, o: verbs.push(ctx, r),
+    "deploy": lambda ctx, p, r, o: deploy.deploy(
+        ctx, str(p.environment), r.sha, o.timeout, smoke_url=o.base_url, sleep=o.sleep
+    ),
+    "integration": lambda ctx, p, r, o: verbs.integration(ctx, _url(ctx, str(p.environment), o)),
+}
+
+
+def run(ctx: Context, the_plan: plan.Plan, revision: Revision, options: Options) -> list[StepResult]:
+    """Run the steps in order; raises the first failure after printing the summary."""
+    preflight(ctx, the_plan)
+    if not the_plan.steps:
+        ctx.out.say(f"nothing to do for {the_plan.kind} {the_plan.ref}: {the_plan.reason}")
+    results: list[StepResult] = []
+    failure: PipelineError | None = None
+    for name in the_plan.steps:
+        if failure is not None:
+            results.append(StepResult(name, "skipped", 0.0))
+            continue
+        started = time.monotonic()
+        try:
+            with ctx.out.step(name):
+                RUNNERS[name](ctx, the_plan, revision, options)
+        except PipelineError as exc:
+            failure = exc
+            results.append(StepResult(name, "failed", time.monotonic() - started))
+        else:
+            results.append(StepResult(name, "ok", time.monotonic() - started))
+    for line in summary(the_plan, results):
+        ctx.out.say(line)
+    if failure is not None:
+        raise failure
+    return results
+
+
+def summary(the_plan: plan.Plan, results: list[StepResult]) -> list[str]:
+    """The table CI ends with: step, status, duration."""
+    lines = [f"ci {the_plan.kind} {the_plan.ref} → {the_plan.environment or 'no environment'}"]
+    lines.append(f"  {'step':<12} {'status':<8} {'duration':>9}")
+    lines += [f"  {r.name:<12} {r.status:<8} {r.seconds:>8.1f}s" for r in results]
+    verdict = "failed" if any(r.status == "failed" for r in results) else "passed"
+    lines.append(f"  {'total':<12} {verdict:<8} {sum(r.seconds for r in results):>8.1f}s")
+    return lines

@@ -1,0 +1,153 @@
+"""`invoke ci` runs the plan's steps through the same verbs, stops at the first
+failure and ends with a summary; `invoke demo` runs the mainline flow end to end."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from pipeline import ci, plan
+from pipeline.config import CIPolicy
+from pipeline.errors import ConfigError, StepFailed
+from pipeline.git import Revision
+from tests.conftest import DeployTarget, free_port
+
+SHA = "1234567890abcdef1234567890abcdef12345678"
+
+
+@pytest.mark.parametrize(
+    ("environ", "flags", "expected"),
+    [
+        ({"CIRCLE_BRANCH": "main", "CIRCLE_SHA1": SHA}, {}, ("branch", "main", SHA)),
+        ({"CIRCLE_TAG": "v1-prod", "CIRCLE_BRANCH": "", "CIRCLE_SHA1": SHA}, {}, ("tag", "v1-prod", SHA)),
+        (
+            {"CIRCLE_BRANCH": "main", "CIRCLE_SHA1": SHA},
+            {"tag": "v2-staging", "sha": "abcdef1"},
+            ("tag", "v2-staging", "abcdef1"),
+        ),
+    ],
+)
+def test_the_ref_comes_from_flags_then_circleci(
+    environ: dict[str, str], flags: dict[str, str], expected: tuple[str, str, str]
+) -> None:
+    assert ci.ci_ref(environ, flags.get("branch"), flags.get("tag"), flags.get("sha")) == expected
+
+
+def test_missing_ci_variables_are_all_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        ci.ci_ref({}, None, None, None)
+    assert info.value.problems == [
+        "CIRCLE_BRANCH or CIRCLE_TAG: must be set (CircleCI sets them), or pass --branch/--tag",
+        "CIRCLE_SHA1: must be set (CircleCI sets it), or pass --sha",
+    ]
+    with pytest.raises(ConfigError, match="--branch and --tag: give one, not both"):
+        ci.ci_ref({"CIRCLE_SHA1": SHA}, "main", "v1-prod", None)
+
+
+def test_ci_without_its_variables_is_one_line(run_task: Callable[..., Any]) -> None:
+    proc = run_task("ci")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "error: CIRCLE_BRANCH or CIRCLE_TAG: must be set (CircleCI sets them), or pass "
+        "--branch/--tag; CIRCLE_SHA1: must be set (CircleCI sets it), or pass --sha"
+    )
+
+
+def test_dry_run_prints_the_commands(run_task: Callable[..., Any]) -> None:
+    proc = run_task("ci", "--tag", "v1.2.0-staging", "--sha", SHA, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert f"invoke deploy --env staging --sha {SHA}" in proc.stdout
+    assert "invoke integration --env staging" in proc.stdout
+
+
+def test_mainline_runs_every_step_and_deploys(
+    run_task: Callable[..., Any], deploy_target: DeployTarget, hello_url: str, aws_cli: Callable[..., Any]
+) -> None:
+    sha = deploy_target.sha[:8] + "0" * 32
+    proc = run_task("ci", "--branch", "main", "--sha", sha, "--base-url", hello_url)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = proc.stdout[proc.stdout.index("ci branch main") :].splitlines()
+    assert [row.split()[:2] for row in table[2:]] == [
+        [step, "ok"] for step in ("test", "build", "dockerize", "push", "deploy", "integration")
+    ] + [["total", "passed"]]
+    service = aws_cli(
+        "ecs", "describe-services", "--cluster", deploy_target.cluster, "--services", deploy_target.service
+    )["services"][0]
+    image = aws_cli("ecs", "describe-task-definition", "--task-definition", service["taskDefinition"])[
+        "taskDefinition"
+    ]["containerDefinitions"][0]["image"]
+    assert image.endswith(f":{sha}")
+    docker.from_env().images.remove(image, force=True)
+
+
+def test_a_tag_whose_image_was_never_pushed_changes_nothing(
+    run_task: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
+) -> None:
+    proc = run_task("ci", "--tag", "v9-prod", "--sha", "f" * 40)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        f"error: no image {deploy_target.family.removesuffix('-service')}:{'f' * 40} "
+        "in ECR; push it first with"
+    )
+    rows = proc.stdout[proc.stdout.index("ci tag v9-prod") :].splitlines()[2:]
+    assert [row.split()[:2] for row in rows] == [
+        ["deploy", "failed"],
+        ["integration", "skipped"],
+        ["total", "failed"],
+    ]
+    arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", deploy_target.family)[
+        "taskDefinitionArns"
+    ]
+    assert len(arns) == 1
+
+
+def test_the_first_failing_step_stops_the_run(make_context: Callable[..., Any], tmp_path: Path) -> None:
+    (tmp_path / "hello_world").mkdir()
+    (tmp_path / "pyproject.toml").write_text('[tool.pipeline]\ntest_command = "exit 3"\n')
+    ctx = make_context(root=tmp_path)
+    the_plan = plan.make("branch", "feature/x", CIPolicy())
+    with pytest.raises(StepFailed, match=r"tests failed \(exit 3\): exit 3"):
+        ci.run(ctx, the_plan, Revision(SHA), ci.Options())
+    log = ctx.out.stream.getvalue()
+    assert [line.split()[:2] for line in log[log.index("ci branch feature/x") :].splitlines()[2:]] == [
+        ["test", "failed"],
+        ["build", "skipped"],
+        ["total", "failed"],
+    ]
+
+
+def test_demo_runs_the_mainline_flow_and_can_run_again(
+    run_task: Callable[..., Any], environ: dict[str, str], prefix: str, aws_cli: Callable[..., Any]
+) -> None:
+    port = free_port()
+    try:
+        for revision in (2, 3):
+            proc = run_task("demo", "--port", str(port))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert f"deployed   {prefix}-service:{revision} (127.0.0.1:5000/{prefix}:" in proc.stdout
+            assert f"answering  http://127.0.0.1:{port}/hello/" in proc.stdout
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
+                assert resp.read() == b"Hello World!\n"
+        service = aws_cli(
+            "ecs", "describe-services", "--cluster", f"{prefix}-cluster", "--services", f"{prefix}-service"
+        )["services"][0]
+        assert service["taskDefinition"].endswith(f"{prefix}-service:3")
+        assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
+    finally:
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"name": prefix}):
+            container.remove(force=True)
+        images = client.images.list(name=f"127.0.0.1:5000/{prefix}") + client.images.list(name=prefix)
+        for image_id in {image.id for image in images}:
+            client.images.remove(image_id, force=True)
+
+
+def test_plan_json_is_unchanged_by_ci(run_task: Callable[..., Any]) -> None:
+    proc = run_task("plan", "--branch", "main", "--json")
+    assert json.loads(proc.stdout)["steps"] == ["test", "build", "dockerize", "push", "deploy", "integration"]
