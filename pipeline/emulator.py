@@ -15,6 +15,11 @@ registry endpoint makes the image visible to DescribeImages. Here the registry
 (docker-registry) and the API (moto) are separate, so the registry's push
 notifications arrive at a small HTTP endpoint that records each pushed manifest in
 moto with PutImage, under the registry's own digest.
+
+STAND-IN 3, CloudFormation's change-set execution. Stock moto executes a change set
+but leaves the stack's outputs and parameters as they were before (a stack created
+from a change set has no outputs at all). Real CloudFormation shows the new
+template's outputs and the new parameters, which `invoke setup` prints and compares.
 """
 
 from __future__ import annotations
@@ -136,6 +141,24 @@ def install_rollout_model(rollout_seconds: float) -> None:
     EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
 
 
+def install_changeset_model() -> None:
+    """Patch moto so an executed change set leaves the stack's outputs and parameters current."""
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original_execute = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        original_execute(self, change_set_name, stack_name)
+        change_set = self.describe_change_set(change_set_name)
+        stack = self.stacks[change_set.stack_id]
+        stack.parameters = change_set.parameters
+        stack._parse_template()
+        stack.description = stack.template_dict.get("Description")
+        stack.output_map = stack._create_output_map()
+
+    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
+
+
 class RegistryBridge(BaseHTTPRequestHandler):
     """Receives docker-registry notifications; records pushed manifests in moto's ECR."""
 
@@ -205,6 +228,7 @@ def main() -> None:
     args = parser.parse_args()
 
     install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "2")))
+    install_changeset_model()
 
     RegistryBridge.registry_url = args.registry
     RegistryBridge.registry_auth = base64.b64encode(f"AWS:{args.registry_password}".encode()).decode()
