@@ -206,7 +206,7 @@ def release(
         )
         return Released(env.name, arn, smoke_url, probe)
 
-    markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC))
+    markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC), succeeded=False)
     what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
     if not rollback or previous is None or ecs.same_revision(previous, arn):
         why = "--no-rollback" if not rollback else "no earlier revision had COMPLETED"

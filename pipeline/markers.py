@@ -95,8 +95,12 @@ def build(
     revision: str,
     started: datetime,
     ended: datetime,
+    succeeded: bool = True,
 ) -> MarkerRequest | None:
-    """The marker to post, or None when no key is configured. Raises Problem."""
+    """The marker to post, or None when no key is configured. Raises Problem.
+
+    A failed deploy or rollback gets its own type (`deploy-failed`), so the graphs
+    show it in its own colour."""
     key = environ.get("HONEYCOMB_API_KEY", "").strip()
     if not key:
         return None
@@ -107,9 +111,10 @@ def build(
     if not dataset:
         raise Problem(f"HONEYCOMB_DATASET is empty; name the service's dataset or {ENVIRONMENT_WIDE}")
     start = int(started.timestamp())
+    verdict = "" if succeeded else " (failed)"
     body: dict[str, Any] = {
-        "type": kind,
-        "message": f"{kind} {service} in {environment}: sha {sha[:12]}, revision {short_revision(revision)}",
+        "type": kind if succeeded else f"{kind}-failed",
+        "message": f"{kind} {service} in {environment}: sha {sha[:12]}, revision {short_revision(revision)}{verdict}",
         "start_time": start,
         "end_time": max(start, int(ended.timestamp())),
     }
@@ -169,6 +174,7 @@ def post(
     revision: str,
     started: datetime,
     ended: datetime,
+    succeeded: bool = True,
 ) -> None:
     """Post a Honeycomb marker for a finished deploy or rollback; never raises."""
     if not ctx.environ.get("HONEYCOMB_API_KEY"):
@@ -178,7 +184,16 @@ def post(
         env = ctx.settings.environments.get(environment)
         service = env.service if env else ctx.settings.prefix
         request = build(
-            ctx.environ, ctx.settings.prefix, service, kind, environment, sha, revision, started, ended
+            ctx.environ,
+            ctx.settings.prefix,
+            service,
+            kind,
+            environment,
+            sha,
+            revision,
+            started,
+            ended,
+            succeeded,
         )
         if request is None or _fingerprint(request) in _rejected:
             return

@@ -196,3 +196,20 @@ def test_rollback_redeploys_the_last_verified_revision(
     released = deploy.rollback(ctx, "prod", timeout=5, run_smoke=False, sleep=NO_SLEEP)
     assert released.task_definition.endswith(f"{deploy_target.family}:2")
     assert running(aws, deploy_target) == f"{deploy_target.family}:2"
+
+
+def test_a_failed_deploy_and_its_rollback_post_markers(
+    scripted: Any, deploy_target: DeployTarget, environ: dict[str, str]
+) -> None:
+    from tests.standins import honeycomb_markers
+
+    with honeycomb_markers(None, None).running() as api:
+        ctx, _ = scripted([standin.failed], [standin.completed])
+        ctx.environ = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api.url}
+        with pytest.raises(DeployFailed):
+            run(ctx, deploy_target)
+    family = deploy_target.family
+    assert [(r.json()["type"], r.json()["message"].split(": ", 1)[1]) for r in api.requests] == [
+        ("deploy-failed", f"sha {deploy_target.sha[:12]}, revision {family}:2 (failed)"),
+        ("rollback", f"sha unknown, revision {family}:1"),
+    ]
