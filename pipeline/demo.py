@@ -101,8 +101,7 @@ def run(ctx: Context, port: int, timeout: float = 120.0) -> DemoResult:
         ctx.clients, settings.environment(ENVIRONMENT).cluster, settings.environment(ENVIRONMENT).service
     )
     image = report["images"][0]
-    with out.step("run the deployed image locally"):
-        running = local.run_image(ctx, image, None, port, detach=True)
+    running = local.run_image(ctx, image, None, port, detach=True)  # its own step: "run <name>"
     try:
         with out.step("smoke test"):
             smoke.check(running.url, settings.smoke, out.detail)
