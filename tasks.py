@@ -281,6 +281,89 @@ def serve(c, env_file=None):
     local.serve(_context(), env_file)
 
 
+# --- infrastructure (CloudFormation) ----------------------------------------------
+
+
+@task(
+    help={
+        "env": "also set up this environment's stack (prod, staging...); without it only the project stack",
+        "dry_run": "show the change sets (and parameters), then delete them; change nothing",
+        "image_tag": "image the service starts with when setup creates it (default: the newest in ECR)",
+        "timeout": "seconds to wait for CloudFormation per stack (default 3600)",
+        "json": "print what each stack did (changes, outputs) as JSON on stdout; progress goes to stderr",
+    }
+)
+@verb
+def setup(c, env=None, dry_run=False, image_tag=None, timeout=3600, json=False):
+    """Create or update the project's AWS infrastructure through CloudFormation change sets."""
+    import json as jsonlib
+
+    from pipeline import infra
+
+    ctx = _context()
+    if json:
+        ctx.out = Output(stream=sys.stderr)
+    result = infra.setup(ctx, env, dry_run, image_tag, float(timeout))
+    if json:
+        print(jsonlib.dumps(result, indent=2))
+
+
+@task(
+    help={
+        "env": "environment whose stack to delete (the project stack goes with the last one); "
+        "without it only the project stack, once no environment is left",
+        "yes": "do not ask for confirmation (for scripts)",
+        "force": "also delete the ECR repository and its images when the project stack goes",
+        "timeout": "seconds to wait for CloudFormation per stack (default 3600)",
+    }
+)
+@verb
+def teardown(c, env=None, yes=False, force=False, timeout=3600):
+    """Delete an environment's stack after confirmation; ECR images are kept unless --force."""
+    from pipeline import infra
+
+    ctx = _context()
+    infra.teardown(ctx, env, force, infra.ask(yes), float(timeout))
+
+
+@task(
+    help={
+        "branch": "run the plan for this branch instead of CIRCLE_BRANCH",
+        "tag": "run the plan for this tag instead of CIRCLE_TAG",
+        "sha": "commit to build or deploy instead of CIRCLE_SHA1",
+        "dry_run": "print the plan and each step's command; run nothing",
+        "base_url": "smoke-test and integration-test this base URL instead of discovering the ALB's",
+        "timeout": "seconds a deploy may wait for its rollout (default 600)",
+    }
+)
+@verb
+def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout=600):
+    """Run the CI plan for the current ref (CircleCI's variables) step by step, with a summary."""
+    from pipeline import ci as running
+    from pipeline import plan as planning
+    from pipeline.git import Revision
+
+    kind, ref, commit = running.ci_ref(os.environ, branch, tag, sha)
+    ctx = _context(sha=commit)
+    the_plan = planning.make(kind, ref, ctx.settings.ci)  # type: ignore[arg-type]
+    if dry_run:
+        print("\n".join(planning.describe(the_plan, commit)))
+        return
+    running.run(ctx, the_plan, Revision(commit), running.Options(float(timeout), base_url))
+
+
+@task(help={"port": "port on 127.0.0.1 where the deployed image answers at the end (default 8080)"})
+@verb
+def demo(c, port=8080):
+    """Run the whole mainline flow for hello_world on the local stack, no AWS account needed."""
+    from pipeline import demo as demoing
+
+    cfg = stack.config_from(os.environ)
+    stack.up(cfg)
+    os.environ.update(stack.env(cfg, os.environ))
+    demoing.run(_context(), int(port))
+
+
 # --- the local stack ------------------------------------------------------------
 
 
@@ -323,4 +406,4 @@ def check(c, pytest_args=""):
 
 
 stack_ns = Collection("stack", stack_up, stack_down, stack_env)
-ns = Collection(build, test, dockerize, push, deploy, rollback, smoke, integration, status, plan, pull_and_run, images, serve, check, stack_ns)
+ns = Collection(build, test, dockerize, push, deploy, rollback, smoke, integration, status, plan, pull_and_run, images, serve, check, setup, teardown, stack_ns)
