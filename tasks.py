@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -188,16 +189,25 @@ def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None, json_
     deploying.rollback(ctx, env, to, float(timeout), not no_smoke, smoke_url)
 
 
-@task(help={"env": "environment whose service to test", "url": "test this URL instead of discovering the ALB's"})
+@task(
+    help={
+        "env": "environment whose service to test",
+        "url": "test this URL instead of discovering the ALB's",
+        "timeout": "seconds to keep retrying (default: [tool.pipeline.smoke] timeout, 60)",
+    }
+)
 @verb
-def smoke(c, env, url=None):
+def smoke(c, env, url=None, timeout=None):
     """Smoke-test an environment through its ALB: GET the base path, expect the configured answer."""
     from pipeline import smoke as smoking
 
     ctx = _context()
     with ctx.out.step(f"smoke test {env}"):
         target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
-        smoking.check(target, ctx.settings.smoke, ctx.out.detail)
+        expect = (
+            ctx.settings.smoke if timeout is None else replace(ctx.settings.smoke, timeout=float(timeout))
+        )
+        smoking.check(target, expect, ctx.out.detail)
 
 
 @task(help={"env": "environment to test", "url": "base URL to test instead of discovering the ALB's"})
@@ -230,7 +240,9 @@ def status(c, env, json=False):
     print(f"{env}: {report['service']} in {report['cluster']} runs {report['revision']}")
     print(f"  image  {', '.join(report['images'])}")
     print(f"  sha    {report['sha'] or 'unknown'} (verified: {report['verifiedAt'] or 'no'})")
-    print(f"  tasks  running {report['runningCount']}/{report['desiredCount']}, pending {report['pendingCount']}, rollout {report['rolloutState'] or 'n/a'}")
+    print(
+        f"  tasks  running {report['runningCount']}/{report['desiredCount']}, pending {report['pendingCount']}, rollout {report['rolloutState'] or 'n/a'}"
+    )
     for line in report["deployments"]:
         print(f"  deployment {line}")
     for event in report["events"]:
@@ -406,4 +418,24 @@ def check(c, pytest_args=""):
 
 
 stack_ns = Collection("stack", stack_up, stack_down, stack_env)
-ns = Collection(build, test, dockerize, push, deploy, rollback, smoke, integration, status, plan, pull_and_run, images, serve, check, setup, teardown, stack_ns)
+ns = Collection(
+    build,
+    test,
+    dockerize,
+    push,
+    deploy,
+    rollback,
+    smoke,
+    integration,
+    status,
+    ci,
+    demo,
+    plan,
+    pull_and_run,
+    images,
+    serve,
+    check,
+    setup,
+    teardown,
+    stack_ns,
+)
