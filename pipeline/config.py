@@ -116,6 +116,7 @@ class Settings:
     execution_role: str
     service_dir: Path
     dockerfile: Path
+    docker_target: str
     build_command: str
     test_command: str
     integration_command: str
@@ -154,6 +155,7 @@ class Settings:
 _PROJECT_DEFAULTS: dict[str, Any] = {
     "service_dir": "hello_world",
     "dockerfile": None,  # <service_dir>/Dockerfile
+    "docker_target": "",  # a multi-stage Dockerfile's stage to build; "" = the last one
     "build_command": "python -m compileall -q hello_world",
     "test_command": "python -m pytest -q hello_world/tests",
     "integration_command": "python -m pytest -q hello_world/integration",
@@ -283,6 +285,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         execution_role=environ.get("EXECUTION_ROLE_ARN") or f"{prefix}-ecs-execution-role",
         service_dir=service_dir,
         dockerfile=dockerfile,
+        docker_target=str(cfg["docker_target"]),
         build_command=cfg["build_command"],
         test_command=cfg["test_command"],
         integration_command=cfg["integration_command"],

@@ -27,6 +27,7 @@ class BuildSpec:
     labels: dict[str, str]
     buildargs: dict[str, str] = field(default_factory=dict)
     cache_from: tuple[str, ...] = ()
+    target: str = ""  # a multi-stage build's stage ("" = the last)
 
 
 def local_name(settings: Settings, revision: Revision) -> str:
@@ -62,6 +63,7 @@ def build_spec(
         labels=labels(settings, revision, created),
         buildargs={"BASE_IMAGE": settings.base_image},
         cache_from=tuple(cache_from),
+        target=settings.docker_target,
     )
 
 
@@ -83,6 +85,7 @@ def build(spec: BuildSpec, clients: Clients, out: Output) -> str:
             labels=spec.labels,
             buildargs=spec.buildargs,
             cache_from=list(spec.cache_from) or None,
+            target=spec.target or None,
             rm=True,
             forcerm=True,
             decode=True,

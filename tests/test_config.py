@@ -131,8 +131,8 @@ def test_every_problem_is_reported_at_once() -> None:
         "[tool.pipeline] base_path",
         "[tool.pipeline] container_port",
         "[tool.pipeline] test_command",
-        "[tool.pipeline.ci] branch_steps",
         "[tool.pipeline.environments] 'Prod'",
+        "[tool.pipeline.ci] branch_steps",
     ]
 
 
@@ -143,4 +143,6 @@ def test_unknown_environment_lists_the_known_ones() -> None:
 
 def test_ci_policy_must_name_defined_environments() -> None:
     (problem,) = problems(BASE, {"ci": {"mainline_environment": "production"}})
-    assert problem.startswith("[tool.pipeline.ci] environment 'production': not defined")
+    assert problem.startswith(
+        "[tool.pipeline.ci] mainline_environment: 'production' is not an environment; known: prod, staging"
+    )

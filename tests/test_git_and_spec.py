@@ -65,6 +65,11 @@ def test_ref_prefers_ci_variables_then_git(tmp_path: Path) -> None:
     assert git.ref(tmp_path, {"CIRCLE_TAG": "v1-prod", "CIRCLE_BRANCH": "main"}) == ("tag", "v1-prod")
 
 
+def test_a_configured_stage_is_built() -> None:
+    settings = config.load({"AWS_RESOURCE_NAME_PREFIX": "shop"}, ROOT, {"docker_target": "otel"})
+    assert image.build_spec(settings, git.Revision(SHA), datetime.now(UTC)).target == "otel"
+
+
 def test_build_spec_carries_provenance_and_no_secrets() -> None:
     settings = config.load(
         {"AWS_RESOURCE_NAME_PREFIX": "shop", "BASE_IMAGE": "base:1", "API_TOKEN": "s3cret"}, ROOT
