@@ -180,19 +180,20 @@ class Facts:
     notes: tuple[str, ...] = ()
 
 
-def _is_missing(exc: Any) -> bool:
-    return "does not exist" in exc.response.get("Error", {}).get("Message", "")
-
-
 def describe_stack(clients: Clients, name: str) -> StackState:
     cfn = clients.aws("cloudformation")
     with aws_errors("cloudformation:DescribeStacks", handled=("ValidationError",)):
         try:
             stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
         except cfn.exceptions.ClientError as exc:
-            if _is_missing(exc):
+            error = exc.response["Error"]
+            if error["Code"] != "ValidationError":
+                raise
+            if "does not exist" in error.get("Message", ""):
                 return StackState(name)
-            raise Unavailable(f"cloudformation:DescribeStacks {name}: {exc}") from None
+            raise Unavailable(
+                f"cloudformation:DescribeStacks {name} failed: {error.get('Message')}"
+            ) from None
     physical: dict[str, str] = {}
     if stack["StackStatus"] != "REVIEW_IN_PROGRESS":
         with aws_errors("cloudformation:ListStackResources"):
@@ -282,18 +283,40 @@ def conflicting_rule(
     return None
 
 
+# EC2 lookups by id: (API call, response key, id argument, the error code for an unknown id).
+_EC2_LOOKUPS = {
+    "vpc_id": ("DescribeVpcs", "describe_vpcs", "Vpcs", "VpcIds", "InvalidVpcID.NotFound"),
+    "subnets": ("DescribeSubnets", "describe_subnets", "Subnets", "SubnetIds", "InvalidSubnetID.NotFound"),
+    "security_groups": (
+        "DescribeSecurityGroups",
+        "describe_security_groups",
+        "SecurityGroups",
+        "GroupIds",
+        "InvalidGroup.NotFound",
+    ),
+}
+
+
+def _ec2_ids(ec2: Any, setting: str, ids: Sequence[str], where: str) -> list[dict[str, Any]]:
+    """What EC2 holds for a setting's ids; an id it does not know is the setting's problem."""
+    action, call, key, argument, missing = _EC2_LOOKUPS[setting]
+    with aws_errors(f"ec2:{action}", handled=(missing,)):
+        try:
+            return list(getattr(ec2, call)(**{argument: list(ids)})[key])
+        except ec2.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] != missing:
+                raise
+            message = exc.response["Error"].get("Message", "").rstrip(".")
+            raise ConfigError(
+                f"{where} {setting}: {message} (in this account and region); check the ids"
+            ) from None
+
+
 def _network(clients: Clients, infra: InfraEnvironment, where: str, own_alb: bool) -> Network:
     ec2 = clients.aws("ec2")
     vpc_id = infra.vpc_id
     if infra.subnets:
-        with aws_errors("ec2:DescribeSubnets", handled=("InvalidSubnetID.NotFound",)):
-            try:
-                subnets = ec2.describe_subnets(SubnetIds=list(infra.subnets))["Subnets"]
-            except ec2.exceptions.ClientError as exc:
-                raise ConfigError(
-                    f"{where} subnets: {exc.response['Error']['Message']} in this account and region; "
-                    "check the ids (aws ec2 describe-subnets)"
-                ) from None
+        subnets = _ec2_ids(ec2, "subnets", infra.subnets, where)
         vpcs = {s["VpcId"] for s in subnets}
         vpc_id = vpc_id or (vpcs.pop() if len(vpcs) == 1 else None)
         if vpc_id is None or any(s["VpcId"] != vpc_id for s in subnets):
@@ -301,23 +324,17 @@ def _network(clients: Clients, infra: InfraEnvironment, where: str, own_alb: boo
             raise ConfigError(
                 f"{where} subnets: all must be in one VPC, {vpc_id or 'the same'}; got {listed}"
             )
-    with aws_errors("ec2:DescribeVpcs", handled=("InvalidVpcID.NotFound",)):
-        try:
-            if vpc_id:
-                vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
-            else:
-                found = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
-                if not found:
-                    raise ConfigError(
-                        f"{where}: this region has no default VPC; set vpc_id and subnets in [tool.pipeline.infra]"
-                    )
-                vpc = found[0]
-        except ec2.exceptions.ClientError:
+    if vpc_id:
+        vpc = _ec2_ids(ec2, "vpc_id", [vpc_id], where)[0]
+    else:
+        with aws_errors("ec2:DescribeVpcs"):
+            found = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+        if not found:
             raise ConfigError(
-                f"{where} vpc_id: no VPC {vpc_id} in this account and region; check the id"
-            ) from None
+                f"{where}: this region has no default VPC; set vpc_id and subnets in [tool.pipeline.infra]"
+            )
+        vpc = found[0]
     vpc_id = vpc["VpcId"]
-    default_vpc = bool(vpc.get("IsDefault"))
     if not infra.subnets:
         with aws_errors("ec2:DescribeSubnets"):
             subnets = ec2.describe_subnets(
@@ -330,24 +347,18 @@ def _network(clients: Clients, infra: InfraEnvironment, where: str, own_alb: boo
             raise ConfigError(
                 f"{where} subnets: VPC {vpc_id} has no default subnets; list the subnets to use"
             )
-    zones = len({s["AvailabilityZone"] for s in subnets})
-    if own_alb and zones < 2:
+    zones = {s["AvailabilityZone"] for s in subnets}
+    if own_alb and len(zones) < 2:
         raise ConfigError(
             f"{where} subnets: a load balancer needs subnets in two availability zones; "
-            f"these are all in {subnets[0]['AvailabilityZone']}"
+            f"these are all in {zones.pop()}"
         )
     if infra.security_groups:
-        with aws_errors("ec2:DescribeSecurityGroups", handled=("InvalidGroup.NotFound",)):
-            try:
-                groups = ec2.describe_security_groups(GroupIds=list(infra.security_groups))["SecurityGroups"]
-            except ec2.exceptions.ClientError as exc:
-                raise ConfigError(
-                    f"{where} security_groups: {exc.response['Error']['Message']}; check the ids"
-                ) from None
+        groups = _ec2_ids(ec2, "security_groups", infra.security_groups, where)
         outside = [g["GroupId"] for g in groups if g["VpcId"] != vpc_id]
         if outside:
             raise ConfigError(f"{where} security_groups: {', '.join(outside)} not in VPC {vpc_id}")
-    public = default_vpc if infra.assign_public_ip is None else infra.assign_public_ip
+    public = bool(vpc.get("IsDefault")) if infra.assign_public_ip is None else infra.assign_public_ip
     return Network(vpc_id, tuple(sorted(s["SubnetId"] for s in subnets)), infra.security_groups, public)
 
 
@@ -370,7 +381,9 @@ def _shared_listener(clients: Clients, arn: str, vpc_id: str, where: str) -> Sha
     ):
         try:
             listener = elb.describe_listeners(ListenerArns=[arn])["Listeners"][0]
-        except elb.exceptions.ClientError:
+        except elb.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("ListenerNotFound", "ListenerNotFoundException"):
+                raise
             raise ConfigError(
                 f"{where} listener_arn: no such listener in this account and region ({arn})"
             ) from None
@@ -984,6 +997,8 @@ def apply(
                 Description="invoke setup",
             )
         except cfn.exceptions.ClientError as exc:
+            if exc.response["Error"]["Code"] != "ValidationError":
+                raise
             message = exc.response["Error"].get("Message", "")
             if any(words in message for words in NO_CHANGES):
                 out.detail("no changes: the stack already matches")
