@@ -62,7 +62,7 @@ def ensure_repository(settings: Settings, clients: Clients) -> None:
         except clients.aws("ecr").exceptions.RepositoryNotFoundException:
             raise NotFound(
                 f"ECR repository {name!r} does not exist in {settings.region}; create it with "
-                f"`invoke setup --env prod` or `aws ecr create-repository --repository-name {name}`"
+                f"`invoke setup` or `aws ecr create-repository --repository-name {name}`"
             ) from None
 
 

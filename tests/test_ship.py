@@ -202,7 +202,7 @@ def test_push_to_a_missing_repository_says_how_to_create_it(
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
         f"error: ECR repository '{prefix}' does not exist in us-east-1; create it with "
-        f"`invoke setup --env prod` or `aws ecr create-repository --repository-name {prefix}`"
+        f"`invoke setup` or `aws ecr create-repository --repository-name {prefix}`"
     )
 
 
@@ -296,3 +296,16 @@ def test_the_dockerfile_is_hadolint_clean() -> None:
         ["hadolint", str(ROOT / "hello_world" / "Dockerfile")], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout
+
+
+def test_a_commit_already_in_ecr_is_not_pushed_again(
+    run_task: Callable[..., Any], built: str, repository: str, sha: str, aws_cli: Callable[..., Any]
+) -> None:
+    first = run_task("push", "--sha", sha)
+    assert first.returncode == 0, first.stderr
+    again = run_task("push", "--sha", sha)
+    assert again.returncode == 0, again.stderr
+    assert f"{repository}:{sha} is already in ECR (sha256:" in again.stdout
+    assert "Pushed" not in again.stdout and "Preparing" not in again.stdout
+    images = aws_cli("ecr", "describe-images", "--repository-name", repository)["imageDetails"]
+    assert len(images) == 1
