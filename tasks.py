@@ -92,7 +92,7 @@ def test(c, json_logs=False):
 @task(
     help={
         "sha": "commit to tag the image with (default: CIRCLE_SHA1, else git HEAD; "
-        "a dirty tree tags <sha>-dirty)",
+        "a dirty tree tags <sha>-dirty-<hash of the changes>)",
         "json_logs": _JSON_LOGS,
     }
 )

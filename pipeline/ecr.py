@@ -104,7 +104,7 @@ def require_image(settings: Settings, clients: Clients, tag: str) -> ImageRecord
     """The image for `tag`, or a NotFound saying which push creates it."""
     record = find_image(settings, clients, tag)
     if record is None:
-        flag = "" if tag.endswith(DIRTY_SUFFIX) else f" --sha {tag}"
+        flag = "" if DIRTY_SUFFIX in tag else f" --sha {tag}"
         raise NotFound(
             f"no image {settings.repository}:{tag} in ECR; push it first with "
             f"`invoke dockerize{flag} && invoke push{flag}` (CI: a push to the mainline or a -dev branch)"

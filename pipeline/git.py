@@ -1,11 +1,14 @@
 """What commit we are building: CI's variables first, then git itself.
 
-A dirty work tree is never passed off as its commit: its image tag is `<sha>-dirty`
-(and so is its revision label), so a pushed image always says truthfully what it holds.
+A dirty work tree is never passed off as its commit: its image tag (and revision
+label) is `<sha>-dirty-<hash of the uncommitted changes>`. So every tag names exact
+content — a commit, or a commit plus one diff — and tags can stay immutable in ECR:
+the same changes build the same tag, other changes a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from collections.abc import Mapping
@@ -16,17 +19,23 @@ from .errors import ConfigError
 
 _SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 DIRTY_SUFFIX = "-dirty"
+# Any image tag this pipeline makes: a commit, or a commit and a diff's hash.
+TAG_RE = re.compile(r"^[0-9a-f]{7,40}(?:-dirty-[0-9a-f]{8})?$")
 
 
 @dataclass(frozen=True)
 class Revision:
     sha: str
-    dirty: bool = False
+    changes: str = ""  # hash of the uncommitted changes; "" for a clean tree
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.changes)
 
     @property
     def tag(self) -> str:
-        """The image tag: the sha, marked when the work tree had changes."""
-        return self.sha + (DIRTY_SUFFIX if self.dirty else "")
+        """The image tag: the sha, plus the changes' hash when the work tree had some."""
+        return f"{self.sha}{DIRTY_SUFFIX}-{self.changes}" if self.changes else self.sha
 
 
 def validate_sha(value: str, flag: str = "--sha") -> str:
@@ -46,6 +55,11 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def _git_bytes(root: Path, *args: str) -> bytes:
+    proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
+    return proc.stdout if proc.returncode == 0 else b""
+
+
 def current(root: Path, environ: Mapping[str, str], sha: str | None = None) -> Revision:
     """The revision to build or deploy: --sha, else CIRCLE_SHA1, else HEAD (+ dirty state)."""
     if sha:
@@ -58,8 +72,8 @@ def current(root: Path, environ: Mapping[str, str], sha: str | None = None) -> R
             f"{root} is not a git repository with a commit and CIRCLE_SHA1 is not set; "
             "run inside a git checkout, or pass --sha"
         )
-    status = _git(root, "status", "--porcelain", "--untracked-files=no")
-    return Revision(head, dirty=bool(status))
+    diff = _git_bytes(root, "diff", "HEAD", "--binary")
+    return Revision(head, hashlib.sha256(diff).hexdigest()[:8] if diff else "")
 
 
 def ref(root: Path, environ: Mapping[str, str]) -> tuple[str, str] | None:

@@ -20,9 +20,9 @@ from typing import Literal
 
 from .ecr import ImageRecord
 from .errors import ConfigError, NotFound
-from .git import DIRTY_SUFFIX, validate_sha
+from .git import DIRTY_SUFFIX, TAG_RE, validate_sha
 
-_SHA_TAG_RE = re.compile(rf"^[0-9a-f]{{7,40}}(?:{re.escape(DIRTY_SUFFIX)})?$")
+_SHA_TAG_RE = TAG_RE
 _SEMVER_RE = re.compile(
     r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
@@ -77,9 +77,14 @@ def parse_selector(sha: str | None, latest: bool, highest_version: bool) -> Sele
         return Selector(HIGHEST_VERSION)
     assert sha is not None
     value = sha.strip().lower()
-    dirty = value.endswith(DIRTY_SUFFIX)
-    clean = validate_sha(value.removesuffix(DIRTY_SUFFIX))
-    return Selector(SHA, clean + (DIRTY_SUFFIX if dirty else ""))
+    # `<sha>-dirty` (any build of that sha's work tree) or `<sha>-dirty-<hash>` (one).
+    clean, dirty, changes = value.partition(DIRTY_SUFFIX)
+    validate_sha(clean)
+    if dirty and not re.fullmatch(r"(-[0-9a-f]{1,8})?", changes):
+        raise ConfigError(
+            f"--sha {sha!r}: not a commit id or <sha>-dirty-<hash> tag (`invoke images` lists them)"
+        )
+    return Selector(SHA, value)
 
 
 def semver_key(tag: str) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]] | None:
@@ -96,10 +101,8 @@ def semver_key(tag: str) -> tuple[int, int, int, int, tuple[tuple[int, int, str]
 
 
 def sha_tag(record: ImageRecord) -> str | None:
-    """The image's commit tag (`<sha>` or `<sha>-dirty`), the clean one first."""
-    shas = sorted(
-        (t for t in record.tags if _SHA_TAG_RE.match(t)), key=lambda t: (t.endswith(DIRTY_SUFFIX), t)
-    )
+    """The image's commit tag (`<sha>` or `<sha>-dirty-<hash>`), the clean one first."""
+    shas = sorted((t for t in record.tags if _SHA_TAG_RE.match(t)), key=lambda t: (DIRTY_SUFFIX in t, t))
     return shas[0] if shas else None
 
 

@@ -41,14 +41,14 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
 
 
 def push(ctx: Context, revision: Revision) -> ecr.ImageRecord:
-    """Log in to ECR, push <registry>/<repository>:<sha>, and confirm ECR lists that digest.
+    """Log in to ECR, push <registry>/<repository>:<tag>, and confirm ECR lists that digest.
 
-    A commit's image is pushed once: when ECR already has the tag (a CI re-run, or the
-    -dev branch's push before the merge), it is left alone, as immutable tags require.
-    A -dirty tag names no commit and is always pushed.
+    A tag is pushed once: when ECR already has it (a CI re-run, the -dev branch's push
+    before the merge, the same uncommitted changes built again) it is left alone, as
+    immutable tags require. Tags name content (git.Revision), so nothing is lost.
     """
     ecr.ensure_repository(ctx.settings, ctx.clients)
-    existing = None if revision.dirty else ecr.find_image(ctx.settings, ctx.clients, revision.tag)
+    existing = ecr.find_image(ctx.settings, ctx.clients, revision.tag)
     if existing is not None:
         ctx.out.detail(
             f"{ctx.settings.repository}:{revision.tag} is already in ECR ({existing.digest}); "

@@ -55,7 +55,10 @@ def test_a_dirty_tree_is_tagged_as_such(tmp_path: Path) -> None:
     assert git.current(tmp_path, {}) == git.Revision(head)
     (tmp_path / "f.txt").write_text("two")
     revision = git.current(tmp_path, {})
-    assert revision.dirty and revision.tag == f"{head}-dirty"
+    assert revision.dirty and git.TAG_RE.match(revision.tag) and revision.tag.startswith(f"{head}-dirty-")
+    assert git.current(tmp_path, {}) == revision  # the same changes, the same tag
+    (tmp_path / "f.txt").write_text("three")
+    assert git.current(tmp_path, {}).tag != revision.tag
 
 
 def test_ref_prefers_ci_variables_then_git(tmp_path: Path) -> None:
@@ -75,13 +78,13 @@ def test_build_spec_carries_provenance_and_no_secrets() -> None:
         {"AWS_RESOURCE_NAME_PREFIX": "shop", "BASE_IMAGE": "base:1", "API_TOKEN": "s3cret"}, ROOT
     )
     created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    spec = image.build_spec(settings, git.Revision(SHA, dirty=True), created)
+    spec = image.build_spec(settings, git.Revision(SHA, changes="0a1b2c3d"), created)
     assert spec == image.BuildSpec(
         context=str(ROOT / "hello_world"),
         dockerfile="Dockerfile",
-        tag=f"shop:{SHA}-dirty",
+        tag=f"shop:{SHA}-dirty-0a1b2c3d",
         labels={
-            "org.opencontainers.image.revision": f"{SHA}-dirty",
+            "org.opencontainers.image.revision": f"{SHA}-dirty-0a1b2c3d",
             "org.opencontainers.image.created": "2026-01-02T03:04:05+00:00",
             "org.opencontainers.image.title": "shop",
             "org.opencontainers.image.source": "https://github.com/example/ecs-pipeline",

@@ -108,6 +108,7 @@ def test_tags_that_are_not_versions_are_ignored(tag: str) -> None:
         (A, False, False, Selector(SHA, A)),
         ("ABC1234", False, False, Selector(SHA, "abc1234")),
         (f" {A}-dirty ", False, False, Selector(SHA, f"{A}-dirty")),
+        (f"{A}-dirty-0A1B2C3D", False, False, Selector(SHA, f"{A}-dirty-0a1b2c3d")),
         (None, True, False, Selector(LATEST)),
         (None, False, True, Selector(HIGHEST_VERSION)),
     ],
@@ -161,15 +162,16 @@ def test_an_ambiguous_prefix_lists_the_candidates_newest_first() -> None:
 
 
 def test_an_exact_sha_beats_its_dirty_build_and_a_prefix_matching_both_is_ambiguous() -> None:
-    images = [record("1" * 64, A, pushed=1), record("2" * 64, f"{A}-dirty", pushed=2)]
+    images = [record("1" * 64, A, pushed=1), record("2" * 64, f"{A}-dirty-0a1b2c3d", pushed=2)]
     assert select(images, Selector(SHA, A), "shop").record.digest == f"sha256:{'1' * 64}"
     assert select(images, Selector(SHA, f"{A}-dirty"), "shop").record.digest == f"sha256:{'2' * 64}"
+    assert select(images, Selector(SHA, f"{A}-dirty-0a1b"), "shop").record.digest == f"sha256:{'2' * 64}"
     with pytest.raises(ConfigError, match="matches 2 images"):
         select(images, Selector(SHA, A[:10]), "shop")
 
 
 def test_a_prefix_matching_two_tags_of_one_image_is_not_ambiguous() -> None:
-    images = [record("1" * 64, A, f"{A}-dirty")]
+    images = [record("1" * 64, A, f"{A}-dirty-0a1b2c3d")]
     chosen = select(images, Selector(SHA, "abc1234"), "shop")
     assert (chosen.tag, chosen.sha) == (A, A)  # the clean tag names it
 
@@ -234,8 +236,8 @@ def test_the_highest_version_ignores_other_tags_and_ranks_pre_releases_below_the
     ("tags", "expected"),
     [
         ((A, "v1.0.0"), A),
-        ((f"{A}-dirty", A), A),
-        ((f"{A}-dirty",), f"{A}-dirty"),
+        ((f"{A}-dirty-0a1b2c3d", A), A),
+        ((f"{A}-dirty-0a1b2c3d",), f"{A}-dirty-0a1b2c3d"),
         (("v1.0.0", "latest"), None),
     ],
 )
