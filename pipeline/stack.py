@@ -329,10 +329,22 @@ def _emulator_answers(cfg: StackConfig) -> bool:
         return False
 
 
+def _emulator_version() -> str:
+    """The stand-ins' code: an emulator started from other code is restarted by `up`."""
+    import hashlib
+
+    return hashlib.sha256((Path(__file__).parent / "emulator.py").read_bytes()).hexdigest()[:16]
+
+
 def ensure_emulator(cfg: StackConfig, say: Say) -> None:
+    stamp = cfg.directory / "emulator.version"
     if _emulator_answers(cfg):
-        say(f"aws emulator: running on {cfg.endpoint}")
-        return
+        ours = _alive(cfg.directory / "emulator.pid")
+        if not ours or (stamp.exists() and stamp.read_text() == _emulator_version()):
+            say(f"aws emulator: running on {cfg.endpoint}")
+            return
+        say("aws emulator: its code changed; restarting it (its state is lost)")
+        _stop(cfg, "emulator")
     _start(
         "emulator",
         [
@@ -357,6 +369,7 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
             "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
         },
     )
+    stamp.write_text(_emulator_version())
     say(f"aws emulator: started on {cfg.endpoint} (moto server + ECS rollout stand-in)")
 
 
@@ -368,24 +381,23 @@ def up(cfg: StackConfig, say: Say = print) -> None:
     ensure_base_image(cfg, say)
 
 
+def _stop(cfg: StackConfig, name: str) -> bool:
+    pid_file = cfg.directory / f"{name}.pid"
+    pid = _alive(pid_file)
+    if pid:
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _alive(pid_file):
+            time.sleep(0.1)
+    pid_file.unlink(missing_ok=True)
+    return pid is not None
+
+
 def down(cfg: StackConfig, say: Say = print) -> None:
     """Stop what `up` started (never an engine it found running)."""
     for name in ("emulator", "registry", "dockerd"):
-        pid_file = cfg.directory / f"{name}.pid"
-        pid = _alive(pid_file)
-        if pid:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and _alive(pid_file):
-                time.sleep(0.1)
+        if _stop(cfg, name):
             say(f"{name}: stopped")
-        pid_file.unlink(missing_ok=True)
-
-
-def reset_emulator(cfg: StackConfig) -> None:
-    """Wipe the emulator's state (tests use this between cases)."""
-    request = urllib.request.Request(f"{cfg.endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
 
 
 def registry_auth_header() -> str:
