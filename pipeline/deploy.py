@@ -97,9 +97,8 @@ def plan(ctx: Context, env_name: str, sha: str | None, run_smoke: bool, smoke_ur
 def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
     if not arn:
         return {}
-    with aws_errors("ecs:DescribeTaskDefinition"):
-        found = ctx.clients.aws("ecs").describe_task_definition(taskDefinition=arn, include=["TAGS"])
-    return taskdef.comparable(found["taskDefinition"], found.get("tags"))
+    revision = ecs.describe_revision(ctx.clients, arn)
+    return taskdef.comparable(revision.definition, revision.raw_tags)
 
 
 def deploy(
@@ -242,13 +241,7 @@ def mark_verified(ctx: Context, arn: str) -> None:
 
 def revision_sha(ctx: Context, arn: str) -> str:
     """The git sha a revision was registered for (its tag), or "unknown"."""
-    with aws_errors("ecs:DescribeTaskDefinition"):
-        tags = (
-            ctx.clients.aws("ecs")
-            .describe_task_definition(taskDefinition=arn, include=["TAGS"])
-            .get("tags", [])
-        )
-    return next((t["value"] for t in tags if t["key"] == taskdef.TAG_SHA), "unknown")
+    return ecs.describe_revision(ctx.clients, arn).tags.get(taskdef.TAG_SHA, "unknown")
 
 
 def _revision_number(arn: str) -> int:
@@ -268,9 +261,7 @@ def last_verified(ctx: Context, family: str, exclude: str, scan: int = 25) -> st
     for arn in sorted(arns, key=_revision_number, reverse=True)[:scan]:
         if ecs.same_revision(arn, exclude):
             continue
-        with aws_errors("ecs:DescribeTaskDefinition"):
-            tags = ecs_client.describe_task_definition(taskDefinition=arn, include=["TAGS"]).get("tags", [])
-        if any(t["key"] == taskdef.TAG_VERIFIED for t in tags):
+        if taskdef.TAG_VERIFIED in ecs.describe_revision(ctx.clients, arn).tags:
             return arn
     raise NotFound(f"no earlier verified revision of {family} to roll back to; pass --to REVISION")
 

@@ -241,22 +241,39 @@ def stopped_task_reasons(
     return reasons[:limit]
 
 
+@dataclass(frozen=True)
+class Revision:
+    """A registered task definition and its tags."""
+
+    definition: dict[str, Any]
+    tags: dict[str, str]
+
+    @property
+    def raw_tags(self) -> list[dict[str, str]]:
+        return [{"key": k, "value": v} for k, v in self.tags.items()]
+
+
+def describe_revision(clients: Clients, arn: str) -> Revision:
+    with aws_errors("ecs:DescribeTaskDefinition"):
+        found = clients.aws("ecs").describe_task_definition(taskDefinition=arn, include=["TAGS"])
+    return Revision(found["taskDefinition"], {t["key"]: t["value"] for t in found.get("tags", [])})
+
+
 def status(clients: Clients, cluster: str, service: str, events: int = 5) -> dict[str, Any]:
     """What runs where: revision, image, sha, rollout state, counts, last events."""
     from .taskdef import TAG_SHA, TAG_VERIFIED
 
     answer = describe_service(clients, cluster, service)
     arn = answer.get("taskDefinition", "")
-    with aws_errors("ecs:DescribeTaskDefinition"):
-        found = clients.aws("ecs").describe_task_definition(taskDefinition=arn, include=["TAGS"])
-    tags = {t["key"]: t["value"] for t in found.get("tags", [])}
+    revision = describe_revision(clients, arn)
+    tags = revision.tags
     primary = next((d for d in deployments(answer) if d.status == "PRIMARY"), None)
     return {
         "cluster": cluster,
         "service": service,
         "taskDefinition": arn,
         "revision": short(arn),
-        "images": [c["image"] for c in found["taskDefinition"].get("containerDefinitions", [])],
+        "images": [c["image"] for c in revision.definition.get("containerDefinitions", [])],
         "sha": tags.get(TAG_SHA),
         "verifiedAt": tags.get(TAG_VERIFIED),
         "rolloutState": primary.rollout_state if primary else None,
