@@ -63,6 +63,16 @@ def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit(f"error: {exc.message}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except Exit:
+            raise
+        except Exception as exc:  # a bug or an outside failure nobody mapped: still one line
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise Exit(
+                f"error: unexpected {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)",
+                code=1,
+            ) from None
 
     return wrapper
 
