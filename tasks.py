@@ -204,14 +204,15 @@ def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None, json_
         "env": "environment whose service to test",
         "url": "test this URL instead of discovering the ALB's",
         "timeout": "seconds to keep retrying (default: [tool.pipeline.smoke] timeout, 60)",
+        "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def smoke(c, env, url=None, timeout=None):
+def smoke(c, env, url=None, timeout=None, json_logs=False):
     """Smoke-test an environment through its ALB: GET the base path, expect the configured answer."""
     from pipeline import smoke as smoking
 
-    ctx = _context()
+    ctx = _context(json_logs, environment=env)
     with ctx.out.step(f"smoke test {env}"):
         target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
         expect = (
@@ -220,14 +221,20 @@ def smoke(c, env, url=None, timeout=None):
         smoking.check(target, expect, ctx.out.detail)
 
 
-@task(help={"env": "environment to test", "url": "base URL to test instead of discovering the ALB's"})
+@task(
+    help={
+        "env": "environment to test",
+        "url": "base URL to test instead of discovering the ALB's",
+        "json_logs": _JSON_LOGS,
+    }
+)
 @verb
-def integration(c, env, url=None):
+def integration(c, env, url=None, json_logs=False):
     """Run the project's integration tests (`integration_command`) against an environment's base URL."""
     from pipeline import smoke as smoking
     from pipeline import verbs
 
-    ctx = _context()
+    ctx = _context(json_logs, environment=env)
     with ctx.out.step(f"integration tests against {env}"):
         target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
         verbs.integration(ctx, target)
@@ -356,17 +363,18 @@ def teardown(c, env=None, yes=False, force=False, timeout=3600):
         "dry_run": "print the plan and each step's command; run nothing",
         "base_url": "smoke-test and integration-test this base URL instead of discovering the ALB's",
         "timeout": "seconds a deploy may wait for its rollout (default 600)",
+        "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout=600):
+def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout=600, json_logs=False):
     """Run the CI plan for the current ref (CircleCI's variables) step by step, with a summary."""
     from pipeline import ci as running
     from pipeline import plan as planning
     from pipeline.git import Revision
 
     kind, ref, commit = running.ci_ref(os.environ, branch, tag, sha)
-    ctx = _context(sha=commit)
+    ctx = _context(json_logs, sha=commit)
     the_plan = planning.make(kind, ref, ctx.settings.ci)  # type: ignore[arg-type]
     if dry_run:
         print("\n".join(planning.describe(the_plan, commit)))

@@ -89,8 +89,14 @@ def test_mainline_runs_every_step_and_deploys(
 def test_a_tag_whose_image_was_never_pushed_changes_nothing(
     run_task: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
 ) -> None:
-    proc = run_task("ci", "--tag", "v9-prod", "--sha", "f" * 40)
+    proc = run_task("ci", "--tag", "v9-prod", "--sha", "f" * 40, "--json-logs")
     assert proc.returncode == 2
+    steps = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert [(s["step"], s["status"], s["sha"]) for s in steps] == [
+        ("check deploy to prod", "failed", "f" * 40),
+        ("deploy", "failed", "f" * 40),
+    ]
+    assert steps[-1]["error"].startswith("no image ")
     assert proc.stderr.startswith(
         f"error: no image {deploy_target.family.removesuffix('-service')}:{'f' * 40} "
         "in ECR; push it first with"
