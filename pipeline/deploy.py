@@ -23,7 +23,7 @@ from .errors import DeployFailed, NotFound, RollbackFailed, StepFailed
 
 
 @dataclass(frozen=True)
-class Plan:
+class CheckedDeploy:
     """A checked deploy, ready to execute: nothing has changed yet."""
 
     environment: Environment
@@ -48,7 +48,9 @@ def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, u
     return url or smoke.discover_url(ctx.settings, environment, ctx.clients)
 
 
-def plan(ctx: Context, env_name: str, sha: str | None, run_smoke: bool, smoke_url: str | None) -> Plan:
+def check(
+    ctx: Context, env_name: str, sha: str | None, run_smoke: bool, smoke_url: str | None
+) -> CheckedDeploy:
     """Every check that needs no change: fails with one line before anything happens."""
     settings = ctx.settings
     environment = settings.environment(env_name)
@@ -84,7 +86,7 @@ def plan(ctx: Context, env_name: str, sha: str | None, run_smoke: bool, smoke_ur
     taskdef.validate_request(request, where)
     ecr.require_image(settings, ctx.clients, revision.tag)
     service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
-    return Plan(
+    return CheckedDeploy(
         environment,
         revision.tag,
         inputs.image,
@@ -114,7 +116,7 @@ def deploy(
 ) -> Released | None:
     out = ctx.out
     with out.step(f"check deploy to {env_name}"):
-        checked = plan(ctx, env_name, sha, run_smoke, smoke_url)
+        checked = check(ctx, env_name, sha, run_smoke, smoke_url)
         env = checked.environment
         out.detail(f"image {checked.image} is in ECR")
         out.detail(
