@@ -226,6 +226,7 @@ def release(
             previous,
             rolled_back_at,
             datetime.now(UTC),
+            succeeded=back.state == "succeeded",
         )
         if back.state != "succeeded":
             raise RollbackFailed(f"{what}; the rollback to {ecs.short(previous)} failed too: {back.reason}")

@@ -134,11 +134,18 @@ def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
     assert info.value.message.endswith(f"{deploy_target.family}:1")  # the circuit breaker's choice
 
 
-def test_a_failed_rollback_is_exit_code_4(scripted: Any, deploy_target: DeployTarget) -> None:
-    ctx, _ = scripted([standin.failed], [standin.failed])
-    with pytest.raises(RollbackFailed, match="the rollback to .*:1 failed too") as info:
-        run(ctx, deploy_target)
+def test_a_failed_rollback_is_exit_code_4(
+    scripted: Any, deploy_target: DeployTarget, environ: dict[str, str]
+) -> None:
+    from tests.standins import honeycomb_markers
+
+    with honeycomb_markers(None, None).running() as api:
+        ctx, _ = scripted([standin.failed], [standin.failed])
+        ctx.environ = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api.url}
+        with pytest.raises(RollbackFailed, match="the rollback to .*:1 failed too") as info:
+            run(ctx, deploy_target)
     assert info.value.exit_code == 4
+    assert [r.json()["type"] for r in api.requests] == ["deploy-failed", "rollback-failed"]
 
 
 def test_a_service_that_never_completed_is_not_rolled_back(
