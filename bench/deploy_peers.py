@@ -65,81 +65,11 @@ REGION = "us-east-1"
 # --- the emulator: the project's rollout stand-in plus the tasks a rollout starts ---------
 
 
-def install_task_model() -> None:
-    """STAND-IN for the tasks ECS's scheduler starts and stops during a rollout.
-
-    pipeline/emulator.py's STAND-IN 1 rolls the deployments but starts no task, so a tool
-    that counts the new revision's RUNNING tasks (fabfuel's `ecs deploy`) never finishes.
-    This keeps, per deployment, `runningCount` RUNNING tasks of its task definition
-    (startedBy = the deployment id, group = service:NAME, as ECS sets them) and stops the
-    tasks of deployments that are gone. Proposed for pipeline/emulator.py; here until then.
-    """
-    from types import SimpleNamespace
-
-    from moto.ecs.models import EC2ContainerServiceBackend, Task
-    from moto.moto_api import state_manager
-
-    # moto advances a task one state per DescribeTasks; the scheduler stand-in sets it instead.
-    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
-    rolled_describe = EC2ContainerServiceBackend.describe_services
-
-    def stop(task: Any, reason: str) -> None:
-        task.desired_status = task.last_status = "STOPPED"
-        task.stopped_reason = reason
-        for container in task.containers:
-            container.last_status = "STOPPED"
-
-    def sync(backend: Any, service: Any) -> None:
-        cluster = backend.clusters[service.cluster_name]
-        tasks = backend.tasks.setdefault(cluster.name, {})
-        group = f"service:{service.name}"
-        running = [t for t in tasks.values() if t.group == group and t.desired_status == "RUNNING"]
-        live = {d["id"] for d in service.deployments}
-        for task in running:
-            if task.started_by not in live:
-                stop(task, f"Scaling activity initiated by (deployment {task.started_by})")
-        for deployment in service.deployments:
-            have = [t for t in running if t.started_by == deployment["id"]]
-            want = deployment.get("runningCount", 0)
-            for task in have[want:]:
-                stop(task, f"Scaling activity initiated by (deployment {deployment['id']})")
-            if len(have) >= want:
-                continue
-            definition = backend.describe_task_definition(deployment["taskDefinition"])
-            # No ENI for awsvpc tasks: nothing here reads a task's network attachments.
-            view = SimpleNamespace(
-                arn=definition.arn, network_mode=None, container_definitions=definition.container_definitions
-            )
-            for _ in range(want - len(have)):
-                task = Task(
-                    cluster,
-                    view,  # type: ignore[arg-type]
-                    None,
-                    None,
-                    backend,
-                    group,
-                    launch_type=service.launch_type or "",
-                    started_by=deployment["id"],
-                )
-                task.last_status = "RUNNING"
-                for container in task.containers:
-                    container.last_status = "RUNNING"
-                tasks[task.task_arn] = task
-
-    def describe_services(self: Any, cluster_str: str, names: list[str]) -> Any:
-        services, failures = rolled_describe(self, cluster_str, names)
-        for service in services:
-            sync(self, service)
-        return services, failures
-
-    EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
-
-
 def run_emulator(port: int) -> None:
     """This script's own emulator process: moto + the project's rollout stand-in + tasks."""
     from moto.server import main as moto_main
 
-    from pipeline.emulator import install_rollout_model
+    from pipeline.emulator import install_rollout_model, install_task_model
 
     install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "0")))
     install_task_model()

@@ -147,9 +147,13 @@ def deploy(
 
 
 def _update_and_wait(
-    ctx: Context, env: Environment, arn: str, timeout: float, sleep: Callable[[float], None]
+    ctx: Context,
+    env: Environment,
+    arn: str,
+    timeout: float,
+    sleep: Callable[[float], None],
+    watcher: ecs.Watcher,
 ) -> ecs.Outcome:
-    watcher = ecs.Watcher(ctx.out)
     watcher.prime(ecs.describe_service(ctx.clients, env.cluster, env.service))
     with aws_errors("ecs:UpdateService"):
         updated = ctx.clients.aws("ecs").update_service(
@@ -163,8 +167,20 @@ def _update_and_wait(
     if not started:
         return ecs.Outcome("failed", f"UpdateService started no deployment of {ecs.short(arn)}")
     ctx.out.detail(f"deployment {started[0].id} started; waiting for the stale deployments to drain")
+    return _wait_for(ctx, env, started[0].id, arn, timeout, sleep, watcher)
+
+
+def _wait_for(
+    ctx: Context,
+    env: Environment,
+    deployment_id: str,
+    arn: str,
+    timeout: float,
+    sleep: Callable[[float], None],
+    watcher: ecs.Watcher,
+) -> ecs.Outcome:
     outcome = ecs.wait(
-        ctx.clients, env.cluster, env.service, started[0].id, arn, watcher, timeout, sleep=sleep
+        ctx.clients, env.cluster, env.service, deployment_id, arn, watcher, timeout, sleep=sleep
     )
     if outcome.state == "failed":
         for reason in ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn):
@@ -188,10 +204,13 @@ def release(
     out = ctx.out
     probe = None
     started = datetime.now(UTC)
+    ecs_rollback: ecs.Deployment | None = None
+    watcher = ecs.Watcher(out)
     try:
         with out.step(f"{kind} {ecs.short(arn)} to {env.service}"):
-            outcome = _update_and_wait(ctx, env, arn, timeout, sleep)
+            outcome = _update_and_wait(ctx, env, arn, timeout, sleep, watcher)
             if outcome.state != "succeeded":
+                ecs_rollback = outcome.rolled_back_by_ecs
                 raise DeployFailed(outcome.reason)
         if smoke_url:
             with out.step("smoke test"):
@@ -209,6 +228,20 @@ def release(
 
     markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC), succeeded=False)
     what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
+    if ecs_rollback is not None:
+        # ECS's circuit breaker is already rolling back: wait for it rather than start a
+        # second replacement of every task.
+        back_to = ecs_rollback.task_definition
+        with out.step(f"wait for ECS's rollback to {ecs.short(back_to)}"):
+            back = _wait_for(ctx, env, ecs_rollback.id, back_to, timeout, sleep, watcher)
+            _post_rollback_marker(ctx, env, back_to, started, back)
+            if back.state != "succeeded":
+                raise RollbackFailed(
+                    f"{what}; ECS's rollback to {ecs.short(back_to)} failed too: {back.reason}"
+                )
+        raise DeployFailed(
+            f"{what}; ECS's circuit breaker rolled back to {ecs.short(back_to)}, which runs now"
+        )
     if not rollback or previous is None or ecs.same_revision(previous, arn):
         why = "--no-rollback" if not rollback else "no earlier revision had COMPLETED"
         running = ecs.short(
@@ -217,20 +250,20 @@ def release(
         raise DeployFailed(f"{what}; not rolled back ({why}); the service now runs {running}")
     rolled_back_at = datetime.now(UTC)
     with out.step(f"roll back to {ecs.short(previous)}"):
-        back = _update_and_wait(ctx, env, previous, timeout, sleep)
-        markers.post(
-            ctx,
-            "rollback",
-            env.name,
-            revision_sha(ctx, previous),
-            previous,
-            rolled_back_at,
-            datetime.now(UTC),
-            succeeded=back.state == "succeeded",
-        )
+        back = _update_and_wait(ctx, env, previous, timeout, sleep, watcher)
+        _post_rollback_marker(ctx, env, previous, rolled_back_at, back)
         if back.state != "succeeded":
             raise RollbackFailed(f"{what}; the rollback to {ecs.short(previous)} failed too: {back.reason}")
     raise DeployFailed(f"{what}; rolled back to {ecs.short(previous)}, which runs now")
+
+
+def _post_rollback_marker(
+    ctx: Context, env: Environment, arn: str, started: datetime, outcome: ecs.Outcome
+) -> None:
+    succeeded = outcome.state == "succeeded"
+    markers.post(
+        ctx, "rollback", env.name, revision_sha(ctx, arn), arn, started, datetime.now(UTC), succeeded
+    )
 
 
 def mark_verified(ctx: Context, arn: str) -> None:

@@ -56,6 +56,8 @@ class Deployment:
 class Outcome:
     state: str  # "succeeded" | "failed" | "rolling"
     reason: str = ""
+    # When ECS itself rolled back (circuit breaker): its deployment and revision.
+    rolled_back_by_ecs: Deployment | None = None
 
     @property
     def done(self) -> bool:
@@ -83,18 +85,20 @@ def observe(service: dict[str, Any], deployment_id: str, target: str) -> Outcome
     current = deployments(service)
     ours = next((d for d in current if d.id == deployment_id), None)
     primary = next((d for d in current if d.status == "PRIMARY"), None)
+    ecs_rollback = primary if primary and not same_revision(primary.task_definition, target) else None
     if ours is None:
-        if primary and not same_revision(primary.task_definition, target):
+        if ecs_rollback:
             return Outcome(
                 "failed",
-                f"deployment {deployment_id} is gone and {short(primary.task_definition)} is PRIMARY again "
+                f"deployment {deployment_id} is gone and {short(ecs_rollback.task_definition)} is PRIMARY again "
                 "(rolled back, e.g. by the deployment circuit breaker)",
+                ecs_rollback,
             )
         return Outcome(
             "failed", f"deployment {deployment_id} was replaced by {primary.id if primary else 'nothing'}"
         )
     if ours.rollout_state == "FAILED":
-        return Outcome("failed", ours.rollout_reason or f"deployment {ours.id} FAILED")
+        return Outcome("failed", ours.rollout_reason or f"deployment {ours.id} FAILED", ecs_rollback)
     if ours.status != "PRIMARY":
         return Outcome("failed", f"deployment {ours.id} is {ours.status}, no longer PRIMARY")
     if ours.rollout_state == "COMPLETED":
@@ -203,7 +207,7 @@ def wait(
 
     retrying = Retrying(
         stop=stop_after_delay(timeout),
-        wait=wait_exponential(multiplier=0.5, min=0.2, max=max_interval),
+        wait=wait_exponential(multiplier=0.5, max=max_interval),
         retry=retry_if_result(lambda outcome: not outcome.done),
         sleep=sleep,
         retry_error_callback=lambda _state: Outcome(

@@ -7,8 +7,9 @@ UpdateService the old PRIMARY deployment stays forever, so no deploy can finish.
 process replaces moto's update_service so that a new task definition starts a new
 PRIMARY deployment (IN_PROGRESS, the old one ACTIVE), and after EMULATOR_ROLLOUT_SECONDS
 the stale deployment is gone and the new one is COMPLETED with running == desired,
-with the service events real ECS writes. Responses keep the real API's shapes; the
-deploy logic never knows it is talking to an emulator.
+with the service events real ECS writes; each deployment keeps its RUNNING tasks and
+the stale ones are stopped. Responses keep the real API's shapes; the deploy logic
+never knows it is talking to an emulator.
 
 STAND-IN 2, ECR's image records. Real ECR is one system: a `docker push` to the
 registry endpoint makes the image visible to DescribeImages. Here the registry
@@ -141,6 +142,76 @@ def install_rollout_model(rollout_seconds: float) -> None:
     EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
 
 
+def install_task_model() -> None:
+    """Part of STAND-IN 1: the tasks ECS's scheduler starts and stops during a rollout.
+
+    Keeps, per deployment, `runningCount` RUNNING tasks of its task definition
+    (startedBy = the deployment id, group = service:NAME, as ECS sets them) and stops the
+    tasks of deployments that are gone, with ECS's stoppedReason. Without it a tool that
+    counts the new revision's RUNNING tasks (fabfuel's `ecs deploy`) never finishes, and
+    ListTasks/DescribeTasks show nothing of a rollout.
+    """
+    from types import SimpleNamespace
+
+    from moto.ecs.models import EC2ContainerServiceBackend, Task
+    from moto.moto_api import state_manager
+
+    # moto advances a task one state per DescribeTasks; the scheduler stand-in sets it instead.
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
+    rolled_describe = EC2ContainerServiceBackend.describe_services
+
+    def stop(task: Any, reason: str) -> None:
+        task.desired_status = task.last_status = "STOPPED"
+        task.stopped_reason = reason
+        for container in task.containers:
+            container.last_status = "STOPPED"
+
+    def sync(backend: Any, service: Any) -> None:
+        cluster = backend.clusters[service.cluster_name]
+        tasks = backend.tasks.setdefault(cluster.name, {})
+        group = f"service:{service.name}"
+        running = [t for t in tasks.values() if t.group == group and t.desired_status == "RUNNING"]
+        live = {d["id"] for d in service.deployments}
+        for task in running:
+            if task.started_by not in live:
+                stop(task, f"Scaling activity initiated by (deployment {task.started_by})")
+        for deployment in service.deployments:
+            have = [t for t in running if t.started_by == deployment["id"]]
+            want = deployment.get("runningCount", 0)
+            for task in have[want:]:
+                stop(task, f"Scaling activity initiated by (deployment {deployment['id']})")
+            if len(have) >= want:
+                continue
+            definition = backend.describe_task_definition(deployment["taskDefinition"])
+            # No ENI for awsvpc tasks: nothing here reads a task's network attachments.
+            view = SimpleNamespace(
+                arn=definition.arn, network_mode=None, container_definitions=definition.container_definitions
+            )
+            for _ in range(want - len(have)):
+                task = Task(
+                    cluster,
+                    view,  # type: ignore[arg-type]
+                    None,
+                    None,
+                    backend,
+                    group,
+                    launch_type=service.launch_type or "",
+                    started_by=deployment["id"],
+                )
+                task.last_status = "RUNNING"
+                for container in task.containers:
+                    container.last_status = "RUNNING"
+                tasks[task.task_arn] = task
+
+    def describe_services(self: Any, cluster_str: str, names: list[str]) -> Any:
+        services, failures = rolled_describe(self, cluster_str, names)
+        for service in services:
+            sync(self, service)
+        return services, failures
+
+    EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
+
+
 def install_changeset_model() -> None:
     """Patch moto so an executed change set leaves the stack's outputs and parameters current."""
     from moto.cloudformation.models import CloudFormationBackend
@@ -227,7 +298,8 @@ def main() -> None:
     parser.add_argument("--registry-password", default="123456789012-auth-token")
     args = parser.parse_args()
 
-    install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "2")))
+    install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "1.5")))
+    install_task_model()
     install_changeset_model()
 
     RegistryBridge.registry_url = args.registry

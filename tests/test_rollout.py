@@ -78,22 +78,39 @@ def test_throttling_is_retried_within_the_timeout(scripted: Any, deploy_target: 
 @pytest.mark.parametrize(
     ("script", "reason"),
     [
-        ([standin.draining, standin.failed], "ECS deployment circuit breaker: tasks failed to start."),
+        (
+            [standin.draining, standin.failed, standin.rolled_back],
+            "ECS deployment circuit breaker: tasks failed",
+        ),
         ([standin.draining, standin.rolled_back], "is PRIMARY again (rolled back"),
-        ([standin.draining], "timed out after 0.3s"),
     ],
-    ids=["failed", "circuit-breaker-rollback", "timeout"],
+    ids=["failed", "already-rolled-back"],
 )
-def test_a_failed_rollout_rolls_back_to_the_last_known_good(
-    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any], script: list[Any], reason: str
+def test_when_ecs_rolls_back_it_is_a_failure_and_no_second_rollback_starts(
+    scripted: Any, deploy_target: DeployTarget, script: list[Any], reason: str
 ) -> None:
-    ctx, fake = scripted(script, [standin.draining, standin.completed])
+    ctx, fake = scripted(script)
     with pytest.raises(DeployFailed) as info:
-        run(ctx, deploy_target, timeout=0.3)
+        run(ctx, deploy_target)
     family = deploy_target.family
     assert info.value.message.startswith(f"deploy of {family}:2 to prod failed: ")
     assert reason in info.value.message
-    assert info.value.message.endswith(f"rolled back to {family}:1, which runs now")
+    assert info.value.message.endswith(f"ECS's circuit breaker rolled back to {family}:1, which runs now")
+    assert len(fake.updates) == 1  # ECS's own rollback was waited on, not repeated
+    assert f"==> wait for ECS's rollback to {family}:1" in ctx.out.stream.getvalue()
+
+
+def test_a_rollout_that_never_ends_is_rolled_back_to_the_last_known_good(
+    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
+) -> None:
+    ctx, fake = scripted([standin.draining], [standin.draining, standin.completed])
+    with pytest.raises(DeployFailed) as info:
+        run(ctx, deploy_target, timeout=0.3)
+    family = deploy_target.family
+    assert info.value.message == (
+        f"deploy of {family}:2 to prod failed: timed out after 0.3s waiting for deployment "
+        f"{fake.updates[0].new_id}; rolled back to {family}:1, which runs now"
+    )
     assert [u.new_td.rsplit("/", 1)[-1] for u in fake.updates] == [f"{family}:2", f"{family}:1"]
     assert running(aws, deploy_target) == f"{family}:1"
     tags = aws("ecs").describe_task_definition(taskDefinition=f"{family}:2", include=["TAGS"])["tags"]
@@ -111,7 +128,7 @@ def test_the_failure_says_why_tasks_stopped(scripted: Any, deploy_target: Deploy
             "containers": [{"name": "web", "exitCode": 137, "reason": "OutOfMemoryError: Container killed"}],
         }
     ]
-    ctx, _ = scripted([standin.failed], [standin.completed], stopped=stopped)
+    ctx, _ = scripted([standin.failed, standin.rolled_back], stopped=stopped)
     with pytest.raises(DeployFailed):
         run(ctx, deploy_target)
     log = ctx.out.stream.getvalue()
@@ -125,13 +142,13 @@ def test_the_failure_says_why_tasks_stopped(scripted: Any, deploy_target: Deploy
 def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
     scripted: Any, deploy_target: DeployTarget
 ) -> None:
-    ctx, fake = scripted([standin.failed])
+    ctx, fake = scripted([standin.draining])
     with pytest.raises(
         DeployFailed, match=r"not rolled back \(--no-rollback\); the service now runs"
     ) as info:
-        run(ctx, deploy_target, rollback=False)
+        run(ctx, deploy_target, rollback=False, timeout=0.3)
     assert len(fake.updates) == 1
-    assert info.value.message.endswith(f"{deploy_target.family}:1")  # the circuit breaker's choice
+    assert info.value.message.endswith(f"{deploy_target.family}:2")
 
 
 def test_a_failed_rollback_is_exit_code_4(
@@ -140,10 +157,10 @@ def test_a_failed_rollback_is_exit_code_4(
     from tests.standins import honeycomb_markers
 
     with honeycomb_markers(None, None).running() as api:
-        ctx, _ = scripted([standin.failed], [standin.failed])
+        ctx, _ = scripted([standin.draining], [standin.draining])
         ctx.environ = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api.url}
         with pytest.raises(RollbackFailed, match="the rollback to .*:1 failed too") as info:
-            run(ctx, deploy_target)
+            run(ctx, deploy_target, timeout=0.3)
     assert info.value.exit_code == 4
     assert [r.json()["type"] for r in api.requests] == ["deploy-failed", "rollback-failed"]
 
@@ -151,12 +168,12 @@ def test_a_failed_rollback_is_exit_code_4(
 def test_a_service_that_never_completed_is_not_rolled_back(
     scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
 ) -> None:
-    ctx, fake = scripted([standin.failed])
+    ctx, fake = scripted([standin.draining])
     fake.before = lambda r: {
         "deployments": [standin.deployment(r.old_id, r.old_td, running=0, pending=1, state="IN_PROGRESS")]
     }
     with pytest.raises(DeployFailed, match=r"not rolled back \(no earlier revision had COMPLETED\)"):
-        run(ctx, deploy_target)
+        run(ctx, deploy_target, timeout=0.3)
     assert len(fake.updates) == 1
 
 
@@ -211,7 +228,7 @@ def test_a_failed_deploy_and_its_rollback_post_markers(
     from tests.standins import honeycomb_markers
 
     with honeycomb_markers(None, None).running() as api:
-        ctx, _ = scripted([standin.failed], [standin.completed])
+        ctx, _ = scripted([standin.failed, standin.rolled_back])
         ctx.environ = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api.url}
         with pytest.raises(DeployFailed):
             run(ctx, deploy_target)

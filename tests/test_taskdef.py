@@ -238,3 +238,24 @@ def test_last_known_good_is_what_completed_not_revision_minus_one(
     deployments: list[dict[str, Any]], expected: str | None
 ) -> None:
     assert ecs.last_known_good({"deployments": deployments}) == expected
+
+
+def test_observe_names_the_deployment_ecs_rolled_back_with() -> None:
+    failed = ecs.observe(
+        {
+            "deployments": [
+                deployment("rb", OLD, state="IN_PROGRESS"),
+                deployment("new", NEW, "ACTIVE", state="FAILED"),
+            ]
+        },
+        "new",
+        NEW,
+    )
+    assert failed.state == "failed" and failed.rolled_back_by_ecs is not None
+    assert (failed.rolled_back_by_ecs.id, failed.rolled_back_by_ecs.task_definition) == ("rb", OLD)
+    timed_out_so_far = ecs.observe(
+        {"deployments": [deployment("new", NEW, state="IN_PROGRESS"), deployment("old", OLD, "ACTIVE")]},
+        "new",
+        NEW,
+    )
+    assert timed_out_so_far.rolled_back_by_ecs is None
