@@ -1,0 +1,56 @@
+"""`invoke --list` stays fast: loading the tasks imports no heavy library (timings: bench/startup.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+HEAVY = ("boto3", "botocore", "docker", "tenacity", "requests", "dotenv", "opentelemetry")
+
+
+def test_loading_the_tasks_imports_no_heavy_library() -> None:
+    script = (
+        f"import sys, tasks; print(' '.join(m for m in sorted(sys.modules) if m.split('.')[0] in {HEAVY!r}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == ""
+
+
+def test_invoke_list_shows_every_task_with_its_help() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    listed = {
+        line.split()[0]: line
+        for line in proc.stdout.splitlines()[2:]
+        if line.strip() and line.startswith("  ") and not line.startswith("   ")
+    }
+    for name in (
+        "build",
+        "test",
+        "dockerize",
+        "push",
+        "deploy",
+        "rollback",
+        "smoke",
+        "integration",
+        "status",
+        "plan",
+        "ci",
+        "demo",
+        "pull-and-run",
+        "images",
+        "serve",
+        "setup",
+        "teardown",
+        "check",
+        "stack.up",
+        "stack.down",
+        "stack.env",
+    ):
+        assert name in listed and len(listed[name].split()) > 2, name
