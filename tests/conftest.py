@@ -35,6 +35,9 @@ def stack_environ() -> dict[str, str]:
     stack.up(cfg, say=lambda _line: None)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE_", "AWS_", "ECR_", "ECS_"))}
     environ.update(stack.env(cfg, {}))
+    # Without credentials, AWS SDKs and the CLI would ask the instance metadata address
+    # (169.254.169.254); tests send traffic to loopback only.
+    environ["AWS_EC2_METADATA_DISABLED"] = "true"
     # In-process verbs make boto3 clients from os.environ (AWS_ENDPOINT_URL...).
     os.environ.update({k: v for k, v in environ.items() if k.startswith("AWS_")})
     environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"

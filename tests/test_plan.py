@@ -181,7 +181,7 @@ def test_a_deploy_without_environment_is_refused() -> None:
 def bare_env(environ: dict[str, str], **extra: str) -> dict[str, str]:
     """No AWS settings or credentials at all: `plan` must not need them."""
     keep = {k: v for k, v in environ.items() if not k.startswith(("AWS_", "CIRCLE_", "ECR_", "ECS_"))}
-    return {**keep, **extra}
+    return {**keep, "AWS_EC2_METADATA_DISABLED": "true", **extra}
 
 
 @pytest.mark.parametrize(("kind", "ref", "environment", "steps"), DEFAULT_TABLE)
