@@ -103,18 +103,20 @@ def test(c, json_logs=False):
     help={
         "sha": "commit to tag the image with (default: CIRCLE_SHA1, else git HEAD; "
         "a dirty tree tags <sha>-dirty-<hash of the changes>)",
+        "cache_from_ecr": "pull the newest image in ECR first and reuse its layers (CI machines "
+        "start with an empty cache)",
         "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def dockerize(c, sha=None, json_logs=False):
+def dockerize(c, sha=None, cache_from_ecr=False, json_logs=False):
     """Build the service's image, tagged <repository>:<sha> (the seed's dockerize.sh)."""
     from pipeline import verbs
 
     ctx = _context(json_logs, sha)
     revision = ctx.revision(sha)
     with ctx.out.step(f"dockerize {revision.tag}"):
-        verbs.dockerize(ctx, revision)
+        verbs.dockerize(ctx, revision, verbs.cache_from_ecr(ctx) if cache_from_ecr else ())
 
 
 @task(help={"sha": "commit whose image to push (default as for dockerize)", "json_logs": _JSON_LOGS})

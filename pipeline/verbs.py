@@ -6,9 +6,9 @@ import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from . import ecr, image
+from . import ecr, image, local, selection
 from .context import Context
-from .errors import StepFailed
+from .errors import PipelineError, StepFailed
 from .git import Revision
 
 
@@ -38,6 +38,24 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
     image_id = image.build(spec, ctx.clients, ctx.out)
     ctx.out.detail(f"built {spec.tag} ({image_id[:19]})")
     return spec.tag
+
+
+def cache_from_ecr(ctx: Context) -> tuple[str, ...]:
+    """The newest image in ECR, pulled so its layers seed the build (`docker build
+    --cache-from`): CI machines start with an empty layer cache. Without it the build
+    just runs uncached, with a warning: a cache never fails a build."""
+    settings = ctx.settings
+    try:
+        records = ecr.list_images(settings, ctx.clients)
+        if not records:
+            ctx.out.warn(f"no layer cache: ECR holds no image of {settings.repository} yet")
+            return ()
+        newest = selection.select(records, selection.Selector(selection.LATEST), settings.repository)
+        login = ecr.login(settings, ctx.clients)
+        return (local.pull(ctx.clients.docker(), login, settings.repository, newest, ctx.out),)
+    except PipelineError as exc:
+        ctx.out.warn(f"no layer cache: {exc.message}")
+        return ()
 
 
 def push(ctx: Context, revision: Revision) -> ecr.ImageRecord:

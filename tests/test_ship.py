@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -309,3 +310,46 @@ def test_a_commit_already_in_ecr_is_not_pushed_again(
     assert "Pushed" not in again.stdout and "Preparing" not in again.stdout
     images = aws_cli("ecr", "describe-images", "--repository-name", repository)["imageDetails"]
     assert len(images) == 1
+
+
+def test_cache_from_ecr_reuses_the_pushed_images_layers(
+    make_context: Callable[..., Any], tmp_path: Path, repository: str
+) -> None:
+    # A RUN step that no build on this engine has cached before.
+    (tmp_path / "hello_world").mkdir()
+    (tmp_path / "hello_world" / "Dockerfile").write_text(
+        f"FROM {stack.LOCAL_BASE_IMAGE}\nRUN echo {uuid.uuid4().hex} > /marker\n"
+    )
+    ctx = make_context(root=tmp_path)
+    client = docker.from_env()
+
+    def build(sha: str, cached: bool) -> str:
+        ctx.out.stream.truncate(0)
+        ctx.out.stream.seek(0)
+        revision = Revision(sha)
+        verbs.dockerize(ctx, revision, verbs.cache_from_ecr(ctx) if cached else ())
+        log = ctx.out.stream.getvalue()
+        return log[log.index("RUN echo") :]
+
+    def forget_local_images() -> None:  # as on a fresh CI machine: no image, no layer cache
+        for image in client.images.list(name=repository) + client.images.list(
+            name=f"127.0.0.1:5000/{repository}"
+        ):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(image.id, force=True)
+
+    build("a" * 40, cached=False)
+    verbs.push(ctx, Revision("a" * 40))
+    forget_local_images()
+    assert "Using cache" not in build("b" * 40, cached=False)
+    forget_local_images()
+    assert "Using cache" in build("c" * 40, cached=True)
+    assert f"127.0.0.1:5000/{repository}:{'a' * 40} is sha256:" in ctx.out.stream.getvalue()
+    forget_local_images()
+
+
+def test_cache_from_an_empty_repository_only_warns(
+    make_context: Callable[..., Any], repository: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert verbs.cache_from_ecr(make_context()) == ()
+    assert f"warning: no layer cache: ECR holds no image of {repository} yet" in capsys.readouterr().err
