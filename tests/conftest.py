@@ -24,6 +24,7 @@ from pipeline import config, stack
 from pipeline.clients import Clients
 from pipeline.context import Context
 from pipeline.output import Output
+from tests.helpers import free_port, http_get, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,20 +166,9 @@ def deploy_target(aws: Callable[[str], Any], repository: str, prefix: str) -> De
     return DeployTarget(sha, cluster, service, service, initial)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def hello_url(stack_environ: dict[str, str]) -> Iterator[str]:
     """A real hello_world container (built by the pipeline, host networking); its base URL."""
-    import time
-    import urllib.request
-
     from pipeline import verbs
     from pipeline.git import Revision
 
@@ -191,12 +181,6 @@ def hello_url(stack_environ: dict[str, str]) -> Iterator[str]:
         name, detach=True, network_mode="host", environment={"PORT": str(port)}
     )
     url = f"http://127.0.0.1:{port}/hello/"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url + "health", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
+    wait_until(lambda: http_get(url + "health")[0] == 200, timeout=20)
     yield url
     container.remove(force=True)

@@ -16,7 +16,8 @@ from pipeline import ci, plan
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError, StepFailed
 from pipeline.git import Revision
-from tests.conftest import DeployTarget, free_port
+from tests.conftest import DeployTarget
+from tests.helpers import free_port
 
 SHA = "1234567890abcdef1234567890abcdef12345678"
 

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from pipeline import deploy
 from pipeline.errors import ConfigError, NotFound, Unavailable
-from tests.conftest import ROOT, DeployTarget, free_port
+from tests.conftest import ROOT, DeployTarget
+from tests.helpers import free_port
 
 
 def test_deploy_registers_updates_waits_and_smoke_tests(

@@ -41,8 +41,7 @@ from pipeline.errors import ConfigError
 from pipeline.git import Revision
 from pipeline.output import Output
 from pipeline.selection import HIGHEST_VERSION, LATEST, SHA, Selector
-from tests.conftest import free_port
-from tests.test_ship import http_get, wait_until
+from tests.helpers import free_port, http_get, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 A = "abc1234" + "a" * 33

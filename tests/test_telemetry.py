@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from hello_world import telemetry
 from hello_world.telemetry import Misconfigured, TraceSettings
+from tests.helpers import free_port
 from tests.standins import OtlpReceiver, Span
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,12 +127,6 @@ def test_unusable_settings_name_the_variable_never_its_value(env: dict[str, str]
 
 
 # --- the process, with and without OTEL_* -------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> int:
