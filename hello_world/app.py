@@ -77,7 +77,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _log(self, status: int, seconds: float) -> None:
         # One JSON line per request on stdout: CloudWatch Logs (awslogs) keeps it as is.
-        line = {"method": self.command, "path": self.path, "status": status, "ms": round(seconds * 1000, 2)}
+        # The path without its query string: a query can carry tokens, and logs keep no secret.
+        path = self.path.split("?", 1)[0]
+        line = {"method": self.command, "path": path, "status": status, "ms": round(seconds * 1000, 2)}
         sys.stdout.write(json.dumps(line) + "\n")
         sys.stdout.flush()
 

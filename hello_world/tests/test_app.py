@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -51,3 +52,16 @@ def test_routes_outside_the_base_path_are_not_found(base_url: str) -> None:
 )
 def test_base_path_is_normalised(given: str, expected: str) -> None:
     assert normalise_base_path(given) == expected
+
+
+def test_one_log_line_per_request_without_the_query(
+    base_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    get(base_url + "/hello/?token=s3cret")
+    out, deadline = "", time.monotonic() + 5
+    while '"path"' not in out and time.monotonic() < deadline:  # logged just after the response
+        time.sleep(0.01)
+        out += capsys.readouterr().out
+    lines = [json.loads(line) for line in out.splitlines() if '"path"' in line]
+    assert [(line["method"], line["path"], line["status"]) for line in lines] == [("GET", "/hello/", 200)]
+    assert "s3cret" not in json.dumps(lines)
