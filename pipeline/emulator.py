@@ -15,7 +15,7 @@ STAND-IN 2, ECR's image records. Real ECR is one system: a `docker push` to the
 registry endpoint makes the image visible to DescribeImages. Here the registry
 (docker-registry) and the API (moto) are separate, so the registry's push
 notifications arrive at a small HTTP endpoint that records each pushed manifest in
-moto with PutImage, under the registry's own digest.
+moto with PutImage, under the registry's own digest; sizes are the layers' sum, as ECR's.
 
 STAND-IN 3, CloudFormation's change-set execution. Stock moto executes a change set
 but leaves the stack's outputs and parameters as they were before (a stack created
@@ -212,6 +212,20 @@ def install_task_model() -> None:
     EC2ContainerServiceBackend.describe_services = describe_services  # type: ignore[method-assign,assignment]
 
 
+def install_image_sizes() -> None:
+    """Part of STAND-IN 2: ECR reports an image's size as the sum of its compressed layers;
+    moto reports the manifest's config blob (a few kB)."""
+    from moto.ecr.models import Image
+
+    original = Image.get_image_size_in_bytes
+
+    def get_image_size_in_bytes(self: Any) -> int | None:
+        layers = json.loads(self.image_manifest).get("layers")
+        return sum(int(layer.get("size", 0)) for layer in layers) if layers else original(self)
+
+    Image.get_image_size_in_bytes = get_image_size_in_bytes  # type: ignore[method-assign]
+
+
 def install_changeset_model() -> None:
     """Patch moto so an executed change set leaves the stack's outputs and parameters current."""
     from moto.cloudformation.models import CloudFormationBackend
@@ -300,6 +314,7 @@ def main() -> None:
 
     install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "1.5")))
     install_task_model()
+    install_image_sizes()
     install_changeset_model()
 
     RegistryBridge.registry_url = args.registry

@@ -157,6 +157,16 @@ def test_push_logs_in_pushes_and_ecr_lists_the_digest(
     digest = line.rsplit("@", 1)[1]
     images = aws_cli("ecr", "describe-images", "--repository-name", repository)["imageDetails"]
     assert [(i["imageTags"], i["imageDigest"]) for i in images] == [([sha], digest)]
+    request = urllib.request.Request(
+        f"http://{environ['ECR_ENDPOINT']}/v2/{repository}/manifests/{digest}",
+        headers={
+            "Authorization": stack.registry_auth_header(),
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        layers = json.loads(resp.read())["layers"]
+    assert images[0]["imageSizeInBytes"] == sum(layer["size"] for layer in layers) > 10_000_000
 
 
 def test_the_registry_refuses_a_push_without_login(
