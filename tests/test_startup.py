@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 from tests.conftest import ROOT
 
@@ -54,3 +55,20 @@ def test_invoke_list_shows_every_task_with_its_help() -> None:
         "stack.env",
     ):
         assert name in listed and len(listed[name].split()) > 2, name
+
+
+def test_every_flag_of_every_task_is_documented() -> None:
+    import inspect
+
+    import tasks
+
+    def undocumented(collection: Any, prefix: str = "") -> list[str]:
+        found = []
+        for name, task in collection.tasks.items():
+            params = [p for p in inspect.signature(task.body).parameters if p != "c"]
+            found += [f"{prefix}{name} --{p}" for p in params if p not in (task.help or {})]
+        for name, sub in collection.collections.items():
+            found += undocumented(sub, f"{prefix}{name}.")
+        return found
+
+    assert undocumented(tasks.ns) == []
