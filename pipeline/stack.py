@@ -145,6 +145,17 @@ def _start(
     (cfg.directory / f"{name}.pid").write_text(str(proc.pid))
 
 
+def _running(name: str) -> bool:
+    """Whether a process of that exact name runs (by /proc, so no procps needed)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == name:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _alive(pid_file: Path) -> int | None:
     try:
         pid = int(pid_file.read_text())
@@ -176,6 +187,13 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
         if docker_answers():  # the package may have started its own service
             say("docker engine: running")
             return
+    if _running("dockerd"):
+        raise Unavailable(
+            "a dockerd process runs but does not answer on its socket; stop it "
+            "(`pkill dockerd`) and run `invoke stack.up` again"
+        )
+    # A dockerd that was killed leaves its pid file, and a new one refuses to start.
+    (cfg.directory / "dockerd.real.pid").unlink(missing_ok=True)
     # No default bridge and no iptables: containers use host networking, and nothing
     # this stack starts can send traffic anywhere but loopback.
     _start(
