@@ -10,6 +10,7 @@ starts the rest in the background, recording pids under the stack directory so t
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -145,15 +146,29 @@ def _start(
     (cfg.directory / f"{name}.pid").write_text(str(proc.pid))
 
 
+def _process(pid: int) -> str | None:
+    """The name of a live (not zombie) process, from /proc (no procps needed)."""
+    try:
+        text = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    comm, _, rest = text.partition(" (")[2].rpartition(") ")
+    return None if rest[:1] in ("Z", "X") else comm
+
+
 def _running(name: str) -> bool:
-    """Whether a process of that exact name runs (by /proc, so no procps needed)."""
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() == name:
-                return True
-        except OSError:
-            continue
-    return False
+    return any(_process(int(p.name)) == name for p in Path("/proc").iterdir() if p.name.isdigit())
+
+
+def _remove_stale_pid_file(path: Path, name: str) -> None:
+    """A killed daemon leaves its pid file, and its successor refuses to start over it
+    (dockerd's own, and the containerd dockerd manages)."""
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if _process(pid) != name:
+        path.unlink(missing_ok=True)
 
 
 def _alive(pid_file: Path) -> int | None:
@@ -187,13 +202,19 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
         if docker_answers():  # the package may have started its own service
             say("docker engine: running")
             return
+    # A dockerd that is still starting (or still dying) gets a moment to settle.
+    with contextlib.suppress(Unavailable):
+        _wait(lambda: docker_answers() or not _running("dockerd"), "dockerd", 15)
+    if docker_answers():
+        say("docker engine: running (reused)")
+        return
     if _running("dockerd"):
         raise Unavailable(
             "a dockerd process runs but does not answer on its socket; stop it "
             "(`pkill dockerd`) and run `invoke stack.up` again"
         )
-    # A dockerd that was killed leaves its pid file, and a new one refuses to start.
-    (cfg.directory / "dockerd.real.pid").unlink(missing_ok=True)
+    _remove_stale_pid_file(cfg.directory / "dockerd.real.pid", "dockerd")
+    _remove_stale_pid_file(Path("/var/run/docker/containerd/containerd.pid"), "containerd")
     # No default bridge and no iptables: containers use host networking, and nothing
     # this stack starts can send traffic anywhere but loopback.
     _start(
