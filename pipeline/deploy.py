@@ -137,7 +137,7 @@ def deploy(
         env,
         arn,
         checked.sha,
-        previous=ecs.last_known_good(checked.service),
+        checked.service,
         kind="deploy",
         timeout=timeout,
         rollback=rollback,
@@ -154,7 +154,6 @@ def _update_and_wait(
     sleep: Callable[[float], None],
     watcher: ecs.Watcher,
 ) -> ecs.Outcome:
-    watcher.prime(ecs.describe_service(ctx.clients, env.cluster, env.service))
     with aws_errors("ecs:UpdateService"):
         updated = ctx.clients.aws("ecs").update_service(
             cluster=env.cluster, service=env.service, taskDefinition=arn
@@ -193,19 +192,22 @@ def release(
     env: Environment,
     arn: str,
     sha: str,
-    previous: str | None,
+    service: dict[str, Any],
     kind: str,
     timeout: float,
     rollback: bool,
     smoke_url: str | None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Released:
-    """Put `arn` into service, verify it, and on failure return to `previous`."""
+    """Put `arn` into service, verify it, and on failure return to the revision that was
+    running and COMPLETED in `service` (the service as it was just before)."""
     out = ctx.out
     probe = None
     started = datetime.now(UTC)
+    previous = ecs.last_known_good(service)
     ecs_rollback: ecs.Deployment | None = None
     watcher = ecs.Watcher(out)
+    watcher.prime(service)  # its events are history; print only what comes after
     try:
         with out.step(f"{kind} {ecs.short(arn)} to {env.service}"):
             outcome = _update_and_wait(ctx, env, arn, timeout, sleep, watcher)
@@ -341,7 +343,7 @@ def rollback(
         env,
         target,
         revision_sha(ctx, target),
-        previous=ecs.last_known_good(service),
+        service,
         kind="rollback",
         timeout=timeout,
         rollback=True,

@@ -159,7 +159,6 @@ class Watcher:
     out: Output
     seen_events: set[str] = field(default_factory=set)
     last_lines: tuple[str, ...] = ()
-    new_events: list[str] = field(default_factory=list)
 
     def prime(self, service: dict[str, Any]) -> None:
         self.seen_events.update(e["id"] for e in service.get("events", []))
@@ -173,7 +172,6 @@ class Watcher:
         for event in reversed(service.get("events", [])):  # the API lists newest first
             if event["id"] not in self.seen_events:
                 self.seen_events.add(event["id"])
-                self.new_events.append(event["message"])
                 self.out.detail(f"event: {event['message']}")
 
 
