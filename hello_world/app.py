@@ -76,12 +76,9 @@ class Handler(BaseHTTPRequestHandler):
         return super().parse_request()
 
     def _log(self, status: int, seconds: float) -> None:
-        # One JSON line per request on stdout: CloudWatch Logs (awslogs) keeps it as is.
         # The path without its query string: a query can carry tokens, and logs keep no secret.
         path = self.path.split("?", 1)[0]
-        line = {"method": self.command, "path": path, "status": status, "ms": round(seconds * 1000, 2)}
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
+        event(method=self.command, path=path, status=status, ms=round(seconds * 1000, 2))
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass  # replaced by the one JSON line in _log
@@ -101,8 +98,12 @@ def make_server(host: str, port: int, base_path: str, tracing: telemetry.Tracing
 
 
 def event(**fields: object) -> None:
-    """One JSON line on stdout: CloudWatch Logs (awslogs) keeps it as is."""
-    print(json.dumps(fields), flush=True)
+    """One JSON line on stdout: CloudWatch Logs (awslogs) keeps it as is.
+
+    One write() of the whole line: print() writes the text and the newline separately,
+    so lines from request threads and the SIGTERM handler could interleave."""
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
 
 
 def main() -> int:
