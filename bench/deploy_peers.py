@@ -495,11 +495,17 @@ def bench_stack(delay: float) -> Iterator[tuple[str, CountingProxy, Path]]:
             proxy.close()
 
 
-def compare(args: argparse.Namespace) -> None:
+def chosen_tools(args: argparse.Namespace) -> tuple[list[str], str]:
+    """--tools, with each one's prerequisites in place; also fabfuel's `ecs` command."""
     tools = [t for t in args.tools.split(",") if t]
     ecs = peer_ecs() if "fabfuel" in tools else ""
     if "seed" in tools:
         require_seed_tools()
+    return tools, ecs
+
+
+def compare(args: argparse.Namespace) -> None:
+    tools, ecs = chosen_tools(args)
     with bench_stack(args.delay) as (endpoint, proxy, scratch):
         cost = proxy_cost(endpoint, proxy)
         targets = {(i, tool): arrange(endpoint) for i in range(args.runs) for tool in tools}
@@ -523,10 +529,7 @@ def rollback(args: argparse.Namespace) -> None:
     the API's end state after a circuit-breaker rollback; the transient rolloutState FAILED
     on the new deployment is not shown (the emulator has no failure model).
     """
-    tools = [t for t in args.tools.split(",") if t]
-    ecs = peer_ecs() if "fabfuel" in tools else ""
-    if "seed" in tools:
-        require_seed_tools()
+    tools, ecs = chosen_tools(args)
     with bench_stack(args.delay) as (endpoint, proxy, scratch):
         cost = proxy_cost(endpoint, proxy)
         targets = {tool: arrange(endpoint) for tool in tools}
