@@ -14,7 +14,7 @@ The tools, each run as a user runs it, as its own process:
   seed     bash bench/deploy.sh                   (the seed's deploy.sh loop: aws CLI + jq)
 
 Every run starts this script's OWN emulator process (never the shared stack's on :4566):
-pipeline/emulator.py's ECS rollout stand-in with EMULATOR_ROLLOUT_SECONDS=--delay, plus the
+pipeline/stack/emulator/'s ECS rollout stand-in with EMULATOR_ROLLOUT_SECONDS=--delay, plus the
 task model below, on a free loopback port. The tools reach it through a counting proxy (also
 on loopback) that records each AWS call's action and time; the proxy's own cost per call is
 measured and printed. Each run deploys its own freshly arranged cluster, service (one
@@ -69,7 +69,7 @@ def run_emulator(port: int) -> None:
     """This script's own emulator process: moto + the project's rollout stand-in + tasks."""
     from moto.server import main as moto_main
 
-    from pipeline.emulator import install_rollout_model, install_task_model
+    from pipeline.stack.emulator import install_rollout_model, install_task_model
 
     install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "0")))
     install_task_model()

@@ -3,7 +3,7 @@ update, real update and delete of the project and environment stacks; the output
 the names the pipeline uses; a setup after a deploy leaves the deployed revision alone;
 the CI policy names only this project; bad input stops before anything exists.
 
-moto drops most ECS properties (STACK.md), so these tests assert on what it keeps (names,
+moto drops most ECS properties, so these tests assert on what it keeps (names,
 task definitions, desired counts, target groups, listener rules, IAM documents, DNS
 records) and leave the rest to cfn-lint (tests/test_infra.py). CloudFormation's failures
 and rollbacks, which moto never produces, come from a stand-in at the boto3 seam.
@@ -55,7 +55,7 @@ def emulator_runs_change_sets(stack_environ: dict[str, str]) -> None:
     cfn.delete_stack(StackName=name)
     if not outputs:
         pytest.fail(
-            "the running AWS emulator predates its CloudFormation change-set stand-in (pipeline/emulator.py, "
+            "the running AWS emulator predates its CloudFormation change-set stand-in (pipeline/stack/emulator/, "
             "STAND-IN 3): restart it with `invoke stack.down && invoke stack.up`"
         )
 

@@ -1,5 +1,5 @@
 """The real local stack: a Docker engine, a registry standing in for ECR's endpoint, and
-moto in server mode as the AWS API (with the stand-ins in pipeline/emulator.py).
+moto in server mode as the AWS API (with the stand-ins in pipeline/stack/emulator/).
 
 Everything listens on 127.0.0.1 only. `up` is idempotent: it installs what is missing
 (Debian packages, as root), reuses what already runs (a laptop's Docker engine), and
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import Unavailable
+from ..errors import Unavailable
 
 ACCOUNT_ID = "123456789012"  # moto's account; its ECR token decodes to AWS:<account>-auth-token
 REGISTRY_USER = "AWS"
@@ -239,7 +239,7 @@ def ensure_base_image(cfg: StackConfig, say: Say) -> None:
     import docker
     from docker.errors import DockerException, ImageNotFound
 
-    from .config import DEFAULT_BASE_IMAGE
+    from ..config import DEFAULT_BASE_IMAGE
 
     client = docker.from_env(timeout=600)
     marker = cfg.directory / "base_image"
@@ -372,7 +372,10 @@ def _emulator_version() -> str:
     """The stand-ins' code: an emulator started from other code is restarted by `up`."""
     import hashlib
 
-    return hashlib.sha256((Path(__file__).parent / "emulator.py").read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for source in sorted((Path(__file__).parent / "emulator").rglob("*.py")):
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def ensure_emulator(cfg: StackConfig, say: Say) -> None:
@@ -389,7 +392,7 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
         [
             sys.executable,
             "-m",
-            "pipeline.emulator",
+            "pipeline.stack.emulator",
             "--port",
             str(cfg.emulator_port),
             "--bridge-port",
@@ -405,14 +408,26 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
         {
             "EMULATOR_ROLLOUT_SECONDS": str(cfg.rollout_seconds),
             "AWS_DEFAULT_REGION": cfg.region,
-            "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         },
     )
     stamp.write_text(_emulator_version())
     say(f"aws emulator: started on {cfg.endpoint} (moto server + ECS rollout stand-in)")
 
 
+def require_local_extra() -> None:
+    """The emulator is moto server, which only the `local` extra installs."""
+    import importlib.util
+
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
+        raise Unavailable(
+            "the local stack needs the AWS emulator (moto server): "
+            "pip install 'ecs-pipeline[local]', then run this again"
+        )
+
+
 def up(cfg: StackConfig, say: Say = print) -> None:
+    require_local_extra()
     cfg.directory.mkdir(parents=True, exist_ok=True)
     ensure_engine(cfg, say)
     ensure_emulator(cfg, say)

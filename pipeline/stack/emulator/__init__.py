@@ -1,8 +1,8 @@
-"""The local stack's AWS emulator: moto in server mode plus two stand-ins.
+"""The local stack's AWS emulator: moto in server mode plus three stand-ins.
 
-Run as `python -m pipeline.emulator --port 4566 --bridge-port 4567` (stack.up does).
+Run as `python -m pipeline.stack.emulator --port 4566 --bridge-port 4567` (stack.up does).
 
-STAND-IN 1, ECS's scheduler. Stock moto never rolls a deployment (STACK.md): after
+STAND-IN 1, ECS's scheduler. Stock moto never rolls a deployment (moto never rolls a deployment): after
 UpdateService the old PRIMARY deployment stays forever, so no deploy can finish. This
 process replaces moto's update_service so that a new task definition starts a new
 PRIMARY deployment (IN_PROGRESS, the old one ACTIVE), and after EMULATOR_ROLLOUT_SECONDS
@@ -327,7 +327,3 @@ def main() -> None:
     from moto.server import main as moto_main
 
     moto_main(["-H", "127.0.0.1", "-p", str(args.port)])
-
-
-if __name__ == "__main__":
-    main()
