@@ -179,7 +179,16 @@ def deploy(
     from pipeline import deploy as deploying
 
     ctx = _context(json_logs, sha, env)
-    deploying.deploy(ctx, env, sha, float(timeout), dry_run, not no_rollback, not no_smoke, smoke_url)
+    options = deploying.DeployOptions(
+        env,
+        sha,
+        timeout=float(timeout),
+        dry_run=dry_run,
+        rollback=not no_rollback,
+        smoke=not no_smoke,
+        smoke_url=smoke_url,
+    )
+    deploying.deploy(ctx, options)
 
 
 @task(
@@ -189,16 +198,20 @@ def deploy(
         "timeout": _DEPLOY_HELP["timeout"],
         "no_smoke": _DEPLOY_HELP["no_smoke"],
         "smoke_url": _DEPLOY_HELP["smoke_url"],
+        "dry_run": "print which revision it would return to; change nothing",
         "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None, json_logs=False):
+def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None, dry_run=False, json_logs=False):
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
 
     ctx = _context(json_logs, environment=env)
-    deploying.rollback(ctx, env, to, float(timeout), not no_smoke, smoke_url)
+    options = deploying.DeployOptions.rollback_to(
+        env, to, timeout=float(timeout), smoke=not no_smoke, smoke_url=smoke_url, dry_run=dry_run
+    )
+    deploying.deploy(ctx, options)
 
 
 @task(
