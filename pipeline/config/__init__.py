@@ -24,6 +24,7 @@ from .project import (
     _environments,
     _smoke,
     environment_names,
+    find_root,
     read_project_file,
     unknown_keys,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "InfraSettings",
     "Settings",
     "SmokeSettings",
+    "find_root",
     "load",
     "load_policy",
     "read_project_file",

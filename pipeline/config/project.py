@@ -49,6 +49,26 @@ def unknown_keys(where: str, given: Iterable[str], known: Iterable[str]) -> list
     return problems
 
 
+def find_root(start: Path) -> Path:
+    """The nearest directory from `start` up whose project file has a [tool.pipeline] section."""
+    for directory in (start, *start.parents):
+        path = directory / PROJECT_FILE
+        if path.is_file() and _has_section(path):
+            return directory
+    raise ConfigError(
+        f"no {PROJECT_FILE} with a [tool.pipeline] section in {start} or above; "
+        "run this in your service repository, or create one with `ecs-pipeline init`"
+    )
+
+
+def _has_section(path: Path) -> bool:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError):
+        return True  # the nearest one it is; read_project_file names the problem
+    return isinstance(data.get("tool", {}).get("pipeline"), dict)
+
+
 def read_project_file(root: Path) -> dict[str, Any]:
     """The `[tool.pipeline]` table of the project file, or {} when there is none."""
     path = root / PROJECT_FILE
