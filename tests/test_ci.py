@@ -137,7 +137,9 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         for revision in (2, 3):
             proc = run_task("demo", "--port", str(port))
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            assert f"deployed   {prefix}-service:{revision} (127.0.0.1:5000/{prefix}:" in proc.stdout
+            assert (
+                f"deployed   {prefix}-service:{revision} ({environ['ECR_ENDPOINT']}/{prefix}:" in proc.stdout
+            )
             assert f"answering  http://127.0.0.1:{port}/hello/" in proc.stdout
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
                 assert resp.read() == b"Hello World!\n"
@@ -150,7 +152,9 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"name": prefix}):
             container.remove(force=True)
-        images = client.images.list(name=f"127.0.0.1:5000/{prefix}") + client.images.list(name=prefix)
+        images = client.images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}") + client.images.list(
+            name=prefix
+        )
         for image_id in {image.id for image in images}:
             client.images.remove(image_id, force=True)
 
