@@ -20,7 +20,11 @@ from tests.helpers import free_port
 
 
 def test_deploy_registers_updates_waits_and_smoke_tests(
-    run_task: Callable[..., Any], deploy_target: DeployTarget, hello_url: str, aws_cli: Callable[..., Any]
+    run_task: Callable[..., Any],
+    deploy_target: DeployTarget,
+    hello_url: str,
+    aws_cli: Callable[..., Any],
+    environ: dict[str, str],
 ) -> None:
     proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--smoke-url", hello_url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -37,7 +41,8 @@ def test_deploy_registers_updates_waits_and_smoke_tests(
         "ecs", "describe-task-definition", "--task-definition", service["taskDefinition"], "--include", "TAGS"
     )
     image = described["taskDefinition"]["containerDefinitions"][0]["image"]
-    assert image == f"127.0.0.1:5000/{deploy_target.family.removesuffix('-service')}:{deploy_target.sha}"
+    registry = environ["ECR_ENDPOINT"]  # the stack's registry port is configurable
+    assert image == f"{registry}/{deploy_target.family.removesuffix('-service')}:{deploy_target.sha}"
     tags = {t["key"]: t["value"] for t in described["tags"]}
     assert tags["pipeline:git-sha"] == deploy_target.sha and "pipeline:verified-at" in tags
 
@@ -123,11 +128,14 @@ def test_every_field_of_the_template_survives_registration(
 
 
 def test_dry_run_prints_the_definition_and_diff_and_changes_nothing(
-    run_task: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
+    run_task: Callable[..., Any],
+    deploy_target: DeployTarget,
+    aws_cli: Callable[..., Any],
+    environ: dict[str, str],
 ) -> None:
     proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--dry-run", "--no-smoke")
     assert proc.returncode == 0, proc.stderr
-    assert '"image": "127.0.0.1:5000/' in proc.stdout
+    assert f'"image": "{environ["ECR_ENDPOINT"]}/' in proc.stdout
     assert f"--- live {deploy_target.family}:1" in proc.stdout and '+  "networkMode": "awsvpc"' in proc.stdout
     assert "dry run: nothing was registered or updated" in proc.stdout
     arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", deploy_target.family)[
