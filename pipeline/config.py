@@ -31,6 +31,7 @@ _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
 _ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 STEP_NAMES = ("test", "build", "dockerize", "push", "deploy", "integration")
 
@@ -130,6 +131,7 @@ class Settings:
     smoke: SmokeSettings = field(default_factory=SmokeSettings)
     ci: CIPolicy = field(default_factory=CIPolicy)
     infra: InfraSettings = field(default_factory=InfraSettings)
+    pass_env: tuple[str, ...] = ()  # variables the service's commands get despite service_env
 
     def environment(self, name: str) -> Environment:
         try:
@@ -168,6 +170,7 @@ _PROJECT_DEFAULTS: dict[str, Any] = {
     "smoke": {},
     "ci": {},
     "infra": {},
+    "pass_env": [],
 }
 _ENV_KEYS = {"cluster", "service", "family", "container", "template", "values"}
 
@@ -260,6 +263,12 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
             f"[tool.pipeline] {key}: must be a non-empty command",
         )
 
+    pass_env = cfg["pass_env"]
+    need(
+        isinstance(pass_env, list) and all(isinstance(v, str) and _VAR_RE.match(v) for v in pass_env),
+        f"[tool.pipeline] pass_env: {pass_env!r} must be a list of environment variable names",
+    )
+
     service_dir = root / str(cfg["service_dir"])
     need(service_dir.is_dir(), f"[tool.pipeline] service_dir: {service_dir} is not a directory")
     dockerfile = root / str(cfg["dockerfile"]) if cfg["dockerfile"] else service_dir / "Dockerfile"
@@ -299,6 +308,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         smoke=smoke,
         ci=ci,
         infra=infra,
+        pass_env=tuple(pass_env),
     )
 
 
