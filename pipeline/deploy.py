@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ecr, ecs, interrupts, markers, smoke, taskdef
+from . import ci_identity, ecr, ecs, interrupts, markers, smoke, taskdef
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
@@ -103,6 +103,7 @@ def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, u
 
 def check(ctx: Context, options: DeployOptions) -> DeployChange:
     """Every check that needs no change: fails with one line before anything happens."""
+    ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
     if options.revision is not None:
         return _check_rollback(ctx, options)
     settings = ctx.settings
