@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from . import ci_identity, ecr, ecs, interrupts, markers, smoke, taskdef
 from .clients import aws_errors
@@ -30,7 +30,7 @@ from .errors import (
     ServiceLeftChanged,
     StepFailed,
 )
-from .safety import idle_service, name_deployment, one_line, quietly, running_now
+from .safety import idle_service, name_deployment, one_line, quietly, require_images, running_now
 
 LAST_VERIFIED = "last-verified"  # DeployOptions.revision: the rollback target the rule picks
 
@@ -333,7 +333,7 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
             + (f": {smoke_url} answers" if smoke_url else "")
         )
         return Released(env.name, arn, smoke_url, probe)
-    return _recover(ctx, change, arn, options, failure, previous, ecs_rollback, started, watcher)
+    _recover(ctx, change, arn, options, failure, previous, ecs_rollback, started, watcher)
 
 
 class _Replaced(Exception):  # noqa: N818 - a signal inside roll_out, never seen outside
@@ -352,51 +352,71 @@ def _recover(
     ecs_rollback: ecs.Deployment | None,
     started: datetime,
     watcher: ecs.Watcher,
-) -> Released:
+) -> NoReturn:
     """After a failure past UpdateService: roll back where possible and always raise."""
-    out = ctx.out
     env, kind = change.environment, change.kind
     markers.post(ctx, kind, env.name, change.sha, arn, started, datetime.now(UTC), succeeded=False)
     what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
     if ecs_rollback is not None:
         # ECS's circuit breaker is already rolling back: wait for it rather than start a
         # second replacement of every task.
-        back_to = ecs_rollback.task_definition
-        try:
-            with out.step(f"wait for ECS's rollback to {ecs.short(back_to)}"):
-                back = _wait_for(ctx, env, ecs_rollback, back_to, options, watcher)
-                if back.state != "succeeded":
-                    raise DeployFailed(back.reason)
-        except Exception as exc:
-            _post_rollback_marker(ctx, env, back_to, started, succeeded=False)
-            raise RollbackFailed(
-                f"{what}; ECS's rollback to {ecs.short(back_to)} failed too: {one_line(exc)}; "
-                f"the service now runs {running_now(ctx, env)}"
-            ) from None
-        _post_rollback_marker(ctx, env, back_to, started, succeeded=True)
-        raise DeployFailed(
-            f"{what}; ECS's circuit breaker rolled back to {ecs.short(back_to)}, which runs now"
+        back_to = ecs.short(ecs_rollback.task_definition)
+        _go_back(
+            ctx,
+            change,
+            ecs_rollback.task_definition,
+            lambda: ecs_rollback,
+            options,
+            watcher,
+            started,
+            (what, f"wait for ECS's rollback to {back_to}", f"ECS's rollback to {back_to}"),
+            f"ECS's circuit breaker rolled back to {back_to}",
         )
     if not options.rollback or previous is None or ecs.same_revision(previous, arn):
         why = "--no-rollback" if not options.rollback else "no earlier revision had COMPLETED"
         raise ServiceLeftChanged(
             f"{what}; not rolled back ({why}); the service now runs {running_now(ctx, env)}"
         )
-    rolled_back_at = datetime.now(UTC)
+    back_to = ecs.short(previous)
+    _go_back(
+        ctx,
+        change,
+        previous,
+        lambda: _update(ctx, env, previous),
+        options,
+        watcher,
+        datetime.now(UTC),
+        (what, f"roll back to {back_to}", f"the rollback to {back_to}"),
+        f"rolled back to {back_to}",
+    )
+
+
+def _go_back(
+    ctx: Context,
+    change: DeployChange,
+    target: str,
+    start: Callable[[], ecs.Deployment],
+    options: DeployOptions,
+    watcher: ecs.Watcher,
+    started: datetime,
+    said: tuple[str, str, str],
+    done: str,
+) -> NoReturn:
+    """Wait for the way back to `target` (ECS's rollback or ours) and raise what it came to."""
+    env = change.environment
+    what, step, name = said
     try:
-        with out.step(f"roll back to {ecs.short(previous)}"):
-            deployment = _update(ctx, env, previous)
-            back = _wait_for(ctx, env, deployment, previous, options, watcher)
+        with ctx.out.step(step):
+            back = _wait_for(ctx, env, start(), target, options, watcher)
             if back.state != "succeeded":
                 raise DeployFailed(back.reason)
     except Exception as exc:
-        _post_rollback_marker(ctx, env, previous, rolled_back_at, succeeded=False)
+        _post_rollback_marker(ctx, env, target, started, succeeded=False)
         raise RollbackFailed(
-            f"{what}; the rollback to {ecs.short(previous)} failed too: {one_line(exc)}; "
-            f"the service now runs {running_now(ctx, env)}"
+            f"{what}; {name} failed too: {one_line(exc)}; the service now runs {running_now(ctx, env)}"
         ) from None
-    _post_rollback_marker(ctx, env, previous, rolled_back_at, succeeded=True)
-    raise DeployFailed(f"{what}; rolled back to {ecs.short(previous)}, which runs now")
+    _post_rollback_marker(ctx, env, target, started, succeeded=True)
+    raise DeployFailed(f"{what}; {done}, which runs now")
 
 
 def _post_rollback_marker(
@@ -456,23 +476,6 @@ def last_verified(ctx: Context, family: str, running: str, scan: int = 25) -> st
         f"no verified revision of {family} older than the running {ecs.short(running or '?')} "
         "to roll back to; pass --to REVISION"
     )
-
-
-def require_images(ctx: Context, arn: str) -> None:
-    """Before a rollback changes anything: the target's images from our ECR repository are
-    still there (a lifecycle policy may have expired them; ECS could not start its tasks)."""
-    settings = ctx.settings
-    definition = ecs.describe_revision(ctx.clients, arn).definition
-    for container in definition.get("containerDefinitions", []):
-        image = str(container.get("image", ""))
-        name, _, tag = image.rpartition(":")
-        if "@" in image or "/" not in name or name.split("/", 1)[1] != settings.repository:
-            continue  # not a tag in this project's repository: nothing here can check it
-        if ecr.find_image(settings, ctx.clients, tag) is None:
-            raise NotFound(
-                f"{ecs.short(arn)} runs {image}, which is no longer in ECR (expired under the "
-                "lifecycle policy?); nothing was changed; pick another revision with --to"
-            )
 
 
 def resolve_revision(ctx: Context, family: str, to: str) -> str:

@@ -1,5 +1,6 @@
 """What keeps a deploy safe on its worst day: reports that never hide the failure, and
-the guard against starting while another rollout of the service is in progress.
+the guard against starting while another rollout of the service is in progress, and the
+check that a rollback target's image is still in ECR.
 
 The guard uses the service's own deployments, not a lock the tool takes: ECS's view
 is what every deployer (this tool in another pipeline, the console, another tool)
@@ -13,10 +14,10 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any, TypeVar
 
-from . import ecs, taskdef
+from . import ecr, ecs, taskdef
 from .config import Environment
 from .context import Context
-from .errors import PipelineError, RolloutInProgress
+from .errors import NotFound, PipelineError, RolloutInProgress
 
 T = TypeVar("T")
 
@@ -104,3 +105,20 @@ def idle_service(
     raise RolloutInProgress(
         f"{env.service} still has a rollout in progress after --wait {timeout:g}s: {named}; nothing was changed"
     )
+
+
+def require_images(ctx: Context, arn: str) -> None:
+    """Before a rollback changes anything: the target's images from our ECR repository are
+    still there (a lifecycle policy may have expired them; ECS could not start its tasks)."""
+    settings = ctx.settings
+    definition = ecs.describe_revision(ctx.clients, arn).definition
+    for container in definition.get("containerDefinitions", []):
+        image = str(container.get("image", ""))
+        name, _, tag = image.rpartition(":")
+        if "@" in image or "/" not in name or name.split("/", 1)[1] != settings.repository:
+            continue  # not a tag in this project's repository: nothing here can check it
+        if ecr.find_image(settings, ctx.clients, tag) is None:
+            raise NotFound(
+                f"{ecs.short(arn)} runs {image}, which is no longer in ECR (expired under the "
+                "lifecycle policy?); nothing was changed; pick another revision with --to"
+            )
