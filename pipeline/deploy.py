@@ -260,7 +260,7 @@ def _wait_for(
         # Only a report: a throttled or failing ListTasks/DescribeTasks must not hide the failure.
         reasons = quietly(
             ctx,
-            "why tasks stopped",
+            "find out why tasks stopped",
             lambda: ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn),
         )
         for reason in reasons or []:
@@ -326,7 +326,7 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
         failure = one_line(exc)  # AWS, network, a vanished service, a bug: the same safe path
     else:
         # Verified: a failing tag only costs this revision its place as a rollback target.
-        quietly(ctx, "how to tag the revision as verified", lambda: mark_verified(ctx, arn))
+        quietly(ctx, "tag the revision as verified", lambda: mark_verified(ctx, arn))
         markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC))
         out.say(
             f"{kind} of {ecs.short(arn)} to {env.name} succeeded"
@@ -425,7 +425,7 @@ def _post_rollback_marker(
     """Never raises: the sha is looked up only when a marker will be posted, and quietly."""
     if not ctx.environ.get("HONEYCOMB_API_KEY"):
         return
-    sha = quietly(ctx, "the rolled-back revision's sha", lambda: revision_sha(ctx, arn)) or "unknown"
+    sha = quietly(ctx, "look up the rolled-back revision's sha", lambda: revision_sha(ctx, arn)) or "unknown"
     markers.post(ctx, "rollback", env.name, sha, arn, started, datetime.now(UTC), succeeded)
 
 

@@ -27,7 +27,7 @@ def quietly(ctx: Context, what: str, action: Callable[[], T]) -> T | None:
     try:
         return action()
     except Exception as exc:
-        ctx.out.warn(f"could not find out {what}: {one_line(exc)}")
+        ctx.out.warn(f"could not {what}: {one_line(exc)}")
         return None
 
 
@@ -58,7 +58,7 @@ def running_now(ctx: Context, env: Environment) -> str:
 def name_deployment(ctx: Context, d: ecs.Deployment) -> str:
     """A deployment as a person can find it: id, revision, sha from its tags, start time."""
     tags = quietly(
-        ctx, "the revision's tags", lambda: ecs.describe_revision(ctx.clients, d.task_definition).tags
+        ctx, "read the revision's tags", lambda: ecs.describe_revision(ctx.clients, d.task_definition).tags
     )
     sha = (tags or {}).get(taskdef.TAG_SHA, "unknown")
     at = d.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if d.created_at else "unknown"

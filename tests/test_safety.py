@@ -195,10 +195,9 @@ def test_any_error_while_polling_rolls_back_and_says_what_runs(
     with pytest.raises(DeployFailed) as info:
         run(ctx, deploy_target)
     family = deploy_target.family
-    assert info.value.message == (
-        f"deploy of {family}:2 to prod failed: {info.value.message.split(': ', 1)[1].split('; rolled back')[0]}"
-        f"; rolled back to {family}:1, which runs now"
-    )
+    message = info.value.message
+    assert message.startswith(f"deploy of {family}:2 to prod failed: ")
+    assert message.endswith(f"; rolled back to {family}:1, which runs now")
     assert said in info.value.message
     assert info.value.exit_code == 1  # rolled back: the service is where it was
     assert [u.new_td.rsplit("/", 1)[-1] for u in fake.updates] == [f"{family}:2", f"{family}:1"]
@@ -212,12 +211,16 @@ def test_a_service_deleted_mid_rollout_is_exit_4_and_says_so(
         aws("ecs").delete_service(cluster=deploy_target.cluster, service=deploy_target.service, force=True)
         return error("ServiceNotFoundException")
 
-    ctx, fake = scripted([standin.draining, deleted])
+    ctx, _ = scripted([standin.draining, deleted], [deleted])
     with pytest.raises(RollbackFailed) as info:
         run(ctx, deploy_target)
     message = info.value.message
-    assert "ServiceNotFoundException" in message and "the rollback to " in message
-    assert "the service now runs unknown" in message or "the service now runs" in message
+    family = deploy_target.family
+    assert message.startswith(
+        f"deploy of {family}:2 to prod failed: ecs:DescribeServices failed: ServiceNotFoundException"
+    )
+    assert f"; the rollback to {family}:1 failed too: " in message
+    assert "; the service now runs unknown (could not describe the service: " in message
     assert info.value.exit_code == 4
 
 
@@ -336,3 +339,17 @@ def test_a_rollback_target_whose_image_expired_changes_nothing(
     ):
         deploy.deploy(ctx, deploy.DeployOptions.rollback_to("prod", timeout=5, smoke=False, sleep=NO_SLEEP))
     assert len(fake.updates) == 2
+
+
+def test_a_rollback_is_refused_too_while_another_rollout_is_in_progress(
+    scripted: Any, deploy_target: DeployTarget
+) -> None:
+    ctx, fake = scripted([standin.completed])
+    fake.before = lambda r: {
+        "deployments": [
+            standin.deployment("ecs-svc/theirs", r.old_td, running=0, pending=1, state="IN_PROGRESS")
+        ]
+    }
+    with pytest.raises(RolloutInProgress, match="has a rollout in progress: deployment ecs-svc/theirs"):
+        deploy.deploy(ctx, deploy.DeployOptions.rollback_to("prod", timeout=5, smoke=False, sleep=NO_SLEEP))
+    assert fake.updates == []

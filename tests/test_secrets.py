@@ -200,3 +200,13 @@ def docker_client() -> Any:
     import docker
 
     return docker.from_env()
+
+
+def test_serve_gets_local_env_but_not_the_pipelines_credentials(make_context: Callable[..., Context]) -> None:
+    from pipeline import local
+
+    settings = make_context().settings
+    environ = {"PATH": "/bin", **SECRETS}
+    served = local.serve_environment(settings, environ, {"DB_PASSWORD": LOCAL_ENV_SECRET})
+    assert served["DB_PASSWORD"] == LOCAL_ENV_SECRET  # local.env is the service's own
+    assert served["PATH"] == "/bin" and not set(SECRETS) & set(served)
