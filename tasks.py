@@ -10,11 +10,17 @@ from pipeline.tasks import ns
 
 @task(help={"pytest_args": 'extra arguments for pytest, e.g. "-k deploy -x"'})
 def check(c, pytest_args=""):
-    """Run every check on the local stack: ruff, ruff format, mypy, the whole pytest suite."""
+    """Run every check on the local stack: ruff, ruff format, mypy, the dependency audit, the whole pytest suite."""
     from pipeline import stack
 
     stack.up(stack.config_from(os.environ))
-    for command in ("ruff check .", "ruff format --check .", "mypy", f"python -m pytest {pytest_args}"):
+    for command in (
+        "ruff check .",
+        "ruff format --check .",
+        "mypy",
+        "python -m pipeline.audit",  # pip check, then pip-audit of the resolved dependencies
+        f"python -m pytest {pytest_args}",
+    ):
         print(f"==> {command}", flush=True)
         result = c.run(command, warn=True, pty=False)
         if result is None or result.exited != 0:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from . import deploy, plan, smoke, taskdef, verbs
+from . import ci_identity, deploy, plan, smoke, taskdef, verbs
 from .context import Context
 from .errors import ConfigError, PipelineError
 from .git import Revision, validate_sha
@@ -63,6 +63,8 @@ def preflight(ctx: Context, the_plan: plan.Plan) -> None:
     """Fail before the first step on what a later step would trip over."""
     if the_plan.environment is None:
         return
+    # --branch/--tag may name another ref than the job's own: CircleCI's ref decides.
+    ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, the_plan.environment)
     environment = ctx.settings.environment(the_plan.environment)
     taskdef.load_template(environment.template)
     taskdef.load_values(environment.values)

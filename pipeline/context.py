@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import git
 from .clients import Clients
@@ -16,7 +16,7 @@ class Context:
     settings: Settings
     clients: Clients
     out: Output
-    environ: Mapping[str, str]
+    environ: Mapping[str, str] = field(repr=False)  # holds credentials: never in a repr
 
     def revision(self, sha: str | None = None) -> git.Revision:
         return git.current(self.settings.root, self.environ, sha)

@@ -55,7 +55,8 @@ def run(ctx: Context, port: int, timeout: float = 120.0) -> DemoResult:
     with out.step(f"push {revision.tag}"):
         verbs.push(ctx, revision)
     infra.setup(ctx, ENVIRONMENT, image_tag=revision.tag)  # the service needs an image to start
-    deploy.deploy(ctx, deploy.DeployOptions(ENVIRONMENT, timeout=timeout, smoke=False))
+    # wait=True: setup may have just created the service, whose first rollout is still going.
+    deploy.deploy(ctx, deploy.DeployOptions(ENVIRONMENT, timeout=timeout, smoke=False, wait=True))
     report = ecs.status(
         ctx.clients, settings.environment(ENVIRONMENT).cluster, settings.environment(ENVIRONMENT).service
     )

@@ -16,13 +16,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from . import ecr, ecs, markers, smoke, taskdef
+from . import ci_identity, ecr, ecs, interrupts, markers, smoke, taskdef
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
-from .errors import DeployFailed, NotFound, RollbackFailed, StepFailed
+from .errors import (
+    DeployFailed,
+    DeployInterrupted,
+    NotFound,
+    RollbackFailed,
+    ServiceLeftChanged,
+    StepFailed,
+)
+from .safety import idle_service, name_deployment, one_line, quietly, require_images, running_now
 
 LAST_VERIFIED = "last-verified"  # DeployOptions.revision: the rollback target the rule picks
 
@@ -42,6 +50,10 @@ class DeployOptions:
     smoke: bool = True
     smoke_url: str | None = None  # None: discover the load balancer's URL
     sleep: Callable[[float], None] = time.sleep
+    # Another rollout of the service in progress: wait for it to end, or replace it
+    # (default: refuse, naming it). See safety.idle_service.
+    wait: bool = False
+    force: bool = False
 
     @classmethod
     def rollback_to(cls, env: str, to: str | None = None, **rest: Any) -> DeployOptions:
@@ -91,6 +103,7 @@ def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, u
 
 def check(ctx: Context, options: DeployOptions) -> DeployChange:
     """Every check that needs no change: fails with one line before anything happens."""
+    ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
     if options.revision is not None:
         return _check_rollback(ctx, options)
     settings = ctx.settings
@@ -126,7 +139,7 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
     request = taskdef.render(template, values, inputs, where)
     taskdef.validate_request(request, where)
     ecr.require_image(settings, ctx.clients, revision.tag)
-    service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
+    service = _idle_service(ctx, environment, options)
     return DeployChange(
         "deploy",
         environment,
@@ -140,14 +153,20 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
 
 def _check_rollback(ctx: Context, options: DeployOptions) -> DeployChange:
     env = ctx.settings.environment(options.env)
-    service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+    service = _idle_service(ctx, env, options)
     current = str(service.get("taskDefinition", ""))
     if options.revision == LAST_VERIFIED:
         target = last_verified(ctx, env.family, current)
     else:
         target = resolve_revision(ctx, env.family, str(options.revision))
+    require_images(ctx, target)
     url = _settle_smoke_url(ctx, env, options.smoke, options.smoke_url)
     return DeployChange("rollback", env, revision_sha(ctx, target), service, url, target=target)
+
+
+def _idle_service(ctx: Context, env: Environment, options: DeployOptions) -> dict[str, Any]:
+    service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+    return idle_service(ctx, env, service, options.wait, options.force, options.timeout, options.sleep)
 
 
 def describe(ctx: Context, change: DeployChange) -> list[str]:
@@ -199,14 +218,8 @@ def deploy(ctx: Context, options: DeployOptions) -> Released | None:
     return roll_out(ctx, change, arn, options)
 
 
-def _update_and_wait(
-    ctx: Context,
-    env: Environment,
-    arn: str,
-    timeout: float,
-    sleep: Callable[[float], None],
-    watcher: ecs.Watcher,
-) -> ecs.Outcome:
+def _update(ctx: Context, env: Environment, arn: str) -> ecs.Deployment:
+    """UpdateService; the deployment ECS started for `arn`. An error here changed nothing."""
     with aws_errors("ecs:UpdateService"):
         updated = ctx.clients.aws("ecs").update_service(
             cluster=env.cluster, service=env.service, taskDefinition=arn
@@ -217,99 +230,203 @@ def _update_and_wait(
         if d.status == "PRIMARY" and ecs.same_revision(d.task_definition, arn)
     ]
     if not started:
-        return ecs.Outcome("failed", f"UpdateService started no deployment of {ecs.short(arn)}")
+        raise DeployFailed(f"UpdateService started no deployment of {ecs.short(arn)}")
     ctx.out.detail(f"deployment {started[0].id} started; waiting for the stale deployments to drain")
-    return _wait_for(ctx, env, started[0].id, arn, timeout, sleep, watcher)
+    return started[0]
 
 
 def _wait_for(
     ctx: Context,
     env: Environment,
-    deployment_id: str,
+    deployment: ecs.Deployment,
     arn: str,
-    timeout: float,
-    sleep: Callable[[float], None],
+    options: DeployOptions,
     watcher: ecs.Watcher,
+    previous: str | None = None,
 ) -> ecs.Outcome:
     outcome = ecs.wait(
-        ctx.clients, env.cluster, env.service, deployment_id, arn, watcher, timeout, sleep=sleep
+        ctx.clients,
+        env.cluster,
+        env.service,
+        deployment.id,
+        arn,
+        watcher,
+        options.timeout,
+        sleep=options.sleep,
+        previous=previous,
+        since=deployment.created_at,
     )
     if outcome.state == "failed":
-        for reason in ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn):
+        # Only a report: a throttled or failing ListTasks/DescribeTasks must not hide the failure.
+        reasons = quietly(
+            ctx,
+            "find out why tasks stopped",
+            lambda: ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn),
+        )
+        for reason in reasons or []:
             ctx.out.detail(f"stopped: {reason}")
     return outcome
 
 
 def roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptions) -> Released:
     """Put `arn` into service, verify it, and on failure return to the revision that was
-    running and COMPLETED in `change.service` (the service as it was just before)."""
+    running and COMPLETED in `change.service` (the service as it was just before).
+
+    SIGINT/SIGTERM stop the wait and change nothing more (exit 130/143).
+    """
+    env = change.environment
+    with interrupts.guard():
+        try:
+            return _roll_out(ctx, change, arn, options)
+        except interrupts.Interrupted as sig:
+            what = f"{change.kind} of {ecs.short(arn)} to {env.name}"
+            message = (
+                f"{what} interrupted by {sig.name}: stopped waiting and changed nothing more; "
+                f"the service runs {running_now(ctx, env)}; follow it with `invoke status --env {env.name}`"
+            )
+            raise DeployInterrupted(message, sig.signum) from None
+
+
+def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptions) -> Released:
     out = ctx.out
     env, sha, service, kind = change.environment, change.sha, change.service, change.kind
-    timeout, sleep, smoke_url = options.timeout, options.sleep, change.smoke_url
+    smoke_url = change.smoke_url
     probe = None
     started = datetime.now(UTC)
     previous = ecs.last_known_good(service)
     ecs_rollback: ecs.Deployment | None = None
+    ours: ecs.Deployment | None = None
     watcher = ecs.Watcher(out)
     watcher.prime(service)  # its events are history; print only what comes after
     try:
         with out.step(f"{kind} {ecs.short(arn)} to {env.service}"):
-            outcome = _update_and_wait(ctx, env, arn, timeout, sleep, watcher)
+            ours = _update(ctx, env, arn)
+            outcome = _wait_for(ctx, env, ours, arn, options, watcher, previous)
+            if outcome.state == "replaced" and outcome.replaced_by is not None:
+                raise _Replaced(outcome.replaced_by)
             if outcome.state != "succeeded":
                 ecs_rollback = outcome.rolled_back_by_ecs
                 raise DeployFailed(outcome.reason)
         if smoke_url:
             with out.step("smoke test"):
-                probe = smoke.check(smoke_url, ctx.settings.smoke, out.detail, sleep=sleep)
+                probe = smoke.check(smoke_url, ctx.settings.smoke, out.detail, sleep=options.sleep)
+    except _Replaced as replaced:
+        # Another deploy took over: undoing it would undo someone else's change.
+        markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC), succeeded=False)
+        raise ServiceLeftChanged(
+            f"{kind} of {ecs.short(arn)} to {env.name} did not finish: it was replaced by "
+            f"{name_deployment(ctx, replaced.by)}; not rolled back over that deploy; "
+            f"the service now runs {running_now(ctx, env)}"
+        ) from None
     except (DeployFailed, StepFailed) as exc:
         failure = exc.message
+    except Exception as exc:
+        if ours is None:
+            raise  # UpdateService itself failed: nothing was changed
+        failure = one_line(exc)  # AWS, network, a vanished service, a bug: the same safe path
     else:
-        mark_verified(ctx, arn)
+        # Verified: a failing tag only costs this revision its place as a rollback target.
+        quietly(ctx, "tag the revision as verified", lambda: mark_verified(ctx, arn))
         markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC))
         out.say(
             f"{kind} of {ecs.short(arn)} to {env.name} succeeded"
             + (f": {smoke_url} answers" if smoke_url else "")
         )
         return Released(env.name, arn, smoke_url, probe)
+    _recover(ctx, change, arn, options, failure, previous, ecs_rollback, started, watcher)
 
-    markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC), succeeded=False)
+
+class _Replaced(Exception):  # noqa: N818 - a signal inside roll_out, never seen outside
+    def __init__(self, by: ecs.Deployment) -> None:
+        super().__init__(by.id)
+        self.by = by
+
+
+def _recover(
+    ctx: Context,
+    change: DeployChange,
+    arn: str,
+    options: DeployOptions,
+    failure: str,
+    previous: str | None,
+    ecs_rollback: ecs.Deployment | None,
+    started: datetime,
+    watcher: ecs.Watcher,
+) -> NoReturn:
+    """After a failure past UpdateService: roll back where possible and always raise."""
+    env, kind = change.environment, change.kind
+    markers.post(ctx, kind, env.name, change.sha, arn, started, datetime.now(UTC), succeeded=False)
     what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
     if ecs_rollback is not None:
         # ECS's circuit breaker is already rolling back: wait for it rather than start a
         # second replacement of every task.
-        back_to = ecs_rollback.task_definition
-        with out.step(f"wait for ECS's rollback to {ecs.short(back_to)}"):
-            back = _wait_for(ctx, env, ecs_rollback.id, back_to, timeout, sleep, watcher)
-            _post_rollback_marker(ctx, env, back_to, started, back)
-            if back.state != "succeeded":
-                raise RollbackFailed(
-                    f"{what}; ECS's rollback to {ecs.short(back_to)} failed too: {back.reason}"
-                )
-        raise DeployFailed(
-            f"{what}; ECS's circuit breaker rolled back to {ecs.short(back_to)}, which runs now"
+        back_to = ecs.short(ecs_rollback.task_definition)
+        _go_back(
+            ctx,
+            change,
+            ecs_rollback.task_definition,
+            lambda: ecs_rollback,
+            options,
+            watcher,
+            started,
+            (what, f"wait for ECS's rollback to {back_to}", f"ECS's rollback to {back_to}"),
+            f"ECS's circuit breaker rolled back to {back_to}",
         )
     if not options.rollback or previous is None or ecs.same_revision(previous, arn):
         why = "--no-rollback" if not options.rollback else "no earlier revision had COMPLETED"
-        running = ecs.short(
-            ecs.describe_service(ctx.clients, env.cluster, env.service).get("taskDefinition", "?")
+        raise ServiceLeftChanged(
+            f"{what}; not rolled back ({why}); the service now runs {running_now(ctx, env)}"
         )
-        raise DeployFailed(f"{what}; not rolled back ({why}); the service now runs {running}")
-    rolled_back_at = datetime.now(UTC)
-    with out.step(f"roll back to {ecs.short(previous)}"):
-        back = _update_and_wait(ctx, env, previous, timeout, sleep, watcher)
-        _post_rollback_marker(ctx, env, previous, rolled_back_at, back)
-        if back.state != "succeeded":
-            raise RollbackFailed(f"{what}; the rollback to {ecs.short(previous)} failed too: {back.reason}")
-    raise DeployFailed(f"{what}; rolled back to {ecs.short(previous)}, which runs now")
+    back_to = ecs.short(previous)
+    _go_back(
+        ctx,
+        change,
+        previous,
+        lambda: _update(ctx, env, previous),
+        options,
+        watcher,
+        datetime.now(UTC),
+        (what, f"roll back to {back_to}", f"the rollback to {back_to}"),
+        f"rolled back to {back_to}",
+    )
+
+
+def _go_back(
+    ctx: Context,
+    change: DeployChange,
+    target: str,
+    start: Callable[[], ecs.Deployment],
+    options: DeployOptions,
+    watcher: ecs.Watcher,
+    started: datetime,
+    said: tuple[str, str, str],
+    done: str,
+) -> NoReturn:
+    """Wait for the way back to `target` (ECS's rollback or ours) and raise what it came to."""
+    env = change.environment
+    what, step, name = said
+    try:
+        with ctx.out.step(step):
+            back = _wait_for(ctx, env, start(), target, options, watcher)
+            if back.state != "succeeded":
+                raise DeployFailed(back.reason)
+    except Exception as exc:
+        _post_rollback_marker(ctx, env, target, started, succeeded=False)
+        raise RollbackFailed(
+            f"{what}; {name} failed too: {one_line(exc)}; the service now runs {running_now(ctx, env)}"
+        ) from None
+    _post_rollback_marker(ctx, env, target, started, succeeded=True)
+    raise DeployFailed(f"{what}; {done}, which runs now")
 
 
 def _post_rollback_marker(
-    ctx: Context, env: Environment, arn: str, started: datetime, outcome: ecs.Outcome
+    ctx: Context, env: Environment, arn: str, started: datetime, succeeded: bool
 ) -> None:
-    succeeded = outcome.state == "succeeded"
-    markers.post(
-        ctx, "rollback", env.name, revision_sha(ctx, arn), arn, started, datetime.now(UTC), succeeded
-    )
+    """Never raises: the sha is looked up only when a marker will be posted, and quietly."""
+    if not ctx.environ.get("HONEYCOMB_API_KEY"):
+        return
+    sha = quietly(ctx, "look up the rolled-back revision's sha", lambda: revision_sha(ctx, arn)) or "unknown"
+    markers.post(ctx, "rollback", env.name, sha, arn, started, datetime.now(UTC), succeeded)
 
 
 def mark_verified(ctx: Context, arn: str) -> None:
@@ -330,8 +447,19 @@ def _revision_number(arn: str) -> int:
     return int(arn.rsplit(":", 1)[-1])
 
 
-def last_verified(ctx: Context, family: str, exclude: str, scan: int = 25) -> str:
-    """The newest revision of `family`, other than `exclude`, that once deployed and passed."""
+def _verified(ctx: Context, arn: str) -> ecs.Verified:
+    tags = ecs.describe_revision(ctx.clients, arn).tags
+    return ecs.Verified(
+        arn,
+        _revision_number(arn),
+        ecs.parse_stamp(tags.get(taskdef.TAG_VERIFIED)),
+        ecs.parse_stamp(tags.get(taskdef.TAG_CREATED)),
+    )
+
+
+def last_verified(ctx: Context, family: str, running: str, scan: int = 25) -> str:
+    """The newest revision of `family` that goes back from `running` (ecs.goes_back):
+    verified, and older than the running revision. Never the one a rollback just left."""
     ecs_client = ctx.clients.aws("ecs")
     arns: list[str] = []
     with aws_errors("ecs:ListTaskDefinitions"):
@@ -339,13 +467,15 @@ def last_verified(ctx: Context, family: str, exclude: str, scan: int = 25) -> st
             familyPrefix=family, status="ACTIVE"
         ):
             arns.extend(a for a in page["taskDefinitionArns"] if ecs.short(a).rsplit(":", 1)[0] == family)
+    now = _verified(ctx, running) if running else ecs.Verified("", 0, None, None)
     # Sorted here: ListTaskDefinitions' own sort is not to be relied on.
     for arn in sorted(arns, key=_revision_number, reverse=True)[:scan]:
-        if ecs.same_revision(arn, exclude):
-            continue
-        if taskdef.TAG_VERIFIED in ecs.describe_revision(ctx.clients, arn).tags:
+        if not ecs.same_revision(arn, running) and ecs.goes_back(now, _verified(ctx, arn)):
             return arn
-    raise NotFound(f"no earlier verified revision of {family} to roll back to; pass --to REVISION")
+    raise NotFound(
+        f"no verified revision of {family} older than the running {ecs.short(running or '?')} "
+        "to roll back to; pass --to REVISION"
+    )
 
 
 def resolve_revision(ctx: Context, family: str, to: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from .git import DIRTY_SUFFIX
 class RegistryLogin:
     registry: str
     username: str
-    password: str
+    password: str = field(repr=False)  # repr and str (the same for a dataclass) leave it out
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .arns import short
@@ -29,6 +30,7 @@ class Deployment:
     failed_tasks: int
     rollout_state: str | None  # IN_PROGRESS | COMPLETED | FAILED, absent without circuit breaker
     rollout_reason: str
+    created_at: datetime | None = None
 
     @classmethod
     def from_api(cls, d: dict[str, Any]) -> Deployment:
@@ -42,6 +44,7 @@ class Deployment:
             failed_tasks=d.get("failedTasks", 0),
             rollout_state=d.get("rolloutState"),
             rollout_reason=d.get("rolloutStateReason", ""),
+            created_at=d.get("createdAt") if isinstance(d.get("createdAt"), datetime) else None,
         )
 
     def line(self) -> str:
@@ -55,10 +58,12 @@ class Deployment:
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # "succeeded" | "failed" | "rolling"
+    state: str  # "succeeded" | "failed" | "replaced" | "rolling"
     reason: str = ""
     # When ECS itself rolled back (circuit breaker): its deployment and revision.
     rolled_back_by_ecs: Deployment | None = None
+    # When another deploy (not ECS) replaced ours: its deployment. Never undone by us.
+    replaced_by: Deployment | None = None
 
     @property
     def done(self) -> bool:
@@ -74,27 +79,49 @@ def deployments(service: dict[str, Any]) -> list[Deployment]:
     return [Deployment.from_api(d) for d in service.get("deployments", [])]
 
 
-def observe(service: dict[str, Any], deployment_id: str, target: str) -> Outcome:
-    """What one DescribeServices answer says about our deployment. Pure."""
+def observe(
+    service: dict[str, Any],
+    deployment_id: str,
+    target: str,
+    previous: str | None = None,
+    since: datetime | None = None,
+) -> Outcome:
+    """What one DescribeServices answer says about our deployment. Pure.
+
+    `previous` is the revision that had COMPLETED before our update (where ECS's circuit
+    breaker would return), `since` when our deployment started (ECS's clock). Another
+    PRIMARY is ECS's rollback only when it runs `previous` and ECS marked the failure
+    (our deployment FAILED, or a rollback event since we started); any other PRIMARY is
+    a deploy we did not start, and "replaced" means: never roll back over it.
+    """
     if service.get("status") not in (None, "ACTIVE"):
         return Outcome("failed", f"the service is {service.get('status')}")
     current = deployments(service)
     ours = next((d for d in current if d.id == deployment_id), None)
     primary = next((d for d in current if d.status == "PRIMARY"), None)
-    ecs_rollback = primary if primary and not same_revision(primary.task_definition, target) else None
-    if ours is None:
-        if ecs_rollback:
+    if primary is not None and primary.id != deployment_id:
+        if not same_revision(primary.task_definition, target) and is_ecs_rollback(
+            service, ours, primary, previous, since
+        ):
+            if ours is not None and ours.rollout_state == "FAILED" and ours.rollout_reason:
+                return Outcome("failed", ours.rollout_reason, primary)
             return Outcome(
                 "failed",
-                f"deployment {deployment_id} is gone and {short(ecs_rollback.task_definition)} is PRIMARY again "
-                "(rolled back, e.g. by the deployment circuit breaker)",
-                ecs_rollback,
+                f"deployment {deployment_id} {'is gone' if ours is None else 'FAILED'} and "
+                f"{short(primary.task_definition)} is PRIMARY again (rolled back by ECS's deployment "
+                "circuit breaker)",
+                primary,
             )
         return Outcome(
-            "failed", f"deployment {deployment_id} was replaced by {primary.id if primary else 'nothing'}"
+            "replaced",
+            f"deployment {deployment_id} was replaced by deployment {primary.id} of "
+            f"{short(primary.task_definition)}, which we did not start",
+            replaced_by=primary,
         )
+    if ours is None:
+        return Outcome("failed", f"deployment {deployment_id} is gone and no deployment is PRIMARY")
     if ours.rollout_state == "FAILED":
-        return Outcome("failed", ours.rollout_reason or f"deployment {ours.id} FAILED", ecs_rollback)
+        return Outcome("failed", ours.rollout_reason or f"deployment {ours.id} FAILED")
     if ours.status != "PRIMARY":
         return Outcome("failed", f"deployment {ours.id} is {ours.status}, no longer PRIMARY")
     if ours.rollout_state == "COMPLETED":
@@ -108,6 +135,57 @@ def observe(service: dict[str, Any], deployment_id: str, target: str) -> Outcome
         # No rollout state (no circuit breaker): the seed's test, stale deployments gone.
         return Outcome("succeeded", "no stale deployments left; running == desired")
     return Outcome("rolling")
+
+
+# What ECS writes in the service's events when its circuit breaker rolls back.
+_ROLLBACK_EVENT_WORDS = ("rolling back to deployment", "circuit breaker")
+
+
+def is_ecs_rollback(
+    service: dict[str, Any],
+    ours: Deployment | None,
+    primary: Deployment,
+    previous: str | None,
+    since: datetime | None,
+) -> bool:
+    """Did ECS (not a person or another pipeline) make `primary` PRIMARY instead of ours?
+
+    ECS's circuit breaker returns to the last deployment that COMPLETED, marks ours
+    FAILED and writes "rolling back to deployment ..." in the events. A deploy we did
+    not start shows none of that, even when it deploys the same earlier revision.
+    """
+    if previous is not None and not same_revision(primary.task_definition, previous):
+        return False
+    if ours is not None and ours.rollout_state == "FAILED":
+        return True
+    for event in service.get("events", []):
+        message = str(event.get("message", "")).lower()
+        if any(words in message for words in _ROLLBACK_EVENT_WORDS) and _not_before(
+            event.get("createdAt"), since
+        ):
+            return True
+    return False
+
+
+def _not_before(at: Any, since: datetime | None) -> bool:
+    if since is None or not isinstance(at, datetime):
+        return True
+    try:
+        return at >= since
+    except TypeError:  # one naive, one aware: cannot tell, so count it
+        return True
+
+
+def in_progress(service: dict[str, Any]) -> list[Deployment]:
+    """Deployments still rolling out: IN_PROGRESS, or (without rollout state) any stale one
+    still listed beside the PRIMARY. Empty when the service is steady. Pure."""
+    current = deployments(service)
+    rolling = [d for d in current if d.rollout_state == "IN_PROGRESS"]
+    if rolling:
+        return rolling
+    if len(current) > 1:
+        return [d for d in current if d.rollout_state != "COMPLETED"] or current[1:]
+    return []
 
 
 def last_known_good(service: dict[str, Any]) -> str | None:
@@ -181,6 +259,8 @@ def wait(
     timeout: float,
     max_interval: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
+    previous: str | None = None,
+    since: datetime | None = None,
 ) -> Outcome:
     """Poll DescribeServices with capped exponential backoff until the outcome is known.
 
@@ -197,7 +277,7 @@ def wait(
             watcher.out.detail("DescribeServices throttled; polling again")
             return Outcome("rolling", "throttled")
         watcher.show(answer)
-        return observe(answer, deployment_id, target)
+        return observe(answer, deployment_id, target, previous, since)
 
     retrying = Retrying(
         stop=stop_after_delay(timeout),
@@ -284,3 +364,39 @@ def status(clients: Clients, cluster: str, service: str, events: int = 5) -> dic
             for e in answer.get("events", [])[:events]
         ],
     }
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What the rollback rule needs of one revision: its number and pipeline tags."""
+
+    arn: str
+    number: int
+    verified_at: datetime | None  # pipeline:verified-at: it rolled out and passed its smoke test
+    created_at: datetime | None  # pipeline:created-at: when it was registered
+
+
+def parse_stamp(value: str | None) -> datetime | None:
+    """A tag's ISO time, or None when absent or not a time (tags are free text)."""
+    if not value:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else None
+
+
+def goes_back(running: Verified, candidate: Verified) -> bool:
+    """The rollback rule. Pure.
+
+    A candidate is "back" from the running revision when it was verified and is older:
+    a lower revision number, or verified before the running revision was registered.
+    So a rollback never returns to a revision that was verified after the running one
+    appeared, and running it twice goes further back instead of forward again.
+    """
+    if candidate.verified_at is None or candidate.number == running.number:
+        return False
+    if candidate.number < running.number:
+        return True
+    return running.created_at is not None and candidate.verified_at < running.created_at

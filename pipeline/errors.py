@@ -5,6 +5,10 @@ Exit codes (documented in the README):
   2  bad input or configuration: nothing was changed
   3  an outside system is missing or refused us (Docker, registry, AWS)
   4  a deploy failed and could not be rolled back: a person must look now
+  5  another rollout of the service is in progress: nothing was changed (--wait, --force)
+  6  the service was changed and left changed: the deploy was replaced by another one, or
+     was not rolled back (--no-rollback, nothing earlier had completed); the line says what runs
+  130/143  interrupted (SIGINT/SIGTERM) after the service was changed: the rollout goes on
 """
 
 from __future__ import annotations
@@ -54,3 +58,24 @@ class RollbackFailed(PipelineError):
     """The deploy failed and so did the rollback: the service needs a person."""
 
     exit_code = 4
+
+
+class RolloutInProgress(PipelineError):
+    """Another deployment of the service is rolling out: nothing was changed."""
+
+    exit_code = 5
+
+
+class ServiceLeftChanged(DeployFailed):
+    """The deploy changed the service and did not put it back: it was replaced by another
+    deploy, or rolling back was not possible or not wanted. The message says what runs."""
+
+    exit_code = 6
+
+
+class DeployInterrupted(PipelineError):
+    """SIGINT/SIGTERM while a rollout was under way: we stopped waiting, changed nothing more."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

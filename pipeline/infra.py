@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, TextIO
 
-from . import ecr
+from . import ci_identity, ecr
 from .arns import partition
 from .clients import Clients, aws_errors
 from .config import Environment, InfraEnvironment, Settings
@@ -720,6 +720,7 @@ def environment_parameters(settings: Settings, env: Environment, facts: Facts) -
         "CertificateArn": infra.certificate_arn or "",
         "DomainName": infra.domain or "",
         "HostedZoneId": facts.hosted_zone_id,
+        **ci_identity.deploy_role_parameters(settings, env.name),
     }
 
 
@@ -1050,6 +1051,10 @@ def setup(
             results.append(apply(ctx, request, state, dry_run, timeout, sleep))
     if dry_run:
         ctx.out.say("dry run: the change sets were shown and deleted; nothing was changed")
+    if env_name:  # the CircleCI side of the environment's CI identity, which no API here sets
+        role = results[-1].outputs.get("CiDeployRoleArn")
+        for line in ci_identity.setup_lines(ctx.settings, env_name, role):
+            ctx.out.say(line)
     return {"dryRun": dry_run, "stacks": [r.to_json() for r in results]}
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ecr, image, selection
+from . import ecr, image, selection, service_env
 from .clients import _first_line
 from .config import Settings
 from .context import Context
@@ -529,7 +529,7 @@ def serve_environment(
     """The shell's environment, the project's PORT and BASE_PATH (as the task definition
     sets them) and 127.0.0.1 as HOST, with the env file on top."""
     defaults = {"HOST": "127.0.0.1", "PORT": str(settings.container_port), "BASE_PATH": settings.base_path}
-    return {**environ, **defaults, **env}
+    return {**service_env.for_service(environ, settings.pass_env), **defaults, **env}
 
 
 def serve(ctx: Context, env_file: str | None) -> None:

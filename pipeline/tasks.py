@@ -165,6 +165,8 @@ _DEPLOY_HELP = {
     "no_rollback": "on failure leave the new revision in place instead of rolling back",
     "no_smoke": "skip the smoke test after the rollout",
     "smoke_url": "smoke-test this URL instead of discovering the ALB's (e.g. http://127.0.0.1:8080/orders/)",
+    "wait": "when another rollout of the service is in progress, wait for it to end (within --timeout), then go",
+    "force": "when another rollout of the service is in progress, replace it (default: refuse and name it)",
     "json_logs": _JSON_LOGS,
 }
 
@@ -180,6 +182,8 @@ def deploy(
     no_rollback=False,
     no_smoke=False,
     smoke_url=None,
+    wait=False,
+    force=False,
     json_logs=False,
 ):
     """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
@@ -194,6 +198,8 @@ def deploy(
         rollback=not no_rollback,
         smoke=not no_smoke,
         smoke_url=smoke_url,
+        wait=wait,
+        force=force,
     )
     deploying.deploy(ctx, options)
 
@@ -206,17 +212,37 @@ def deploy(
         "no_smoke": _DEPLOY_HELP["no_smoke"],
         "smoke_url": _DEPLOY_HELP["smoke_url"],
         "dry_run": "print which revision it would return to; change nothing",
+        "wait": _DEPLOY_HELP["wait"],
+        "force": _DEPLOY_HELP["force"],
         "json_logs": _JSON_LOGS,
     }
 )
 @verb
-def rollback(c, env, to=None, timeout=600, no_smoke=False, smoke_url=None, dry_run=False, json_logs=False):
+def rollback(
+    c,
+    env,
+    to=None,
+    timeout=600,
+    no_smoke=False,
+    smoke_url=None,
+    dry_run=False,
+    wait=False,
+    force=False,
+    json_logs=False,
+):
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
 
     ctx = _context(json_logs, environment=env)
     options = deploying.DeployOptions.rollback_to(
-        env, to, timeout=float(timeout), smoke=not no_smoke, smoke_url=smoke_url, dry_run=dry_run
+        env,
+        to,
+        timeout=float(timeout),
+        smoke=not no_smoke,
+        smoke_url=smoke_url,
+        dry_run=dry_run,
+        wait=wait,
+        force=force,
     )
     deploying.deploy(ctx, options)
 

@@ -6,18 +6,20 @@ import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from . import ecr, image, local, selection
+from . import ecr, image, local, selection, service_env
 from .context import Context
 from .errors import PipelineError, StepFailed
 from .git import Revision
 
 
 def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, str] | None = None) -> None:
-    """Run a project-configured command in the project root; its output streams through."""
+    """Run a project-configured command in the project root; its output streams through.
+
+    It runs without the pipeline's credentials (service_env): the service's tests and
+    their dependencies are code we do not control."""
     ctx.out.detail(f"$ {command}")
-    proc = subprocess.run(
-        command, shell=True, cwd=ctx.settings.root, env={**ctx.environ, **(extra_env or {})}
-    )
+    env = service_env.for_service(ctx.environ, ctx.settings.pass_env)
+    proc = subprocess.run(command, shell=True, cwd=ctx.settings.root, env={**env, **(extra_env or {})})
     if proc.returncode != 0:
         raise StepFailed(f"{what} failed (exit {proc.returncode}): {command}")
 

@@ -163,6 +163,20 @@ def deploy_target(aws: Callable[[str], Any], repository: str, prefix: str) -> De
         family=service, containerDefinitions=[{"name": service, "image": "bootstrap", "memory": 128}]
     )["taskDefinition"]["taskDefinitionArn"]
     ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=initial, desiredCount=1)
+    # A deploy refuses to start while another rollout is in progress: let the service's
+    # first deployment finish, as a service that has run for a while has.
+    wait_until(
+        lambda: (
+            [
+                d.get("rolloutState")
+                for d in ecs.describe_services(cluster=cluster, services=[service])["services"][0][
+                    "deployments"
+                ]
+            ]
+            in (["COMPLETED"], [None])
+        ),
+        timeout=30,
+    )
     return DeployTarget(sha, cluster, service, service, initial)
 
 

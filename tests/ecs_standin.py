@@ -214,10 +214,14 @@ def failed(r: Rollout) -> dict[str, Any]:
 
 
 def rolled_back(r: Rollout) -> dict[str, Any]:
-    """After the circuit breaker: our deployment gone, the old revision PRIMARY and stable."""
+    """After the circuit breaker: our deployment gone, the old revision PRIMARY and stable.
+    ECS's rollback event stays in the service's events (it keeps the last 100)."""
     return {
         "deployments": [deployment(r.old_id + "-rb", r.old_td)],
-        "events": [event("(service svc) has reached a steady state.")],
+        "events": [
+            event(f"(service svc) rolling back to deployment {r.old_id}."),
+            event("(service svc) has reached a steady state."),
+        ],
     }
 
 

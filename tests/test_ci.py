@@ -133,13 +133,12 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
     run_task: Callable[..., Any], environ: dict[str, str], prefix: str, aws_cli: Callable[..., Any]
 ) -> None:
     port = free_port()
+    registry = environ["ECR_ENDPOINT"]  # the stack's registry port is configurable
     try:
         for revision in (2, 3):
             proc = run_task("demo", "--port", str(port))
             assert proc.returncode == 0, proc.stdout + proc.stderr
-            assert (
-                f"deployed   {prefix}-service:{revision} ({environ['ECR_ENDPOINT']}/{prefix}:" in proc.stdout
-            )
+            assert f"deployed   {prefix}-service:{revision} ({registry}/{prefix}:" in proc.stdout
             assert f"answering  http://127.0.0.1:{port}/hello/" in proc.stdout
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
                 assert resp.read() == b"Hello World!\n"
@@ -152,9 +151,7 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"name": prefix}):
             container.remove(force=True)
-        images = client.images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}") + client.images.list(
-            name=prefix
-        )
+        images = client.images.list(name=f"{registry}/{prefix}") + client.images.list(name=prefix)
         for image_id in {image.id for image in images}:
             client.images.remove(image_id, force=True)
 

@@ -246,7 +246,12 @@ def test_aws_access_only_where_a_step_needs_it(circleci: dict[str, Any], kind: A
         steps = {_argv(c)[1] for c in job.own_commands}
         credentials = any("assume-role-with-web-identity" in c for c in job.commands)
         if steps & AWS_STEPS:
-            assert "aws" in job.context and credentials, job.name
+            # Deploy jobs get their environment's own context (its deploy role), never the
+            # push role's `aws`; push jobs get `aws`.
+            deploys = [_argv(c) for c in job.own_commands if _argv(c)[1] == "deploy"]
+            wanted = {f"aws-{argv[argv.index('--env') + 1]}" for argv in deploys} or {"aws"}
+            assert wanted <= set(job.context) and credentials, job.name
+            assert not (deploys and "aws" in job.context), job.name
         else:
             assert not job.context and not credentials, job.name
 

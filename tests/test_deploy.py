@@ -41,10 +41,8 @@ def test_deploy_registers_updates_waits_and_smoke_tests(
         "ecs", "describe-task-definition", "--task-definition", service["taskDefinition"], "--include", "TAGS"
     )
     image = described["taskDefinition"]["containerDefinitions"][0]["image"]
-    assert (
-        image
-        == f"{environ['ECR_ENDPOINT']}/{deploy_target.family.removesuffix('-service')}:{deploy_target.sha}"
-    )
+    registry = environ["ECR_ENDPOINT"]  # the stack's registry port is configurable
+    assert image == f"{registry}/{deploy_target.family.removesuffix('-service')}:{deploy_target.sha}"
     tags = {t["key"]: t["value"] for t in described["tags"]}
     assert tags["pipeline:git-sha"] == deploy_target.sha and "pipeline:verified-at" in tags
 

@@ -313,7 +313,7 @@ def listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_ci_role_trusts_only_this_project_and_its_policy_names_only_this_projects_resources(
+def test_ci_role_trusts_only_this_project_and_only_pushes_to_its_repository(
     infra_ctx: MakeCtx, aws: Aws, prefix: str, circleci: dict[str, str]
 ) -> None:
     ctx = infra_ctx({"circleci_org_id": circleci["org"], "circleci_project_id": circleci["project"]})
@@ -331,17 +331,18 @@ def test_ci_role_trusts_only_this_project_and_its_policy_names_only_this_project
         "StringLike": {f"{issuer}:sub": f"org/{circleci['org']}/project/{circleci['project']}/user/*"},
     }
 
+    # Any job of the project may push (-dev branches do); deploying is each environment's
+    # own role (test_each_environment_has_its_own_deploy_role_for_its_refs_only).
     s = ctx.settings
     arn = "arn:aws:{}:us-east-1:123456789012:{}".format
-    expected = {
-        arn("ecr", f"repository/{s.repository}"),
-        *(arn("ecs", f"service/{e.cluster}/{e.service}") for e in s.environments.values()),
-        *(arn("ecs", f"task-definition/{e.family}:*") for e in s.environments.values()),
-        arn("ecs", f"task/{s.environment('prod').cluster}/*"),
-        f"arn:aws:iam::123456789012:role/{prefix}-ecs-execution-role",
-        f"arn:aws:iam::123456789012:role/{prefix}-ecs-task-role",
-    }
+    expected = {arn("ecr", f"repository/{s.repository}")}
     policy = iam.get_role_policy(RoleName=f"{prefix}-ci", PolicyName=f"{prefix}-ci")["PolicyDocument"]
+    assert_scoped(policy, expected, prefix)
+
+
+def assert_scoped(policy: dict[str, Any], expected: set[str], prefix: str) -> None:
+    """Every statement allows, names only `expected` resources, and "*" only where AWS needs it."""
+    arn = "arn:aws:{}:us-east-1:123456789012:{}".format
     named: set[str] = set()
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
@@ -361,6 +362,81 @@ def test_ci_role_trusts_only_this_project_and_its_policy_names_only_this_project
             }
     assert named == expected
     assert all(prefix in resource for resource in named)
+
+
+def iam_string_like(pattern: str, value: str) -> bool:
+    """IAM's StringLike: * any run of characters (slashes too), ? exactly one."""
+    import re
+
+    return (
+        re.fullmatch("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), value)
+        is not None
+    )
+
+
+def test_each_environment_has_its_own_deploy_role_for_its_refs_only(
+    infra_ctx: MakeCtx, aws: Aws, prefix: str, circleci: dict[str, str]
+) -> None:
+    ctx = infra_ctx({"circleci_org_id": circleci["org"], "circleci_project_id": circleci["project"]})
+    infra.setup(ctx)
+    put_image_record(aws, prefix, "abc1234")
+    outputs = infra.setup(ctx, "prod")["stacks"][1]["outputs"]
+    role = f"{prefix}-deploy-prod"
+    assert outputs["CiDeployRoleArn"] == f"arn:aws:iam::123456789012:role/{role}"
+    printed = said(ctx)
+    assert f"CircleCI: context aws-prod holds AWS_ROLE_ARN={outputs['CiDeployRoleArn']}" in printed
+    assert (
+        '(pipeline.git.branch == "main" or pipeline.git.branch == "master" or pipeline.git.tag ends-with "-prod") and not job.ssh.enabled'
+        in printed
+    )
+
+    iam = aws("iam")
+    [trust] = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]["Statement"]
+    issuer = f"oidc.circleci.com/org/{circleci['org']}"
+    assert trust["Principal"] == {"Federated": f"arn:aws:iam::123456789012:oidc-provider/{issuer}"}
+    assert set(trust["Condition"]) == {"StringEquals", "StringLike"}
+    assert trust["Condition"]["StringEquals"] == {f"{issuer}:aud": circleci["org"]}
+    subjects = listed(trust["Condition"]["StringLike"][f"{issuer}:sub"])
+
+    def sub(
+        ref: str, origin: str = "github.com/example/ecs-pipeline", project: str = circleci["project"]
+    ) -> str:
+        user = str(uuid.uuid4())
+        return f"org/{circleci['org']}/project/{project}/user/{user}/vcs-origin/{origin}/vcs-ref/{ref}"
+
+    def trusted(value: str) -> bool:
+        return any(iam_string_like(p, value) for p in subjects)
+
+    for ref in ("refs/heads/main", "refs/heads/master", "refs/tags/v1.2-prod"):
+        assert trusted(sub(ref)), ref
+    for ref in (
+        "refs/heads/feature",
+        "refs/heads/main-dev",
+        "refs/tags/v1.2-staging",
+        "refs/heads/x/vcs-ref/refs/heads/main",  # a crafted branch name ending like main
+        "refs/heads/x/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/refs/heads/main",
+    ):
+        assert not trusted(sub(ref)), ref
+    assert not trusted(sub("refs/heads/main", origin="github.com/example/fork"))
+    assert not trusted(sub("refs/heads/main", project=str(uuid.uuid4())))
+    old_token = f"org/{circleci['org']}/project/{circleci['project']}/user/{uuid.uuid4()}"
+    assert not trusted(old_token)  # the V1 token names no ref: never a deploy role
+
+    e = ctx.settings.environment("prod")
+    arn = "arn:aws:{}:us-east-1:123456789012:{}".format
+    policy = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+    assert_scoped(
+        policy,
+        {
+            arn("ecr", f"repository/{ctx.settings.repository}"),
+            arn("ecs", f"service/{e.cluster}/{e.service}"),
+            arn("ecs", f"task-definition/{e.family}:*"),
+            arn("ecs", f"task/{e.cluster}/*"),
+            f"arn:aws:iam::123456789012:role/{prefix}-ecs-execution-role",
+            f"arn:aws:iam::123456789012:role/{prefix}-ecs-task-role",
+        },
+        prefix,
+    )
 
 
 # --- load balancing and DNS --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import deploy
 from pipeline.config import SmokeSettings
-from pipeline.errors import DeployFailed, RollbackFailed
+from pipeline.errors import DeployFailed, RollbackFailed, RolloutInProgress
 from tests import ecs_standin as standin
 from tests.conftest import DeployTarget
 
@@ -148,7 +148,10 @@ def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
     ) as info:
         run(ctx, deploy_target, rollback=False, timeout=0.3)
     assert len(fake.updates) == 1
-    assert info.value.message.endswith(f"{deploy_target.family}:2")
+    assert (
+        f"the service now runs {deploy_target.family}:2; still rolling out: deployment" in info.value.message
+    )
+    assert info.value.exit_code == 6  # changed and left changed
 
 
 def test_a_failed_rollback_is_exit_code_4(
@@ -172,8 +175,11 @@ def test_a_service_that_never_completed_is_not_rolled_back(
     fake.before = lambda r: {
         "deployments": [standin.deployment(r.old_id, r.old_td, running=0, pending=1, state="IN_PROGRESS")]
     }
+    with pytest.raises(RolloutInProgress, match="has a rollout in progress: deployment "):
+        run(ctx, deploy_target, timeout=0.3)  # its first deployment is still rolling out
+    assert fake.updates == []
     with pytest.raises(DeployFailed, match=r"not rolled back \(no earlier revision had COMPLETED\)"):
-        run(ctx, deploy_target, timeout=0.3)
+        run(ctx, deploy_target, timeout=0.3, force=True)
     assert len(fake.updates) == 1
 
 

@@ -273,6 +273,7 @@ def test_bad_input_is_one_line_and_an_exit_code(
 def test_stack_env_can_be_evaluated_by_a_shell(environ: dict[str, str]) -> None:
     script = 'eval "$(python -m invoke stack.env)" && echo "$AWS_ENDPOINT_URL $ECR_ENDPOINT $AWS_ACCOUNT_ID"'
     proc = subprocess.run(["bash", "-c", script], cwd=ROOT, env=environ, capture_output=True, text=True)
+    # The stack's ports are configurable (STACK_*_PORT): compare with what it says it uses.
     assert proc.stdout.split() == [environ["AWS_ENDPOINT_URL"], environ["ECR_ENDPOINT"], "123456789012"]
 
 
@@ -297,8 +298,9 @@ def test_a_commit_already_in_ecr_is_not_pushed_again(
 
 
 def test_cache_from_ecr_reuses_the_pushed_images_layers(
-    make_context: Callable[..., Any], tmp_path: Path, repository: str
+    make_context: Callable[..., Any], tmp_path: Path, repository: str, environ: dict[str, str]
 ) -> None:
+    registry = environ["ECR_ENDPOINT"]  # the stack's registry port is configurable
     # A RUN step that no build on this engine has cached before.
     (tmp_path / "hello_world").mkdir()
     (tmp_path / "hello_world" / "Dockerfile").write_text(
@@ -317,7 +319,7 @@ def test_cache_from_ecr_reuses_the_pushed_images_layers(
 
     def forget_local_images() -> None:  # as on a fresh CI machine: no image, no layer cache
         for image in client.images.list(name=repository) + client.images.list(
-            name=f"{ctx.environ['ECR_ENDPOINT']}/{repository}"
+            name=f"{registry}/{repository}"
         ):
             with contextlib.suppress(docker.errors.ImageNotFound):
                 client.images.remove(image.id, force=True)
@@ -328,7 +330,7 @@ def test_cache_from_ecr_reuses_the_pushed_images_layers(
     assert "Using cache" not in build("b" * 40, cached=False)
     forget_local_images()
     assert "Using cache" in build("c" * 40, cached=True)
-    assert f"{ctx.environ['ECR_ENDPOINT']}/{repository}:{'a' * 40} is sha256:" in ctx.out.stream.getvalue()
+    assert f"{registry}/{repository}:{'a' * 40} is sha256:" in ctx.out.stream.getvalue()
     forget_local_images()
 
 

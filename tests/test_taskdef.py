@@ -206,8 +206,9 @@ OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:1", "arn:aws:ecs:us-east
             "failed",
             "circuit breaker",
         ),
-        ([deployment("rb", OLD)], "failed", "fam:1 is PRIMARY again"),
-        ([deployment("other", NEW)], "failed", "was replaced by other"),
+        # Another PRIMARY with no sign of ECS's circuit breaker: a deploy we did not start.
+        ([deployment("rb", OLD)], "replaced", "replaced by deployment rb of fam:1, which we did not start"),
+        ([deployment("other", NEW)], "replaced", "replaced by deployment other of fam:2"),
         ([deployment("new", NEW, state=None)], "succeeded", "no stale deployments"),
         ([deployment("new", NEW, state=None), deployment("old", OLD, "ACTIVE", state=None)], "rolling", ""),
         ([deployment("new", NEW, state=None, running=0, pending=1)], "rolling", ""),

@@ -11,6 +11,7 @@ file, environments, smoke), policy (CI), infra (`invoke setup`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from .settings import (
     Settings,
     SmokeSettings,
 )
+
+_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 __all__ = [
     "DEFAULT_BASE_IMAGE",
@@ -88,6 +91,12 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
             f"[tool.pipeline] {key}: must be a non-empty command",
         )
 
+    pass_env = cfg["pass_env"]
+    need(
+        isinstance(pass_env, list) and all(isinstance(v, str) and _VAR_RE.match(v) for v in pass_env),
+        f"[tool.pipeline] pass_env: {pass_env!r} must be a list of environment variable names",
+    )
+
     service_dir = root / str(cfg["service_dir"])
     need(service_dir.is_dir(), f"[tool.pipeline] service_dir: {service_dir} is not a directory")
     dockerfile = root / str(cfg["dockerfile"]) if cfg["dockerfile"] else service_dir / "Dockerfile"
@@ -126,4 +135,5 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         smoke=smoke,
         ci=ci,
         infra=infra,
+        pass_env=tuple(pass_env),
     )

@@ -34,6 +34,7 @@ _PROJECT_DEFAULTS: dict[str, Any] = {
     "smoke": {},
     "ci": {},
     "infra": {},
+    "pass_env": [],
 }
 _ENV_KEYS = {"cluster", "service", "family", "container", "template", "values"}
 

@@ -110,6 +110,7 @@ class Settings:
     smoke: SmokeSettings = field(default_factory=SmokeSettings)
     ci: CIPolicy = field(default_factory=CIPolicy)
     infra: InfraSettings = field(default_factory=InfraSettings)
+    pass_env: tuple[str, ...] = ()  # variables the service's commands get despite service_env
 
     def environment(self, name: str) -> Environment:
         try:

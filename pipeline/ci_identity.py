@@ -1,0 +1,140 @@
+"""Which CI jobs may hold an environment's deploy rights. Pure, apart from nothing.
+
+What the platforms really enforce (README, "CI identity"):
+- IAM evaluates only a few claims of a web identity token from a generic OIDC provider
+  such as CircleCI's: `aud` and `sub` (custom claims such as
+  `oidc.circleci.com/vcs-ref` are not condition keys).
+- CircleCI's `$CIRCLE_OIDC_TOKEN` has sub `org/<org>/project/<project>/user/<user>`,
+  which names no ref; `$CIRCLE_OIDC_TOKEN_V2` appends `/vcs-origin/<origin>/vcs-ref/<ref>`.
+  So each environment's deploy role trusts only V2 subjects whose ref the CI policy maps
+  to that environment (mainline branches and -prod tags for prod).
+- CircleCI's context restrictions (an expression on pipeline values) decide which jobs
+  get the context holding the role's ARN: the second lock, set by an org admin.
+- `require_ci_ref` refuses, inside the tool, a deploy the policy does not map to the
+  job's ref: defence in depth, never the only lock (a job can run any command).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from .config import CIPolicy, Settings
+from .errors import ConfigError
+
+# IAM's StringLike: "*" matches any run of characters (slashes too), "?" exactly one.
+# A CircleCI user id is a UUID: 36 "?" pin its length, so no "*" before the ref can
+# absorb a crafted branch name such as "x/vcs-ref/refs/heads/main".
+_UUID_CHARS = "?" * 36
+
+
+def trusted_refs(policy: CIPolicy, env: str) -> list[str]:
+    """The git refs whose CI jobs the policy lets deploy `env` (refs/heads/..., refs/tags/*suffix)."""
+    refs = []
+    if policy.mainline_environment == env:
+        refs += [f"refs/heads/{branch}" for branch in policy.mainline_branches]
+    refs += [f"refs/tags/*{suffix}" for suffix, name in policy.tag_environments if name == env]
+    return refs
+
+
+def vcs_origin(source_url: str) -> str:
+    """The repository as CircleCI's V2 token names it: host/owner/name, no scheme or .git."""
+    head = source_url.split("/", 1)[0]
+    if "://" not in source_url and ("@" in head or ":" in head):
+        return ""  # git@host:owner/name is no URL; setup asks for one
+    parts = urlsplit(source_url if "://" in source_url else f"https://{source_url}")
+    path = parts.path.strip("/").removesuffix(".git")
+    return f"{parts.hostname}/{path}" if parts.hostname and path else ""
+
+
+def trusted_subjects(org_id: str, project_id: str, origin: str, refs: list[str]) -> list[str]:
+    """StringLike patterns for the `sub` of $CIRCLE_OIDC_TOKEN_V2, one per trusted ref."""
+    prefix = f"org/{org_id}/project/{project_id}/user/{_UUID_CHARS}/vcs-origin/{origin}/vcs-ref/"
+    return [prefix + ref for ref in refs]
+
+
+def context_name(env: str) -> str:
+    return f"aws-{env}"
+
+
+def context_expression(policy: CIPolicy, env: str) -> str:
+    """The CircleCI context restriction (expression) for `env`'s context."""
+    terms = []
+    if policy.mainline_environment == env:
+        terms += [f'pipeline.git.branch == "{branch}"' for branch in policy.mainline_branches]
+    terms += [
+        f'pipeline.git.tag ends-with "{suffix}"' for suffix, name in policy.tag_environments if name == env
+    ]
+    if not terms:
+        return "false"
+    # A job rerun with SSH could read the role's credentials by hand.
+    return f"({' or '.join(terms)}) and not job.ssh.enabled"
+
+
+def role_name(prefix: str, env: str) -> str:
+    return f"{prefix}-deploy-{env}"[:64]
+
+
+def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
+    """The environment stack's parameters for its own CI deploy role."""
+    infra = settings.infra
+    oidc = infra.ci_identity == "oidc"
+    origin = vcs_origin(settings.source_url)
+    if oidc and not origin:
+        raise ConfigError(
+            '[tool.pipeline] source_url: needed with ci_identity = "oidc": the deploy roles trust '
+            "only this repository's refs (e.g. https://github.com/example/service)"
+        )
+    subjects = (
+        trusted_subjects(
+            infra.circleci_org_id or "",
+            infra.circleci_project_id or "",
+            origin,
+            trusted_refs(settings.ci, env),
+        )
+        if oidc
+        else []
+    )
+    return {
+        "CiIdentity": infra.ci_identity,
+        "CiDeployRoleName": role_name(settings.prefix, env),
+        "CircleCiOrgId": infra.circleci_org_id or "",
+        "CiTrustedSubjects": ",".join(subjects),
+        "RepositoryName": settings.repository,
+    }
+
+
+def setup_lines(settings: Settings, env: str, role_arn: str | None) -> list[str]:
+    """What `invoke setup` prints for the CircleCI side, which no API here can set."""
+    if settings.infra.ci_identity != "oidc":
+        return []
+    name = context_name(env)
+    return [
+        f"CircleCI: context {name} holds AWS_ROLE_ARN={role_arn or '<the CiDeployRoleArn output>'}",
+        f"  restrict it (Organization Settings → Contexts → {name} → Add Expression Restriction) to:",
+        f"  {context_expression(settings.ci, env)}",
+        f"  the role itself trusts only $CIRCLE_OIDC_TOKEN_V2 of: {', '.join(trusted_refs(settings.ci, env)) or 'no ref'}",
+    ]
+
+
+def require_ci_ref(policy: CIPolicy, environ: Mapping[str, str], env: str) -> None:
+    """In a CircleCI job, refuse to deploy an environment the CI policy does not map to
+    the job's own ref (whatever --branch/--tag say). Defence in depth: the deploy role's
+    trust policy and the context restriction are the locks."""
+    from . import plan
+
+    if environ.get("CIRCLECI") != "true":
+        return
+    tag, branch = environ.get("CIRCLE_TAG"), environ.get("CIRCLE_BRANCH")
+    kind, ref = ("tag", tag) if tag else ("branch", branch)
+    if not ref:
+        raise ConfigError(f"--env {env}: a CircleCI job without CIRCLE_BRANCH or CIRCLE_TAG may not deploy")
+    try:
+        mapped = plan.make(kind, ref, policy).environment  # type: ignore[arg-type]
+    except ConfigError:
+        mapped = None
+    if mapped != env:
+        raise ConfigError(
+            f"--env {env}: this CircleCI job runs for {kind} {ref!r}, which the CI policy maps to "
+            f"{mapped or 'no environment'}; it may not deploy {env} (`invoke plan --{kind} {ref}` shows the policy)"
+        )
