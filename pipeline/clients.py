@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Unavailable
+from .errors import Unavailable, first_line
 
 AwsFactory = Callable[[str], Any]
 DockerFactory = Callable[[], Any]
@@ -38,13 +38,9 @@ def docker_client() -> Any:
     except DockerException as exc:
         raise Unavailable(
             "Docker engine is not running or not reachable "
-            f"({_first_line(exc)}); start it with `invoke stack.up` (or `sudo systemctl start docker`)"
+            f"({first_line(exc)}); start it with `invoke stack.up` (or `sudo systemctl start docker`)"
         ) from None
     return client
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 @dataclass
@@ -127,8 +123,8 @@ class aws_errors:
             raise Unavailable(f"{self.action}: no AWS region; set AWS_DEFAULT_REGION") from None
         if isinstance(exc, EndpointConnectionError):
             raise Unavailable(
-                f"{self.action}: cannot reach the AWS endpoint ({_first_line(exc)}); "
+                f"{self.action}: cannot reach the AWS endpoint ({first_line(exc)}); "
                 "check AWS_ENDPOINT_URL / the network (local stack: `invoke stack.up`)"
             ) from None
         if isinstance(exc, BotoCoreError):
-            raise Unavailable(f"{self.action}: {_first_line(exc)}") from None
+            raise Unavailable(f"{self.action}: {first_line(exc)}") from None

@@ -208,13 +208,6 @@ def test_path_patterns(base_path: str, patterns: list[str]) -> None:
     assert infra.path_patterns(base_path) == patterns
 
 
-@pytest.mark.parametrize(
-    ("region", "expected"), [("us-east-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")]
-)
-def test_partition(region: str, expected: str) -> None:
-    assert infra.partition(region) == expected
-
-
 # --- decisions ---------------------------------------------------------------------------------
 
 
