@@ -15,6 +15,9 @@ from typing import Any
 from .errors import Unavailable, first_line
 
 AwsFactory = Callable[[str], Any]
+# The error codes AWS APIs use for throttling: aws_errors names them, and a poll that
+# outlives boto3's own retries (ecs.wait) hands them back to try again.
+THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
 DockerFactory = Callable[[], Any]
 
 
@@ -100,7 +103,7 @@ class aws_errors:
                     f"AccessDenied: this identity may not call {self.action}; "
                     f"grant {self.action} to it (see the CI policy in `invoke setup`)"
                 ) from None
-            if code in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
+            if code in THROTTLED:
                 raise Unavailable(
                     f"{self.action} was throttled by AWS after retries; try again shortly"
                 ) from None

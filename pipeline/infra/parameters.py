@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 
+from ..arns import short
 from ..config import Environment, Settings
 from .facts import Facts
 from .names import (
@@ -61,7 +62,7 @@ def project_parameters(settings: Settings, facts: Facts) -> dict[str, str]:
         "ClusterName": facts.cluster,
         "LogGroupName": settings.log_group,
         "LogRetentionDays": str(infra.log_retention_days),
-        "ExecutionRoleName": existing_role.rsplit("/", 1)[-1] if existing_role else settings.execution_role,
+        "ExecutionRoleName": short(existing_role) if existing_role else settings.execution_role,
         "ExistingExecutionRoleArn": existing_role,
         "TaskRoleName": task_role_name(settings),
         "SecretsPath": settings.prefix,
