@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pipeline import config
 from pipeline.errors import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE = {"AWS_RESOURCE_NAME_PREFIX": "shop", "AWS_DEFAULT_REGION": "eu-west-1"}
 
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from pipeline import config, git, plan
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError
 from pipeline.steps import STEP_NAMES
+from tests.helpers import ROOT, invoke
 
-ROOT = Path(__file__).resolve().parent.parent
 ALL = list(STEP_NAMES)
 
 # The issue's table: (kind, ref) -> (environment, steps) under the default policy.
@@ -277,14 +276,7 @@ def run_in_project(project: Path, *args: str, env: dict[str, str]) -> subprocess
     """tasks.py copied into another project, as its docstring says a service repository does."""
     shutil.copy(ROOT / "tasks.py", project / "tasks.py")
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env={**env, "PYTHONPATH": pythonpath},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return invoke(*args, env={**env, "PYTHONPATH": pythonpath}, cwd=project, timeout=60)
 
 
 @pytest.mark.parametrize(
