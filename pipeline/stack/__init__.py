@@ -1,5 +1,7 @@
-"""The real local stack: a Docker engine, a registry standing in for ECR's endpoint, and
-moto in server mode as the AWS API (with the stand-ins in pipeline/stack/emulator/).
+"""The real local stack on loopback: a Docker engine, a registry for ECR's endpoint, the AWS emulator.
+
+The registry stands in for ECR's endpoint; the AWS API is moto in server mode with
+the stand-ins in pipeline/stack/emulator/.
 
 Everything listens on 127.0.0.1 only. `up` is idempotent: it installs what is missing
 (Debian packages, as root), reuses what already runs (a laptop's Docker engine), and
