@@ -140,13 +140,6 @@ def test_unknown_environment_lists_the_known_ones() -> None:
         load(BASE).environment("qa")
 
 
-def test_ci_policy_must_name_defined_environments() -> None:
-    (problem,) = problems(BASE, {"ci": {"mainline_environment": "production"}})
-    assert problem.startswith(
-        "[tool.pipeline.ci] mainline_environment: 'production' is not an environment; known: prod, staging"
-    )
-
-
 @pytest.mark.parametrize(
     ("project", "message"),
     [

@@ -14,7 +14,8 @@ Decide, then act, one module each:
   lookups     `gather`: every read-only lookup and check on the aws seam
   parameters  each stack's template, parameters and tags from settings and facts (pure)
   changesets  change sets and stack events as a person reads them (pure)
-  apply       `setup`: one change set per stack, shown, executed, followed by its events
+  apply       `setup`: per stack `propose` a change set (the plan), show it, then `execute`
+              it, following its events (a dry run `withdraw`s it instead)
   teardown    `teardown`: its plan, the confirmation, the deletion
 
 Who owns the service's task definition: the deploy. The stack registers a first
@@ -25,7 +26,19 @@ never sets the service back to an older revision than the last deploy.
 
 from __future__ import annotations
 
-from .apply import POLL_SECONDS, Sleep, StackResult, apply, delete_stack, setup, wait_for_stack
+from .apply import (
+    POLL_SECONDS,
+    ChangeSetPlan,
+    Sleep,
+    StackResult,
+    apply,
+    delete_stack,
+    execute,
+    propose,
+    setup,
+    wait_for_stack,
+    withdraw,
+)
 from .changesets import (
     DONE,
     NO_CHANGES,
@@ -85,6 +98,7 @@ __all__ = [
     "TAG_PREFIX",
     "TAG_STACK",
     "Change",
+    "ChangeSetPlan",
     "Facts",
     "ListenerRule",
     "Network",
@@ -105,6 +119,7 @@ __all__ = [
     "describe_stack",
     "environment_parameters",
     "environment_stack_name",
+    "execute",
     "event_line",
     "failure_message",
     "gather",
@@ -115,6 +130,7 @@ __all__ = [
     "project_cluster",
     "project_parameters",
     "project_stack_name",
+    "propose",
     "root_cause",
     "setup",
     "stack_requests",
@@ -124,5 +140,6 @@ __all__ = [
     "teardown_plan",
     "template_body",
     "wait_for_stack",
+    "withdraw",
     "zone_for",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..clients import Clients, aws_errors
 from ..context import Context
-from ..errors import ConfigError, StepFailed, Unavailable
+from ..errors import ConfigError, NotFound, StepFailed, Unavailable
 from .changesets import (
     DONE,
     NO_CHANGES,
@@ -146,23 +146,44 @@ def delete_stack(ctx: Context, state: StackState, timeout: float, sleep: Sleep) 
         raise StepFailed(failure_message(state.name, status, events))
 
 
-def apply(
-    ctx: Context, request: StackRequest, state: StackState, dry_run: bool, timeout: float, sleep: Sleep
-) -> StackResult:
-    """Create or update one stack through a change set; print it before it runs."""
+@dataclass(frozen=True)
+class ChangeSetPlan:
+    """What setup would do to one stack, decided and shown before anything runs.
+
+    action: create or update (a change set waits, unexecuted, with its `changes`),
+    unchanged (nothing to do), or recreate (a stack whose first creation failed is
+    deleted and made afresh; what it will hold is known only after the deletion).
+    """
+
+    request: StackRequest
+    state: StackState
+    action: str
+    change_set: str = ""  # its name; "" when no change set waits
+    arn: str = ""
+    stack_id: str = ""
+    changes: tuple[Change, ...] = ()
+
+    def lines(self, parameters: bool = False) -> list[str]:
+        """The plan as a person reads it; with the parameters the stack gets (for --dry-run)."""
+        lines = [f"{k} = {v}" for k, v in self.request.parameters.items()] if parameters else []
+        if self.action == "recreate":
+            return lines + [
+                f"{self.state.name} is ROLLBACK_COMPLETE (its first creation failed): it is deleted and made afresh"
+            ]
+        if self.action == "unchanged":
+            return lines + ["no changes: the stack already matches"]
+        lines.append(f"change set {self.change_set} ({self.action} {self.request.name}):")
+        return lines + [f"  {line}" for line in summary(self.changes)]
+
+
+def propose(
+    ctx: Context, request: StackRequest, state: StackState, timeout: float, sleep: Sleep
+) -> ChangeSetPlan:
+    """Decide what one stack needs: a change set CloudFormation has worked out (and left
+    unexecuted), or that nothing changes, or that a failed first creation is replaced."""
     cfn = ctx.clients.aws("cloudformation")
-    out = ctx.out
-    if dry_run:
-        for key, value in request.parameters.items():
-            out.detail(f"{key} = {value}")
     if state.status == "ROLLBACK_COMPLETE":
-        out.detail(
-            f"{state.name} is ROLLBACK_COMPLETE (its first creation failed): it is deleted and made afresh"
-        )
-        if dry_run:
-            return StackResult(request.name, "previewed")
-        delete_stack(ctx, state, timeout, sleep)
-        state = StackState(state.name)
+        return ChangeSetPlan(request, state, "recreate")
     kind = "UPDATE" if state.exists else "CREATE"
     name = f"setup-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     with aws_errors("cloudformation:CreateChangeSet", handled=("ValidationError",)):
@@ -182,8 +203,7 @@ def apply(
                 raise
             message = exc.response["Error"].get("Message", "")
             if any(words in message for words in NO_CHANGES):
-                out.detail("no changes: the stack already matches")
-                return StackResult(request.name, "unchanged", outputs=state.outputs)
+                return ChangeSetPlan(request, state, "unchanged")
             raise ConfigError(f"{request.name}: CloudFormation refused the change set: {message}") from None
     found = _change_set(ctx, created["Id"], timeout, sleep)
     created_stack = kind == "CREATE"
@@ -191,28 +211,58 @@ def apply(
         reason = found.get("StatusReason", "")
         _discard(ctx, created["Id"], created["StackId"], created_stack)
         if is_no_change(found["Status"], reason):
-            out.detail("no changes: the stack already matches")
-            return StackResult(request.name, "unchanged", outputs=state.outputs)
+            return ChangeSetPlan(request, state, "unchanged")
         raise ConfigError(f"{request.name}: CloudFormation refused the change set: {reason}")
     changes = tuple(changes_from(found["Changes"]))
-    out.detail(f"change set {name} ({'create' if created_stack else 'update'} {request.name}):")
-    for line in summary(changes):
-        out.detail(f"  {line}")
-    if dry_run:
-        _discard(ctx, created["Id"], created["StackId"], created_stack)
-        return StackResult(request.name, "previewed", changes, state.outputs)
+    action = "create" if created_stack else "update"
+    return ChangeSetPlan(request, state, action, name, created["Id"], created["StackId"], changes)
 
-    seen = _shown_events(ctx.clients, created["StackId"])
+
+def withdraw(ctx: Context, plan: ChangeSetPlan) -> StackResult:
+    """A dry run's end: delete the change set (and the empty stack a CREATE made)."""
+    if plan.action == "unchanged":
+        return StackResult(plan.request.name, "unchanged", outputs=plan.state.outputs)
+    if plan.arn:
+        _discard(ctx, plan.arn, plan.stack_id, plan.action == "create")
+        return StackResult(plan.request.name, "previewed", plan.changes, plan.state.outputs)
+    return StackResult(plan.request.name, "previewed")
+
+
+def execute(ctx: Context, plan: ChangeSetPlan, timeout: float, sleep: Sleep) -> StackResult:
+    """Carry the plan out: execute the change set and follow the stack's events to the end."""
+    out = ctx.out
+    request = plan.request
+    if plan.action == "unchanged":
+        return StackResult(request.name, "unchanged", outputs=plan.state.outputs)
+    if plan.action == "recreate":
+        delete_stack(ctx, plan.state, timeout, sleep)
+        afresh = propose(ctx, request, StackState(plan.state.name), timeout, sleep)
+        for line in afresh.lines():
+            out.detail(line)
+        return execute(ctx, afresh, timeout, sleep)
+    seen = _shown_events(ctx.clients, plan.stack_id)
     with aws_errors("cloudformation:ExecuteChangeSet"):
-        cfn.execute_change_set(ChangeSetName=created["Id"])
-    status, events = wait_for_stack(ctx, created["StackId"], request.name, seen, timeout, sleep)
+        ctx.clients.aws("cloudformation").execute_change_set(ChangeSetName=plan.arn)
+    status, events = wait_for_stack(ctx, plan.stack_id, request.name, seen, timeout, sleep)
     if status not in DONE:
         raise StepFailed(failure_message(request.name, status, events))
     outputs = describe_stack(ctx.clients, request.name).outputs
     out.detail("outputs:")
     for key, value in outputs.items():
         out.detail(f"  {key} = {value}")
-    return StackResult(request.name, "created" if created_stack else "updated", changes, outputs)
+    return StackResult(
+        request.name, "created" if plan.action == "create" else "updated", plan.changes, outputs
+    )
+
+
+def apply(
+    ctx: Context, request: StackRequest, state: StackState, dry_run: bool, timeout: float, sleep: Sleep
+) -> StackResult:
+    """One stack: decide its change set and show it; a dry run withdraws it, a real run executes it."""
+    plan = propose(ctx, request, state, timeout, sleep)
+    for line in plan.lines(parameters=dry_run):
+        ctx.out.detail(line)
+    return withdraw(ctx, plan) if dry_run else execute(ctx, plan, timeout, sleep)
 
 
 def setup(
@@ -225,9 +275,11 @@ def setup(
 ) -> dict[str, Any]:
     """Create or update the project stack, then the environment's; returns what each did."""
     with ctx.out.step(f"check setup{' of ' + env_name if env_name else ''}"):
-        facts = gather(ctx, env_name, image_tag, dry_run)
+        facts = gather(ctx, env_name, image_tag)
+        if facts.missing_image and not dry_run:
+            raise NotFound(facts.missing_image)
         requests = stack_requests(ctx.settings, env_name, facts)
-        for note in facts.notes:
+        for note in facts.notes + ((facts.missing_image,) if facts.missing_image else ()):
             ctx.out.detail(note)
     states = [facts.project] + ([facts.environment] if facts.environment else [])
     results = []

@@ -73,6 +73,7 @@ class Facts:
     hosted_zone_id: str = ""
     live_task_definition: str = ""  # "": the service does not exist yet
     image: str = ""  # the first revision's image, when the service is created
+    missing_image: str = ""  # no image to create the service with: what to push (a dry run only notes it)
     notes: tuple[str, ...] = ()
 
 

@@ -266,7 +266,7 @@ def _oidc_provider(clients: Clients, settings: Settings, account: str, project: 
     return next((p["Arn"] for p in found if p["Arn"].endswith(suffix)), "")
 
 
-def gather(ctx: Context, env_name: str | None, image_tag: str | None = None, dry_run: bool = False) -> Facts:
+def gather(ctx: Context, env_name: str | None, image_tag: str | None = None) -> Facts:
     """Every lookup and check setup needs; raises before anything changes."""
     settings, clients = ctx.settings, ctx.clients
     env = settings.environment(env_name) if env_name else None
@@ -297,7 +297,7 @@ def gather(ctx: Context, env_name: str | None, image_tag: str | None = None, dry
     )
     if env is None:
         return facts
-    return _gather_environment(ctx, env, facts, repository_exists, image_tag, dry_run)
+    return _gather_environment(ctx, env, facts, repository_exists, image_tag)
 
 
 def _gather_environment(
@@ -306,7 +306,6 @@ def _gather_environment(
     facts: Facts,
     repository_exists: bool,
     image_tag: str | None,
-    dry_run: bool,
 ) -> Facts:
     settings, clients = ctx.settings, ctx.clients
     infra = settings.infra.environment(env.name)
@@ -341,9 +340,9 @@ def _gather_environment(
             f"environment's service differently ([tool.pipeline.environments.{env.name}] service)"
         )
     live = str(service["taskDefinition"]) if service else ""
-    image = state.parameters.get("Image", "")
+    image, missing = state.parameters.get("Image", ""), ""
     if not live:
-        image = _bootstrap_image(ctx, env, facts.registry, repository_exists, image_tag, dry_run, notes)
+        image, missing = _bootstrap_image(ctx, env, facts.registry, repository_exists, image_tag, notes)
     elif "BootstrapTaskDefinition" in state.resources:
         notes.append(f"the service runs {short(live)}: from now on the deploy owns its task definition")
     return replace(
@@ -355,6 +354,7 @@ def _gather_environment(
         hosted_zone_id=zone,
         live_task_definition=live,
         image=image,
+        missing_image=missing,
         notes=tuple(notes),
     )
 
@@ -365,24 +365,21 @@ def _bootstrap_image(
     registry: str,
     repository_exists: bool,
     image_tag: str | None,
-    dry_run: bool,
     notes: list[str],
-) -> str:
-    """The image the stack's first revision runs: --image-tag, else the newest pushed."""
+) -> tuple[str, str]:
+    """The image the stack's first revision runs (--image-tag, else the newest pushed), and
+    when there is none, the advice on pushing one."""
     settings = ctx.settings
     if image_tag and repository_exists:
         ecr.require_image(settings, ctx.clients, image_tag)
-        return f"{registry}/{settings.repository}:{image_tag}"
+        return f"{registry}/{settings.repository}:{image_tag}", ""
     tag = newest_tag(ecr.list_images(settings, ctx.clients)) if repository_exists else None
     if tag:
         notes.append(f"the service starts with {settings.repository}:{tag}, the newest image in ECR")
-        return f"{registry}/{settings.repository}:{tag}"
+        return f"{registry}/{settings.repository}:{tag}", ""
     first = "" if repository_exists else "run `invoke setup` (no --env) to create the repository, "
     advice = (
         f"no image in ECR repository {settings.repository} to start service {env.service} with: "
         f"{first}push one (`invoke dockerize && invoke push`), then run `invoke setup --env {env.name}` again"
     )
-    if not dry_run:
-        raise NotFound(advice)
-    notes.append(advice)
-    return f"{registry}/{settings.repository}:{image_tag or 'none-yet'}"
+    return f"{registry}/{settings.repository}:{image_tag or 'none-yet'}", advice

@@ -20,7 +20,16 @@ into an image or a command line) and only their names are ever printed.
 from __future__ import annotations
 
 from .envfile import DEFAULT_ENV_FILE, ENV_EXAMPLE, env_file_path, read_env_file
-from .images import image_rows, images_table, pull, pull_and_run, show_images
+from .images import (
+    PullAndRun,
+    image_rows,
+    images_table,
+    plan_pull_and_run,
+    pull,
+    pull_and_run,
+    run_planned,
+    show_images,
+)
 from .running import (
     READY_TIMEOUT,
     REVISION_LABEL,
@@ -47,6 +56,7 @@ __all__ = [
     "DEFAULT_ENV_FILE",
     "ENV_EXAMPLE",
     "READY_TIMEOUT",
+    "PullAndRun",
     "REVISION_LABEL",
     "STOP_TIMEOUT",
     "RunSpec",
@@ -62,11 +72,13 @@ __all__ = [
     "images_table",
     "listening_inodes",
     "parse_port",
+    "plan_pull_and_run",
     "port_holder",
     "pull",
     "pull_and_run",
     "read_env_file",
     "run_image",
+    "run_planned",
     "run_spec",
     "serve",
     "serve_environment",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .. import ecr, image, selection
@@ -13,6 +15,7 @@ from ..output import Output
 from .envfile import ENV_EXAMPLE, env_file_path, read_env_file
 from .running import (
     Running,
+    RunSpec,
     _launch,
     container_name,
     describe,
@@ -73,16 +76,32 @@ def _remove_local_copy(client: Any, ref: str, out: Output) -> None:
     out.detail(f"removed the local copy of {ref}")
 
 
-def pull_and_run(
-    ctx: Context,
-    selector: selection.Selector,
-    env_file: str | None,
-    port: object,
-    detach: bool,
-    dry_run: bool = False,
-) -> Running | None:
-    """Select an image in ECR, pull it, check its digest, and run it with the env file."""
-    settings, out = ctx.settings, ctx.out
+@dataclass(frozen=True)
+class PullAndRun:
+    """A checked pull-and-run, decided before anything is pulled or started."""
+
+    chosen: selection.Selection
+    ref: str  # what is pulled: repository:tag, or repository@digest for an untagged image
+    spec: RunSpec
+    env_path: Path
+    env: dict[str, str]
+    replace_local_copy: bool  # --latest: what runs is what ECR holds now
+
+    def headline(self) -> str:
+        record = self.chosen.record
+        return (
+            f"chose {record.digest[:19]} by {self.chosen.reason} (tags: {', '.join(record.tags) or 'none'})"
+        )
+
+    def details(self) -> list[str]:
+        return describe(self.spec, self.env_path, self.env)
+
+
+def plan_pull_and_run(
+    ctx: Context, selector: selection.Selector, env_file: str | None, port: object
+) -> PullAndRun:
+    """Every check and choice: the port, the env file, the image in ECR, the container's name."""
+    settings = ctx.settings
     chosen_port = parse_port(settings.container_port if port is None else port)
     if chosen_port is None:
         raise ConfigError(f"--port {port!r}: give a port number 1-65535")
@@ -104,22 +123,38 @@ def pull_and_run(
         settings, ref, container_name(settings.repository, revision), env, chosen_port, has_bridge(client)
     )
     ensure_name_free(client, spec.name)
+    return PullAndRun(chosen, ref, spec, env_path, env, selector.kind == selection.LATEST)
 
-    out.say(
-        f"chose {chosen.record.digest[:19]} by {chosen.reason} (tags: {', '.join(chosen.record.tags) or 'none'})"
-    )
-    for line in describe(spec, env_path, env):
-        out.detail(line)
+
+def run_planned(ctx: Context, plan: PullAndRun, detach: bool) -> Running:
+    """Pull the chosen image, check its digest, and run it."""
+    client, out = ctx.clients.docker(), ctx.out
+    login = ecr.login(ctx.settings, ctx.clients)
+    with out.step(f"pull {plan.ref}"):
+        if plan.replace_local_copy:
+            _remove_local_copy(client, plan.ref, out)
+        pull(client, login, ctx.settings.repository, plan.chosen, out)
+    return _launch(ctx, client, plan.spec, detach)
+
+
+def pull_and_run(
+    ctx: Context,
+    selector: selection.Selector,
+    env_file: str | None,
+    port: object,
+    detach: bool,
+    dry_run: bool = False,
+) -> Running | None:
+    """Select an image in ECR, pull it, check its digest, and run it with the env file;
+    a dry run shows the plan and stops."""
+    plan = plan_pull_and_run(ctx, selector, env_file, port)
+    ctx.out.say(plan.headline())
+    for line in plan.details():
+        ctx.out.detail(line)
     if dry_run:
-        out.say("dry run: nothing pulled or started")
+        ctx.out.say("dry run: nothing pulled or started")
         return None
-
-    login = ecr.login(settings, ctx.clients)
-    with out.step(f"pull {ref}"):
-        if selector.kind == selection.LATEST:
-            _remove_local_copy(client, ref, out)
-        pull(client, login, settings.repository, chosen, out)
-    return _launch(ctx, client, spec, detach)
+    return run_planned(ctx, plan, detach)
 
 
 def image_rows(records: Iterable[ecr.ImageRecord]) -> list[dict[str, Any]]:
