@@ -21,7 +21,7 @@ import pytest
 
 from pipeline import stack
 from pipeline.context import Context
-from tests.helpers import ROOT, context, free_port, http_get, invoke, wait_until
+from tests.helpers import ROOT, context, free_port, http_get, invoke, put_image_record, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -123,24 +123,6 @@ class DeployTarget:
     service: str
     family: str
     initial: str
-
-
-def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> None:
-    """An image as ECR lists it after a push (the deploy only reads ECR's records)."""
-    layer = "sha256:" + uuid.uuid4().hex * 2
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 100,
-            "digest": layer,
-        },
-        "layers": [
-            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}
-        ],
-    }
-    aws("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
 
 
 @pytest.fixture

@@ -1,15 +1,18 @@
 """What the tests share besides fixtures: the project root, an in-process Context, `invoke`
-run as a user runs it, a free loopback port, waiting on a condition, a GET."""
+run as a user runs it, an ECR image record, a free or a held loopback port, waiting on a
+condition, a GET."""
 
 from __future__ import annotations
 
 import io
+import json
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,3 +100,21 @@ def held_port() -> Iterator[int]:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         yield holder.getsockname()[1]
+
+
+def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> None:
+    """An image as ECR lists it after a push (the deploy only reads ECR's records)."""
+    layer = "sha256:" + uuid.uuid4().hex * 2
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 100,
+            "digest": layer,
+        },
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}
+        ],
+    }
+    aws("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)

@@ -184,7 +184,7 @@ def test_bad_input_stops_before_any_change(
 def test_a_missing_cluster_says_how_to_create_it(
     run_task: Callable[..., Any], repository: str, prefix: str, aws: Callable[[str], Any]
 ) -> None:
-    from tests.conftest import put_image_record
+    from tests.helpers import put_image_record
 
     put_image_record(aws, repository, "abcdef1")
     proc = run_task("deploy", "--env", "prod", "--sha", "abcdef1", "--no-smoke")

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import ecr
 from pipeline.errors import NotFound
-from tests.conftest import put_image_record
+from tests.helpers import put_image_record
 
 
 def test_account_and_registry_come_from_the_environment_else_sts(

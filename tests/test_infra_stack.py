@@ -23,8 +23,7 @@ from pipeline import config, infra
 from pipeline.clients import Clients
 from pipeline.context import Context
 from pipeline.errors import ConfigError, NotFound, StepFailed
-from tests.conftest import put_image_record
-from tests.helpers import ROOT, said
+from tests.helpers import ROOT, put_image_record, said
 
 Aws = Callable[[str], Any]
 MakeCtx = Callable[..., Context]

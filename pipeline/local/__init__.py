@@ -4,8 +4,9 @@
   running     the service on a free loopback port: a container as ECS runs it, or serve_command
   images      what ECR holds (`images`), and `pull-and-run`: select, pull, check the digest, run
 
-Decide, then act: the env file, the port, the image selection and the container's
-RunSpec are settled before anything is pulled or started, and a failure after the
+Decide, then act: `plan_pull_and_run` settles the env file, the port, the image
+selection and the container's RunSpec (a PullAndRun, which --dry-run prints) before
+anything is pulled or started; `run_planned` carries it out, and a failure after the
 container exists removes it, so an error never leaves anything running.
 
 Networking: an engine without a `bridge` network (the local stack's, started with
