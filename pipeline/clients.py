@@ -15,10 +15,11 @@ from typing import Any
 from .errors import Unavailable, first_line
 
 AwsFactory = Callable[[str], Any]
+DockerFactory = Callable[[], Any]
+
 # The error codes AWS APIs use for throttling: aws_errors names them, and a poll that
 # outlives boto3's own retries (ecs.wait) hands them back to try again.
 THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
-DockerFactory = Callable[[], Any]
 
 
 def boto3_client(service: str, region: str | None = None) -> Any:
