@@ -154,7 +154,7 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
     finally:
         client = docker.from_env()
-        for container in client.containers.list(all=True, filters={"name": prefix}):
+        for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
             container.remove(force=True)
         images = client.images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}") + client.images.list(
             name=prefix

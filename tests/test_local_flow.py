@@ -58,7 +58,11 @@ class Published:
 
 
 def containers_of(prefix: str) -> list[Any]:
-    return [c for c in docker.from_env().containers.list(all=True) if c.name.startswith(f"{prefix}-")]
+    return [
+        c
+        for c in docker.from_env().containers.list(all=True, ignore_removed=True)
+        if c.name.startswith(f"{prefix}-")
+    ]
 
 
 @pytest.fixture(scope="module")
