@@ -37,26 +37,25 @@ class Options:
 def ci_ref(
     environ: Mapping[str, str], branch: str | None, tag: str | None, sha: str | None
 ) -> tuple[str, str, str]:
-    """(kind, ref, sha) from the flags or CircleCI's variables; every missing one named."""
+    """(kind, ref, sha) from the flags or CircleCI's variables (plan.find_ref, without git:
+    CI names what it builds); every missing one named."""
     problems = []
-    if branch and tag:
-        problems.append("--branch and --tag: give one, not both")
-    kind, name = ("tag", tag) if tag else ("branch", branch) if branch else ("", "")
-    if not name:
-        if environ.get("CIRCLE_TAG"):
-            kind, name = "tag", environ["CIRCLE_TAG"]
-        elif environ.get("CIRCLE_BRANCH"):
-            kind, name = "branch", environ["CIRCLE_BRANCH"]
-        else:
+    found = None
+    try:
+        found = plan.find_ref(environ, branch, tag)
+    except ConfigError as exc:
+        problems += exc.problems
+    else:
+        if found is None:
             problems.append(
                 "CIRCLE_BRANCH or CIRCLE_TAG: must be set (CircleCI sets them), or pass --branch/--tag"
             )
     commit = sha or environ.get("CIRCLE_SHA1", "")
     if not commit:
         problems.append("CIRCLE_SHA1: must be set (CircleCI sets it), or pass --sha")
-    if problems:
+    if problems or found is None:
         raise ConfigError(problems)
-    return kind, name, validate_sha(commit, "--sha" if sha else "CIRCLE_SHA1")
+    return found[0], found[1], validate_sha(commit, "--sha" if sha else "CIRCLE_SHA1")
 
 
 def preflight(ctx: Context, the_plan: plan.Plan) -> None:
@@ -75,6 +74,7 @@ def _url(ctx: Context, env: str, options: Options) -> str:
 
 
 Runner = Callable[[Context, plan.Plan, Revision, Options], object]
+# One runner per step of pipeline/steps.py, in its order (tests/test_ci.py holds them together).
 RUNNERS: dict[str, Runner] = {
     "test": lambda ctx, p, r, o: verbs.test(ctx),
     "build": lambda ctx, p, r, o: verbs.build(ctx),

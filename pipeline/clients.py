@@ -12,10 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Unavailable
+from .errors import Unavailable, first_line
 
 AwsFactory = Callable[[str], Any]
 DockerFactory = Callable[[], Any]
+
+# The error codes AWS APIs use for throttling: aws_errors names them, and a poll that
+# outlives boto3's own retries (ecs.wait) hands them back to try again.
+THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
 
 
 def boto3_client(service: str, region: str | None = None) -> Any:
@@ -38,13 +42,9 @@ def docker_client() -> Any:
     except DockerException as exc:
         raise Unavailable(
             "Docker engine is not running or not reachable "
-            f"({_first_line(exc)}); start it with `invoke stack.up` (or `sudo systemctl start docker`)"
+            f"({first_line(exc)}); start it with `invoke stack.up` (or `sudo systemctl start docker`)"
         ) from None
     return client
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 @dataclass
@@ -104,7 +104,7 @@ class aws_errors:
                     f"AccessDenied: this identity may not call {self.action}; "
                     f"grant {self.action} to it (see the CI policy in `invoke setup`)"
                 ) from None
-            if code in {"ThrottlingException", "Throttling", "TooManyRequestsException"}:
+            if code in THROTTLED:
                 raise Unavailable(
                     f"{self.action} was throttled by AWS after retries; try again shortly"
                 ) from None
@@ -127,8 +127,8 @@ class aws_errors:
             raise Unavailable(f"{self.action}: no AWS region; set AWS_DEFAULT_REGION") from None
         if isinstance(exc, EndpointConnectionError):
             raise Unavailable(
-                f"{self.action}: cannot reach the AWS endpoint ({_first_line(exc)}); "
+                f"{self.action}: cannot reach the AWS endpoint ({first_line(exc)}); "
                 "check AWS_ENDPOINT_URL / the network (local stack: `invoke stack.up`)"
             ) from None
         if isinstance(exc, BotoCoreError):
-            raise Unavailable(f"{self.action}: {_first_line(exc)}") from None
+            raise Unavailable(f"{self.action}: {first_line(exc)}") from None

@@ -31,7 +31,10 @@ def _replace_previous_containers(ctx: Context) -> list[str]:
     they hold the port, and a re-run replaces them."""
     repository = ctx.settings.repository
     removed = []
-    for container in ctx.clients.docker().containers.list(all=True):
+    # Other containers on the engine come and go meanwhile: one removed between the listing
+    # and its inspection is skipped, not an error.
+    found = ctx.clients.docker().containers.list(all=True, filters={"name": repository}, ignore_removed=True)
+    for container in found:
         labels = container.labels or {}
         if container.name.startswith(f"{repository}-") and labels.get(TITLE_LABEL) == repository:
             container.remove(force=True)

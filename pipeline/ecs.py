@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from .arns import short
-from .clients import Clients, aws_errors
+from .clients import THROTTLED, Clients, aws_errors
 from .errors import NotFound
 from .output import Output
 
@@ -203,9 +203,6 @@ def last_known_good(service: dict[str, Any]) -> str | None:
     return None
 
 
-THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
-
-
 def describe_service(
     clients: Clients, cluster: str, service: str, handled: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -313,9 +310,7 @@ def stopped_task_reasons(
             + (f" ({c['reason']})" if c.get("reason") else "")
             for c in task.get("containers", [])
         )
-        reasons.append(
-            f"task {task['taskArn'].rsplit('/', 1)[-1]}: {task.get('stoppedReason', 'stopped')}; {containers}"
-        )
+        reasons.append(f"task {short(task['taskArn'])}: {task.get('stoppedReason', 'stopped')}; {containers}")
     return reasons[:limit]
 
 

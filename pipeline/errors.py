@@ -14,6 +14,14 @@ Exit codes (documented in the README):
 from __future__ import annotations
 
 
+def first_line(error: BaseException | str, limit: int = 200) -> str:
+    """The first line of an error's text, at most `limit` characters; an exception without
+    text gives its type's name."""
+    text = error if isinstance(error, str) else str(error)
+    fallback = "" if isinstance(error, str) else type(error).__name__
+    return (text.strip().splitlines() or [fallback])[0][:limit]
+
+
 class PipelineError(Exception):
     exit_code = 1
 

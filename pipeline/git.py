@@ -117,12 +117,14 @@ def current(root: Path, environ: Mapping[str, str], sha: str | None = None) -> R
     return Revision(head, hashlib.sha256(diff).hexdigest()[:8] if diff else "")
 
 
-def ref(root: Path, environ: Mapping[str, str]) -> tuple[str, str] | None:
-    """(kind, name) of the ref being built: CIRCLE_TAG, CIRCLE_BRANCH, else git."""
+def ref(root: Path | None, environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(kind, name) of the ref being built: CIRCLE_TAG, CIRCLE_BRANCH, else git (with a root)."""
     if environ.get("CIRCLE_TAG"):
         return ("tag", environ["CIRCLE_TAG"])
     if environ.get("CIRCLE_BRANCH"):
         return ("branch", environ["CIRCLE_BRANCH"])
+    if root is None:
+        return None
     tag = _git(root, "describe", "--tags", "--exact-match", "HEAD")
     if tag:
         return ("tag", tag)

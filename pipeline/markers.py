@@ -26,6 +26,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
+from .arns import short
+
 if TYPE_CHECKING:
     from .context import Context
 
@@ -82,7 +84,7 @@ def api_host(value: str) -> str:
 
 def short_revision(revision: str) -> str:
     """`family:7` from a task definition ARN; anything else unchanged."""
-    return revision.rsplit("task-definition/", 1)[-1]
+    return short(revision)
 
 
 def build(

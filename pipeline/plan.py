@@ -122,6 +122,25 @@ def describe(plan: Plan, sha: str = SHA_PLACEHOLDER, dirty: bool = False) -> lis
     return lines
 
 
+def find_ref(
+    environ: Mapping[str, str], branch: str | None = None, tag: str | None = None, root: Path | None = None
+) -> tuple[Kind, str, str] | None:
+    """(kind, name, where it came from) of the ref being built: --branch or --tag, else
+    CIRCLE_TAG, CIRCLE_BRANCH, else (given a work tree's root) git's tag or branch.
+    None: no ref anywhere. `invoke plan` and `invoke ci` both ask here."""
+    if branch is not None and tag is not None:
+        raise ConfigError("--branch and --tag: give one of them, not both")
+    if branch is not None:
+        return "branch", branch, "--branch"
+    if tag is not None:
+        return "tag", tag, "--tag"
+    found = git.ref(root, environ)
+    if found is None:
+        return None
+    kind: Kind = "tag" if found[0] == "tag" else "branch"
+    return kind, found[1], _source(kind, environ)
+
+
 def for_ci(
     root: Path,
     environ: Mapping[str, str],
@@ -132,21 +151,13 @@ def for_ci(
 ) -> tuple[Plan, str, bool]:
     """The plan for --branch/--tag, else CI's ref (CIRCLE_TAG, CIRCLE_BRANCH), else git's;
     with the commit the commands name (--sha, CIRCLE_SHA1, HEAD) and whether the tree is dirty."""
-    if branch is not None and tag is not None:
-        raise ConfigError("--branch and --tag: give one of them, not both")
-    if branch is not None:
-        plan = make("branch", branch, policy, "--branch")
-    elif tag is not None:
-        plan = make("tag", tag, policy, "--tag")
-    else:
-        found = git.ref(root, environ)
-        if found is None:
-            raise ConfigError(
-                "no ref: CIRCLE_TAG and CIRCLE_BRANCH are unset and git is on no branch or tag; "
-                "pass --branch NAME or --tag NAME"
-            )
-        kind: Kind = "tag" if found[0] == "tag" else "branch"
-        plan = make(kind, found[1], policy, _source(kind, environ))
+    found = find_ref(environ, branch, tag, root)
+    if found is None:
+        raise ConfigError(
+            "no ref: CIRCLE_TAG and CIRCLE_BRANCH are unset and git is on no branch or tag; "
+            "pass --branch NAME or --tag NAME"
+        )
+    plan = make(*found[:2], policy, found[2])
     try:
         revision = git.current(root, environ, sha)
     except ConfigError:

@@ -1,6 +1,7 @@
-"""What keeps a deploy safe on its worst day: reports that never hide the failure, and
-the guard against starting while another rollout of the service is in progress, and the
-check that a rollback target's image is still in ECR.
+"""What keeps a deploy safe on its worst day: the in-progress guard and reports that never raise.
+
+Reports never hide the failure they report; the guard refuses to start while another
+rollout of the service is in progress; a rollback target's image must still be in ECR.
 
 The guard uses the service's own deployments, not a lock the tool takes: ECS's view
 is what every deployer (this tool in another pipeline, the console, another tool)

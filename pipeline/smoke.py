@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import http
 from .clients import Clients, aws_errors
 from .config import Environment, Settings, SmokeSettings
 from .ecs import describe_service
@@ -55,17 +54,8 @@ def discover_url(settings: Settings, environment: Environment, clients: Clients)
 
 
 def probe(url: str, timeout: float = 5.0) -> Probe:
-    started = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            body = resp.read(2048).decode(errors="replace")
-            return Probe(resp.status, time.monotonic() - started, body.strip())
-    except urllib.error.HTTPError as err:
-        body = err.read(2048).decode(errors="replace")
-        return Probe(err.code, time.monotonic() - started, body.strip())
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Probe(0, time.monotonic() - started, str(reason))
+    answer = http.get(url, timeout)
+    return Probe(answer.status, answer.seconds, answer.body)
 
 
 def check(

@@ -1,5 +1,6 @@
-"""The CI steps: their names in the pipeline's order, the `invoke` command each runs, and
-which act on an environment. The one registry the policy, the plan and `invoke ci` share."""
+"""The CI steps: their names in order, the `invoke` command each runs, which need an environment.
+
+The one registry the policy (config), the plan and `invoke ci` (ci.RUNNERS) share."""
 
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ from invoke import Collection, Exit, task
 from . import config
 from .clients import Clients
 from .context import Context
-from .errors import PipelineError
+from .errors import PipelineError, first_line
 from .output import Output
 
 
@@ -73,7 +73,7 @@ def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Exception as exc:  # a bug or an outside failure nobody mapped: still one line
             if os.environ.get("PIPELINE_DEBUG"):
                 raise
-            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            first = first_line(str(exc), 300)
             raise Exit(
                 f"error: unexpected {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)",
                 code=1,

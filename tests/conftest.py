@@ -7,7 +7,6 @@ repository, cluster and services. That also lets several test runs share the sta
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -20,13 +19,9 @@ from typing import Any
 
 import pytest
 
-from pipeline import config, stack
-from pipeline.clients import Clients
+from pipeline import stack
 from pipeline.context import Context
-from pipeline.output import Output
-from tests.helpers import free_port, http_get, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, context, free_port, http_get, invoke, put_image_record, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -90,29 +85,25 @@ def run_task(environ: dict[str, str]) -> Callable[..., subprocess.CompletedProce
     """Run `invoke <args>` in the project root as a user would; returns the process."""
 
     def run(
-        *args: str, env: dict[str, str] | None = None, timeout: float = 600
+        *args: str, env: dict[str, str] | None = None, timeout: float = 600, **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=ROOT,
-            env=env if env is not None else environ,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return invoke(*args, env=env if env is not None else environ, timeout=timeout, **kwargs)
 
     return run
 
 
 @pytest.fixture
 def make_context(environ: dict[str, str]) -> Callable[..., Context]:
-    """An in-process Context on the stack; pass aws_factory to put a stand-in at the seam."""
+    """An in-process Context on the stack (tests.helpers.context under this test's prefix);
+    pass aws_factory to put a stand-in at the seam, project for another [tool.pipeline]."""
 
-    def make(aws_factory: Any = None, env: dict[str, str] | None = None, root: Path = ROOT) -> Context:
-        env = env or environ
-        settings = config.load(env, root)
-        out = Output(stream=io.StringIO())
-        return Context(settings, Clients(region=settings.region, aws_factory=aws_factory), out, env)
+    def make(
+        aws_factory: Any = None,
+        env: dict[str, str] | None = None,
+        root: Path = ROOT,
+        project: dict[str, Any] | None = None,
+    ) -> Context:
+        return context(env or environ, root, aws_factory, project)
 
     return make
 
@@ -132,24 +123,6 @@ class DeployTarget:
     service: str
     family: str
     initial: str
-
-
-def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> None:
-    """An image as ECR lists it after a push (the deploy only reads ECR's records)."""
-    layer = "sha256:" + uuid.uuid4().hex * 2
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 100,
-            "digest": layer,
-        },
-        "layers": [
-            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}
-        ],
-    }
-    aws("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
 
 
 @pytest.fixture
@@ -186,9 +159,7 @@ def hello_url(stack_environ: dict[str, str]) -> Iterator[str]:
     from pipeline import verbs
     from pipeline.git import Revision
 
-    env = {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": "hello-fixture"}
-    settings = config.load(env, ROOT)
-    ctx = Context(settings, Clients(region=settings.region), Output(stream=io.StringIO()), env)
+    ctx = context({**stack_environ, "AWS_RESOURCE_NAME_PREFIX": "hello-fixture"})
     name = verbs.dockerize(ctx, Revision("f1f1f1f"))
     port = free_port()
     container = ctx.clients.docker().containers.run(

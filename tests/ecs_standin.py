@@ -1,7 +1,7 @@
 """STAND-IN for ECS's rollout progress, the one thing the emulator cannot show on demand.
 
-moto stores task definitions and service updates but never rolls a deployment
-(moto never rolls a deployment), and the emulator's own rollout model only ever succeeds. To test what a
+moto stores task definitions and service updates but never rolls a deployment, and
+the emulator's own rollout model only ever succeeds. To test what a
 deploy does when ECS reports stale deployments draining, FAILED, a circuit-breaker
 rollback, a rollout that never ends or throttling, `ScriptedECS` wraps a real boto3
 ECS client on the emulator and passes every call through, except DescribeServices

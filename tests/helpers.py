@@ -1,13 +1,68 @@
-"""Small helpers the tests share: a free loopback port, waiting on a condition, a GET."""
+"""What the tests share besides fixtures: the project root, an in-process Context, `invoke`
+run as a user runs it, an ECR image record, a free or a held loopback port, waiting on a
+condition, a GET."""
 
 from __future__ import annotations
 
+import io
+import json
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from pipeline import config
+from pipeline.clients import Clients
+from pipeline.context import Context
+from pipeline.output import Output
+
+# This repository: hello_world's project file, tasks.py, the templates.
+ROOT = Path(__file__).resolve().parent.parent
+# `invoke` as a user types it, with this interpreter.
+INVOKE = (sys.executable, "-m", "invoke")
+
+
+def context(
+    env: Mapping[str, str],
+    root: Path = ROOT,
+    aws_factory: Any = None,
+    project: Mapping[str, Any] | None = None,
+) -> Context:
+    """An in-process Context: settings from `env` and root's project file (or `project`),
+    output kept in a StringIO; aws_factory puts a stand-in at the seam."""
+    settings = config.load(env, root, project)
+    clients = Clients(region=settings.region, aws_factory=aws_factory)
+    return Context(settings, clients, Output(stream=io.StringIO()), env)
+
+
+def said(ctx: Context) -> str:
+    """What a context made by `context` printed."""
+    stream = ctx.out.stream
+    assert isinstance(stream, io.StringIO)
+    return stream.getvalue()
+
+
+def invoke(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 600, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run `invoke <args>` in its own process as a user would (in the project root unless
+    `cwd`); output captured as text. Extra keyword arguments go to subprocess.run (input, stdin)."""
+    return subprocess.run(
+        [*INVOKE, *args],
+        cwd=cwd,
+        env=None if env is None else dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 def free_port() -> int:
@@ -36,3 +91,30 @@ def http_get(url: str) -> tuple[int, str]:
         return err.code, ""
     except OSError:
         return 0, ""
+
+
+@contextmanager
+def held_port() -> Iterator[int]:
+    """A port this process listens on, as another program would hold it."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> None:
+    """An image as ECR lists it after a push (the deploy only reads ECR's records)."""
+    layer = "sha256:" + uuid.uuid4().hex * 2
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {
+            "mediaType": "application/vnd.docker.container.image.v1+json",
+            "size": 100,
+            "digest": layer,
+        },
+        "layers": [
+            {"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": 100, "digest": layer}
+        ],
+    }
+    aws("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)

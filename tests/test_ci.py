@@ -12,7 +12,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import ci, plan
+from pipeline import ci, plan, steps
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError, StepFailed
 from pipeline.git import Revision
@@ -40,6 +40,10 @@ def test_the_ref_comes_from_flags_then_circleci(
     assert ci.ci_ref(environ, flags.get("branch"), flags.get("tag"), flags.get("sha")) == expected
 
 
+def test_every_step_has_a_runner_in_the_registrys_order() -> None:
+    assert tuple(ci.RUNNERS) == steps.STEP_NAMES
+
+
 def test_missing_ci_variables_are_all_named() -> None:
     with pytest.raises(ConfigError) as info:
         ci.ci_ref({}, None, None, None)
@@ -47,7 +51,7 @@ def test_missing_ci_variables_are_all_named() -> None:
         "CIRCLE_BRANCH or CIRCLE_TAG: must be set (CircleCI sets them), or pass --branch/--tag",
         "CIRCLE_SHA1: must be set (CircleCI sets it), or pass --sha",
     ]
-    with pytest.raises(ConfigError, match="--branch and --tag: give one, not both"):
+    with pytest.raises(ConfigError, match="--branch and --tag: give one of them, not both"):
         ci.ci_ref({"CIRCLE_SHA1": SHA}, "main", "v1-prod", None)
 
 
@@ -149,7 +153,7 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
     finally:
         client = docker.from_env()
-        for container in client.containers.list(all=True, filters={"name": prefix}):
+        for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
             container.remove(force=True)
         images = client.images.list(name=f"{registry}/{prefix}") + client.images.list(name=prefix)
         for image_id in {image.id for image in images}:

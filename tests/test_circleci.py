@@ -11,7 +11,6 @@ import json
 import re
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,8 @@ import pytest
 import yaml
 
 from pipeline import config, plan
+from tests.helpers import ROOT, invoke
 
-ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / ".circleci" / "config.yml"
 SETUP_COMMANDS = {"install", "aws-credentials"}  # reusable commands: plumbing, never a step
 # Steps that touch AWS: their jobs need the credentials, and so a context.
@@ -265,19 +264,12 @@ def test_tag_jobs_ignore_branches(circleci: dict[str, Any]) -> None:
 
 def test_commands_are_real_tasks_with_real_flags(circleci: dict[str, Any]) -> None:
     """Each `invoke` command in the config names a task and flags tasks.py defines."""
-    listing = subprocess.run(
-        [sys.executable, "-m", "invoke", "--list", "--list-format=json"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    listing = invoke("--list", "--list-format=json")
     tasks = {t["name"] for t in json.loads(listing.stdout)["tasks"]}
     used = {_argv(c) for job in workflow_jobs(circleci) for c in job.own_commands}
     for argv in sorted(used):
         assert argv[1] in tasks, f"{' '.join(argv)}: no task {argv[1]!r}"
-        helptext = subprocess.run(
-            [sys.executable, "-m", "invoke", "--help", argv[1]], cwd=ROOT, capture_output=True, text=True
-        ).stdout
+        helptext = invoke("--help", argv[1]).stdout
         for flag in (a for a in argv[2:] if a.startswith("--")):
             assert re.search(rf"{flag}[=\s]", helptext), f"{' '.join(argv)}: {argv[1]} has no {flag}"
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pipeline import config
 from pipeline.errors import ConfigError
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BASE = {"AWS_RESOURCE_NAME_PREFIX": "shop", "AWS_DEFAULT_REGION": "eu-west-1"}
 
 
@@ -140,13 +138,6 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_unknown_environment_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"--env qa: unknown environment; choose one of: prod, staging"):
         load(BASE).environment("qa")
-
-
-def test_ci_policy_must_name_defined_environments() -> None:
-    (problem,) = problems(BASE, {"ci": {"mainline_environment": "production"}})
-    assert problem.startswith(
-        "[tool.pipeline.ci] mainline_environment: 'production' is not an environment; known: prod, staging"
-    )
 
 
 @pytest.mark.parametrize(

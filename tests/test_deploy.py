@@ -14,9 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline import deploy
-from pipeline.errors import ConfigError, NotFound, Unavailable
-from tests.conftest import ROOT, DeployTarget
-from tests.helpers import free_port
+from pipeline.errors import ConfigError, Unavailable
+from tests.conftest import DeployTarget
+from tests.helpers import ROOT
 
 
 def test_deploy_registers_updates_waits_and_smoke_tests(
@@ -182,7 +182,7 @@ def test_bad_input_stops_before_any_change(
 def test_a_missing_cluster_says_how_to_create_it(
     run_task: Callable[..., Any], repository: str, prefix: str, aws: Callable[[str], Any]
 ) -> None:
-    from tests.conftest import put_image_record
+    from tests.helpers import put_image_record
 
     put_image_record(aws, repository, "abcdef1")
     proc = run_task("deploy", "--env", "prod", "--sha", "abcdef1", "--no-smoke")
@@ -236,21 +236,6 @@ def test_access_denied_names_the_action(
         deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, smoke=False))
 
 
-def test_smoke_task_passes_and_fails_on_a_real_container(
-    run_task: Callable[..., Any], hello_url: str
-) -> None:
-    ok = run_task("smoke", "--env", "prod", "--url", hello_url)
-    assert ok.returncode == 0 and "HTTP 200" in ok.stdout and "'Hello World!'" in ok.stdout
-    wrong = run_task("smoke", "--env", "prod", "--url", hello_url + "nope", "--timeout", "0.5")
-    assert wrong.returncode == 1
-    assert wrong.stderr.startswith(
-        f"error: smoke test failed: GET {hello_url}nope expected HTTP 200 with 'Hello World!', got HTTP 404"
-    )
-    closed = f"http://127.0.0.1:{free_port()}/hello/"
-    refused = run_task("smoke", "--env", "prod", "--url", closed, "--timeout", "0.5")
-    assert refused.returncode == 1 and "got no answer ([Errno 111] Connection refused)" in refused.stderr
-
-
 def test_integration_task_runs_the_projects_tests_against_the_url(
     run_task: Callable[..., Any], hello_url: str
 ) -> None:
@@ -259,48 +244,3 @@ def test_integration_task_runs_the_projects_tests_against_the_url(
     assert "3 passed" in proc.stdout
     broken = run_task("integration", "--env", "prod", "--url", hello_url.replace("/hello/", "/other/"))
     assert broken.returncode == 1 and broken.stderr.startswith("error: integration tests failed (exit 1)")
-
-
-def test_smoke_url_is_discovered_through_the_alb(
-    make_context: Callable[..., Any], deploy_target: DeployTarget, aws: Callable[[str], Any]
-) -> None:
-    from pipeline import smoke
-
-    ec2, elbv2, ecs = aws("ec2"), aws("elbv2"), aws("ecs")
-    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"us-east-1{z}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    alb = elbv2.create_load_balancer(Name=f"{deploy_target.cluster[:20]}-alb", Subnets=subnets)[
-        "LoadBalancers"
-    ][0]
-    group = elbv2.create_target_group(
-        Name=f"{deploy_target.cluster[:20]}-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
-    )["TargetGroups"][0]
-    elbv2.create_listener(
-        LoadBalancerArn=alb["LoadBalancerArn"],
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
-    )
-    ecs.create_service(
-        cluster=deploy_target.cluster,
-        serviceName="with-alb",
-        taskDefinition=deploy_target.initial,
-        desiredCount=1,
-        loadBalancers=[
-            {"targetGroupArn": group["TargetGroupArn"], "containerName": "web", "containerPort": 8080}
-        ],
-    )
-    ctx = make_context()
-    env = ctx.settings.environment("prod")
-    # Only the URL is checked: the emulator's DNS name is not a place to send traffic.
-    assert (
-        smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
-        == f"http://{alb['DNSName']}/hello/"
-    )
-    with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
-        smoke.discover_url(ctx.settings, env, ctx.clients)

@@ -11,10 +11,8 @@ and rollbacks, which moto never produces, come from a stand-in at the boto3 seam
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,8 +23,7 @@ from pipeline import config, infra
 from pipeline.clients import Clients
 from pipeline.context import Context
 from pipeline.errors import ConfigError, NotFound, StepFailed
-from pipeline.output import Output
-from tests.conftest import ROOT, put_image_record
+from tests.helpers import ROOT, put_image_record, said
 
 Aws = Callable[[str], Any]
 MakeCtx = Callable[..., Context]
@@ -61,21 +58,14 @@ def emulator_runs_change_sets(stack_environ: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def infra_ctx(environ: dict[str, str]) -> MakeCtx:
+def infra_ctx(make_context: Callable[..., Context]) -> MakeCtx:
     """An in-process Context on the stack with this test's [tool.pipeline.infra]."""
 
     def make(table: dict[str, Any] | None = None, aws_factory: Any = None) -> Context:
         project = {**config.read_project_file(ROOT), "infra": table or {}}
-        settings = config.load(environ, ROOT, project)
-        return Context(
-            settings, Clients(region=settings.region, aws_factory=aws_factory), Output(io.StringIO()), environ
-        )
+        return make_context(aws_factory, project=project)
 
     return make
-
-
-def said(ctx: Context) -> str:
-    return ctx.out.stream.getvalue()  # type: ignore[attr-defined]
 
 
 def stack_status(aws: Aws, name: str) -> str | None:
@@ -611,37 +601,16 @@ def test_teardown_of_a_stack_that_does_not_exist(run_task: Callable[..., Any], p
 
 
 def test_teardown_without_stdin_or_yes_refuses(
-    environ: dict[str, str], infra_ctx: MakeCtx, aws: Aws, prefix: str
+    run_task: Callable[..., Any], infra_ctx: MakeCtx, aws: Aws, prefix: str
 ) -> None:
     infra.setup(infra_ctx())
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "teardown"],
-        cwd=ROOT,
-        env=environ,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-    )
+    proc = run_task("teardown", stdin=subprocess.DEVNULL)
     assert proc.returncode == 2
     assert "pass --yes to tear down from a script" in proc.stderr.splitlines()[-1]
     assert stack_status(aws, f"{prefix}-project") == "CREATE_COMPLETE"
-    wrong = subprocess.run(
-        [sys.executable, "-m", "invoke", "teardown"],
-        cwd=ROOT,
-        env=environ,
-        input="yes\n",
-        capture_output=True,
-        text=True,
-    )
+    wrong = run_task("teardown", input="yes\n")
     assert wrong.returncode == 1 and "teardown cancelled: nothing was deleted" in wrong.stderr
-    typed = subprocess.run(
-        [sys.executable, "-m", "invoke", "teardown"],
-        cwd=ROOT,
-        env=environ,
-        input=f"{prefix}-project\n",
-        capture_output=True,
-        text=True,
-    )
+    typed = run_task("teardown", input=f"{prefix}-project\n")
     assert typed.returncode == 0, typed.stderr
     assert stack_status(aws, f"{prefix}-project") is None
 

@@ -3,24 +3,19 @@ stand-in of Honeycomb's markers API (tests/standins.py) over real HTTP."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from pipeline import config, markers
-from pipeline.clients import Clients
-from pipeline.context import Context
-from pipeline.output import Output
+from pipeline import markers
+from tests.helpers import ROOT, context, said
 from tests.standins import RecordingServer, closed_port_url, honeycomb_markers
 
-ROOT = Path(__file__).resolve().parent.parent
 STARTED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ENDED = datetime(2024, 5, 1, 12, 3, 30, tzinfo=UTC)
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -176,14 +171,11 @@ def post(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[str, list[st
 
     def run(env: dict[str, str], kind: str = "deploy") -> tuple[str, list[str]]:
         environ = {"AWS_RESOURCE_NAME_PREFIX": "hello-world", **env}
-        settings = config.load(environ, ROOT)
-        out = Output(stream=io.StringIO())
-        ctx = Context(settings, Clients(region=settings.region), out, environ)
+        ctx = context(environ)
         capsys.readouterr()
         markers.post(ctx, kind, "prod", SHA, REVISION, STARTED, ENDED)
         captured = capsys.readouterr()
-        assert isinstance(out.stream, io.StringIO)
-        return out.stream.getvalue() + captured.out, captured.err.splitlines()
+        return said(ctx) + captured.out, captured.err.splitlines()
 
     return run
 

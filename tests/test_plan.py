@@ -1,4 +1,4 @@
-"""The CI policy (pipeline/plan.py) and `invoke plan`: tables of refs in, plans out."""
+"""pipeline/plan.py and `invoke plan`: tables of refs in, plans out (the policy's settings: tests/test_config_policy.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,8 @@ from pipeline import config, git, plan
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError
 from pipeline.steps import STEP_NAMES
+from tests.helpers import ROOT, invoke
 
-ROOT = Path(__file__).resolve().parent.parent
 ALL = list(STEP_NAMES)
 
 # The issue's table: (kind, ref) -> (environment, steps) under the default policy.
@@ -50,11 +49,6 @@ def test_default_policy(kind: Any, ref: str, environment: str | None, steps: lis
     )
 
 
-def test_the_repository_policy_is_the_default() -> None:
-    """This repository's pyproject.toml keeps the seed's flow (the CircleCI config relies on it)."""
-    assert config.load_policy(ROOT) == CIPolicy()
-
-
 CUSTOM_PROJECT = {
     "environments": {"eu": {}},
     "ci": {
@@ -83,48 +77,6 @@ CUSTOM_PROJECT = {
 def test_configured_policy(kind: Any, ref: str, environment: str | None, steps: list[str]) -> None:
     result = plan.make(kind, ref, config.load_policy(ROOT, CUSTOM_PROJECT))
     assert (result.environment, list(result.steps)) == (environment, steps)
-
-
-@pytest.mark.parametrize(
-    ("ci", "environments", "expected"),
-    [
-        ({"mainline_steps": ["test", "deploi"]}, {}, "mainline_steps: unknown step 'deploi'"),
-        ({"mainline_environment": "qa"}, {}, "mainline_environment: 'qa' is not an environment"),
-        ({"tag_environments": {"-qa": "qa"}}, {}, "tag_environments '-qa': 'qa' is not an environment"),
-        ({"tag_environments": {"-qa": "qa"}}, {"qa": {}}, None),
-        ({"tag_environments": ["-prod"]}, {}, "tag_environments: must map a tag suffix"),
-        ({"branch_steps": ["test", "deploy"]}, {}, "branch_steps: 'deploy' needs an environment"),
-        ({"dev_steps": ["integration"]}, {}, "dev_steps: 'integration' needs an environment"),
-        ({"mainline_environment": ""}, {}, "mainline_steps: 'deploy' needs an environment"),
-        ({"mainline_environment": "", "mainline_steps": ["test"]}, {}, None),
-        ({"tag_steps": ["dockerize", "push", "deploy"]}, {}, "tag_steps: 'dockerize' would rebuild"),
-        ({"mainline_branches": ["ma in"]}, {}, "mainline_branches: 'ma in' is not a branch name"),
-        ({"mainline_branches": "main"}, {}, "mainline_branches: must be a list of strings"),
-        ({"dev_suffix": False}, {}, "dev_suffix: must be a string"),
-        ({"deploy_on": "main"}, {}, "[tool.pipeline.ci] deploy_on: unknown setting"),
-    ],
-)
-def test_policy_problems(ci: dict[str, Any], environments: dict[str, Any], expected: str | None) -> None:
-    project = {"ci": ci, "environments": environments}
-    if expected is None:
-        config.load_policy(ROOT, project)
-        return
-    with pytest.raises(ConfigError) as err:
-        config.load_policy(ROOT, project)
-    assert expected in err.value.message
-    assert "\n" not in err.value.message
-
-
-def test_full_settings_report_policy_problems_with_the_rest() -> None:
-    """config.load checks the policy with the same rules, every problem at once."""
-    project = {"container_port": 0, "ci": {"tag_steps": ["deploi"], "mainline_environment": "qa"}}
-    with pytest.raises(ConfigError) as err:
-        config.load({"AWS_RESOURCE_NAME_PREFIX": "plan-test"}, ROOT, project)
-    assert [p.split(":")[0] for p in err.value.problems] == [
-        "[tool.pipeline] container_port",
-        "[tool.pipeline.ci] tag_steps",
-        "[tool.pipeline.ci] mainline_environment",
-    ]
 
 
 # Names git accepts or refuses; the oracle is git itself, not this list.
@@ -277,14 +229,7 @@ def run_in_project(project: Path, *args: str, env: dict[str, str]) -> subprocess
     """tasks.py copied into another project, as its docstring says a service repository does."""
     shutil.copy(ROOT / "tasks.py", project / "tasks.py")
     pythonpath = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=project,
-        env={**env, "PYTHONPATH": pythonpath},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return invoke(*args, env={**env, "PYTHONPATH": pythonpath}, cwd=project, timeout=60)
 
 
 @pytest.mark.parametrize(

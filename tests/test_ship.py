@@ -19,9 +19,7 @@ import pytest
 from pipeline import stack, verbs
 from pipeline.errors import StepFailed
 from pipeline.git import Revision
-from tests.helpers import free_port, http_get, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, free_port, http_get, wait_until
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT, invoke
 
 HEAVY = ("boto3", "botocore", "docker", "tenacity", "requests", "dotenv", "opentelemetry")
 
@@ -22,9 +22,7 @@ def test_loading_the_tasks_imports_no_heavy_library() -> None:
 
 
 def test_invoke_list_shows_every_task_with_its_help() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "--list"], cwd=ROOT, capture_output=True, text=True
-    )
+    proc = invoke("--list")
     assert proc.returncode == 0
     listed = {
         line.split()[0]: line

@@ -15,17 +15,15 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hello_world import telemetry
 from hello_world.telemetry import Misconfigured, TraceSettings
-from tests.helpers import free_port
+from tests.helpers import ROOT, free_port
 from tests.standins import OtlpReceiver, Span
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICE_DIR = ROOT / "hello_world"
 HONEYCOMB = {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://api.honeycomb.io"}
 SECRET = "hcaik_01secretsecretsecret"

@@ -1,5 +1,7 @@
-"""The real local stack: a Docker engine, a registry standing in for ECR's endpoint, and
-moto in server mode as the AWS API (with the stand-ins in pipeline/stack/emulator/).
+"""The real local stack on loopback: a Docker engine, a registry for ECR's endpoint, the AWS emulator.
+
+The registry stands in for ECR's endpoint; the AWS API is moto in server mode with
+the stand-ins in pipeline/stack/emulator/.
 
 Everything listens on 127.0.0.1 only. `up` is idempotent: it installs what is missing
 (Debian packages, as root), reuses what already runs (a laptop's Docker engine), and
@@ -24,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import Unavailable
+from .. import http
+from ..errors import Unavailable, first_line
 
 ACCOUNT_ID = "123456789012"  # moto's account; its ECR token decodes to AWS:<account>-auth-token
 REGISTRY_USER = "AWS"
@@ -82,16 +85,6 @@ def env(cfg: StackConfig, environ: os._Environ[str] | dict[str, str]) -> dict[st
 
 
 # --- helpers -------------------------------------------------------------------
-
-
-def _http_status(url: str, timeout: float = 1.0) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return err.code
-    except (OSError, ValueError):
-        return None
 
 
 def _wait(check: Callable[[], bool], what: str, timeout: float, log: Path | None = None) -> None:
@@ -261,7 +254,7 @@ def ensure_base_image(cfg: StackConfig, say: Say) -> None:
         return
     except DockerException as exc:
         say(
-            f"base image: cannot pull {DEFAULT_BASE_IMAGE} ({str(exc).splitlines()[0][:90]}); building {LOCAL_BASE_IMAGE} from Debian packages"
+            f"base image: cannot pull {DEFAULT_BASE_IMAGE} ({first_line(exc, 90)}); building {LOCAL_BASE_IMAGE} from Debian packages"
         )
     if not shutil.which("debootstrap"):
         _apt_install(["debootstrap"], say)
@@ -295,7 +288,7 @@ def ensure_base_image(cfg: StackConfig, say: Say) -> None:
 
 def _registry_answers(cfg: StackConfig) -> bool:
     # 401 proves it is a registry that wants credentials, as ECR's endpoint does.
-    return _http_status(f"http://{cfg.registry}/v2/") == 401
+    return http.status(f"http://{cfg.registry}/v2/") == 401
 
 
 def ensure_registry(cfg: StackConfig, say: Say) -> None:

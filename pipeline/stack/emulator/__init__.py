@@ -2,7 +2,7 @@
 
 Run as `python -m pipeline.stack.emulator --port 4566 --bridge-port 4567` (stack.up does).
 
-STAND-IN 1, ECS's scheduler. Stock moto never rolls a deployment (moto never rolls a deployment): after
+STAND-IN 1, ECS's scheduler. Stock moto never rolls a deployment: after
 UpdateService the old PRIMARY deployment stays forever, so no deploy can finish. This
 process replaces moto's update_service so that a new task definition starts a new
 PRIMARY deployment (IN_PROGRESS, the old one ACTIVE), and after EMULATOR_ROLLOUT_SECONDS

@@ -1,4 +1,4 @@
-"""pull-and-run, images and serve on the real local stack, plus their pure parts as tables.
+"""pull-and-run, images and serve end to end on the real local stack (their pure parts: tests/test_local_*.py).
 
 Three images of hello_world, built and pushed by the pipeline itself under this
 module's own prefix (so their ECR records come from the registry bridge, as after a
@@ -14,18 +14,14 @@ container's org.opencontainers.image.revision label.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +29,12 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import config, ecr, local, verbs
-from pipeline.clients import Clients
+from pipeline import ecr, local, verbs
 from pipeline.context import Context
-from pipeline.ecr import ImageRecord
-from pipeline.errors import ConfigError
 from pipeline.git import Revision
-from pipeline.output import Output
 from pipeline.selection import HIGHEST_VERSION, LATEST, SHA, Selector
-from tests.helpers import free_port, http_get, wait_until
+from tests.helpers import INVOKE, ROOT, context, free_port, held_port, http_get, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
 A = "abc1234" + "a" * 33
 B = "abc1234" + "b" * 33
 C = "c0ffee1" + "c" * 33
@@ -63,20 +54,23 @@ class Published:
         return f"{self.prefix}-{sha[:12]}"
 
     def context(self) -> Context:
-        settings = config.load(self.env, ROOT)
-        return Context(settings, Clients(region=settings.region), Output(stream=io.StringIO()), self.env)
+        return context(self.env)
 
 
 def containers_of(prefix: str) -> list[Any]:
-    return [c for c in docker.from_env().containers.list(all=True) if c.name.startswith(f"{prefix}-")]
+    return [
+        c
+        for c in docker.from_env().containers.list(all=True, ignore_removed=True)
+        if c.name.startswith(f"{prefix}-")
+    ]
 
 
 @pytest.fixture(scope="module")
 def published(stack_environ: dict[str, str]) -> Iterator[Published]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     env = {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": prefix}
-    settings = config.load(env, ROOT)
-    ctx = Context(settings, Clients(region=settings.region), Output(stream=io.StringIO()), env)
+    ctx = context(env)
+    settings = ctx.settings
     ctx.clients.aws("ecr").create_repository(repositoryName=prefix)
     login = ecr.login(settings, ctx.clients)
     auth = {"username": login.username, "password": login.password}
@@ -136,15 +130,6 @@ def pull_and_run(
     return run
 
 
-@contextmanager
-def held_port() -> Iterator[int]:
-    """A port this process listens on, as another program would hold it."""
-    with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
-        yield holder.getsockname()[1]
-
-
 def revision_of(name: str) -> str:
     return str(docker.from_env().containers.get(name).labels[REVISION])
 
@@ -163,7 +148,7 @@ class Interruptible:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "invoke", *args],
+            [*INVOKE, *args],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -509,15 +494,6 @@ def test_serve_refuses_a_port_in_use(run_task: Callable[..., Any], env_file: Cal
 # --- local.env ------------------------------------------------------------------------
 
 
-def test_local_env_example_documents_what_hello_world_reads() -> None:
-    import re
-
-    read = set(re.findall(r"os\.environ\.get\(\"([A-Z_]+)\"", (ROOT / "hello_world" / "app.py").read_text()))
-    documented = set(re.findall(r"^#? ?([A-Z_]+)=", (ROOT / "local.env.example").read_text(), re.M))
-    assert read and read <= documented
-    assert set(local.read_env_file(EXAMPLE, {}, EXAMPLE)) <= read  # and it parses
-
-
 def test_local_env_is_git_ignored_and_docker_ignored(tmp_path: Path) -> None:
     from docker.utils.build import exclude_paths
 
@@ -530,142 +506,3 @@ def test_local_env_is_git_ignored_and_docker_ignored(tmp_path: Path) -> None:
         (context / name).write_text("")
     patterns = (ROOT / "hello_world" / ".dockerignore").read_text().splitlines()
     assert exclude_paths(str(context), patterns) == {"app.py"}  # what docker build would send
-
-
-# --- pure parts -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "environ", "expected"),
-    [
-        ("A=1\n# comment\n\nexport B='two words'\n", {}, {"A": "1", "B": "two words"}),
-        ("PASSWORD=pa$$word${HOME}\n", {"HOME": "/root"}, {"PASSWORD": "pa$$word${HOME}"}),  # as written
-        ("FROM_SHELL\nMISSING\n", {"FROM_SHELL": "x"}, {"FROM_SHELL": "x"}),  # as docker does
-        ('QUOTED="a=b#c"\nEMPTY=\n', {}, {"QUOTED": "a=b#c", "EMPTY": ""}),
-    ],
-)
-def test_read_env_file(tmp_path: Path, text: str, environ: dict[str, str], expected: dict[str, str]) -> None:
-    path = tmp_path / "local.env"
-    path.write_text(text)
-    assert local.read_env_file(path, environ, EXAMPLE) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("A=1\nnot an assignment\n", "line 2 is not KEY=VALUE"),
-        ("bad one\nA=1\n=x\n", "lines 1, 3 are not KEY=VALUE"),
-    ],
-)
-def test_malformed_env_lines_are_named(tmp_path: Path, text: str, message: str) -> None:
-    path = tmp_path / "local.env"
-    path.write_text(text)
-    with pytest.raises(ConfigError) as info:
-        local.read_env_file(path, {}, EXAMPLE)
-    assert info.value.message == f"env file {path}: {message}; {EXAMPLE} shows the format"
-
-
-SETTINGS = config.load({"AWS_RESOURCE_NAME_PREFIX": "shop"}, ROOT)
-
-
-@pytest.mark.parametrize(
-    ("has_bridge", "env", "environment", "extra", "url"),
-    [
-        (
-            False,
-            {"API_TOKEN": "t", "PORT": "1"},
-            {"BASE_PATH": "/hello/", "API_TOKEN": "t", "PORT": "9000", "HOST": "127.0.0.1"},
-            {"network_mode": "host"},
-            "http://127.0.0.1:9000/hello/",
-        ),
-        (
-            True,
-            {"BASE_PATH": "custom", "PORT": "1"},
-            {"BASE_PATH": "custom", "PORT": "8080"},
-            {"ports": {"8080/tcp": ("127.0.0.1", 9000)}},
-            "http://127.0.0.1:9000/custom/",
-        ),
-    ],
-    ids=["no-bridge-host-network", "bridge-publishes-on-loopback"],
-)
-def test_run_spec(
-    has_bridge: bool, env: dict[str, str], environment: dict[str, str], extra: dict[str, Any], url: str
-) -> None:
-    spec = local.run_spec(SETTINGS, "img:1", "shop-abc", env, 9000, has_bridge)
-    assert spec.create_args() == {"image": "img:1", "name": "shop-abc", "environment": environment, **extra}
-    assert spec.url == url
-
-
-def test_describe_names_variables_but_never_values() -> None:
-    env = {"API_TOKEN": "hunter2", "PORT": "1"}
-    spec = local.run_spec(SETTINGS, "img:1", "shop-abc", env, 9000, False)
-    text = "\n".join(local.describe(spec, Path("local.env"), env))
-    assert "API_TOKEN, PORT" in text and "PORT from the env file replaced" in text
-    assert "hunter2" not in text
-
-
-@pytest.mark.parametrize(
-    ("repository", "revision", "name"),
-    [
-        ("shop", A, "shop-abc1234aaaaa"),
-        ("team/shop", "v1.2.3", "team-shop-v1.2.3"),
-        ("shop", "0123", "shop-0123"),
-    ],
-)
-def test_container_name(repository: str, revision: str, name: str) -> None:
-    assert local.container_name(repository, revision) == name
-
-
-TCP_TABLE = """\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0
-   1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 222 1 0
-   2: 0100007F:1F90 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 333 1 0
-   3: 0100007F:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 444 1 0
-"""
-
-
-@pytest.mark.parametrize(("port", "inodes"), [(8080, {"111", "222"}), (8081, {"444"}), (9000, set())])
-def test_listening_inodes(port: int, inodes: set[str]) -> None:
-    assert local.listening_inodes(TCP_TABLE, port) == inodes  # established (01) sockets do not count
-
-
-def test_port_holder_finds_this_process() -> None:
-    with held_port() as port:
-        found = local.port_holder(port)
-    assert found is not None and found.endswith(f"(pid {os.getpid()})")
-
-
-@pytest.mark.parametrize(
-    ("value", "port"),
-    [("8080", 8080), (1, 1), ("65535", 65535), ("0", None), ("65536", None), ("-1", None), ("http", None)],
-)
-def test_parse_port(value: object, port: int | None) -> None:
-    assert local.parse_port(value) == port
-
-
-def test_images_rows_and_table() -> None:
-    from datetime import UTC, datetime
-
-    records = [
-        ImageRecord("sha256:" + "1" * 64, ("v1", A), datetime(2024, 5, 1, tzinfo=UTC), 123_456_789),
-        ImageRecord("sha256:" + "2" * 64, (), datetime(2024, 5, 2, tzinfo=UTC), 512),
-    ]
-    rows = local.image_rows(records)
-    assert rows == [
-        {"tags": [], "digest": "sha256:" + "2" * 64, "pushed_at": "2024-05-02T00:00:00+00:00", "size": 512},
-        {
-            "tags": [A, "v1"],
-            "digest": "sha256:" + "1" * 64,
-            "pushed_at": "2024-05-01T00:00:00+00:00",
-            "size": 123_456_789,
-        },
-    ]
-    table = local.images_table(rows)
-    assert table[1].split() == ["2024-05-02T00:00:00+00:00", "sha256:222222222222", "512", "B", "(untagged)"]
-    assert table[2].split()[2:] == ["123.5", "MB", f"{A},", "v1"]
-
-
-def test_serve_environment_puts_the_env_file_on_top() -> None:
-    env = local.serve_environment(SETTINGS, {"HOST": "my-laptop", "PATH": "/bin"}, {"BASE_PATH": "/x/"})
-    assert env == {"HOST": "127.0.0.1", "PATH": "/bin", "PORT": "8080", "BASE_PATH": "/x/"}

@@ -1,91 +1,34 @@
-"""Local debugging: run exactly the image ECS runs (`pull-and-run`), or the service itself (`serve`).
-
-Decide, then act: the env file, the port, the image selection and the container's
-RunSpec are settled before anything is pulled or started, and a failure after the
-container exists removes it, so an error never leaves anything running.
-
-Networking: an engine without a `bridge` network (the local stack's, started with
---bridge=none) runs the container with host networking, PORT set to the chosen port and
-HOST to 127.0.0.1; an engine with one (laptops) publishes 127.0.0.1:PORT to the
-container port. Either way the service is reachable on 127.0.0.1 only.
-
-Env file values may be secrets: they go to the container through the Docker API (never
-into an image or a command line) and only their names are ever printed.
-"""
+"""Running the service on loopback: a container as ECS runs it (until it answers), or serve_command without Docker."""
 
 from __future__ import annotations
 
 import errno
-import io
-import json
 import re
 import shlex
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import ecr, image, selection, service_env
-from .clients import _first_line
-from .config import Settings
-from .context import Context
-from .errors import ConfigError, NotFound, PipelineError, StepFailed, Unavailable
-from .output import Output
+from .. import http, service_env
+from ..config import Settings
+from ..context import Context
+from ..errors import ConfigError, NotFound, StepFailed, first_line
+from ..output import Output
+from .envfile import ENV_EXAMPLE, env_file_path, read_env_file
 
-DEFAULT_ENV_FILE = "local.env"
-ENV_EXAMPLE = "local.env.example"
 REVISION_LABEL = "org.opencontainers.image.revision"
+
+
 READY_TIMEOUT = 30.0
+
+
 STOP_TIMEOUT = 10
-
-
-# --- the env file ----------------------------------------------------------------
-
-
-def env_file_path(settings: Settings, given: str | None) -> Path:
-    """--env-file as given (relative to where the person is), else local.env in the project root."""
-    return Path(given).expanduser() if given else settings.root / DEFAULT_ENV_FILE
-
-
-def read_env_file(path: Path, environ: Mapping[str, str], example: Path) -> dict[str, str]:
-    """KEY=VALUE lines, the format `docker run --env-file` takes, read with python-dotenv.
-
-    No ${VAR} interpolation, so a `$` in a secret arrives as written; a bare `KEY` line
-    takes KEY from the environment, as docker does. Malformed lines are errors with
-    their line numbers, never skipped: a half-read file would run with wrong settings.
-    """
-    from dotenv import dotenv_values
-    from dotenv.parser import parse_stream
-
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"env file {path} not found; start from the example (`cp {example} {path}`) "
-            "or pass --env-file PATH"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"env file {path}: cannot be read ({_first_line(exc)})") from None
-    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
-    if bad:
-        which = f"lines {', '.join(map(str, bad))} are" if len(bad) > 1 else f"line {bad[0]} is"
-        raise ConfigError(f"env file {path}: {which} not KEY=VALUE; {example} shows the format")
-    values = dotenv_values(stream=io.StringIO(text), interpolate=False)
-    return {
-        key: value if value is not None else environ[key]
-        for key, value in values.items()
-        if value is not None or key in environ
-    }
-
-
-# --- the port --------------------------------------------------------------------
 
 
 def parse_port(value: object) -> int | None:
@@ -142,9 +85,6 @@ def ensure_port_free(port: int, how_to_change: str) -> None:
             raise ConfigError(
                 f"port {port} on 127.0.0.1 is in use {by}; stop it or {how_to_change}"
             ) from None
-
-
-# --- what to run (pure) ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -211,9 +151,6 @@ def describe(spec: RunSpec, env_path: Path | None, env: Mapping[str, str]) -> li
     return lines
 
 
-# --- running a container -----------------------------------------------------------
-
-
 @dataclass
 class Running:
     """A started container that answers at `url`; `stop()` stops and removes it."""
@@ -257,18 +194,6 @@ def ensure_name_free(client: Any, name: str) -> None:
     )
 
 
-def _answers(url: str) -> bool:
-    # No proxy: http_proxy must not send a loopback check anywhere else.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=1):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answered, even if not with 200: it is up
-    except OSError:
-        return False
-
-
 def start(client: Any, spec: RunSpec, out: Output, timeout: float = READY_TIMEOUT) -> Running:
     """Create and start the container, then wait until it answers HTTP at its URL."""
     from docker.errors import APIError
@@ -281,7 +206,7 @@ def start(client: Any, spec: RunSpec, out: Output, timeout: float = READY_TIMEOU
     try:
         container.start()
         started = time.monotonic()
-        while not _answers(spec.url):
+        while not http.answers(spec.url):
             container.reload()
             state = container.attrs["State"]
             if not state.get("Running") or time.monotonic() - started > timeout:
@@ -375,154 +300,6 @@ def run_image(ctx: Context, ref: str, env_file: Path | None, port: int, detach: 
     return _launch(ctx, client, spec, detach)
 
 
-# --- pull-and-run ----------------------------------------------------------------
-
-
-def _registry_error(registry: str, reason: str) -> PipelineError:
-    if any(word in reason.lower() for word in image.AUTH_WORDS):
-        return ecr.unavailable_login(registry, reason)
-    return Unavailable(f"pull from {registry} failed: {reason.strip().splitlines()[0][:200]}")
-
-
-def pull(
-    client: Any, login: ecr.RegistryLogin, repository: str, chosen: selection.Selection, out: Output
-) -> str:
-    """Pull with per-layer progress, then confirm the local image has the digest ECR lists."""
-    from docker.errors import APIError
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-
-    repo = f"{login.registry}/{repository}"
-    digest = chosen.record.digest
-    ref = f"{repo}:{chosen.tag}" if chosen.tag else f"{repo}@{digest}"
-    auth = {"username": login.username, "password": login.password}
-    try:
-        chunks = client.api.pull(repo, tag=chosen.tag or digest, auth_config=auth, stream=True, decode=True)
-        for chunk in image.layer_progress(chunks, out):
-            if "error" in chunk:
-                raise _registry_error(login.registry, chunk["error"])
-    except APIError as exc:
-        raise _registry_error(login.registry, str(exc.explanation or exc)) from None
-    except RequestsConnectionError as exc:
-        raise Unavailable(f"pull from {login.registry} failed: {_first_line(exc)}") from None
-    if f"{repo}@{digest}" not in (client.images.get(ref).attrs.get("RepoDigests") or []):
-        raise StepFailed(
-            f"pulled {ref}, but it is not {digest} as ECR lists it (was the tag pushed again meanwhile?); "
-            "run again"
-        )
-    out.detail(f"{ref} is {digest}, as ECR lists it")
-    return ref
-
-
-def _remove_local_copy(client: Any, ref: str, out: Output) -> None:
-    """--latest: drop the local tag first, so what runs is what ECR holds now."""
-    from docker.errors import APIError, ImageNotFound
-
-    try:
-        client.images.remove(ref)
-    except ImageNotFound:
-        return
-    except APIError as exc:  # a container (even a stopped one) still uses it
-        out.warn(f"kept the local copy of {ref} ({exc.explanation}); the pull still fetches ECR's")
-        return
-    out.detail(f"removed the local copy of {ref}")
-
-
-def pull_and_run(
-    ctx: Context,
-    selector: selection.Selector,
-    env_file: str | None,
-    port: object,
-    detach: bool,
-    dry_run: bool = False,
-) -> Running | None:
-    """Select an image in ECR, pull it, check its digest, and run it with the env file."""
-    settings, out = ctx.settings, ctx.out
-    chosen_port = parse_port(settings.container_port if port is None else port)
-    if chosen_port is None:
-        raise ConfigError(f"--port {port!r}: give a port number 1-65535")
-    env_path = env_file_path(settings, env_file)
-    env = read_env_file(env_path, ctx.environ, settings.root / ENV_EXAMPLE)
-    ensure_port_free(chosen_port, "choose another with --port N")
-    client = ctx.clients.docker()
-
-    records = ecr.list_images(settings, ctx.clients)
-    chosen = selection.select(records, selector, settings.repository)
-    registry = ecr.registry(settings, ctx.clients)
-    ref = (
-        image.remote_name(registry, settings, chosen.tag)
-        if chosen.tag
-        else f"{registry}/{settings.repository}@{chosen.record.digest}"
-    )
-    revision = chosen.sha or chosen.record.digest.split(":")[-1]
-    spec = run_spec(
-        settings, ref, container_name(settings.repository, revision), env, chosen_port, has_bridge(client)
-    )
-    ensure_name_free(client, spec.name)
-
-    out.say(
-        f"chose {chosen.record.digest[:19]} by {chosen.reason} (tags: {', '.join(chosen.record.tags) or 'none'})"
-    )
-    for line in describe(spec, env_path, env):
-        out.detail(line)
-    if dry_run:
-        out.say("dry run: nothing pulled or started")
-        return None
-
-    login = ecr.login(settings, ctx.clients)
-    with out.step(f"pull {ref}"):
-        if selector.kind == selection.LATEST:
-            _remove_local_copy(client, ref, out)
-        pull(client, login, settings.repository, chosen, out)
-    return _launch(ctx, client, spec, detach)
-
-
-# --- images ----------------------------------------------------------------------
-
-
-def image_rows(records: Iterable[ecr.ImageRecord]) -> list[dict[str, Any]]:
-    """Newest first, as plain data (the --json output)."""
-    return [
-        {
-            "tags": sorted(record.tags),
-            "digest": record.digest,
-            "pushed_at": record.pushed_at.isoformat(timespec="seconds") if record.pushed_at else None,
-            "size": record.size,
-        }
-        for record in selection.newest_first(records)
-    ]
-
-
-def _human_size(size: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"
-
-
-def images_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [f"{'PUSHED':<25}  {'DIGEST':<19}  {'SIZE':>9}  TAGS"]
-    for row in rows:
-        size = _human_size(row["size"]) if row["size"] is not None else "?"
-        tags = ", ".join(row["tags"]) or "(untagged)"
-        lines.append(f"{row['pushed_at'] or '?':<25}  {row['digest'][:19]:<19}  {size:>9}  {tags}")
-    return lines
-
-
-def show_images(ctx: Context, as_json: bool) -> None:
-    """What ECR holds for the repository: tags, digest, push time, size; newest first."""
-    rows = image_rows(ecr.list_images(ctx.settings, ctx.clients))
-    if as_json:
-        ctx.out.say(json.dumps(rows, indent=2))
-    elif not rows:
-        ctx.out.say(f"no images in ECR repository {ctx.settings.repository}")
-    else:
-        for line in images_table(rows):
-            ctx.out.say(line)
-
-
-# --- serve -----------------------------------------------------------------------
-
-
 def serve_environment(
     settings: Settings, environ: Mapping[str, str], env: Mapping[str, str]
 ) -> dict[str, str]:
@@ -551,7 +328,7 @@ def serve(ctx: Context, env_file: str | None) -> None:
         proc = subprocess.Popen(argv, cwd=settings.root, env=environment)
     except OSError as exc:
         raise ConfigError(
-            f"[tool.pipeline] serve_command: cannot run {argv[0]!r} ({_first_line(exc)}); fix the command"
+            f"[tool.pipeline] serve_command: cannot run {argv[0]!r} ({first_line(exc)}); fix the command"
         ) from None
     try:
         with _stopped_like_ctrl_c():

@@ -1,17 +1,15 @@
-"""Which commit we build, and the build spec made from it (pure)."""
+"""pipeline/git.py: which commit and ref we build, and whether the work tree is dirty."""
 
 from __future__ import annotations
 
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from pipeline import config, git, image
+from pipeline import git
 from pipeline.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -66,28 +64,3 @@ def test_ref_prefers_ci_variables_then_git(tmp_path: Path) -> None:
     assert git.ref(tmp_path, {}) == ("branch", "feature/x")
     assert git.ref(tmp_path, {"CIRCLE_BRANCH": "main"}) == ("branch", "main")
     assert git.ref(tmp_path, {"CIRCLE_TAG": "v1-prod", "CIRCLE_BRANCH": "main"}) == ("tag", "v1-prod")
-
-
-def test_a_configured_stage_is_built() -> None:
-    settings = config.load({"AWS_RESOURCE_NAME_PREFIX": "shop"}, ROOT, {"docker_target": "otel"})
-    assert image.build_spec(settings, git.Revision(SHA), datetime.now(UTC)).target == "otel"
-
-
-def test_build_spec_carries_provenance_and_no_secrets() -> None:
-    settings = config.load(
-        {"AWS_RESOURCE_NAME_PREFIX": "shop", "BASE_IMAGE": "base:1", "API_TOKEN": "s3cret"}, ROOT
-    )
-    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    spec = image.build_spec(settings, git.Revision(SHA, changes="0a1b2c3d"), created)
-    assert spec == image.BuildSpec(
-        context=str(ROOT / "hello_world"),
-        dockerfile="Dockerfile",
-        tag=f"shop:{SHA}-dirty-0a1b2c3d",
-        labels={
-            "org.opencontainers.image.revision": f"{SHA}-dirty-0a1b2c3d",
-            "org.opencontainers.image.created": "2026-01-02T03:04:05+00:00",
-            "org.opencontainers.image.title": "shop",
-            "org.opencontainers.image.source": "https://github.com/example/ecs-pipeline",
-        },
-        buildargs={"BASE_IMAGE": "base:1"},
-    )

@@ -1,0 +1,205 @@
+"""pipeline/infra/parameters.py and the templates: cfn-lint and AWS's resource specification
+pass them, and each stack's parameters follow the settings and facts (no AWS needed).
+The other infra parts: tests/test_infra_*.py; the stacks themselves, on the emulator:
+tests/test_infra_stack.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import config, infra
+from tests.helpers import ROOT
+from tests.infra_fixtures import ACCOUNT, BASE, CERT, LISTENER, ORG, PROJECT, TEMPLATES, facts, load
+
+# --- the templates ---------------------------------------------------------------------
+
+
+def test_templates_pass_cfn_lint() -> None:
+    """cfn-lint checks types, properties, conditions and references against AWS's specification."""
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), *sorted(str(p) for p in TEMPLATES.glob("*.yaml"))],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def template(name: str) -> Any:
+    from cfnlint.decode import decode_str
+
+    parsed, errors = decode_str((TEMPLATES / name).read_text())
+    assert not errors
+    return parsed
+
+
+@pytest.mark.parametrize(
+    ("name", "build"),
+    [
+        (infra.PROJECT_TEMPLATE, lambda s: infra.project_parameters(s, facts(s))),
+        (
+            infra.ENVIRONMENT_TEMPLATE,
+            lambda s: infra.environment_parameters(s, s.environment("prod"), facts(s)),
+        ),
+    ],
+)
+def test_setup_fills_exactly_the_templates_parameters(name: str, build: Any) -> None:
+    declared = set(template(name)["Parameters"])
+    assert set(build(load())) == declared
+
+
+def test_what_a_teardown_keeps_and_what_a_setup_never_rolls_back() -> None:
+    project = template(infra.PROJECT_TEMPLATE)["Resources"]
+    assert project["Repository"]["DeletionPolicy"] == "Retain"  # images outlive the stack
+    assert project["CircleCiOidcProvider"]["DeletionPolicy"] == "Retain"  # shared by the organization
+    env = template(infra.ENVIRONMENT_TEMPLATE)["Resources"]
+    assert env["BootstrapTaskDefinition"]["Condition"] == "Bootstrap"
+    assert env["BootstrapTaskDefinition"]["DeletionPolicy"] == "Retain"
+    service = env["Service"]["Properties"]
+    assert service["TaskDefinition"] == {
+        "Fn::If": ["Bootstrap", {"Ref": "BootstrapTaskDefinition"}, {"Ref": "LiveTaskDefinition"}]
+    }
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+        "Enable": True,
+        "Rollback": True,
+    }
+    assert env["TargetGroup"]["Properties"]["TargetType"] == "ip"
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+
+def test_project_parameters_follow_the_settings() -> None:
+    s = load(
+        {
+            "ci_identity": "oidc",
+            "circleci_org_id": ORG,
+            "circleci_project_id": PROJECT,
+            "mutable_tags": "latest",
+        }
+    )
+    p = infra.project_parameters(s, facts(s, oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/x"))
+    assert p["RepositoryName"] == s.repository == "shop"
+    assert p["ClusterName"] == s.environment("prod").cluster
+    assert p["LogGroupName"] == s.log_group
+    assert (p["ExecutionRoleName"], p["ExistingExecutionRoleArn"]) == (s.execution_role, "")
+    assert (p["ImageTagMutability"], p["MutableTagPattern"]) == ("IMMUTABLE_WITH_EXCLUSION", "latest")
+    assert (p["CiIdentity"], p["CircleCiOrgId"], p["CircleCiProjectId"]) == ("oidc", ORG, PROJECT)
+    assert p["OidcProviderArn"] == "arn:aws:iam::123456789012:oidc-provider/x"
+    assert p["CiServiceArns"].split(",") == [
+        "arn:aws:ecs:eu-west-1:123456789012:service/shop-cluster/shop-service",
+        "arn:aws:ecs:eu-west-1:123456789012:service/shop-cluster/shop-staging-service",
+    ]
+    assert p["CiTaskDefinitionArns"].split(",") == [
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop-service:*",
+        "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop-staging-service:*",
+    ]
+
+
+def test_an_execution_role_made_elsewhere_is_not_created() -> None:
+    role = "arn:aws:iam::123456789012:role/team-exec"
+    s = load(environ={**BASE, "EXECUTION_ROLE_ARN": role})
+    p = infra.project_parameters(s, facts(s))
+    assert (p["ExecutionRoleName"], p["ExistingExecutionRoleArn"]) == ("team-exec", role)
+
+
+@pytest.mark.parametrize(
+    ("immutable", "mutable", "expected"),
+    [(True, None, "IMMUTABLE"), (True, "*-dirty", "IMMUTABLE_WITH_EXCLUSION"), (False, None, "MUTABLE")],
+)
+def test_tag_mutability(immutable: bool, mutable: str | None, expected: str) -> None:
+    table: dict[str, Any] = {"immutable_tags": immutable, **({"mutable_tags": mutable} if mutable else {})}
+    s = load(table)
+    assert infra.project_parameters(s, facts(s))["ImageTagMutability"] == expected
+
+
+def test_the_ci_identity_deploys_only_environments_in_the_projects_cluster() -> None:
+    s = load(environ={**BASE}, infra_table={})
+    s = config.load(BASE, ROOT, {"environments": {"qa": {"cluster": "qa-cluster"}}})
+    arns = infra.project_parameters(s, facts(s))["CiServiceArns"].split(",")
+    assert not any("qa" in arn for arn in arns) and len(arns) == 2
+
+
+def test_environment_parameters_follow_the_settings() -> None:
+    s = load({"environments": {"prod": {"desired_count": 3, "health_check_grace_seconds": 90}}})
+    prod = s.environment("prod")
+    p = infra.environment_parameters(s, prod, facts(s))
+    assert (p["ClusterName"], p["ServiceName"], p["Family"], p["ContainerName"]) == (
+        prod.cluster,
+        prod.service,
+        prod.family,
+        prod.container,
+    )
+    assert (p["ContainerPort"], p["BasePath"], p["PathPatterns"], p["HealthCheckPath"]) == (
+        "8080",
+        "/hello/",
+        "/hello,/hello/*",
+        "/hello/health",
+    )
+    assert (p["DesiredCount"], p["HealthCheckGraceSeconds"]) == ("3", "90")
+    assert p["ExecutionRoleArn"] == s.execution_role_arn(ACCOUNT)
+    assert p["TaskRoleArn"] == "arn:aws:iam::123456789012:role/shop-ecs-task-role"
+    assert p["LogGroupName"] == s.log_group
+    assert (p["Subnets"], p["AssignPublicIp"], p["ListenerArn"], p["RulePriority"]) == (
+        "subnet-0aaaaaaaaaaaaaaaa,subnet-0bbbbbbbbbbbbbbbb",
+        "ENABLED",
+        "",
+        "1",
+    )
+    assert (p["LiveTaskDefinition"], p["DomainName"], p["CertificateArn"]) == ("", "", "")
+
+
+def test_after_the_first_deploy_setup_passes_the_live_revision() -> None:
+    s = load()
+    live = "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop-service:7"
+    p = infra.environment_parameters(s, s.environment("prod"), facts(s, live_task_definition=live))
+    assert p["LiveTaskDefinition"] == live
+
+
+def test_a_shared_listener_and_a_domain() -> None:
+    s = load(
+        {
+            "environments": {
+                "prod": {"listener_arn": LISTENER, "domain": "shop.example.com", "certificate_arn": CERT}
+            }
+        }
+    )
+    shared = infra.SharedListener(
+        LISTENER, "sg-0123456789abcdef0", "shared-1.eu-west-1.elb.amazonaws.com", "Z32O12XQLNTSW2", ()
+    )
+    p = infra.environment_parameters(
+        s, s.environment("prod"), facts(s, listener=shared, rule_priority=12, hosted_zone_id="Z1")
+    )
+    assert (
+        p["ListenerArn"],
+        p["SharedAlbSecurityGroup"],
+        p["SharedAlbDnsName"],
+        p["SharedAlbHostedZoneId"],
+    ) == (
+        LISTENER,
+        "sg-0123456789abcdef0",
+        "shared-1.eu-west-1.elb.amazonaws.com",
+        "Z32O12XQLNTSW2",
+    )
+    assert (p["RulePriority"], p["DomainName"], p["HostedZoneId"], p["CertificateArn"]) == (
+        "12",
+        "shop.example.com",
+        "Z1",
+        CERT,
+    )
+
+
+def test_stack_requests_are_tagged_with_their_owner() -> None:
+    s = load()
+    project, env = infra.stack_requests(s, "prod", facts(s))
+    assert (project.name, project.template, project.tags) == (
+        "shop-project",
+        "project.yaml",
+        {infra.TAG_PREFIX: "shop", infra.TAG_STACK: "project"},
+    )
+    assert (env.name, env.template, env.tags[infra.TAG_STACK]) == ("shop-prod", "environment.yaml", "prod")
+    assert [r.name for r in infra.stack_requests(s, None, facts(s))] == ["shop-project"]
