@@ -86,7 +86,9 @@ class Released:
 def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, url: str | None) -> str | None:
     if not run_smoke:
         return None
-    return url or smoke.discover_url(ctx.settings, environment, ctx.clients)
+    return url or smoke.discover_url(
+        ctx.settings, environment, ctx.clients, "pass --smoke-url URL (or --no-smoke)"
+    )
 
 
 def check(ctx: Context, options: DeployOptions) -> DeployChange:

@@ -59,9 +59,7 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(
-            f"{what} {path}: not found; create it (see hello_world/deploy/ for an example)"
-        ) from None
+        raise ConfigError(f"{what} {path}: not found; create it (`ecs-pipeline init` writes one)") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

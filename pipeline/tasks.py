@@ -258,7 +258,11 @@ def integration(c, env, url=None, json_logs=False):
 
     ctx = _context(json_logs, environment=env)
     with ctx.out.step(f"integration tests against {env}"):
-        target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
+        # Without an integration_command there is nothing to point at a URL: skipped.
+        needed = bool(ctx.settings.integration_command)
+        target = url or (
+            smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients) if needed else ""
+        )
         verbs.integration(ctx, target)
 
 
@@ -414,6 +418,13 @@ def demo(c, port=8080):
     cfg = stack.config_from(os.environ)
     stack.up(cfg)
     os.environ.update(stack.env(cfg, os.environ))
+    if not os.environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip():
+        # The local stack sets no prefix (it would name another service's resources).
+        os.environ["AWS_RESOURCE_NAME_PREFIX"] = demoing.default_prefix(project_root())
+        print(
+            f"AWS_RESOURCE_NAME_PREFIX is not set: the demo uses {os.environ['AWS_RESOURCE_NAME_PREFIX']} "
+            "(from the project's name); export it to choose another"
+        )
     demoing.run(_context(), int(port))
 
 

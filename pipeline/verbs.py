@@ -23,10 +23,16 @@ def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, s
 
 
 def build(ctx: Context) -> None:
+    if not ctx.settings.build_command:
+        ctx.out.skip("no build_command in [tool.pipeline]")
+        return
     run_command(ctx, "build", ctx.settings.build_command)
 
 
 def test(ctx: Context) -> None:
+    if not ctx.settings.test_command:
+        ctx.out.skip("no test_command in [tool.pipeline]")
+        return
     run_command(ctx, "tests", ctx.settings.test_command)
 
 
@@ -103,4 +109,7 @@ def wait_for_record(ctx: Context, tag: str, digest: str, timeout: float = 30.0) 
 
 def integration(ctx: Context, base_url: str) -> None:
     """The project's integration tests, told where the deployment answers via BASE_URL."""
+    if not ctx.settings.integration_command:
+        ctx.out.skip("no integration_command in [tool.pipeline]")
+        return
     run_command(ctx, "integration tests", ctx.settings.integration_command, {"BASE_URL": base_url})

@@ -27,6 +27,7 @@ from pipeline.output import Output
 from tests.helpers import free_port, http_get, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
+HELLO_LAYOUT = {"service_dir": "hello_world", "base_path": "/hello/"}
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +111,10 @@ def make_context(environ: dict[str, str]) -> Callable[..., Context]:
 
     def make(aws_factory: Any = None, env: dict[str, str] | None = None, root: Path = ROOT) -> Context:
         env = env or environ
-        settings = config.load(env, root)
+        # A tmp project without a pyproject.toml is laid out like this repository (a copy of
+        # hello_world/, or a Dockerfile in hello_world/); the library's defaults are neutral.
+        project = None if (root / config.PROJECT_FILE).exists() else HELLO_LAYOUT
+        settings = config.load(env, root, project)
         out = Output(stream=io.StringIO())
         return Context(settings, Clients(region=settings.region, aws_factory=aws_factory), out, env)
 
