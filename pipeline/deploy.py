@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from . import ecr, ecs, markers, smoke, taskdef
@@ -119,13 +120,14 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
         base_path=settings.base_path,
         created_at=datetime.now(UTC),
         build_url=ctx.environ.get("CIRCLE_BUILD_URL", ""),
+        task_role_arn=settings.task_role_arn(account),
     )
-    where = str(
-        environment.template.relative_to(settings.root)
-        if environment.template.is_relative_to(settings.root)
-        else environment.template
-    )
-    request = taskdef.render(template, values, inputs, where)
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(settings.root) if path.is_relative_to(settings.root) else path)
+
+    where = shown(environment.template)
+    request = taskdef.render(template, values, inputs, where, shown(environment.values))
     taskdef.validate_request(request, where)
     ecr.require_image(settings, ctx.clients, revision.tag)
     service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from . import ecr, image, local, selection
 from .context import Context
-from .errors import PipelineError, StepFailed
+from .errors import ConfigError, PipelineError, StepFailed
 from .git import Revision
 
 
@@ -42,6 +42,14 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
         ctx.out.warn(f"the work tree has uncommitted changes: tagging {revision.tag}, not {revision.sha}")
     spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from)
     image_id = image.build(spec, ctx.clients, ctx.out)
+    built = ctx.clients.docker().images.get(image_id)
+    problem = image.exposed_port_problem(
+        (built.attrs.get("Config") or {}).get("ExposedPorts"), ctx.settings.container_port, spec.tag
+    )
+    if problem:
+        # Untagged, so no later push can ship an image that listens on the wrong port.
+        ctx.clients.docker().images.remove(spec.tag)
+        raise ConfigError(problem)
     ctx.out.detail(f"built {spec.tag} ({image_id[:19]})")
     return spec.tag
 

@@ -126,6 +126,14 @@ class Settings:
     def registry(self, account_id: str) -> str:
         return self.ecr_endpoint or f"{account_id}.dkr.ecr.{self.region}.amazonaws.com"
 
+    @property
+    def task_role_name(self) -> str:
+        """The role the service's code runs as; `invoke setup` creates it (pipeline/infra)."""
+        return f"{self.prefix}-ecs-task-role"
+
+    def task_role_arn(self, account_id: str) -> str:
+        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.task_role_name}"
+
     def execution_role_arn(self, account_id: str) -> str:
         if self.execution_role.startswith("arn:"):
             return self.execution_role
