@@ -459,6 +459,47 @@ def stack_env(c):
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in variables.items()))
 
 
+@task(
+    help={
+        "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
+        "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
+        "base_path": "where the service's routes start, behind the load balancer (default /)",
+        "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
+        "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
+        "build_command": "the service's build step (default: none, `invoke build` is skipped)",
+        "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
+        "force": "replace files (and the [tool.pipeline] section) that already exist",
+    }
+)
+@verb
+def init(
+    c,
+    service_dir=".",
+    port=None,  # a string, checked by init itself: a bad value gets its one-line error
+    base_path="/",
+    health_path=None,
+    smoke_text=None,
+    build_command=None,
+    test_command=None,
+    force=False,
+):
+    """Scaffold this repository for the pipeline: tasks.py, settings, templates, Dockerfile, CI."""
+    from pipeline import init as scaffolding
+    from pipeline.cli import version as installed
+
+    options = scaffolding.InitOptions(
+        service_dir,
+        "8080" if port is None else port,
+        base_path,
+        health_path,
+        smoke_text,
+        build_command,
+        test_command,
+        force,
+    )
+    scaffolding.run(Path.cwd(), options, installed())
+
+
 @task
 def version(c):
     """Print the installed ecs-pipeline version (pin it in your CI config and requirements)."""
@@ -486,6 +527,7 @@ ns = Collection(
     serve,
     setup,
     teardown,
+    init,
     version,
     stack_ns,
 )
