@@ -256,12 +256,13 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     cluster, service = f"{prefix}-cluster", f"{prefix}-service"
     assert aws_cli("ecs", "describe-services", "--cluster", cluster, "--services", service)["services"]
 
-    # The image from ECR on this machine, as the README's last step runs it; the deploy's
-    # smoke test goes to it (--smoke-url) because the emulator has no load balancer data
-    # plane yet: its ALB's DNS name answers nothing, so the discovered URL cannot be tested.
+    # The newest image in ECR on this machine, as the README runs it (on a free port rather
+    # than 9000: the machine's loopback is shared). The deploy's smoke test goes to it
+    # (--smoke-url) because the emulator has no load balancer data plane yet: its ALB's
+    # DNS name answers nothing, so the discovered URL cannot be tested.
     port = free_port()
-    ran = invoke("pull-and-run", "--sha", sha, "--detach", "--port", str(port))
-    assert "chose sha256:" in ran and f"{prefix}-" in ran
+    ran = invoke("pull-and-run", "--latest", "--detach", "--port", str(port))
+    assert "chose sha256:" in ran and f"tags: {sha}" in ran
     url = f"http://127.0.0.1:{port}/greet/"
     assert http_get(url) == (200, TEXT + "\n")
     assert http_get(url + "healthz") == (200, "ok\n")
