@@ -39,7 +39,9 @@ def test(ctx: Context) -> None:
 def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()) -> str:
     """Build the service image tagged <repository>:<sha>; returns the local name."""
     if revision.dirty:
-        ctx.out.warn(f"the work tree has uncommitted changes: tagging {revision.tag}, not {revision.sha}")
+        ctx.out.warn(
+            f"files that go into the image have uncommitted changes: tagging {revision.tag}, not {revision.sha}"
+        )
     spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from)
     image_id = image.build(spec, ctx.clients, ctx.out)
     built = ctx.clients.docker().images.get(image_id)

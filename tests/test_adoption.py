@@ -287,3 +287,11 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     status = json.loads(invoke("status", "--env", "prod", "--json"))
     assert (status["sha"], status["rolloutState"]) == (sha, "COMPLETED")
     assert status["verifiedAt"]
+
+    # Edits to what is not in the image leave the tag at the commit: the pushed image still
+    # deploys (the pyproject.toml edit made it look for a -dirty image instead).
+    (greeter / "README.md").write_text("# greeter\n\nDeployed with ecs-pipeline.\n")
+    with (greeter / "pyproject.toml").open("a") as project:
+        project.write("# reviewed\n")
+    dry_run = invoke("deploy", "--env", "prod", "--dry-run", "--smoke-url", url)
+    assert f"/{prefix}:{sha}" in dry_run and "-dirty-" not in dry_run
