@@ -24,10 +24,23 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")  # an URL path, no 
 _HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
+# The flags of `ecs-pipeline init` (pipeline/tasks.py).
+HELP = {
+    "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
+    "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
+    "base_path": "where the service's routes start, behind the load balancer (default /)",
+    "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
+    "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
+    "build_command": "the service's build step (default: none, `invoke build` is skipped)",
+    "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
+    "force": "replace files (and the [tool.pipeline] section) that already exist",
+}
+
+
 @dataclass(frozen=True)
 class InitOptions:
     service_dir: str = "."
-    port: str | int = 8080
+    port: str | int | None = None  # None: 8080
     base_path: str = "/"
     health_path: str | None = None  # None: <base_path>health
     smoke_text: str | None = None
@@ -59,7 +72,7 @@ def check_options(options: InitOptions) -> Checked:
     """Every bad flag value in one line, before anything is written."""
     problems = []
     try:
-        port = int(str(options.port))
+        port = int(str(8080 if options.port is None else options.port))
     except ValueError:
         port = 0
     if not 1 <= port <= 65535:

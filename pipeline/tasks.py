@@ -23,6 +23,7 @@ from . import config
 from .clients import Clients
 from .context import Context
 from .errors import PipelineError
+from .init import HELP as INIT_HELP
 from .output import Output
 
 
@@ -459,18 +460,7 @@ def stack_env(c):
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in variables.items()))
 
 
-@task(
-    help={
-        "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
-        "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
-        "base_path": "where the service's routes start, behind the load balancer (default /)",
-        "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
-        "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
-        "build_command": "the service's build step (default: none, `invoke build` is skipped)",
-        "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
-        "force": "replace files (and the [tool.pipeline] section) that already exist",
-    }
-)
+@task(help=INIT_HELP)
 @verb
 def init(
     c,
@@ -487,17 +477,8 @@ def init(
     from pipeline import init as scaffolding
     from pipeline.cli import version as installed
 
-    options = scaffolding.InitOptions(
-        service_dir,
-        "8080" if port is None else port,
-        base_path,
-        health_path,
-        smoke_text,
-        build_command,
-        test_command,
-        force,
-    )
-    scaffolding.run(Path.cwd(), options, installed())
+    flags = (service_dir, port, base_path, health_path, smoke_text, build_command, test_command, force)
+    scaffolding.run(Path.cwd(), scaffolding.InitOptions(*flags), installed())
 
 
 @task

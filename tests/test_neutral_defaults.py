@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,22 @@ def test_without_integration_command_the_plan_leaves_integration_out(tmp_path: P
     assert config.load(BASE, tmp_path, {}).ci == policy
     with_tests = config.load_policy(tmp_path, {"integration_command": "pytest integration"})
     assert plan.make("branch", "main", with_tests).steps[-1] == "integration"
+
+
+def test_invoke_ci_leaves_integration_out_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "deploy").mkdir()
+    (tmp_path / "deploy" / "taskdef.json").write_text('{"containerDefinitions": []}')
+    ctx = context(tmp_path)
+    policy = replace(ctx.settings.ci, tag_steps=("integration",))
+    the_plan = plan.make("tag", "v1-prod", policy)
+    assert (the_plan.steps, the_plan.left_out) == (
+        (),
+        (("integration", "no integration_command in [tool.pipeline]"),),
+    )
+    assert ci.run(ctx, the_plan, Revision(SHA), ci.Options()) == []
+    log = ctx.out.stream.getvalue()
+    assert "nothing to do for tag v1-prod" in log
+    assert "  left out: integration (no integration_command in [tool.pipeline])" in log
 
 
 def test_invoke_plan_shows_integration_left_out(tmp_path: Path) -> None:
