@@ -70,7 +70,9 @@ def preflight(ctx: Context, the_plan: plan.Plan) -> None:
 
 
 def _url(ctx: Context, env: str, options: Options) -> str:
-    return options.base_url or smoke.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
+    return options.base_url or smoke.discover_url(
+        ctx.settings, ctx.settings.environment(env), ctx.clients, "pass --base-url URL"
+    )
 
 
 Runner = Callable[[Context, plan.Plan, Revision, Options], object]
@@ -109,7 +111,8 @@ def run(ctx: Context, the_plan: plan.Plan, revision: Revision, options: Options)
             failure = exc
             results.append(StepResult(name, "failed", time.monotonic() - started))
         else:
-            results.append(StepResult(name, "ok", time.monotonic() - started))
+            status = ctx.out.steps[-1].status if ctx.out.steps else "ok"  # "skipped": nothing to run
+            results.append(StepResult(name, status, time.monotonic() - started))
     for line in summary(the_plan, results):
         ctx.out.say(line)
     if failure is not None:
@@ -124,4 +127,5 @@ def summary(the_plan: plan.Plan, results: list[StepResult]) -> list[str]:
     lines += [f"  {r.name:<12} {r.status:<8} {r.seconds:>8.1f}s" for r in results]
     verdict = "failed" if any(r.status == "failed" for r in results) else "passed"
     lines.append(f"  {'total':<12} {verdict:<8} {sum(r.seconds for r in results):>8.1f}s")
+    lines += [f"  left out: {step} ({why})" for step, why in the_plan.left_out]
     return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from . import git
+from . import dockerignore, git
 from .clients import Clients
 from .config import Settings
 from .output import Output
@@ -19,4 +19,8 @@ class Context:
     environ: Mapping[str, str] = field(repr=False)  # holds credentials: never in a repr
 
     def revision(self, sha: str | None = None) -> git.Revision:
-        return git.current(self.settings.root, self.environ, sha)
+        """The commit, and whether what goes into the image differs from it."""
+        s = self.settings
+        return git.current(
+            s.root, self.environ, sha, dockerignore.in_image(s.root, s.service_dir, s.dockerfile)
+        )

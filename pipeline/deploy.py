@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from . import ci_identity, ecr, ecs, interrupts, markers, smoke, taskdef
@@ -98,7 +99,9 @@ class Released:
 def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, url: str | None) -> str | None:
     if not run_smoke:
         return None
-    return url or smoke.discover_url(ctx.settings, environment, ctx.clients)
+    return url or smoke.discover_url(
+        ctx.settings, environment, ctx.clients, "pass --smoke-url URL (or --no-smoke)"
+    )
 
 
 def check(ctx: Context, options: DeployOptions) -> DeployChange:
@@ -130,13 +133,14 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
         base_path=settings.base_path,
         created_at=datetime.now(UTC),
         build_url=ctx.environ.get("CIRCLE_BUILD_URL", ""),
+        task_role_arn=settings.task_role_arn(account),
     )
-    where = str(
-        environment.template.relative_to(settings.root)
-        if environment.template.is_relative_to(settings.root)
-        else environment.template
-    )
-    request = taskdef.render(template, values, inputs, where)
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(settings.root) if path.is_relative_to(settings.root) else path)
+
+    where = shown(environment.template)
+    request = taskdef.render(template, values, inputs, where, shown(environment.values))
     taskdef.validate_request(request, where)
     ecr.require_image(settings, ctx.clients, revision.tag)
     service = _idle_service(ctx, environment, options)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -101,8 +101,16 @@ def _git_bytes(root: Path, *args: str) -> bytes:
     return proc.stdout if proc.returncode == 0 else b""
 
 
-def current(root: Path, environ: Mapping[str, str], sha: str | None = None) -> Revision:
-    """The revision to build or deploy: --sha, else CIRCLE_SHA1, else HEAD (+ dirty state)."""
+def current(
+    root: Path,
+    environ: Mapping[str, str],
+    sha: str | None = None,
+    counts: Callable[[str], bool] | None = None,
+) -> Revision:
+    """The revision to build or deploy: --sha, else CIRCLE_SHA1, else HEAD (+ dirty state).
+
+    `counts` says which root-relative paths go into the image (pipeline/dockerignore.py):
+    only their changes make the tree dirty. Without it, any change to a tracked file does."""
     if sha:
         return Revision(validate_sha(sha))
     if environ.get("CIRCLE_SHA1"):
@@ -113,8 +121,27 @@ def current(root: Path, environ: Mapping[str, str], sha: str | None = None) -> R
             f"{root} is not a git repository with a commit and CIRCLE_SHA1 is not set; "
             "run inside a git checkout, or pass --sha"
         )
+    if counts is not None:
+        return Revision(head, content_changes(root, counts))
     diff = _git_bytes(root, "diff", "HEAD", "--binary")
     return Revision(head, hashlib.sha256(diff).hexdigest()[:8] if diff else "")
+
+
+def content_changes(root: Path, counts: Callable[[str], bool]) -> str:
+    """The hash of the files `counts` keeps that differ from HEAD (changed, deleted or new
+    and not git-ignored), over their paths and current content; "" when there are none."""
+    changed = _git_bytes(root, "diff", "HEAD", "--name-only", "--no-renames", "--relative", "-z")
+    new = _git_bytes(root, "ls-files", "--others", "--exclude-standard", "-z")
+    paths = sorted({p.decode(errors="surrogateescape") for p in (changed + b"\0" + new).split(b"\0") if p})
+    kept = [path for path in paths if counts(path)]
+    if not kept:
+        return ""
+    digest = hashlib.sha256()
+    for path in kept:
+        file = root / path
+        content = file.read_bytes() if file.is_file() else b"\0deleted"
+        digest.update(path.encode(errors="surrogateescape") + b"\0" + content + b"\0")
+    return digest.hexdigest()[:8]
 
 
 def ref(root: Path | None, environ: Mapping[str, str]) -> tuple[str, str] | None:

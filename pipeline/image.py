@@ -67,6 +67,18 @@ def build_spec(
     )
 
 
+def exposed_port_problem(exposed: dict[str, Any] | None, port: int, tag: str) -> str | None:
+    """The image must listen where the task definition, the load balancer and pull-and-run
+    send traffic (container_port). An image that exposes nothing is not judged."""
+    ports = sorted(exposed or {})
+    if not ports or f"{port}/tcp" in ports:
+        return None
+    return (
+        f"image {tag} exposes {', '.join(ports)}, but container_port in [tool.pipeline] is {port}; "
+        "make the Dockerfile's EXPOSE and container_port agree"
+    )
+
+
 _STEP_RE = re.compile(r"^Step (\d+/\d+) : (.*)$")
 
 

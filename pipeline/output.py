@@ -29,6 +29,7 @@ class Output:
     json_logs: bool = False
     context: dict[str, Any] = field(default_factory=dict)
     steps: list[StepRecord] = field(default_factory=list)
+    _skipped: str = field(default="", repr=False)
 
     def say(self, line: str) -> None:
         print(line, file=self.stream, flush=True)
@@ -43,12 +44,20 @@ class Output:
     def step(self, name: str) -> Iterator[None]:
         self.say(f"==> {name}")
         started = time.monotonic()
+        self._skipped = ""
         try:
             yield
         except BaseException as exc:
             self._finish(name, "failed", started, getattr(exc, "message", str(exc)) or type(exc).__name__)
             raise
-        self._finish(name, "ok", started, "")
+        # A step that had nothing to run says so: never "ok" over a command that did not run.
+        status, self._skipped = ("skipped" if self._skipped else "ok"), ""
+        self._finish(name, status, started, "")
+
+    def skip(self, reason: str) -> None:
+        """Mark the current step as skipped (it ends "skipped", not "ok"), saying why."""
+        self._skipped = reason
+        self.detail(f"skipped: {reason}")
 
     def _finish(self, name: str, status: str, started: float, error: str) -> None:
         record = StepRecord(name, status, time.monotonic() - started, error)

@@ -35,6 +35,7 @@ class Plan:
     environment: str | None
     steps: tuple[str, ...]
     reason: str
+    left_out: tuple[tuple[str, str], ...] = ()  # (step, why) the policy named but this plan skips
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,18 @@ def validate_ref(name: str, kind: Kind, source: str | None = None) -> str:
 
 
 def make(kind: Kind, name: str, policy: CIPolicy, source: str | None = None) -> Plan:
-    """The plan for a branch or tag under the project's policy (pure)."""
+    """The plan for a branch or tag under the project's policy (pure); steps the project
+    cannot run (policy.left_out) are left out and named."""
+    plan = _by_rule(kind, name, policy, source)
+    why = dict(policy.left_out)
+    gone = tuple((step, why[step]) for step in plan.steps if step in why)
+    if not gone:
+        return plan
+    steps = tuple(step for step in plan.steps if step not in why)
+    return Plan(plan.ref, plan.kind, plan.environment, steps, plan.reason, gone)
+
+
+def _by_rule(kind: Kind, name: str, policy: CIPolicy, source: str | None) -> Plan:
     validate_ref(name, kind, source)
     if kind == "tag":
         # The longest matching suffix wins, so "-prod" and "-eu-prod" can differ.
@@ -104,13 +116,15 @@ def describe(plan: Plan, sha: str = SHA_PLACEHOLDER, dirty: bool = False) -> lis
         f"ref:         {plan.ref} ({plan.kind}): {plan.reason}",
         f"environment: {plan.environment or 'none (nothing is deployed)'}",
     ]
+    left_out = [f"left out:    {step} ({why})" for step, why in plan.left_out]
     if not plan.steps:
         lines.append(f"steps:       none: CI does nothing for this {plan.kind}")
-        return lines
+        return lines + left_out
     steps = step_commands(plan, sha)
     width = max(len(step.name) for step in steps)
     lines.append("steps:")
     lines += [f"  {i}. {step.name:<{width}}  {step.command}" for i, step in enumerate(steps, 1)]
+    lines += left_out
     if "deploy" in plan.steps and "push" not in plan.steps:
         lines.append(
             f"note: deploys the image already in ECR for {sha} (build once, deploy many): a mainline "

@@ -22,6 +22,7 @@ class Probe:
     excerpt: str
 
     def passes(self, expect: SmokeSettings) -> bool:
+        # No text configured: the status alone decides ("" is in every body).
         return self.status == expect.status and expect.text in self.excerpt
 
     def describe(self) -> str:
@@ -30,21 +31,26 @@ class Probe:
         return f"HTTP {self.status} in {self.seconds * 1000:.0f} ms: {self.excerpt[:80]!r}"
 
 
-def discover_url(settings: Settings, environment: Environment, clients: Clients) -> str:
-    """The seed's way: service → target group → load balancer → its DNS name + base path."""
+def discover_url(
+    settings: Settings, environment: Environment, clients: Clients, instead: str = "pass --url URL"
+) -> str:
+    """The seed's way: service → target group → load balancer → its DNS name + base path.
+
+    `instead` is the calling task's own way around a missing load balancer (its flags
+    differ: smoke --url, deploy --smoke-url/--no-smoke, ci --base-url)."""
     service = describe_service(clients, environment.cluster, environment.service)
     groups = [lb["targetGroupArn"] for lb in service.get("loadBalancers", []) if lb.get("targetGroupArn")]
     if not groups:
         raise NotFound(
-            f"service {environment.service} has no load balancer attached; pass --url (or --smoke-url) "
-            "or attach a target group (`invoke setup`)"
+            f"service {environment.service} has no load balancer attached; {instead} "
+            f"or attach a target group (`invoke setup --env {environment.name}`)"
         )
     elbv2 = clients.aws("elbv2")
     with aws_errors("elasticloadbalancing:DescribeTargetGroups"):
         group = elbv2.describe_target_groups(TargetGroupArns=groups[:1])["TargetGroups"][0]
     if not group.get("LoadBalancerArns"):
         raise NotFound(
-            f"target group {group['TargetGroupName']} is not attached to a load balancer; pass --url"
+            f"target group {group['TargetGroupName']} is not attached to a load balancer; {instead}"
         )
     with aws_errors("elasticloadbalancing:DescribeLoadBalancers"):
         balancer = elbv2.describe_load_balancers(LoadBalancerArns=group["LoadBalancerArns"][:1])[
@@ -84,7 +90,9 @@ def check(
     result: Probe = retrying(attempt)
     if not result.passes(expect):
         raise StepFailed(
-            f"smoke test failed: GET {url} expected HTTP {expect.status} with {expect.text!r}, "
+            f"smoke test failed: GET {url} expected HTTP {expect.status}"
+            + (f" with {expect.text!r}" if expect.text else "")
+            + ", "
             f"got {result.describe()} (for {expect.timeout:g}s)"
         )
     return result

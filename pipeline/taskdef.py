@@ -59,9 +59,7 @@ def _read_json(path: Path, what: str) -> Any:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(
-            f"{what} {path}: not found; create it (see hello_world/deploy/ for an example)"
-        ) from None
+        raise ConfigError(f"{what} {path}: not found; create it (`ecs-pipeline init` writes one)") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -151,6 +149,7 @@ class RenderInputs:
     base_path: str
     created_at: datetime
     build_url: str = ""
+    task_role_arn: str = ""  # the role `invoke setup` creates for the service's code
 
     def placeholders(self) -> dict[str, Any]:
         return {
@@ -168,15 +167,24 @@ class RenderInputs:
             "log_group": self.log_group,
             "port": self.port,
             "base_path": self.base_path,
-        }
+        } | ({"task_role_arn": self.task_role_arn} if self.task_role_arn else {})
 
 
 def render(
-    template: dict[str, Any], env_values: EnvironmentValues, inputs: RenderInputs, where: str
+    template: dict[str, Any],
+    env_values: EnvironmentValues,
+    inputs: RenderInputs,
+    where: str,
+    values_where: str | None = None,
 ) -> dict[str, Any]:
-    """The RegisterTaskDefinition request for one environment and image. Pure."""
+    """The RegisterTaskDefinition request for one environment and image. Pure.
+
+    Problems are named against the file they are in: the template (`where`) or the
+    environment's values file (`values_where`)."""
     problems: list[str] = []
+    in_values = values_where or where
     values = {**inputs.placeholders(), **env_values.values}
+    known = ", ".join(sorted(values))
     missing: set[str] = set()
     # Values may use the built-in placeholders (e.g. a secret ARN naming ${region}).
     env_values = EnvironmentValues(
@@ -184,9 +192,11 @@ def render(
         environment=_substitute(env_values.environment, values, missing),
         secrets=_substitute(env_values.secrets, values, missing),
     )
+    for name in sorted(missing):
+        problems.append(f"{in_values}: unknown placeholder ${{{name}}}; known: {known}")
+    missing = set()
     request = _substitute({k: v for k, v in template.items() if k not in _READ_ONLY}, values, missing)
     for name in sorted(missing):
-        known = ", ".join(sorted(values))
         problems.append(f"{where}: unknown placeholder ${{{name}}}; known: {known}")
 
     request.setdefault("family", inputs.family)
@@ -206,16 +216,17 @@ def render(
 
     for name in env_values.environment:
         if not _ENV_VAR_NAME.match(name):
-            problems.append(f"{where}: environment variable name {name!r} is not valid")
+            problems.append(f"{in_values}: environment variable name {name!r} is not valid")
         elif _LOOKS_SECRET.search(name.upper()):
             problems.append(
-                f"{where}: {name} looks like a secret but is a plain environment value; "
+                f"{in_values}: {name} looks like a secret but is a plain environment value; "
                 'move it to "secrets" as an SSM parameter or Secrets Manager reference'
             )
     for name, value_from in env_values.secrets.items():
         problem = check_secret_reference(name, value_from)
         if problem:
-            problems.append(f"{where}: {problem}")
+            problems.append(f"{in_values}: {problem}")
+    problems += port_problems(containers, inputs.container, inputs.port, where)
     if problems:
         raise ConfigError(problems)
 
@@ -241,6 +252,23 @@ def render(
         tags[TAG_BUILD] = inputs.build_url
     request["tags"] = [{"key": k, "value": v} for k, v in sorted(tags.items())]
     return request
+
+
+def port_problems(containers: list[Any], container: str, port: int, where: str) -> list[str]:
+    """The service's container must map container_port, where the load balancer and the
+    health check send traffic: a template that maps another port would deploy a service
+    nothing can reach."""
+    for definition in containers:
+        if not isinstance(definition, dict) or definition.get("name") != container:
+            continue
+        mapped = [m.get("containerPort") for m in definition.get("portMappings") or [] if isinstance(m, dict)]
+        if mapped and port not in mapped:
+            shown = ", ".join(str(p) for p in mapped)
+            return [
+                f"{where}: container {container} maps port {shown}, but container_port in "
+                f'[tool.pipeline] is {port}; write "containerPort": "${{port}}" or fix container_port'
+            ]
+    return []
 
 
 def validate_request(request: dict[str, Any], where: str) -> None:

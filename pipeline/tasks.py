@@ -23,6 +23,7 @@ from . import config
 from .clients import Clients
 from .context import Context
 from .errors import PipelineError, first_line
+from .init import HELP as INIT_HELP
 from .output import Output
 
 
@@ -284,7 +285,11 @@ def integration(c, env, url=None, json_logs=False):
 
     ctx = _context(json_logs, environment=env)
     with ctx.out.step(f"integration tests against {env}"):
-        target = url or smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients)
+        # Without an integration_command there is nothing to point at a URL: skipped.
+        needed = bool(ctx.settings.integration_command)
+        target = url or (
+            smoking.discover_url(ctx.settings, ctx.settings.environment(env), ctx.clients) if needed else ""
+        )
         verbs.integration(ctx, target)
 
 
@@ -440,6 +445,13 @@ def demo(c, port=8080):
     cfg = stack.config_from(os.environ)
     stack.up(cfg)
     os.environ.update(stack.env(cfg, os.environ))
+    if not os.environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip():
+        # The local stack sets no prefix (it would name another service's resources).
+        os.environ["AWS_RESOURCE_NAME_PREFIX"] = demoing.default_prefix(project_root())
+        print(
+            f"AWS_RESOURCE_NAME_PREFIX is not set: the demo uses {os.environ['AWS_RESOURCE_NAME_PREFIX']} "
+            "(from the project's name); export it to choose another"
+        )
     demoing.run(_context(), int(port))
 
 
@@ -474,6 +486,27 @@ def stack_env(c):
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in variables.items()))
 
 
+@task(help=INIT_HELP)
+@verb
+def init(
+    c,
+    service_dir=".",
+    port=None,  # a string, checked by init itself: a bad value gets its one-line error
+    base_path="/",
+    health_path=None,
+    smoke_text=None,
+    build_command=None,
+    test_command=None,
+    force=False,
+):
+    """Scaffold this repository for the pipeline: tasks.py, settings, templates, Dockerfile, CI."""
+    from pipeline import init as scaffolding
+    from pipeline.cli import version as installed
+
+    flags = (service_dir, port, base_path, health_path, smoke_text, build_command, test_command, force)
+    scaffolding.run(Path.cwd(), scaffolding.InitOptions(*flags), installed())
+
+
 @task
 def version(c):
     """Print the installed ecs-pipeline version (pin it in your CI config and requirements)."""
@@ -501,6 +534,7 @@ ns = Collection(
     serve,
     setup,
     teardown,
+    init,
     version,
     stack_ns,
 )

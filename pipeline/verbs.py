@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from . import ecr, image, local, selection, service_env
 from .context import Context
-from .errors import PipelineError, StepFailed
+from .errors import ConfigError, PipelineError, StepFailed
 from .git import Revision
 
 
@@ -25,19 +25,35 @@ def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, s
 
 
 def build(ctx: Context) -> None:
+    if not ctx.settings.build_command:
+        ctx.out.skip("no build_command in [tool.pipeline]")
+        return
     run_command(ctx, "build", ctx.settings.build_command)
 
 
 def test(ctx: Context) -> None:
+    if not ctx.settings.test_command:
+        ctx.out.skip("no test_command in [tool.pipeline]")
+        return
     run_command(ctx, "tests", ctx.settings.test_command)
 
 
 def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()) -> str:
     """Build the service image tagged <repository>:<sha>; returns the local name."""
     if revision.dirty:
-        ctx.out.warn(f"the work tree has uncommitted changes: tagging {revision.tag}, not {revision.sha}")
+        ctx.out.warn(
+            f"files that go into the image have uncommitted changes: tagging {revision.tag}, not {revision.sha}"
+        )
     spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from)
     image_id = image.build(spec, ctx.clients, ctx.out)
+    built = ctx.clients.docker().images.get(image_id)
+    problem = image.exposed_port_problem(
+        (built.attrs.get("Config") or {}).get("ExposedPorts"), ctx.settings.container_port, spec.tag
+    )
+    if problem:
+        # Untagged, so no later push can ship an image that listens on the wrong port.
+        ctx.clients.docker().images.remove(spec.tag)
+        raise ConfigError(problem)
     ctx.out.detail(f"built {spec.tag} ({image_id[:19]})")
     return spec.tag
 
@@ -105,4 +121,7 @@ def wait_for_record(ctx: Context, tag: str, digest: str, timeout: float = 30.0) 
 
 def integration(ctx: Context, base_url: str) -> None:
     """The project's integration tests, told where the deployment answers via BASE_URL."""
+    if not ctx.settings.integration_command:
+        ctx.out.skip("no integration_command in [tool.pipeline]")
+        return
     run_command(ctx, "integration tests", ctx.settings.integration_command, {"BASE_URL": base_url})

@@ -19,9 +19,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import stack
+from pipeline import config, stack
 from pipeline.context import Context
 from tests.helpers import ROOT, context, free_port, http_get, invoke, put_image_record, wait_until
+
+HELLO_LAYOUT = {"service_dir": "hello_world", "base_path": "/hello/"}
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +105,10 @@ def make_context(environ: dict[str, str]) -> Callable[..., Context]:
         root: Path = ROOT,
         project: dict[str, Any] | None = None,
     ) -> Context:
+        # A tmp project without a pyproject.toml is laid out like this repository (a copy of
+        # hello_world/, or a Dockerfile in hello_world/); the library's defaults are neutral.
+        if project is None and not (root / config.PROJECT_FILE).exists():
+            project = HELLO_LAYOUT
         return context(env or environ, root, aws_factory, project)
 
     return make

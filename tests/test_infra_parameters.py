@@ -125,7 +125,8 @@ def test_the_ci_identity_deploys_only_environments_in_the_projects_cluster() -> 
 
 
 def test_environment_parameters_follow_the_settings() -> None:
-    s = load({"environments": {"prod": {"desired_count": 3, "health_check_grace_seconds": 90}}})
+    infra_table = {"environments": {"prod": {"desired_count": 3, "health_check_grace_seconds": 90}}}
+    s = config.load(BASE, ROOT, {"base_path": "/hello/", "infra": infra_table})
     prod = s.environment("prod")
     p = infra.environment_parameters(s, prod, facts(s))
     assert (p["ClusterName"], p["ServiceName"], p["Family"], p["ContainerName"]) == (

@@ -261,6 +261,7 @@ def test_invoke_plan_refuses_a_bad_project_policy(
 
 def test_invoke_plan_in_another_project_uses_its_policy(tmp_path: Path, environ: dict[str, str]) -> None:
     (tmp_path / "pyproject.toml").write_text(
+        '[tool.pipeline]\nintegration_command = "pytest -q integration"\n'
         '[tool.pipeline.ci]\nmainline_branches = ["trunk"]\ntag_environments = {"-live" = "prod"}\n'
     )
     for args, expected in [

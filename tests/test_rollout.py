@@ -206,7 +206,7 @@ def test_a_failed_smoke_test_rolls_back(
     scripted: Any, deploy_target: DeployTarget, wrong_answer: str, aws: Callable[[str], Any]
 ) -> None:
     ctx, fake = scripted([standin.completed], [standin.completed])
-    ctx.settings = dataclasses.replace(ctx.settings, smoke=SmokeSettings(timeout=0.3))
+    ctx.settings = dataclasses.replace(ctx.settings, smoke=SmokeSettings(text="Hello World!", timeout=0.3))
     with pytest.raises(DeployFailed) as info:
         run(ctx, deploy_target, smoke=True, smoke_url=wrong_answer)
     assert "smoke test failed: GET" in info.value.message and "'Goodbye World'" in info.value.message

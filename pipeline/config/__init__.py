@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ConfigError
 from .environ import read_environ
 from .infra import _infra
-from .policy import _ci_policy, load_policy
+from .policy import _ci_policy, has_integration, load_policy
 from .project import (
     _PROJECT_DEFAULTS,
     _environments,
@@ -78,7 +78,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
     base_path = str(cfg["base_path"])
     need(
         base_path.startswith("/") and base_path.endswith("/") and " " not in base_path,
-        f"[tool.pipeline] base_path: {base_path!r} must start and end with '/' (e.g. /hello/)",
+        f"[tool.pipeline] base_path: {base_path!r} must start and end with '/' (e.g. /orders/)",
     )
     port = cfg["container_port"]
     need(
@@ -86,9 +86,10 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         f"[tool.pipeline] container_port: {port!r} must be a port number 1-65535",
     )
     for key in ("build_command", "test_command", "integration_command", "serve_command"):
+        # Unset (or "") means none: the step is skipped. Blank is more likely a mistake.
         need(
-            isinstance(cfg[key], str) and bool(cfg[key].strip()),
-            f"[tool.pipeline] {key}: must be a non-empty command",
+            isinstance(cfg[key], str) and (cfg[key] == "" or bool(cfg[key].strip())),
+            f"[tool.pipeline] {key}: must be a non-empty command (or leave it out for none)",
         )
 
     pass_env = cfg["pass_env"]
@@ -106,7 +107,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
     environments = _environments(
         cfg["environments"], environ, env.prefix_ok, prefix, env.cluster, service_dir, problems
     )
-    ci = _ci_policy(cfg["ci"], environment_names(cfg["environments"]), problems)
+    ci = _ci_policy(cfg["ci"], environment_names(cfg["environments"]), problems, has_integration(cfg))
     infra = _infra(cfg["infra"], environment_names(cfg["environments"]), problems)
 
     if problems:

@@ -17,7 +17,12 @@ def load_policy(root: Path, project: Mapping[str, Any] | None = None) -> CIPolic
     """Only the CI policy (for `invoke plan`): needs no AWS settings, checks the same rules."""
     project = read_project_file(root) if project is None else project
     problems: list[str] = []
-    ci = _ci_policy(project.get("ci", {}), environment_names(project.get("environments", {})), problems)
+    ci = _ci_policy(
+        project.get("ci", {}),
+        environment_names(project.get("environments", {})),
+        problems,
+        has_integration(project),
+    )
     if problems:
         raise ConfigError(problems)
     return ci
@@ -35,10 +40,22 @@ _CI_KEYS = (
 )
 
 
-def _ci_policy(table: Any, environments: list[str], problems: list[str]) -> CIPolicy:
+def has_integration(project: Mapping[str, Any]) -> bool:
+    command = project.get("integration_command", "")
+    return not isinstance(command, str) or bool(command.strip())  # a non-string: load() names it
+
+
+# Why a plan leaves integration out: the project has no integration tests to run.
+NO_INTEGRATION = ("integration", "no integration_command in [tool.pipeline]")
+
+
+def _ci_policy(
+    table: Any, environments: list[str], problems: list[str], integration: bool = True
+) -> CIPolicy:
+    left_out = () if integration else (NO_INTEGRATION,)
     if not isinstance(table, dict):
         problems.append("[tool.pipeline] ci: must be a table")
-        return CIPolicy()
+        return CIPolicy(left_out=left_out)
     problems += unknown_keys("[tool.pipeline.ci]", table, _CI_KEYS)
     kwargs: dict[str, Any] = {}
     for key in ("mainline_branches", "branch_steps", "mainline_steps", "dev_steps", "tag_steps"):
@@ -74,7 +91,7 @@ def _ci_policy(table: Any, environments: list[str], problems: list[str]) -> CIPo
             )
         else:
             kwargs["tag_environments"] = tuple(value.items())
-    ci = CIPolicy(**kwargs)
+    ci = CIPolicy(**kwargs, left_out=left_out)
 
     named = [("mainline_environment", ci.mainline_environment)]
     named += [(f"tag_environments {suffix!r}", env) for suffix, env in ci.tag_environments]

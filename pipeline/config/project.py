@@ -17,16 +17,18 @@ ECS_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 _ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 # What the project file may hold, with defaults. Unknown keys are errors: a typo
-# must not silently fall back to a default.
+# must not silently fall back to a default. The defaults are neutral (no service's own
+# names or commands): an unset command is a step that is skipped (build, test) or left
+# out of the plan (integration), never another project's command.
 _PROJECT_DEFAULTS: dict[str, Any] = {
-    "service_dir": "hello_world",
+    "service_dir": ".",
     "dockerfile": None,  # <service_dir>/Dockerfile
     "docker_target": "",  # a multi-stage Dockerfile's stage to build; "" = the last one
-    "build_command": "python -m compileall -q hello_world",
-    "test_command": "python -m pytest -q hello_world/tests",
-    "integration_command": "python -m pytest -q hello_world/integration",
-    "serve_command": "python -m hello_world.app",  # `invoke serve`: the service without Docker
-    "base_path": "/hello/",
+    "build_command": "",
+    "test_command": "",
+    "integration_command": "",
+    "serve_command": "",  # `invoke serve`: the service without Docker
+    "base_path": "/",
     "container_port": 8080,
     "source_url": "",
     "log_group": None,  # /ecs/<prefix>

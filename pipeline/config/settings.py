@@ -31,7 +31,7 @@ class Environment:
 @dataclass(frozen=True)
 class SmokeSettings:
     status: int = 200
-    text: str = "Hello World!"
+    text: str = ""  # "" checks the status only
     timeout: float = 60.0
 
 
@@ -47,6 +47,8 @@ class CIPolicy:
     mainline_steps: tuple[str, ...] = STEP_NAMES
     dev_steps: tuple[str, ...] = ("test", "build", "dockerize", "push")
     tag_steps: tuple[str, ...] = ("deploy", "integration")
+    # Steps no plan runs, with why (integration without an integration_command).
+    left_out: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,14 @@ class Settings:
 
     def registry(self, account_id: str) -> str:
         return self.ecr_endpoint or f"{account_id}.dkr.ecr.{self.region}.amazonaws.com"
+
+    @property
+    def task_role_name(self) -> str:
+        """The role the service's code runs as; `invoke setup` creates it (pipeline/infra)."""
+        return f"{self.prefix}-ecs-task-role"
+
+    def task_role_arn(self, account_id: str) -> str:
+        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.task_role_name}"
 
     def execution_role_arn(self, account_id: str) -> str:
         if self.execution_role.startswith("arn:"):

@@ -27,7 +27,7 @@ def environment_stack_name(settings: Settings, env_name: str) -> str:
 
 
 def task_role_name(settings: Settings) -> str:
-    return f"{settings.prefix}-ecs-task-role"
+    return settings.task_role_name  # one name: templates refer to it as ${task_role_arn}
 
 
 def ci_name(settings: Settings) -> str:

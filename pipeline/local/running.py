@@ -312,6 +312,11 @@ def serve_environment(
 def serve(ctx: Context, env_file: str | None) -> None:
     """Run the service's serve_command directly (no Docker) with the env file loaded."""
     settings, out = ctx.settings, ctx.out
+    if not settings.serve_command:
+        raise ConfigError(
+            "[tool.pipeline] serve_command: not set; set it to the command that runs the service "
+            '(e.g. serve_command = "python -m app"), or use `invoke pull-and-run`'
+        )
     env_path = env_file_path(settings, env_file)
     env = read_env_file(env_path, ctx.environ, settings.root / ENV_EXAMPLE)
     environment = serve_environment(settings, ctx.environ, env)

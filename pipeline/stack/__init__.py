@@ -33,7 +33,6 @@ ACCOUNT_ID = "123456789012"  # moto's account; its ECR token decodes to AWS:<acc
 REGISTRY_USER = "AWS"
 REGISTRY_PASSWORD = f"{ACCOUNT_ID}-auth-token"
 LOCAL_BASE_IMAGE = "ecs-pipeline/python-base:bookworm"
-DEFAULT_PREFIX = "hello-world"
 
 Say = Callable[[str], None]
 
@@ -68,7 +67,10 @@ def config_from(environ: os._Environ[str] | dict[str, str]) -> StackConfig:
 
 
 def env(cfg: StackConfig, environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
-    """The variables that point the tasks (and the aws CLI) at the stack."""
+    """The variables that point the tasks (and the aws CLI) at the stack.
+
+    Never AWS_RESOURCE_NAME_PREFIX: it names the service's resources, and a default here
+    would send one service's deploy to another's (`environ` is kept for callers)."""
     variables = {
         "AWS_ENDPOINT_URL": cfg.endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -76,7 +78,6 @@ def env(cfg: StackConfig, environ: os._Environ[str] | dict[str, str]) -> dict[st
         "AWS_DEFAULT_REGION": cfg.region,
         "AWS_ACCOUNT_ID": ACCOUNT_ID,
         "ECR_ENDPOINT": cfg.registry,
-        "AWS_RESOURCE_NAME_PREFIX": environ.get("AWS_RESOURCE_NAME_PREFIX") or DEFAULT_PREFIX,
     }
     base = cfg.directory / "base_image"
     if base.exists():

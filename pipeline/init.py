@@ -1,0 +1,279 @@
+"""`ecs-pipeline init`: scaffold a service repository for the pipeline.
+
+Everything is decided before anything is written: the flags are checked, every file is
+rendered, pyproject.toml's new text is parsed back, and files that exist are refused
+(unless --force). Then the files are written and the next commands printed. The
+templates are package data in pipeline/scaffold/; `@@name@@` marks what init fills in,
+so the task definition's own `${placeholders}` pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .config.settings import PROJECT_FILE
+from .errors import ConfigError
+
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")  # an URL path, no spaces or quotes
+_HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+
+
+# The flags of `ecs-pipeline init` (pipeline/tasks.py).
+HELP = {
+    "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
+    "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
+    "base_path": "where the service's routes start, behind the load balancer (default /)",
+    "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
+    "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
+    "build_command": "the service's build step (default: none, `invoke build` is skipped)",
+    "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
+    "force": "replace files (and the [tool.pipeline] section) that already exist",
+}
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    service_dir: str = "."
+    port: str | int | None = None  # None: 8080
+    base_path: str = "/"
+    health_path: str | None = None  # None: <base_path>health
+    smoke_text: str | None = None
+    build_command: str | None = None
+    test_command: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The options once valid: what the files are rendered from."""
+
+    service_dir: str
+    port: int
+    base_path: str
+    health_path: str
+    smoke_text: str | None
+    build_command: str | None
+    test_command: str | None
+
+    @property
+    def module(self) -> str:
+        """The package the generated Dockerfile runs: the service directory's name."""
+        name = PurePosixPath(self.service_dir).name
+        return name if name.isidentifier() else "app"
+
+
+def check_options(options: InitOptions) -> Checked:
+    """Every bad flag value in one line, before anything is written."""
+    problems = []
+    try:
+        port = int(str(8080 if options.port is None else options.port))
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        problems.append(f"--port {options.port!r}: must be a port number 1-65535 (e.g. --port 9000)")
+    base = options.base_path
+    if not (_PATH_RE.match(base) and base.endswith("/")):
+        problems.append(f"--base-path {base!r}: must start and end with '/' with no spaces (e.g. /orders/)")
+    health = options.health_path if options.health_path is not None else f"{base}health"
+    if options.health_path is not None and not _PATH_RE.match(health):
+        problems.append(f"--health-path {health!r}: must be a path starting with '/' (e.g. /orders/health)")
+    directory = PurePosixPath(options.service_dir or ".")
+    if directory.is_absolute() or ".." in directory.parts or not str(directory).strip():
+        problems.append(
+            f"--service-dir {options.service_dir!r}: must be a directory inside the repository "
+            "(relative, no '..'; e.g. --service-dir app)"
+        )
+    for flag, value in (
+        ("--smoke-text", options.smoke_text),
+        ("--build-command", options.build_command),
+        ("--test-command", options.test_command),
+    ):
+        if value is not None and (not value.strip() or "\n" in value):
+            problems.append(f"{flag} {value!r}: must be one non-blank line (or leave the flag out)")
+    if problems:
+        raise ConfigError(problems)
+    return Checked(
+        str(directory),
+        port,
+        base,
+        health,
+        options.smoke_text,
+        options.build_command,
+        options.test_command,
+    )
+
+
+def _template(name: str) -> str:
+    return resources.files("pipeline").joinpath("scaffold", name).read_text()
+
+
+def _fill(text: str, values: dict[str, Any]) -> str:
+    for key, value in values.items():
+        text = text.replace(f"@@{key}@@", str(value))
+    leftover = re.search(r"@@\w+@@", text)
+    assert leftover is None, f"unfilled {leftover[0]}"  # a template and this module disagree
+    return text
+
+
+def _toml(value: str | int) -> str:
+    # JSON's string escapes are valid in TOML basic strings.
+    return json.dumps(value)
+
+
+def pipeline_section(c: Checked) -> str:
+    """The [tool.pipeline] tables for the project file."""
+
+    def setting(key: str, value: str | None, unset: str) -> str:
+        return f"{key} = {_toml(value)}" if value is not None else f"# {key} = ...  ({unset})"
+
+    lines = [
+        "[tool.pipeline]  # ecs-pipeline's settings for this service (the README lists them all)",
+        f"service_dir = {_toml(c.service_dir)}",
+        f"container_port = {c.port}",
+        f"base_path = {_toml(c.base_path)}",
+        setting("build_command", c.build_command, "unset: `invoke build` is skipped"),
+        setting("test_command", c.test_command, "unset: `invoke test` is skipped"),
+        "# integration_command = ...  (unset: CI leaves integration out; BASE_URL points at the deployment)",
+        f"serve_command = {_toml(f'python -m {c.module}')}",
+    ]
+    if c.smoke_text is not None:
+        lines += ["", "[tool.pipeline.smoke]", f"text = {_toml(c.smoke_text)}"]
+    if c.health_path != f"{c.base_path}health":
+        lines += ["", "[tool.pipeline.infra]", f"health_check_path = {_toml(c.health_path)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _without_pipeline_tables(text: str) -> str:
+    """The text with every [tool.pipeline] / [tool.pipeline.*] table removed (for --force)."""
+    kept: list[str] = []
+    dropping = False
+    for line in text.splitlines(keepends=True):
+        header = _HEADER_RE.match(line)
+        if header:
+            name = header[1].replace(" ", "")
+            dropping = name == "tool.pipeline" or name.startswith("tool.pipeline.")
+        if not dropping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def project_file_text(existing: str | None, section: str, force: bool) -> str | None:
+    """pyproject.toml's new text: the section added (or, with force, replaced), every other
+    table as it was. None when a [tool.pipeline] section exists and force is off."""
+    if existing is None:
+        return section
+    try:
+        before = tomllib.loads(existing)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{PROJECT_FILE}: not valid TOML ({exc}); fix it before `init`") from None
+    has_section = "pipeline" in before.get("tool", {})
+    if has_section and not force:
+        return None
+    base = _without_pipeline_tables(existing) if has_section else existing
+    base = base.rstrip("\n")
+    text = f"{base}\n\n{section}" if base else section
+    # Edited as text so comments and layout stay; parsed back so nothing else changed.
+    try:
+        after = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        after = {}
+    expected = {
+        **before,
+        "tool": {**before.get("tool", {}), "pipeline": tomllib.loads(section)["tool"]["pipeline"]},
+    }
+    if after != expected:
+        raise ConfigError(
+            f"{PROJECT_FILE}: cannot add [tool.pipeline] without changing other settings (is it "
+            "written as dotted keys or inline tables?); move it into [tool.pipeline] tables and rerun"
+        )
+    return text
+
+
+def plan_files(root: Path, c: Checked, version: str, force: bool) -> tuple[dict[Path, str], list[str]]:
+    """(path → content to write, notes). Raises before anything is written."""
+    service = root / c.service_dir
+    pinned = version[:1].isdigit() and "+" not in version  # a release, not a checkout's 0+unknown
+    requirement = f"ecs-pipeline=={version}" if pinned else "ecs-pipeline"
+    values: dict[str, Any] = {
+        "port": c.port,
+        "base_path": c.base_path,
+        "health_path": c.health_path,
+        "module": c.module,
+        "service_dir": c.service_dir,
+        "requirement": requirement,
+    }
+    files: dict[Path, str] = {
+        root / "tasks.py": _template("tasks.py.txt"),
+        service / "deploy" / "taskdef.json": _fill(_template("taskdef.json"), values),
+        root / "local.env.example": _fill(_template("local.env.example"), values),
+        service / ".dockerignore": _template("dockerignore.txt"),
+        root / ".circleci" / "config.yml": _fill(_template("circleci.yml"), values),
+    }
+    for env, level in (("staging", "debug"), ("prod", "info")):
+        files[service / "deploy" / f"{env}.json"] = _fill(
+            _template("environment.json"), {"environment": env, "log_level": level}
+        )
+    notes = []
+    if (service / "Dockerfile").exists():
+        notes.append(f"kept {_shown(root, service / 'Dockerfile')} (check it EXPOSEs {c.port})")
+    else:
+        files[service / "Dockerfile"] = _fill(_template("Dockerfile.txt"), values)
+    if c.service_dir == ".":
+        # The repository is the build context: keep its tooling out of the image.
+        files[service / ".dockerignore"] += ".circleci\n*.md\ntasks.py\nlocal.env.example\n"
+    if not pinned:
+        notes.append(f"this ecs-pipeline ({version}) is not a release: pin one in .circleci/config.yml")
+
+    project = root / PROJECT_FILE
+    text = project_file_text(project.read_text() if project.exists() else None, pipeline_section(c), force)
+    existing = [_shown(root, p) for p in files if p.exists()]
+    if text is None:
+        existing.insert(0, f"[tool.pipeline] in {PROJECT_FILE}")
+    if existing and not force:
+        raise ConfigError(
+            f"init would overwrite {', '.join(existing)}; pass --force to replace them (nothing was written)"
+        )
+    files[project] = str(text)
+    return files, notes
+
+
+def _shown(root: Path, path: Path) -> str:
+    return str(path.relative_to(root))
+
+
+def run(root: Path, options: InitOptions, version: str, say: Any = print) -> list[Path]:
+    """Scaffold `root`; returns the files written."""
+    checked = check_options(options)
+    if (root / checked.service_dir).exists() and not (root / checked.service_dir).is_dir():
+        raise ConfigError(f"--service-dir {checked.service_dir}: exists and is not a directory")
+    files, notes = plan_files(root, checked, version, options.force)
+    for path, content in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    say(f"ecs-pipeline init ({version}) wrote:")
+    for path in sorted(files, key=lambda p: _shown(root, p)):
+        say(f"  {_shown(root, path)}")
+    for note in notes:
+        say(f"note: {note}")
+    say("next:")
+    for line in next_commands(checked):
+        say(f"  {line}")
+    return sorted(files)
+
+
+def next_commands(c: Checked) -> list[str]:
+    return [
+        "git add -A && git commit -m 'Deploy with ecs-pipeline'   # the image tag is the commit",
+        "invoke plan --branch main                # what CI does for a push",
+        "invoke test && invoke build",
+        'eval "$(invoke stack.env)"; export AWS_RESOURCE_NAME_PREFIX=<name>   # local stack (invoke stack.up)',
+        "invoke dockerize && invoke setup && invoke push && invoke setup --env prod",
+        "invoke deploy --env prod && invoke status --env prod",
+        f"invoke pull-and-run --latest            # the image on 127.0.0.1:{c.port}{c.base_path}",
+    ]
