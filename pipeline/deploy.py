@@ -98,7 +98,9 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
     revision = ctx.revision(options.sha)
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
-    account = ecr.account_id(settings, ctx.clients)
+    record = ecr.require_image(settings, ctx.clients, revision.tag)
+    # The account owns the registry DescribeImages answered from: no STS call on the path.
+    account = settings.account_id or record.registry_id or ecr.account_id(settings, ctx.clients)
     registry = settings.ecr_endpoint or settings.registry(account)
     inputs = taskdef.RenderInputs(
         family=environment.family,
@@ -124,8 +126,7 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
         else environment.template
     )
     request = taskdef.render(template, values, inputs, where)
-    taskdef.validate_request(request, where)
-    ecr.require_image(settings, ctx.clients, revision.tag)
+    taskdef.validate_request(request, where, ctx.clients.aws("ecs").meta.service_model)
     service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
     return DeployChange(
         "deploy",

@@ -182,26 +182,35 @@ def wait(
     max_interval: float = 5.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """Poll DescribeServices with capped exponential backoff until the outcome is known.
+    """Poll DescribeServices until the outcome is known, paced by what the service says
+    (pipeline/pace.py: slowly while completion is impossible, quickly when it is near).
 
     Throttling is not an outcome: boto3 retries it first, and if it still fails the
     poll is simply tried again on the next interval, within the same overall timeout.
     """
     from botocore.exceptions import ClientError
-    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
+    from tenacity import Retrying, retry_if_result, stop_after_delay
+
+    from .fleet import drain_seconds
+    from .pace import Pace
+
+    pace = Pace(slow=max_interval, drain_lookup=lambda answer: drain_seconds(clients, answer))
+    last: dict[str, Any] = {}
 
     def poll() -> Outcome:
+        last.update(answer=None, at=time.monotonic())
         try:
             answer = describe_service(clients, cluster, service, handled=THROTTLED)
         except ClientError:  # only the THROTTLED codes get here
             watcher.out.detail("DescribeServices throttled; polling again")
             return Outcome("rolling", "throttled")
+        last["answer"] = answer
         watcher.show(answer)
         return observe(answer, deployment_id, target)
 
     retrying = Retrying(
         stop=stop_after_delay(timeout),
-        wait=wait_exponential(multiplier=0.5, max=max_interval),
+        wait=lambda _state: pace.next(last["answer"], deployment_id, last["at"]),
         retry=retry_if_result(lambda outcome: not outcome.done),
         sleep=sleep,
         retry_error_callback=lambda _state: Outcome(

@@ -21,6 +21,7 @@ and drain, FAST-spaced calls only in the few seconds around the completion.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,9 @@ class Pace:
     slow: float = SLOW
     fast: float = FAST
     drain: float = 0.0  # the target group's deregistration delay, when known
+    # Looks the delay up (DescribeTargetGroupAttributes) the first time it matters: only
+    # rollouts behind a load balancer that are still draining pay that call.
+    drain_lookup: Callable[[dict[str, Any]], float] | None = None
     polls: int = 0
     last_poll: float | None = None
     possible_at: float | None = None  # earliest time the rollout can complete
@@ -57,6 +61,8 @@ class Pace:
                 d.get("id") != deployment_id and d.get("runningCount", 0) > 0
                 for d in (service or {}).get("deployments", [])
             )
+            if stale and self.drain_lookup is not None and service and service.get("loadBalancers"):
+                self.drain, self.drain_lookup = self.drain_lookup(service), None
             wait = max(grace, self.drain if stale else 0.0)
             self.possible_at = (previous if previous is not None else now) + wait
         left = self.possible_at - now

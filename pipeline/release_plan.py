@@ -180,7 +180,7 @@ def from_live(
     return request
 
 
-def make_plan(env: str, facts: list[Facts], created: datetime) -> ReleasePlan:
+def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None) -> ReleasePlan:
     """Decide the release from what `check` found; every problem at once. Pure."""
     problems: list[str] = []
     plans: list[ServicePlan] = []
@@ -224,7 +224,7 @@ def make_plan(env: str, facts: list[Facts], created: datetime) -> ReleasePlan:
                 request = from_live(
                     fact.live or {}, fact.live_tags, environment.container, image, entry.sha, created
                 )
-            taskdef.validate_request(request, where)
+            taskdef.validate_request(request, where, model)
         except ConfigError as exc:
             problems += [f"{where}: {p}" for p in exc.problems]
             continue
@@ -327,7 +327,7 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
             facts.append(entry_facts)
     if problems:
         raise ConfigError(problems)
-    return make_plan(options.env, facts, datetime.now(UTC))
+    return make_plan(options.env, facts, datetime.now(UTC), ctx.clients.aws("ecs").meta.service_model)
 
 
 def each(fn: Callable[[Any], Any], items: Iterable[Any], parallel: int) -> list[Any]:
