@@ -15,19 +15,22 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit, task
 
-from . import config
 from .clients import Clients
-from .context import Context
 from .errors import PipelineError
 from .output import Output
+
+if TYPE_CHECKING:  # config (its validation patterns) loads when a task runs, not for --list
+    from .context import Context
 
 
 def project_root() -> Path:
     """The service repository the tasks act on, found from the working directory."""
+    from . import config
+
     return config.find_root(Path.cwd())
 
 
@@ -40,6 +43,9 @@ _JSON_LOGS = (
 def _context(
     json_logs: bool = False, sha: str | None = None, environment: str | None = None, prefix: str | None = None
 ) -> Context:
+    from . import config
+    from .context import Context
+
     environ = os.environ if prefix is None else {"AWS_RESOURCE_NAME_PREFIX": prefix, **os.environ}
     settings = config.load(environ, project_root())
     use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
@@ -152,6 +158,7 @@ def plan(c, branch=None, tag=None, sha=None, json=False):
     """Show what CI does for a branch or tag: the steps, the environment, each step's command."""
     import json as jsonlib
 
+    from pipeline import config
     from pipeline import plan as policy
 
     found, commit, dirty = policy.for_ci(
