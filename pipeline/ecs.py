@@ -189,35 +189,29 @@ def wait(
     poll is simply tried again on the next interval, within the same overall timeout.
     """
     from botocore.exceptions import ClientError
-    from tenacity import Retrying, retry_if_result, stop_after_delay
 
     from .fleet import drain_seconds
     from .pace import Pace
 
     pace = Pace(slow=max_interval, drain_lookup=lambda answer: drain_seconds(clients, answer))
-    last: dict[str, Any] = {}
-
-    def poll() -> Outcome:
-        last.update(answer=None, at=time.monotonic())
+    started = time.monotonic()
+    while True:  # a plain loop: tenacity's import alone cost a deploy ~50 ms
+        polled_at = time.monotonic()
+        answer: dict[str, Any] | None = None
         try:
             answer = describe_service(clients, cluster, service, handled=THROTTLED)
         except ClientError:  # only the THROTTLED codes get here
             watcher.out.detail("DescribeServices throttled; polling again")
-            return Outcome("rolling", "throttled")
-        last["answer"] = answer
-        watcher.show(answer)
-        return observe(answer, deployment_id, target)
-
-    retrying = Retrying(
-        stop=stop_after_delay(timeout),
-        wait=lambda _state: pace.next(last["answer"], deployment_id, last["at"]),
-        retry=retry_if_result(lambda outcome: not outcome.done),
-        sleep=sleep,
-        retry_error_callback=lambda _state: Outcome(
-            "failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}"
-        ),
-    )
-    return retrying(poll)
+        if answer is not None:
+            watcher.show(answer)
+            outcome = observe(answer, deployment_id, target)
+            if outcome.done:
+                return outcome
+        if time.monotonic() - started >= timeout:
+            return Outcome("failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}")
+        sleep(
+            min(pace.next(answer, deployment_id, polled_at), max(0.0, started + timeout - time.monotonic()))
+        )
 
 
 def stopped_task_reasons(
