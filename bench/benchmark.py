@@ -194,10 +194,14 @@ def run(
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     if proc.returncode:
         print(f"    {tool} exit {proc.returncode}: " + " | ".join(lines[-3:]))
-    return peers.Run(tool, ended - started, proc.returncode, proxy.since(mark), lines[-3:], delay, started, ended)
+    return peers.Run(
+        tool, ended - started, proc.returncode, proxy.since(mark), lines[-3:], delay, started, ended
+    )
 
 
-def one_deploy(tool: str, endpoint: str, proxy: peers.CountingProxy, scratch: Path, delay: float) -> peers.Run:
+def one_deploy(
+    tool: str, endpoint: str, proxy: peers.CountingProxy, scratch: Path, delay: float
+) -> peers.Run:
     target = arrange(endpoint, delay)
     peers.settle(endpoint, [target], timeout=delay + 60)
     environ = env_for(tool, proxy.endpoint, target, scratch)
@@ -256,7 +260,9 @@ def section_detection(delays: list[tuple[float, int]], tools: list[str]) -> dict
                             "which": dict(sorted(r.counts.items())),
                         }
                     )
-                    print(f"  detection D={delay:g} {tool} run {i + 1}: latency {r.latency:.2f}s, {len(describes)} polls")
+                    print(
+                        f"  detection D={delay:g} {tool} run {i + 1}: latency {r.latency:.2f}s, {len(describes)} polls"
+                    )
         out[f"{delay:g}"] = rows
     return out
 
@@ -291,7 +297,9 @@ def section_fleet(delay: float, runs: int, size: int, tools: list[str]) -> dict[
                         "calls": len(r.calls),
                     }
                 )
-                print(f"  fleet ours n={n} run {i + 1}: {r.wall:.2f}s, {r.counts['ecs:DescribeServices']} DescribeServices")
+                print(
+                    f"  fleet ours n={n} run {i + 1}: {r.wall:.2f}s, {r.counts['ecs:DescribeServices']} DescribeServices"
+                )
         for tool in [t for t in tools if t != "ours"]:
             cluster = f"fleet-{uuid.uuid4().hex[:8]}"
             targets = [arrange(endpoint, delay, cluster) for _ in range(size)]
@@ -311,7 +319,9 @@ def section_fleet(delay: float, runs: int, size: int, tools: list[str]) -> dict[
 def section_startup(runs: int) -> dict[str, Any]:
     """`invoke --list` here against a bare Invoke project (one trivial task), in turn."""
     with tempfile.TemporaryDirectory(prefix="bare-invoke-") as bare:
-        Path(bare, "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    print('hi')\n")
+        Path(bare, "tasks.py").write_text(
+            "from invoke import task\n\n\n@task\ndef hello(c):\n    print('hi')\n"
+        )
         invoke = [sys.executable, "-m", "invoke", "--list"]
         times: dict[str, list[float]] = {"ours": [], "bare": []}
         for i in range(runs + 1):
@@ -330,12 +340,20 @@ def schedule_table() -> list[dict[str, Any]]:
     from tests.ecs_standin import deployment
 
     def phases(d: float) -> list[tuple[float, dict[str, Any]]]:
-        pending = {"deployments": [deployment("new", "td:2", running=0, pending=1, state="IN_PROGRESS"),
-                                   deployment("old", "td:1", status="ACTIVE")],
-                   "loadBalancers": [{"targetGroupArn": "tg"}]}
-        draining = {"deployments": [deployment("new", "td:2", running=1, pending=0, state="IN_PROGRESS"),
-                                    deployment("old", "td:1", status="ACTIVE")],
-                    "loadBalancers": [{"targetGroupArn": "tg"}]}
+        pending = {
+            "deployments": [
+                deployment("new", "td:2", running=0, pending=1, state="IN_PROGRESS"),
+                deployment("old", "td:1", status="ACTIVE"),
+            ],
+            "loadBalancers": [{"targetGroupArn": "tg"}],
+        }
+        draining = {
+            "deployments": [
+                deployment("new", "td:2", running=1, pending=0, state="IN_PROGRESS"),
+                deployment("old", "td:1", status="ACTIVE"),
+            ],
+            "loadBalancers": [{"targetGroupArn": "tg"}],
+        }
         return [(0.0, pending), (PROVISION * d, draining), (d, {"deployments": [deployment("new", "td:2")]})]
 
     rows = []
@@ -355,18 +373,31 @@ def schedule_table() -> list[dict[str, Any]]:
             latencies.append(times[-1] - length)
             rates.append(60 * len(times) / times[-1])
         rows.append(
-            {"rollout": d, "latency_median": statistics.median(latencies), "latency_max": max(latencies),
-             "polls_per_min": statistics.median(rates), "polls": len(times)}
+            {
+                "rollout": d,
+                "latency_median": statistics.median(latencies),
+                "latency_max": max(latencies),
+                "polls_per_min": statistics.median(rates),
+                "polls": len(times),
+            }
         )
     return rows
 
 
 def machine(load_before: str) -> dict[str, Any]:
     cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line),
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
         platform.processor(),
     )
-    mem = next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
+    mem = next(
+        line.split()[1]
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
     versions = {}
     for name, argv in {
         "ecs-deploy": [ECS, "--version"] if ECS else None,
@@ -375,7 +406,9 @@ def machine(load_before: str) -> dict[str, Any]:
     }.items():
         if argv:
             proc = subprocess.run(argv, capture_output=True, text=True)
-            versions[name] = (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else "?"
+            versions[name] = (
+                (proc.stdout or proc.stderr).strip().splitlines()[0] if (proc.stdout or proc.stderr) else "?"
+            )
     from importlib.metadata import version
 
     return {
@@ -400,7 +433,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--json", default=str(ROOT / "docs" / "benchmarks.json"))
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite docs/benchmarks.md and .png from --json (and bench/notes.md) without measuring",
+    )
     args = parser.parse_args()
+    if args.report_only:
+        from report import write
+
+        write(json.loads(Path(args.json).read_text()), REPORT, CHART)
+        return
     if args.mode == "emulator":
         run_emulator(args.port, args.delay)
         return

@@ -58,14 +58,20 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, float]
         aws_secret_access_key="testing",
     ).create_repository(repositoryName=prefix)
     fresh_base = f"bench-base:{prefix}"
-    client.images.build(fileobj=io.BytesIO(f"FROM {base}\nLABEL bench-run={prefix}\n".encode()), tag=fresh_base, rm=True)
+    client.images.build(
+        fileobj=io.BytesIO(f"FROM {base}\nLABEL bench-run={prefix}\n".encode()), tag=fresh_base, rm=True
+    )
     env = {**environ, "AWS_RESOURCE_NAME_PREFIX": prefix, "BASE_IMAGE": fresh_base}
     invoke = [sys.executable, "-m", "invoke"]
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
         project = Path(tmp)
         shutil.copy(ROOT / "pyproject.toml", project)
         (project / "tasks.py").write_text("from pipeline.tasks import ns  # noqa: F401\n")
-        shutil.copytree(ROOT / "hello_world", project / "hello_world", ignore=shutil.ignore_patterns("__pycache__", "site-packages"))
+        shutil.copytree(
+            ROOT / "hello_world",
+            project / "hello_world",
+            ignore=shutil.ignore_patterns("__pycache__", "site-packages"),
+        )
         app = project / "hello_world" / "app.py"
         try:
             cold = _timed([*invoke, "dockerize", "--sha", "c0ffee1"], project, env)
