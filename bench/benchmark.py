@@ -55,6 +55,9 @@ CHART = ROOT / "docs" / "benchmarks.png"
 
 def install_phases(delay: float) -> None:
     """New tasks RUNNING after PROVISION·delay while the old deployment drains (see PHASES)."""
+    from datetime import timedelta
+
+    from moto.core.utils import utcnow
     from moto.ecs.models import EC2ContainerServiceBackend
 
     inner = EC2ContainerServiceBackend.describe_services
@@ -65,10 +68,14 @@ def install_phases(delay: float) -> None:
         for service in services:
             done_at = getattr(service, "_standin_rollout_done_at", None)
             primary = service.deployments[0] if service.deployments else None
-            if done_at is None or primary is None or now < done_at - delay + PROVISION * delay:
+            running_at = done_at - delay + PROVISION * delay if done_at is not None else None
+            if running_at is None or primary is None or now < running_at:
                 continue
             if primary.get("runningCount", 0) < primary["desiredCount"]:
-                primary.update(runningCount=primary["desiredCount"], pendingCount=0)
+                # ECS stamps the deployment's updatedAt when its counts change: then, not when
+                # this (lazy) model notices it at the next DescribeServices.
+                stamp = utcnow() - timedelta(seconds=now - running_at)
+                primary.update(runningCount=primary["desiredCount"], pendingCount=0, updatedAt=stamp)
                 service.events.insert(
                     0,
                     {
@@ -335,50 +342,51 @@ def section_startup(runs: int) -> dict[str, Any]:
 
 
 def schedule_table() -> list[dict[str, Any]]:
-    """Our poll schedule, computed for PHASES-shaped rollouts of 30 s–10 min."""
+    """Our poll schedule (pipeline/pace.py), computed for PHASES-shaped rollouts of 30 s–10 min."""
+    from datetime import UTC, datetime, timedelta
+
     from pipeline import pace
     from tests.ecs_standin import deployment
 
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+
     def phases(d: float) -> list[tuple[float, dict[str, Any]]]:
-        pending = {
-            "deployments": [
-                deployment("new", "td:2", running=0, pending=1, state="IN_PROGRESS"),
-                deployment("old", "td:1", status="ACTIVE"),
-            ],
-            "loadBalancers": [{"targetGroupArn": "tg"}],
+        balancer = [{"targetGroupArn": "tg"}]
+        old = deployment("old", "td:1", status="ACTIVE")
+        pending = deployment("new", "td:2", running=0, pending=1, state="IN_PROGRESS")
+        running = {
+            **deployment("new", "td:2", state="IN_PROGRESS"),
+            "updatedAt": base + timedelta(seconds=PROVISION * d),
         }
-        draining = {
-            "deployments": [
-                deployment("new", "td:2", running=1, pending=0, state="IN_PROGRESS"),
-                deployment("old", "td:1", status="ACTIVE"),
-            ],
-            "loadBalancers": [{"targetGroupArn": "tg"}],
-        }
-        return [(0.0, pending), (PROVISION * d, draining), (d, {"deployments": [deployment("new", "td:2")]})]
+        return [
+            (0.0, {"deployments": [pending, old], "loadBalancers": balancer}),
+            (PROVISION * d, {"deployments": [running, old], "loadBalancers": balancer}),
+            (d, {"deployments": [deployment("new", "td:2")]}),
+        ]
 
     rows = []
     for d in (30, 60, 120, 300, 600):
-        latencies, rates = [], []
-        for offset in [i / 10 for i in range(10)]:  # where the rollout starts against the poll grid
+        latencies, rates, counts = [], [], []
+        for offset in [i / 10 for i in range(10)]:  # where the rollout ends against the poll grid
             length = d + offset
             schedule = pace.Pace(drain_lookup=lambda _s, length=length: (1 - PROVISION) * length)
-            times, now = [], 0.0
-            shown = phases(length)
+            times, now, shown = [], 0.0, phases(length)
             while True:
                 times.append(now)
                 answer = [s for start, s in shown if start <= now][-1]
                 if now >= length:
                     break
-                now += schedule.next(answer, "new", now)
+                now += schedule.next(answer, "new", now, base + timedelta(seconds=now))
             latencies.append(times[-1] - length)
             rates.append(60 * len(times) / times[-1])
+            counts.append(len(times))
         rows.append(
             {
                 "rollout": d,
                 "latency_median": statistics.median(latencies),
                 "latency_max": max(latencies),
                 "polls_per_min": statistics.median(rates),
-                "polls": len(times),
+                "polls": statistics.median(counts),
             }
         )
     return rows

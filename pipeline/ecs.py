@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from .arns import short
@@ -196,7 +197,7 @@ def wait(
     pace = Pace(slow=max_interval, drain_lookup=lambda answer: drain_seconds(clients, answer))
     started = time.monotonic()
     while True:  # a plain loop: tenacity's import alone cost a deploy ~50 ms
-        polled_at = time.monotonic()
+        polled_at, wall = time.monotonic(), datetime.now(UTC)
         answer: dict[str, Any] | None = None
         try:
             answer = describe_service(clients, cluster, service, handled=THROTTLED)
@@ -209,9 +210,8 @@ def wait(
                 return outcome
         if time.monotonic() - started >= timeout:
             return Outcome("failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}")
-        sleep(
-            min(pace.next(answer, deployment_id, polled_at), max(0.0, started + timeout - time.monotonic()))
-        )
+        pause = pace.next(answer, deployment_id, polled_at, wall)
+        sleep(min(pause, max(0.0, started + timeout - time.monotonic())))
 
 
 def stopped_task_reasons(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from . import ecs
@@ -137,11 +138,11 @@ def wait_all(
         except ClientError:  # only the THROTTLED codes get here
             progress.out.detail("DescribeServices throttled; polling again")
             answers = None
-        now = clock()
+        now, wall = clock(), datetime.now(UTC)
         waits = []
         for watch in pending:
             if answers is None:
-                waits.append(paces[watch.key].next(None, watch.deployment_id, now))
+                waits.append(paces[watch.key].next(None, watch.deployment_id, now, wall))
                 continue
             service = answers[(watch.cluster, watch.service)]
             if service is None:
@@ -156,7 +157,7 @@ def wait_all(
                 if finished is not None:
                     finished[watch.key] = now
             else:
-                waits.append(paces[watch.key].next(service, watch.deployment_id, now))
+                waits.append(paces[watch.key].next(service, watch.deployment_id, now, wall))
         if len(outcomes) == len(watches):
             return outcomes
         left = timeout - (now - started)

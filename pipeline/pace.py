@@ -10,24 +10,28 @@ answers within about FAST/2 of the completion. The schedule:
   * the first polls ramp up (0.5, 1, 2 s apart): short rollouts and early failures are
     seen at once;
   * our deployment's tasks not all RUNNING yet: every SLOW seconds (ramping up to it);
-  * all RUNNING: completion is possible from the time they were first seen RUNNING (the
-    poll before, to stay on the early side) plus max(grace period, deregistration delay);
-    until then sleep towards it (at most SLOW at a time, so failures still show), then
-    every FAST seconds.
+  * all RUNNING: completion is possible from the moment they became RUNNING plus
+    max(grace period, deregistration delay). That moment is after the poll before (which
+    still saw them PENDING) and, by the deployment's `updatedAt` (ECS stamps it when the
+    counts change), no earlier than that stamp less SKEW for the clocks; the later of the
+    two is used. Until then it sleeps towards it (at most SLOW at a time, so failures
+    still show), then polls every FAST seconds.
 
 Over a rollout of 30 s–10 min that is at most 60/SLOW calls a minute while tasks start
-and drain, FAST-spaced calls only in the few seconds around the completion.
+and drain, FAST-spaced calls only in the second or two around the completion.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 SLOW = 5.0
-FAST = 1.0
+FAST = 0.5
 RAMP = (0.5, 1.0, 2.0)
+SKEW = 1.0  # seconds this machine's clock may be ahead of AWS's
 
 
 @dataclass
@@ -44,8 +48,11 @@ class Pace:
     last_poll: float | None = None
     possible_at: float | None = None  # earliest time the rollout can complete
 
-    def next(self, service: dict[str, Any] | None, deployment_id: str, now: float) -> float:
-        """Seconds to wait before the next poll, given this poll's answer at `now`."""
+    def next(
+        self, service: dict[str, Any] | None, deployment_id: str, now: float, wall: datetime | None = None
+    ) -> float:
+        """Seconds to wait before the next poll, given this poll's answer at `now` (a
+        monotonic clock); `wall` is the time of day then, to read the answer's time stamps."""
         self.polls += 1
         previous, self.last_poll = self.last_poll, now
         ramp = RAMP[min(self.polls, len(RAMP)) - 1] if self.polls <= len(RAMP) else None
@@ -64,11 +71,15 @@ class Pace:
             if stale and self.drain_lookup is not None and service and service.get("loadBalancers"):
                 self.drain, self.drain_lookup = self.drain_lookup(service), None
             wait = max(grace, self.drain if stale else 0.0)
-            self.possible_at = (previous if previous is not None else now) + wait
+            running_since = previous if previous is not None else now
+            stamped = ours.get("updatedAt")
+            if wall is not None and isinstance(stamped, datetime) and stamped.tzinfo is not None:
+                running_since = max(running_since, now - (wall - stamped).total_seconds() - SKEW)
+            self.possible_at = running_since + wait
         left = self.possible_at - now
         if left > self.fast:
             return min(left - self.fast / 2, self.slow)
-        return min(ramp or self.fast, self.fast)
+        return self.fast
 
 
 def _ours(service: dict[str, Any] | None, deployment_id: str) -> dict[str, Any] | None:

@@ -447,10 +447,10 @@ def _service(running: int, pending: int, stale: int = 0, grace: int = 0) -> dict
     [
         # tasks not RUNNING: ramp up, then every 5 s
         ([_service(0, 1)] * 5, 0, [0.5, 1.0, 2.0, 5.0, 5.0]),
-        # RUNNING with old tasks draining for 30 s: sleep towards the drain's end, then every 1 s
+        # RUNNING with old tasks draining for 30 s: sleep towards the drain's end, then every 0.5 s
         ([_service(0, 1), _service(1, 0, stale=1)] + [_service(1, 0, stale=1)] * 8, 30, None),
         # RUNNING, no load balancer: completion may come any moment
-        ([_service(1, 0)] * 4, 0, [0.5, 1.0, 1.0, 1.0]),
+        ([_service(1, 0)] * 4, 0, [0.5, 0.5, 0.5, 0.5]),
     ],
     ids=["pending", "draining", "running"],
 )
@@ -465,6 +465,19 @@ def test_the_poll_schedule_follows_what_the_service_says(
         assert got == waits
         return
     # First seen RUNNING at 0.5 s (the poll before: 0.0): completion is possible from 30 s on.
-    assert max(got) == 5.0 and got[-1] == 1.0
-    first_fast = next(i for i, w in enumerate(got) if i > 1 and w == 1.0)
+    assert max(got) == 5.0 and got[-1] == pace.FAST
+    first_fast = next(i for i, w in enumerate(got) if i > 1 and w == pace.FAST)
     assert 29.0 <= sum(got[:first_fast]) <= 30.0
+
+
+def test_the_deployments_time_stamp_narrows_when_its_tasks_started_running() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    running = _service(1, 0, stale=1)
+    running["deployments"][0]["updatedAt"] = base + timedelta(seconds=7)  # RUNNING since 7 s
+    schedule = pace.Pace(drain=30)
+    schedule.next(_service(0, 1), "new", 3.5, base + timedelta(seconds=3.5))  # still PENDING
+    schedule.next(running, "new", 8.5, base + timedelta(seconds=8.5))
+    # Not from 3.5 s (the poll before) but from 7 s less the clock allowance: 36 s.
+    assert schedule.possible_at == 7 - pace.SKEW + 30
