@@ -101,6 +101,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
             raise next(iter(failed.values()))
 
     begun: dict[str, float] = {}
+    touched: set[str] = set()
 
     def update(s: ServicePlan) -> str:
         def call() -> dict[str, Any]:
@@ -113,6 +114,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
 
         begun[s.name] = time.monotonic()
         updated = _with_retry(call, sleep)
+        touched.add(s.name)
         ours = [
             d
             for d in ecs.deployments(updated)
@@ -127,45 +129,28 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         started_ids = dict(
             zip([s.name for s in plan.services], each(update, plan.services, parallel), strict=True)
         )
-    changed = [s for s in plan.services if isinstance(started_ids[s.name], str)]
+    # Every service whose UpdateService was answered is changed, deployment seen or not.
+    changed = [s for s in plan.services if s.name in touched]
     outcomes: dict[str, ecs.Outcome] = {
-        name: ecs.Outcome("failed", f"not updated: {exc.message}")
+        name: ecs.Outcome("failed", exc.message if name in touched else f"not updated: {exc.message}")
         for name, exc in started_ids.items()
         if isinstance(exc, PipelineError)
     }
     finished: dict[str, float] = {}
-    if changed:
-        with out.step(f"wait for {len(changed)} rollouts (one DescribeServices per cluster per round)"):
-            watches = [
-                fleet.Watch(s.name, s.cluster, s.service, started_ids[s.name], arns[s.name]) for s in changed
-            ]
-            outcomes.update(
-                fleet.wait_all(ctx.clients, watches, progress, options.timeout, sleep, finished=finished)
-            )
+    try:
+        _wait_and_smoke(ctx, plan, options, changed, started_ids, arns, outcomes, finished, progress)
+    except KeyboardInterrupt:
+        # All or nothing holds for an interrupt too: a half-released fleet is the worst state
+        # to leave behind. A second interrupt stops the rollback as well.
+        out.warn("interrupted: rolling back every service this release changed")
+        for s in plan.services:
+            outcomes.setdefault(s.name, ecs.Outcome("failed", "interrupted"))
     for s in plan.services:
         outcome, row = outcomes[s.name], rows[s.name]
         row.seconds = finished.get(s.name, time.monotonic()) - begun.get(s.name, time.monotonic())
         row.status, row.reason = (
             ("rolled out", "") if outcome.state == "succeeded" else ("failed", outcome.reason)
         )
-
-    if all(o.state == "succeeded" for o in outcomes.values()):
-        targets = [s for s in plan.services if s.url]
-        if targets:
-            with out.step(f"smoke test {len(targets)} services"):
-
-                def probe(s: ServicePlan) -> None:
-                    smoke.check(
-                        str(s.url),
-                        ctx.settings.smoke,
-                        lambda line: out.detail(f"{s.name}: {line}"),
-                        sleep=sleep,
-                    )
-
-                for s, problem in zip(targets, each(probe, targets, parallel), strict=True):
-                    if isinstance(problem, PipelineError):
-                        rows[s.name].status, rows[s.name].reason = "smoke test failed", problem.message
-                        outcomes[s.name] = ecs.Outcome("failed", problem.message)
 
     if all(o.state == "succeeded" for o in outcomes.values()):
         each(lambda s: mark_verified(ctx, arns[s.name]), plan.services, parallel)
@@ -191,6 +176,44 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         )
     setattr(error, "rows", list(rows.values()))  # noqa: B010 (--json prints them on failure too)
     raise error
+
+
+def _wait_and_smoke(
+    ctx: Context,
+    plan: ReleasePlan,
+    options: ReleaseOptions,
+    changed: list[ServicePlan],
+    started_ids: dict[str, Any],
+    arns: dict[str, Any],
+    outcomes: dict[str, ecs.Outcome],
+    finished: dict[str, float],
+    progress: fleet.Progress,
+) -> None:
+    """Wait for every started deployment (batched), then smoke-test all with a URL if all
+    rolled out; each verdict lands in `outcomes`."""
+    out, sleep = ctx.out, options.sleep
+    watched = [s for s in changed if isinstance(started_ids[s.name], str)]
+    if watched:
+        with out.step(f"wait for {len(watched)} rollouts (one DescribeServices per cluster per round)"):
+            watches = [
+                fleet.Watch(s.name, s.cluster, s.service, started_ids[s.name], arns[s.name]) for s in watched
+            ]
+            outcomes.update(
+                fleet.wait_all(ctx.clients, watches, progress, options.timeout, sleep, finished=finished)
+            )
+    targets = [s for s in plan.services if s.url]
+    if not targets or any(o.state != "succeeded" for o in outcomes.values()):
+        return
+    with out.step(f"smoke test {len(targets)} services"):
+
+        def probe(s: ServicePlan) -> None:
+            smoke.check(
+                str(s.url), ctx.settings.smoke, lambda line: out.detail(f"{s.name}: {line}"), sleep=sleep
+            )
+
+        for s, problem in zip(targets, each(probe, targets, options.parallel), strict=True):
+            if isinstance(problem, PipelineError):
+                outcomes[s.name] = ecs.Outcome("failed", problem.message)
 
 
 def _roll_back(

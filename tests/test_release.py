@@ -293,6 +293,26 @@ def test_one_failure_rolls_back_every_service_the_release_changed(
     assert marker.json()["type"] == "release-failed"
 
 
+def test_an_interrupt_during_the_wait_rolls_every_changed_service_back(
+    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+) -> None:
+    import time
+
+    fleet_ = make_fleet(5)
+    interrupts = [KeyboardInterrupt()]
+
+    def sleep(seconds: float) -> None:  # Ctrl-C arrives while the release waits
+        if interrupts:
+            raise interrupts.pop()
+        time.sleep(seconds)
+
+    with pytest.raises(DeployFailed) as info:
+        release.release(fleet_ctx(), options(fleet_.file, sleep=sleep))
+    assert info.value.message.endswith("all 5 changed services were rolled back to their previous revisions")
+    assert "interrupted" in info.value.message
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+
+
 def test_describe_services_is_one_call_per_cluster_per_round_for_up_to_ten(
     make_fleet: Callable[..., Fleet], aws: Callable[[str], Any], fleet_ctx: Callable[..., Any]
 ) -> None:
