@@ -114,7 +114,9 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
     revision = ctx.revision(options.sha)
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
-    account = ecr.account_id(settings, ctx.clients)
+    record = ecr.require_image(settings, ctx.clients, revision.tag)
+    # The account owns the registry DescribeImages answered from: no STS call on the path.
+    account = settings.account_id or record.registry_id or ecr.account_id(settings, ctx.clients)
     registry = settings.ecr_endpoint or settings.registry(account)
     inputs = taskdef.RenderInputs(
         family=environment.family,
@@ -141,8 +143,7 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
 
     where = shown(environment.template)
     request = taskdef.render(template, values, inputs, where, shown(environment.values))
-    taskdef.validate_request(request, where)
-    ecr.require_image(settings, ctx.clients, revision.tag)
+    taskdef.validate_request(request, where, ctx.clients.aws("ecs").meta.service_model)
     service = _idle_service(ctx, environment, options)
     return DeployChange(
         "deploy",

@@ -28,6 +28,7 @@ class ImageRecord:
     tags: tuple[str, ...]
     pushed_at: datetime | None
     size: int | None
+    registry_id: str | None = None  # the account that owns the registry: no STS call needed
 
 
 def account_id(settings: Settings, clients: Clients) -> str:
@@ -72,6 +73,7 @@ def _record(item: dict[str, Any]) -> ImageRecord:
         tags=tuple(item.get("imageTags", [])),
         pushed_at=item.get("imagePushedAt"),
         size=item.get("imageSizeInBytes"),
+        registry_id=item.get("registryId"),
     )
 
 

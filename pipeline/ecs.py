@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .arns import short
@@ -111,6 +111,13 @@ def observe(
                 f"{short(primary.task_definition)} is PRIMARY again (rolled back by ECS's deployment "
                 "circuit breaker)",
                 primary,
+            )
+        if ours is not None and ours.rollout_state == "COMPLETED":
+            # Ours finished before the next deploy began (a --wait behind us, say): done.
+            return Outcome(
+                "succeeded",
+                f"deployment {deployment_id} COMPLETED; deployment {primary.id} of "
+                f"{short(primary.task_definition)} has started since",
             )
         return Outcome(
             "replaced",
@@ -259,33 +266,35 @@ def wait(
     previous: str | None = None,
     since: datetime | None = None,
 ) -> Outcome:
-    """Poll DescribeServices with capped exponential backoff until the outcome is known.
+    """Poll DescribeServices until the outcome is known, paced by what the service says
+    (pipeline/pace.py: slowly while completion is impossible, quickly when it is near).
 
     Throttling is not an outcome: boto3 retries it first, and if it still fails the
     poll is simply tried again on the next interval, within the same overall timeout.
     """
     from botocore.exceptions import ClientError
-    from tenacity import Retrying, retry_if_result, stop_after_delay, wait_exponential
 
-    def poll() -> Outcome:
+    from .fleet import drain_seconds
+    from .pace import Pace
+
+    pace = Pace(slow=max_interval, drain_lookup=lambda answer: drain_seconds(clients, answer))
+    started = time.monotonic()
+    while True:  # a plain loop: tenacity's import alone cost a deploy ~50 ms
+        polled_at, wall = time.monotonic(), datetime.now(UTC)
+        answer: dict[str, Any] | None = None
         try:
             answer = describe_service(clients, cluster, service, handled=THROTTLED)
         except ClientError:  # only the THROTTLED codes get here
             watcher.out.detail("DescribeServices throttled; polling again")
-            return Outcome("rolling", "throttled")
-        watcher.show(answer)
-        return observe(answer, deployment_id, target, previous, since)
-
-    retrying = Retrying(
-        stop=stop_after_delay(timeout),
-        wait=wait_exponential(multiplier=0.5, max=max_interval),
-        retry=retry_if_result(lambda outcome: not outcome.done),
-        sleep=sleep,
-        retry_error_callback=lambda _state: Outcome(
-            "failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}"
-        ),
-    )
-    return retrying(poll)
+        if answer is not None:
+            watcher.show(answer)
+            outcome = observe(answer, deployment_id, target, previous, since)
+            if outcome.done:
+                return outcome
+        if time.monotonic() - started >= timeout:
+            return Outcome("failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}")
+        pause = pace.next(answer, deployment_id, polled_at, wall)
+        sleep(min(pause, max(0.0, started + timeout - time.monotonic())))
 
 
 def stopped_task_reasons(

@@ -98,6 +98,7 @@ def build(
     started: datetime,
     ended: datetime,
     succeeded: bool = True,
+    message: str | None = None,
 ) -> MarkerRequest | None:
     """The marker to post, or None when no key is configured. Raises Problem.
 
@@ -116,7 +117,8 @@ def build(
     verdict = "" if succeeded else " (failed)"
     body: dict[str, Any] = {
         "type": kind if succeeded else f"{kind}-failed",
-        "message": f"{kind} {service} in {environment}: sha {sha[:12]}, revision {short_revision(revision)}{verdict}",
+        "message": message
+        or f"{kind} {service} in {environment}: sha {sha[:12]}, revision {short_revision(revision)}{verdict}",
         "start_time": start,
         "end_time": max(start, int(ended.timestamp())),
     }
@@ -177,6 +179,7 @@ def post(
     started: datetime,
     ended: datetime,
     succeeded: bool = True,
+    message: str | None = None,
 ) -> None:
     """Post a Honeycomb marker for a finished deploy or rollback; never raises."""
     if not ctx.environ.get("HONEYCOMB_API_KEY"):
@@ -196,6 +199,7 @@ def post(
             started,
             ended,
             succeeded,
+            message,
         )
         if request is None or _fingerprint(request) in _rejected:
             return

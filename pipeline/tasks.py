@@ -15,20 +15,23 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Exit, task
 
-from . import config
 from .clients import Clients
-from .context import Context
 from .errors import PipelineError, first_line
 from .init import HELP as INIT_HELP
 from .output import Output
 
+if TYPE_CHECKING:  # config (its validation patterns) loads when a task runs, not for --list
+    from .context import Context
+
 
 def project_root() -> Path:
     """The service repository the tasks act on, found from the working directory."""
+    from . import config
+
     return config.find_root(Path.cwd())
 
 
@@ -38,8 +41,14 @@ _JSON_LOGS = (
 )
 
 
-def _context(json_logs: bool = False, sha: str | None = None, environment: str | None = None) -> Context:
-    settings = config.load(os.environ, project_root())
+def _context(
+    json_logs: bool = False, sha: str | None = None, environment: str | None = None, prefix: str | None = None
+) -> Context:
+    from . import config
+    from .context import Context
+
+    environ = os.environ if prefix is None else {"AWS_RESOURCE_NAME_PREFIX": prefix, **os.environ}
+    settings = config.load(environ, project_root())
     use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
     ctx = Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
     if use_json:
@@ -150,6 +159,7 @@ def plan(c, branch=None, tag=None, sha=None, json=False):
     """Show what CI does for a branch or tag: the steps, the environment, each step's command."""
     import json as jsonlib
 
+    from pipeline import config
     from pipeline import plan as policy
 
     found, commit, dirty = policy.for_ci(
@@ -203,6 +213,44 @@ def deploy(
         force=force,
     )
     deploying.deploy(ctx, options)
+
+
+@task(
+    help={
+        "env": "environment to release to (every service's own settings for it)",
+        "file": "the release file (TOML): one [[service]] table per service with prefix and sha",
+        "parallel": "update at most this many services at once (default 4)",
+        "timeout": "seconds to wait for all rollouts, and again for the rollbacks (default 600)",
+        "no_smoke": "skip the smoke tests after the rollouts",
+        "dry_run": "print the release plan; register and update nothing",
+        "json": "print the plan (dry run) or the result table as JSON on stdout; progress goes to stderr",
+        "json_logs": _JSON_LOGS,
+    }
+)
+@verb
+def release(
+    c, env, file, parallel=4, timeout=600, no_smoke=False, dry_run=False, json=False, json_logs=False
+):
+    """Release several services as one: validate all, update all, wait batched, roll all back on failure."""
+    import json as jsonlib
+
+    from pipeline import release as releasing
+
+    options = releasing.ReleaseOptions(
+        env, Path(file), int(parallel), float(timeout), smoke=not no_smoke, dry_run=dry_run
+    )
+    ctx = _context(json_logs, environment=env, prefix=releasing.first_prefix(options.file))
+    if json:
+        ctx.out = Output(stream=sys.stderr, json_logs=ctx.out.json_logs, context=ctx.out.context)
+    try:
+        result = releasing.release(ctx, options)
+    except PipelineError as exc:
+        if json and getattr(exc, "rows", None):
+            print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))  # type: ignore[attr-defined]
+        raise
+    if json:
+        shown = result.to_json() if isinstance(result, releasing.ReleasePlan) else releasing.to_json(result)
+        print(jsonlib.dumps(shown, indent=2))
 
 
 @task(
@@ -522,6 +570,7 @@ ns = Collection(
     dockerize,
     push,
     deploy,
+    release,
     rollback,
     smoke,
     integration,

@@ -32,6 +32,15 @@ OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:1", "arn:aws:ecs:us-east
         # Another PRIMARY with no sign of ECS's circuit breaker: a deploy we did not start.
         ([deployment("rb", OLD)], "replaced", "replaced by deployment rb of fam:1, which we did not start"),
         ([deployment("other", NEW)], "replaced", "replaced by deployment other of fam:2"),
+        # Ours COMPLETED, then a later deploy (one that waited for ours) started: ours succeeded.
+        (
+            [
+                deployment("later", OLD, state="IN_PROGRESS"),
+                deployment("new", NEW, "ACTIVE", state="COMPLETED"),
+            ],
+            "succeeded",
+            "deployment new COMPLETED; deployment later of fam:1 has started since",
+        ),
         ([deployment("new", NEW, state=None)], "succeeded", "no stale deployments"),
         ([deployment("new", NEW, state=None), deployment("old", OLD, "ACTIVE", state=None)], "rolling", ""),
         ([deployment("new", NEW, state=None, running=0, pending=1)], "rolling", ""),

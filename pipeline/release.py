@@ -1,0 +1,326 @@
+"""The release verb: several services as one unit — all run the new images, or none does.
+
+`release_plan.check` decides (every problem at once, before any change); `execute` then
+registers every revision, updates every service with bounded parallelism, waits for all
+of them with batched polling (pipeline/fleet.py), smoke-tests those with a URL, and on
+any failure returns every service this release changed to the revision that ran before —
+waiting on ECS's own rollback where its circuit breaker already started one, never
+rolling back twice. It ends with one table and one Honeycomb marker.
+
+Exit codes: 0 all released; 1 a service failed and every changed service was rolled
+back; 4 a rollback failed too (a person must look).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import ecs, fleet, markers, smoke
+from .arns import short
+from .clients import aws_errors
+from .context import Context
+from .deploy import mark_verified
+from .errors import DeployFailed, PipelineError, RollbackFailed
+from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_prefix
+
+__all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_prefix", "release", "table", "to_json"]
+
+
+@dataclass
+class Row:
+    """One line of the closing table."""
+
+    service: str
+    old: str
+    new: str = ""
+    status: str = "not started"
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def release(ctx: Context, options: ReleaseOptions) -> ReleasePlan | list[Row]:
+    """Check, then (unless a dry run) execute; the plan after a dry run, else the table's rows."""
+    with ctx.out.step(f"check release to {options.env}"):
+        plan = check(ctx, options)
+        for s in plan.services:
+            ctx.out.detail(f"{s.name}: runs {short(s.current)}; {s.image} is in ECR")
+    if options.dry_run:
+        for line in describe(plan):
+            ctx.out.say(line)
+        return plan
+    return execute(ctx, plan, options)
+
+
+def _throttled(exc: PipelineError) -> bool:
+    return "throttled" in exc.message
+
+
+def _with_retry(fn: Any, sleep: Any, attempts: int = 5) -> Any:
+    """Call fn; a call still throttled after boto3's own retries is tried again with backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except PipelineError as exc:
+            if not _throttled(exc) or attempt == attempts - 1:
+                raise
+            sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Row]:
+    out, client = ctx.out, ctx.clients.aws("ecs")  # one client, shared by the worker threads
+    started = datetime.now(UTC)
+    rows = {s.name: Row(s.name, short(s.current)) for s in plan.services}
+    parallel, sleep = options.parallel, options.sleep
+
+    def register(s: ServicePlan) -> str:
+        def call() -> str:
+            with aws_errors("ecs:RegisterTaskDefinition"):
+                return str(
+                    client.register_task_definition(**s.request)["taskDefinition"]["taskDefinitionArn"]
+                )
+
+        return str(_with_retry(call, sleep))
+
+    with out.step(f"register {len(plan.services)} task definitions"):
+        arns = dict(
+            zip([s.name for s in plan.services], each(register, plan.services, parallel), strict=True)
+        )
+        failed = {name: arn for name, arn in arns.items() if isinstance(arn, PipelineError)}
+        for name, arn in arns.items():
+            if isinstance(arn, str):
+                rows[name].new = short(arn)
+                out.detail(f"{name}: registered {short(arn)}")
+        if failed:
+            for name, exc in failed.items():
+                rows[name].status, rows[name].reason = "not registered", exc.message
+            _finish(ctx, plan, rows, started, False)
+            raise next(iter(failed.values()))
+
+    begun: dict[str, float] = {}
+    touched: set[str] = set()
+
+    def update(s: ServicePlan) -> str:
+        def call() -> dict[str, Any]:
+            with aws_errors("ecs:UpdateService"):
+                return dict(
+                    client.update_service(cluster=s.cluster, service=s.service, taskDefinition=arns[s.name])[
+                        "service"
+                    ]
+                )
+
+        begun[s.name] = time.monotonic()
+        updated = _with_retry(call, sleep)
+        touched.add(s.name)
+        ours = [
+            d
+            for d in ecs.deployments(updated)
+            if d.status == "PRIMARY" and ecs.same_revision(d.task_definition, arns[s.name])
+        ]
+        if not ours:
+            raise DeployFailed(f"UpdateService started no deployment of {short(arns[s.name])}")
+        return ours[0].id
+
+    progress = fleet.Progress(out)
+    with out.step(f"update {len(plan.services)} services, at most {parallel} at a time"):
+        started_ids = dict(
+            zip([s.name for s in plan.services], each(update, plan.services, parallel), strict=True)
+        )
+    # Every service whose UpdateService was answered is changed, deployment seen or not.
+    changed = [s for s in plan.services if s.name in touched]
+    outcomes: dict[str, ecs.Outcome] = {
+        name: ecs.Outcome("failed", exc.message if name in touched else f"not updated: {exc.message}")
+        for name, exc in started_ids.items()
+        if isinstance(exc, PipelineError)
+    }
+    finished: dict[str, float] = {}
+    try:
+        _wait_and_smoke(ctx, plan, options, changed, started_ids, arns, outcomes, finished, progress)
+    except KeyboardInterrupt:
+        # All or nothing holds for an interrupt too: a half-released fleet is the worst state
+        # to leave behind. A second interrupt stops the rollback as well.
+        out.warn("interrupted: rolling back every service this release changed")
+        for s in plan.services:
+            outcomes.setdefault(s.name, ecs.Outcome("failed", "interrupted"))
+    for s in plan.services:
+        outcome, row = outcomes[s.name], rows[s.name]
+        row.seconds = finished.get(s.name, time.monotonic()) - begun.get(s.name, time.monotonic())
+        row.status, row.reason = (
+            ("rolled out", "") if outcome.state == "succeeded" else ("failed", outcome.reason)
+        )
+
+    if all(o.state == "succeeded" for o in outcomes.values()):
+        each(lambda s: mark_verified(ctx, arns[s.name]), plan.services, parallel)
+        for row in rows.values():
+            row.status = "released"
+        _finish(ctx, plan, rows, started, True)
+        return list(rows.values())
+
+    broken = [name for name, outcome in outcomes.items() if outcome.state != "succeeded"]
+    why = f"{broken[0]}: {outcomes[broken[0]].reason}"
+    rolled_back_ok = _roll_back(ctx, plan, changed, outcomes, rows, options, progress)
+    _finish(ctx, plan, rows, started, False)
+    error: PipelineError
+    if not rolled_back_ok:
+        bad = [r.service for r in rows.values() if "rollback failed" in r.status]
+        error = RollbackFailed(
+            f"release to {plan.environment} failed ({why}); the rollback of {', '.join(bad)} failed too"
+        )
+    else:
+        error = DeployFailed(
+            f"release to {plan.environment} failed ({why}; {len(broken)} of {len(rows)} services failed); "
+            f"all {len(changed)} changed services were rolled back to their previous revisions"
+        )
+    setattr(error, "rows", list(rows.values()))  # noqa: B010 (--json prints them on failure too)
+    raise error
+
+
+def _wait_and_smoke(
+    ctx: Context,
+    plan: ReleasePlan,
+    options: ReleaseOptions,
+    changed: list[ServicePlan],
+    started_ids: dict[str, Any],
+    arns: dict[str, Any],
+    outcomes: dict[str, ecs.Outcome],
+    finished: dict[str, float],
+    progress: fleet.Progress,
+) -> None:
+    """Wait for every started deployment (batched), then smoke-test all with a URL if all
+    rolled out; each verdict lands in `outcomes`."""
+    out, sleep = ctx.out, options.sleep
+    watched = [s for s in changed if isinstance(started_ids[s.name], str)]
+    if watched:
+        with out.step(f"wait for {len(watched)} rollouts (one DescribeServices per cluster per round)"):
+            watches = [
+                fleet.Watch(s.name, s.cluster, s.service, started_ids[s.name], arns[s.name]) for s in watched
+            ]
+            outcomes.update(
+                fleet.wait_all(ctx.clients, watches, progress, options.timeout, sleep, finished=finished)
+            )
+    targets = [s for s in plan.services if s.url]
+    if not targets or any(o.state != "succeeded" for o in outcomes.values()):
+        return
+    with out.step(f"smoke test {len(targets)} services"):
+
+        def probe(s: ServicePlan) -> None:
+            smoke.check(
+                str(s.url), ctx.settings.smoke, lambda line: out.detail(f"{s.name}: {line}"), sleep=sleep
+            )
+
+        for s, problem in zip(targets, each(probe, targets, options.parallel), strict=True):
+            if isinstance(problem, PipelineError):
+                outcomes[s.name] = ecs.Outcome("failed", problem.message)
+
+
+def _roll_back(
+    ctx: Context,
+    plan: ReleasePlan,
+    changed: list[ServicePlan],
+    outcomes: dict[str, ecs.Outcome],
+    rows: dict[str, Row],
+    options: ReleaseOptions,
+    progress: fleet.Progress,
+) -> bool:
+    """Return every changed service to its previous revision and wait; True when all are back."""
+    if not changed:
+        return True
+    client = ctx.clients.aws("ecs")
+    watches: list[fleet.Watch] = []
+    begun: dict[str, float] = {}
+    with ctx.out.step(f"roll back {len(changed)} services to their previous revisions"):
+
+        def back(s: ServicePlan) -> fleet.Watch:
+            begun[s.name] = time.monotonic()
+            by_ecs = outcomes[s.name].rolled_back_by_ecs
+            if by_ecs is not None:  # the circuit breaker is already on it: wait, don't roll twice
+                ctx.out.detail(
+                    f"{s.name}: ECS's circuit breaker is rolling back to {short(by_ecs.task_definition)}"
+                )
+                return fleet.Watch(s.name, s.cluster, s.service, by_ecs.id, by_ecs.task_definition)
+
+            def call() -> dict[str, Any]:
+                with aws_errors("ecs:UpdateService"):
+                    return dict(
+                        client.update_service(
+                            cluster=s.cluster, service=s.service, taskDefinition=s.previous
+                        )["service"]
+                    )
+
+            updated = _with_retry(call, options.sleep)
+            ours = next(
+                (
+                    d
+                    for d in ecs.deployments(updated)
+                    if d.status == "PRIMARY" and ecs.same_revision(d.task_definition, s.previous)
+                ),
+                None,
+            )
+            if ours is None:
+                raise DeployFailed(f"UpdateService started no deployment of {short(s.previous)}")
+            ctx.out.detail(f"{s.name}: rolling back to {short(s.previous)}")
+            return fleet.Watch(s.name, s.cluster, s.service, ours.id, s.previous)
+
+        ok = True
+        for s, watch in zip(changed, each(back, changed, options.parallel), strict=True):
+            if isinstance(watch, PipelineError):
+                rows[s.name].status, ok = "rollback failed", False
+                rows[s.name].reason = watch.message
+            else:
+                watches.append(watch)
+        finished: dict[str, float] = {}
+        results = fleet.wait_all(
+            ctx.clients, watches, progress, options.timeout, options.sleep, finished=finished
+        )
+        for watch in watches:
+            row, result = rows[watch.key], results[watch.key]
+            by_ecs = outcomes[watch.key].rolled_back_by_ecs is not None
+            if result.state == "succeeded":
+                what = "rolled back by ECS" if by_ecs else "rolled back"
+                row.status = (
+                    f"{'failed, ' if row.status != 'rolled out' else ''}{what} to {short(watch.target)}"
+                )
+            else:
+                row.status, row.reason, ok = f"rollback failed ({short(watch.target)})", result.reason, False
+            row.seconds += finished.get(watch.key, time.monotonic()) - begun[watch.key]
+    return ok
+
+
+def table(rows: list[Row]) -> list[str]:
+    """The closing table: service, old → new revision, status, duration. Pure."""
+    header = ("service", "revision", "status", "duration")
+    body = [(r.service, f"{r.old} → {r.new or '-'}", r.status, f"{r.seconds:.1f}s") for r in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(4)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *body]
+    ]
+    reasons = [f"{r.service}: {r.reason}" for r in rows if r.reason]
+    return [lines[0], "  ".join("-" * w for w in widths), *lines[1:], *reasons]
+
+
+def _finish(ctx: Context, plan: ReleasePlan, rows: dict[str, Row], started: datetime, ok: bool) -> None:
+    for line in table(list(rows.values())):
+        ctx.out.say(line)
+    revisions = ", ".join(f"{r.service} {r.new or r.old}" for r in rows.values())
+    markers.post(
+        ctx,
+        "release",
+        plan.environment,
+        "",
+        "",
+        started,
+        datetime.now(UTC),
+        ok,
+        message=(
+            f"release of {len(rows)} services to {plan.environment}"
+            f"{'' if ok else ' (failed; changed services rolled back)'}: {revisions}"
+        )[:500],
+    )
+
+
+def to_json(rows: list[Row]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]

@@ -1,0 +1,355 @@
+"""A release's plan: the release file, what is live, and the decision. Nothing changes here.
+
+check → plan (this module) → execute (pipeline/release.py). `check` reads the release file and everything live it needs
+(images in ECR, services, their task definitions, smoke URLs), and `make_plan` — pure —
+turns those facts into a ReleasePlan or one ConfigError listing every problem, before
+anything changes. Executing registers every revision, updates every service (bounded
+parallelism), waits for all of them with batched polling (pipeline/fleet.py), smoke-tests
+those with a URL, and on any failure returns every service this release changed to the
+revision it ran before — waiting on ECS's own rollback where the circuit breaker already
+started one. It ends with one table and one Honeycomb marker.
+
+The release file (TOML):
+
+    [[service]]
+    prefix = "orders"    # names repository, cluster, service, family, container as the settings do
+    sha = "<commit>"     # the image tag to release
+    # optional: cluster, service, family, container, url (smoke test),
+    # template + values (paths relative to the file); without a template the live task
+    # definition is kept, field for field, with only the container's image replaced.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import config, ecr, ecs, fleet, smoke, taskdef
+from .arns import short
+from .context import Context
+from .errors import ConfigError, NotFound, PipelineError
+
+_KEYS = ("prefix", "sha", "cluster", "service", "family", "container", "template", "values", "url")
+# The seed's single-service overrides would name the same resource for every prefix.
+_SINGLE_SERVICE_VARIABLES = (
+    "ECR_REPOSITORY_NAME",
+    "ECS_CLUSTER_NAME",
+    "ECS_SERVICE_NAME",
+    "ECS_TASK_FAMILY_NAME",
+    "ECS_CONTAINER_DEFINITION_NAME",
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One [[service]] of the release file, as written."""
+
+    prefix: str
+    sha: str
+    cluster: str | None = None
+    service: str | None = None
+    family: str | None = None
+    container: str | None = None
+    template: Path | None = None
+    values: Path | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    env: str
+    file: Path
+    parallel: int = 4
+    timeout: float = 600.0
+    smoke: bool = True
+    dry_run: bool = False
+    sleep: Callable[[float], None] = time.sleep
+
+
+def read_file(path: Path) -> list[Entry]:
+    """The release file's services; every problem at once."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"release file {path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"release file {path}: not valid TOML: {exc}") from None
+    problems = [f"{path}: unknown key {k!r}; use [[service]] tables" for k in sorted(set(data) - {"service"})]
+    tables = data.get("service")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError([*problems, f"{path}: no [[service]] tables; name at least one service"])
+    entries: list[Entry] = []
+    for index, table in enumerate(tables, 1):
+        where = f"{path}: service {index}"
+        problems += [
+            f"{where}: unknown key {k!r}; use {', '.join(_KEYS)}" for k in sorted(set(table) - set(_KEYS))
+        ]
+        for key in ("prefix", "sha"):
+            if not isinstance(table.get(key), str) or not table[key].strip():
+                problems.append(f"{where}: {key} must be a non-empty string")
+        bad = [k for k in _KEYS if k in table and not isinstance(table[k], str)]
+        problems += [f"{where}: {k} must be a string" for k in bad]
+        if "values" in table and "template" not in table:
+            problems.append(f"{where}: values needs a template")
+        if problems:
+            continue
+        paths = {k: path.parent / table[k] for k in ("template", "values") if k in table}
+        entries.append(Entry(**{k: v for k, v in table.items() if k not in paths}, **paths))
+    if problems:
+        raise ConfigError(problems)
+    return entries
+
+
+def first_prefix(path: Path) -> str:
+    """The first service's prefix, for the settings the release itself runs under (markers'
+    dataset, smoke settings); a file `check` will reject gives a placeholder."""
+    try:
+        first = tomllib.loads(path.read_text())["service"][0]["prefix"]
+        return first if isinstance(first, str) and first else "release"
+    except (OSError, tomllib.TOMLDecodeError, KeyError, IndexError, TypeError):
+        return "release"
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What `check` found for one entry; `make_plan` decides from these alone."""
+
+    entry: Entry
+    environment: config.Environment
+    settings: config.Settings
+    image: ecr.ImageRecord | None
+    service: dict[str, Any] | None
+    live: dict[str, Any] | None = None  # the running task definition (no template)
+    live_tags: list[dict[str, str]] = field(default_factory=list)
+    template: dict[str, Any] | None = None
+    values: taskdef.EnvironmentValues | None = None
+    url: str | None = None
+    problems: tuple[str, ...] = ()  # found while looking (a missing repository, a broken template)
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    cluster: str
+    service: str
+    sha: str
+    image: str
+    current: str  # the task definition running now
+    previous: str  # what a rollback returns to: the last revision that COMPLETED
+    request: dict[str, Any]  # RegisterTaskDefinition
+    url: str | None
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    environment: str
+    services: tuple[ServicePlan, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"environment": self.environment, "services": [asdict(s) for s in self.services]}
+
+
+def from_live(
+    definition: dict[str, Any],
+    tags: list[dict[str, str]],
+    container: str,
+    image: str,
+    sha: str,
+    created: datetime,
+) -> dict[str, Any]:
+    """The live definition as a new request: only `container`'s image and the pipeline's tags
+    change; every other field is kept as registered. Pure."""
+    request = copy.deepcopy(taskdef.comparable(definition))
+    matching = [c for c in request.get("containerDefinitions", []) if c.get("name") == container]
+    if not matching:
+        names = [c.get("name") for c in request.get("containerDefinitions", [])]
+        raise ConfigError(
+            f"no container named {container!r} in {short(definition.get('taskDefinitionArn', ''))}; it has {names}"
+        )
+    matching[0]["image"] = image
+    kept = {t["key"]: t["value"] for t in tags if t["key"] != taskdef.TAG_VERIFIED}
+    kept.update({taskdef.TAG_SHA: sha, taskdef.TAG_CREATED: created.isoformat(timespec="seconds")})
+    request["tags"] = [{"key": k, "value": v} for k, v in sorted(kept.items())]
+    return request
+
+
+def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None) -> ReleasePlan:
+    """Decide the release from what `check` found; every problem at once. Pure."""
+    problems: list[str] = []
+    plans: list[ServicePlan] = []
+    names: dict[tuple[str, str], str] = {}
+    for fact in facts:
+        entry, environment, settings = fact.entry, fact.environment, fact.settings
+        name = environment.service
+        where = f"{entry.prefix} ({name} in {environment.cluster})"
+        if (environment.cluster, name) in names:
+            problems.append(f"{where}: listed twice in the release file")
+        names[(environment.cluster, name)] = name
+        problems += [f"{where}: {p}" for p in fact.problems]
+        if fact.image is None and not fact.problems:
+            problems.append(f"{where}: no image {settings.repository}:{entry.sha} in ECR; push it first")
+        if fact.service is None:
+            problems.append(f"{where}: ECS service {name!r} not found in cluster {environment.cluster!r}")
+        if fact.image is None or fact.service is None or fact.problems:
+            continue
+        current = str(fact.service.get("taskDefinition", ""))
+        previous = ecs.last_known_good(fact.service)
+        primary = next((d for d in ecs.deployments(fact.service) if d.status == "PRIMARY"), None)
+        if primary and primary.rollout_state == "IN_PROGRESS":
+            problems.append(
+                f"{where}: a deployment of {short(primary.task_definition)} is still rolling out; wait for it"
+            )
+        elif previous is None:
+            problems.append(
+                f"{where}: no deployment ever COMPLETED, so there is nothing safe to roll back to"
+            )
+        account = fact.image.registry_id or settings.account_id or ""
+        image = f"{settings.ecr_endpoint or settings.registry(account)}/{settings.repository}:{entry.sha}"
+        try:
+            if fact.template is not None:
+                request = taskdef.render(
+                    fact.template,
+                    fact.values or taskdef.EnvironmentValues(),
+                    _inputs(fact, image, account, created),
+                    str(entry.template),
+                )
+            else:
+                request = from_live(
+                    fact.live or {}, fact.live_tags, environment.container, image, entry.sha, created
+                )
+            taskdef.validate_request(request, where, model)
+        except ConfigError as exc:
+            problems += [f"{where}: {p}" for p in exc.problems]
+            continue
+        plans.append(
+            ServicePlan(
+                name,
+                environment.cluster,
+                name,
+                entry.sha,
+                image,
+                current,
+                previous or current,
+                request,
+                fact.url,
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+    return ReleasePlan(env, tuple(plans))
+
+
+def _inputs(fact: Facts, image: str, account: str, created: datetime) -> taskdef.RenderInputs:
+    settings, environment = fact.settings, fact.environment
+    return taskdef.RenderInputs(
+        family=environment.family,
+        container=environment.container,
+        image=image,
+        sha=fact.entry.sha,
+        environment=environment.name,
+        region=settings.region,
+        account_id=account,
+        prefix=settings.prefix,
+        cluster=environment.cluster,
+        service=environment.service,
+        execution_role_arn=settings.execution_role_arn(account),
+        log_group=settings.log_group,
+        port=settings.container_port,
+        base_path=settings.base_path,
+        created_at=created,
+    )
+
+
+def _settings_for(ctx: Context, entry: Entry, env: str) -> tuple[config.Settings, config.Environment]:
+    environ = {k: v for k, v in ctx.environ.items() if k not in _SINGLE_SERVICE_VARIABLES}
+    settings = config.load({**environ, "AWS_RESOURCE_NAME_PREFIX": entry.prefix}, ctx.settings.root)
+    environment = settings.environment(env)
+    overrides = {
+        k: getattr(entry, k) for k in ("cluster", "service", "family", "container") if getattr(entry, k)
+    }
+    return settings, config.Environment(**{**environment.__dict__, **overrides})
+
+
+def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
+    """Read everything the plan needs; nothing changes. One ConfigError lists every problem."""
+    entries = read_file(options.file)
+    problems: list[str] = []
+    named: list[tuple[Entry, config.Settings, config.Environment]] = []
+    for entry in entries:
+        try:
+            named.append((entry, *_settings_for(ctx, entry, options.env)))
+        except ConfigError as exc:
+            problems += [f"{entry.prefix}: {p}" for p in exc.problems]
+    if problems:
+        raise ConfigError(problems)
+    for name in ("ecs", "ecr", "elbv2"):  # made here: creating boto3 clients is not thread-safe
+        ctx.clients.aws(name)
+    services = fleet.describe_many(ctx.clients, [(e.cluster, e.service) for _, _, e in named])
+
+    def gather(item: tuple[Entry, config.Settings, config.Environment]) -> Facts:
+        entry, settings, environment = item
+        found: list[str] = []  # problems that do not stop the other look-ups
+        service = services[(environment.cluster, environment.service)]
+        image = template = values = live = None
+        tags: list[dict[str, str]] = []
+        try:
+            image = ecr.find_image(settings, ctx.clients, entry.sha)
+        except NotFound as exc:  # no repository: its message says how to create it
+            found.append(exc.message)
+        try:
+            if entry.template is not None:
+                template = taskdef.load_template(entry.template)
+                values = taskdef.load_values(entry.values) if entry.values else None
+            elif service is not None:
+                revision = ecs.describe_revision(ctx.clients, str(service.get("taskDefinition")))
+                live, tags = revision.definition, revision.raw_tags
+        except ConfigError as exc:
+            found += exc.problems
+        url = entry.url if options.smoke else None
+        if options.smoke and url is None and service is not None and service.get("loadBalancers"):
+            url = smoke.discover_url(settings, environment, ctx.clients)
+        return Facts(
+            entry, environment, settings, image, service, live, tags, template, values, url, tuple(found)
+        )
+
+    facts = []
+    for entry_facts in each(gather, named, options.parallel):
+        if isinstance(entry_facts, PipelineError):
+            problems.append(entry_facts.message)
+        else:
+            facts.append(entry_facts)
+    if problems:
+        raise ConfigError(problems)
+    return make_plan(options.env, facts, datetime.now(UTC), ctx.clients.aws("ecs").meta.service_model)
+
+
+def each(fn: Callable[[Any], Any], items: Iterable[Any], parallel: int) -> list[Any]:
+    """fn over items with at most `parallel` at once; a pipeline error is returned, not raised."""
+
+    def safe(item: Any) -> Any:
+        try:
+            return fn(item)
+        except PipelineError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(safe, items))
+
+
+def describe(plan: ReleasePlan) -> list[str]:
+    """What executing the plan would do, for --dry-run."""
+    lines = [f"release to {plan.environment}: {len(plan.services)} services"]
+    for s in plan.services:
+        lines.append(
+            f"  {s.name} in {s.cluster}: {short(s.current)} → new revision of {s.request['family']} "
+            f"with {s.image}; rollback target {short(s.previous)}; smoke {s.url or 'none'}"
+        )
+    lines.append("dry run: nothing was registered or updated")
+    return lines

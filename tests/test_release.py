@@ -1,0 +1,503 @@
+"""`invoke release`: several services as one release on the real local stack.
+
+The emulator rolls every update out for real (its scheduler stand-in, 1.5 s), the aws CLI
+is the independent check of what runs afterwards. What real containers cannot be made to
+do on demand — a circuit-breaker rollback, a rollout that never ends, throttling — comes
+from `FleetECS`, a stand-in at the one boto3 seam that passes every call to the emulator
+and rewrites only the scripted services' DescribeServices answers (tests/ecs_standin.py's
+shapes), counting every DescribeServices call and the services it named.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import fleet, pace, release, release_plan
+from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
+from tests import ecs_standin as standin
+from tests.conftest import put_image_record
+from tests.helpers import wait_until
+
+RICH = {
+    "cpu": "256",
+    "memory": "512",
+    "requiresCompatibilities": ["EC2"],
+    "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
+    "taskRoleArn": "arn:aws:iam::123456789012:role/app",
+    "volumes": [{"name": "scratch", "host": {"sourcePath": "/tmp/scratch"}}],
+    "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+    "ephemeralStorage": {"sizeInGiB": 30},
+}
+
+
+def rich_container(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": "bootstrap",
+        "memory": 128,
+        "cpu": 64,
+        "essential": True,
+        "command": ["python", "-m", "app"],
+        "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
+        "environment": [{"name": "GREETING", "value": "hi"}],
+        "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/db"}],
+        "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
+        "healthCheck": {"command": ["CMD", "true"], "interval": 10, "timeout": 5, "retries": 3},
+        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/x"}},
+    }
+
+
+@dataclass(frozen=True)
+class Fleet:
+    cluster: str
+    prefixes: list[str]
+    sha: str
+    file: Path
+
+    def services(self) -> list[str]:
+        return [f"{p}-service" for p in self.prefixes]
+
+
+@pytest.fixture
+def make_fleet(aws: Callable[[str], Any], prefix: str, tmp_path: Path) -> Callable[..., Fleet]:
+    """n services in one cluster, each with its own ECR repository and image, each running
+    revision 1 (a rich definition) after a COMPLETED first rollout."""
+
+    def make(n: int, extra: dict[int, dict[str, str]] | None = None) -> Fleet:
+        ecs, ecr = aws("ecs"), aws("ecr")
+        cluster, sha = f"{prefix}-cluster", uuid.uuid4().hex[:12]
+        ecs.create_cluster(clusterName=cluster)
+        prefixes = [f"{prefix}-s{i}" for i in range(n)]
+        for p in prefixes:
+            ecr.create_repository(repositoryName=p)
+            put_image_record(aws, p, sha)
+            definition = ecs.register_task_definition(
+                family=f"{p}-service",
+                containerDefinitions=[rich_container(f"{p}-service")],
+                tags=[{"key": "team", "value": "orders"}],
+                **RICH,
+            )["taskDefinition"]
+            ecs.create_service(
+                cluster=cluster,
+                serviceName=f"{p}-service",
+                taskDefinition=definition["taskDefinitionArn"],
+                desiredCount=1,
+            )
+
+        def settled() -> bool:
+            found = []
+            for i in range(0, n, 10):
+                names = [f"{p}-service" for p in prefixes[i : i + 10]]
+                found += ecs.describe_services(cluster=cluster, services=names)["services"]
+            return all(s["deployments"][0].get("rolloutState") == "COMPLETED" for s in found)
+
+        wait_until(settled, timeout=30)
+        lines = []
+        for i, p in enumerate(prefixes):
+            lines += ["[[service]]", f'prefix = "{p}"', f'sha = "{sha}"', f'cluster = "{cluster}"']
+            lines += [f'{k} = "{v}"' for k, v in (extra or {}).get(i, {}).items()]
+        file = tmp_path / "release.toml"
+        file.write_text("\n".join(lines) + "\n")
+        return Fleet(cluster, prefixes, sha, file)
+
+    return make
+
+
+@dataclass
+class FleetECS:
+    """STAND-IN at the seam: the emulator's ECS, with scripted rollouts for some services
+    (`scripts[service]`: states after its 1st, 2nd... UpdateService; the last repeats),
+    throttling on demand, and a record of every DescribeServices call's service names."""
+
+    real: Any
+    scripts: dict[str, list[list[standin.State]]] = field(default_factory=dict)
+    throttle_describes: int = 0  # throttle this many DescribeServices after the first update
+    throttle_updates: int = 0
+    describes: list[list[str]] = field(default_factory=list)
+    updates: list[tuple[str, str]] = field(default_factory=list)
+    _rollouts: dict[str, list[standin.Rollout]] = field(default_factory=dict)
+    _steps: dict[str, int] = field(default_factory=dict)
+    _synced: set[tuple[str, int]] = field(default_factory=set)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def update_service(self, **kwargs: Any) -> dict[str, Any]:
+        if self.throttle_updates:
+            self.throttle_updates -= 1
+            raise standin.throttling()
+        name = kwargs["service"]
+        before = self.real.describe_services(cluster=kwargs["cluster"], services=[name])["services"][0]
+        answer = self.real.update_service(**kwargs)
+        self.updates.append((name, kwargs["taskDefinition"].rsplit("/", 1)[-1]))
+        if name in self.scripts:
+            primary = answer["service"]["deployments"][0]
+            old = self._rollouts.get(name, [])
+            previous = old[-1] if old else None
+            self._rollouts.setdefault(name, []).append(
+                standin.Rollout(
+                    old_td=previous.new_td if previous else before["taskDefinition"],
+                    old_id=previous.new_id if previous else before["deployments"][0]["id"],
+                    new_td=primary["taskDefinition"],
+                    new_id=primary["id"],
+                )
+            )
+            self._steps[name] = 0
+        return dict(answer)
+
+    def describe_services(self, **kwargs: Any) -> dict[str, Any]:
+        self.describes.append(list(kwargs["services"]))
+        if self.updates and self.throttle_describes:
+            self.throttle_describes -= 1
+            raise standin.throttling()
+        answer = self.real.describe_services(**kwargs)
+        for service in answer.get("services", []):
+            name = service["serviceName"]
+            rollouts = self._rollouts.get(name)
+            if not rollouts:
+                continue
+            script = self.scripts[name][len(rollouts) - 1]
+            step = self._steps[name]
+            self._steps[name] = step + 1
+            shown = script[min(step, len(script) - 1)](rollouts[-1])
+            assert isinstance(shown, dict)
+            primary = next(d for d in shown["deployments"] if d["status"] == "PRIMARY")
+            if primary["taskDefinition"] == rollouts[-1].old_td and (name, len(rollouts)) not in self._synced:
+                # ECS's circuit breaker rolled back: the emulator is made to agree, as ECS would.
+                self._synced.add((name, len(rollouts)))
+                self.real.update_service(
+                    cluster=kwargs["cluster"], service=name, taskDefinition=primary["taskDefinition"]
+                )
+            service["deployments"] = shown["deployments"]
+            service["events"] = shown.get("events", [])
+            service["taskDefinition"] = primary["taskDefinition"]
+        return dict(answer)
+
+
+@pytest.fixture
+def fleet_ctx(aws: Callable[[str], Any], make_context: Callable[..., Any]) -> Callable[..., Any]:
+    def make(fake: FleetECS | None = None) -> Any:
+        if fake is None:
+            return make_context()
+        return make_context(aws_factory=lambda name: fake if name == "ecs" else aws(name))
+
+    return make
+
+
+def options(file: Path, **kwargs: Any) -> release.ReleaseOptions:
+    return release.ReleaseOptions("prod", file, **{"timeout": 60.0, "smoke": False, **kwargs})
+
+
+def running(aws_cli: Callable[..., Any], fleet_: Fleet) -> dict[str, str]:
+    found = []
+    for i in range(0, len(fleet_.prefixes), 10):
+        found += aws_cli(
+            "ecs",
+            "describe-services",
+            "--cluster",
+            fleet_.cluster,
+            "--services",
+            *fleet_.services()[i : i + 10],
+        )["services"]
+    return {s["serviceName"]: s["taskDefinition"].rsplit("/", 1)[-1] for s in found}
+
+
+# --- on the local stack ------------------------------------------------------------------
+
+
+def test_release_of_five_services_updates_all_and_keeps_every_field(
+    make_fleet: Callable[..., Fleet],
+    run_task: Callable[..., Any],
+    aws_cli: Callable[..., Any],
+    hello_url: str,
+    environ: dict[str, str],
+) -> None:
+    fleet_ = make_fleet(5, extra={0: {"url": hello_url}})
+    proc = run_task("release", "--env", "prod", "--file", str(fleet_.file), "--parallel", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert running(aws_cli, fleet_) == {s: f"{s}:2" for s in fleet_.services()}
+    table = proc.stdout[proc.stdout.index("service  ") :].splitlines()
+    assert table[0].split() == ["service", "revision", "status", "duration"]
+    for name in fleet_.services():
+        assert any(line.split()[:5] == [name, f"{name}:1", "→", f"{name}:2", "released"] for line in table)
+    assert f"{fleet_.services()[0]}: GET {hello_url}: HTTP 200" in proc.stdout
+
+    # Without a template, the live definition is kept field for field; only the image moves.
+    for p in fleet_.prefixes:
+        old, new = (
+            aws_cli(
+                "ecs",
+                "describe-task-definition",
+                "--task-definition",
+                f"{p}-service:{n}",
+                "--include",
+                "TAGS",
+            )
+            for n in (1, 2)
+        )
+        drop = {"taskDefinitionArn", "revision", "registeredAt", "registeredBy", "containerDefinitions"}
+        assert {k: v for k, v in new["taskDefinition"].items() if k not in drop} == {
+            k: v for k, v in old["taskDefinition"].items() if k not in drop
+        }
+        (before,), (after,) = (
+            old["taskDefinition"]["containerDefinitions"],
+            new["taskDefinition"]["containerDefinitions"],
+        )
+        assert after["image"] == f"{environ['ECR_ENDPOINT']}/{p}:{fleet_.sha}"
+        assert {**after, "image": before["image"]} == before
+        tags = {t["key"]: t["value"] for t in new["tags"]}
+        assert (
+            tags["team"] == "orders"
+            and tags["pipeline:git-sha"] == fleet_.sha
+            and "pipeline:verified-at" in tags
+        )
+
+
+def test_one_failure_rolls_back_every_service_the_release_changed(
+    make_fleet: Callable[..., Fleet],
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    fleet_ctx: Callable[..., Any],
+    environ: dict[str, str],
+) -> None:
+    from tests.standins import honeycomb_markers
+
+    fleet_ = make_fleet(5)
+    broken = fleet_.services()[2]
+    fake = FleetECS(aws("ecs"), scripts={broken: [[standin.draining, standin.failed, standin.rolled_back]]})
+    ctx = fleet_ctx(fake)
+    with honeycomb_markers(None, None).running() as api:
+        ctx.environ = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api.url}
+        with pytest.raises(DeployFailed) as info:
+            release.release(ctx, options(fleet_.file))
+    assert info.value.exit_code == 1
+    assert info.value.message.startswith(f"release to prod failed ({broken}: ECS deployment circuit breaker")
+    assert info.value.message.endswith("all 5 changed services were rolled back to their previous revisions")
+    # Every service runs revision 1 again; the one ECS rolled back was not updated a second time.
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+    rollbacks = [name for name, revision in fake.updates if revision.endswith(":1")]
+    assert sorted(rollbacks) == sorted(s for s in fleet_.services() if s != broken)
+    log = ctx.out.stream.getvalue()
+    assert f"{broken}: ECS's circuit breaker is rolling back to {broken}:1" in log
+    rows = {r.service: r for r in info.value.rows}  # type: ignore[attr-defined]
+    assert rows[broken].status == f"failed, rolled back by ECS to {broken}:1"
+    assert all(rows[s].status == f"rolled back to {s}:1" for s in fleet_.services() if s != broken)
+    (marker,) = api.requests  # one marker per release
+    assert marker.json()["type"] == "release-failed"
+
+
+def test_an_interrupt_during_the_wait_rolls_every_changed_service_back(
+    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+) -> None:
+    import time
+
+    fleet_ = make_fleet(5)
+    interrupts = [KeyboardInterrupt()]
+
+    def sleep(seconds: float) -> None:  # Ctrl-C arrives while the release waits
+        if interrupts:
+            raise interrupts.pop()
+        time.sleep(seconds)
+
+    with pytest.raises(DeployFailed) as info:
+        release.release(fleet_ctx(), options(fleet_.file, sleep=sleep))
+    assert info.value.message.endswith("all 5 changed services were rolled back to their previous revisions")
+    assert "interrupted" in info.value.message
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+
+
+def test_describe_services_is_one_call_per_cluster_per_round_for_up_to_ten(
+    make_fleet: Callable[..., Fleet], aws: Callable[[str], Any], fleet_ctx: Callable[..., Any]
+) -> None:
+    fleet_ = make_fleet(12)
+    fake = FleetECS(aws("ecs"))
+    rows = release.release(fleet_ctx(fake), options(fleet_.file))
+    assert isinstance(rows, list) and {r.status for r in rows} == {"released"}
+    check, waiting = fake.describes[:2], fake.describes[2:]
+    assert [len(c) for c in check] == [10, 2]  # the plan's look at every service: 2 calls
+    rounds: list[list[list[str]]] = []
+    for call in waiting:  # a round ends where a service is asked about again
+        if not rounds or set(call) & {name for earlier in rounds[-1] for name in earlier}:
+            rounds.append([])
+        rounds[-1].append(call)
+    assert sorted(name for call in rounds[0] for name in call) == sorted(fleet_.services())
+    for calls in rounds:  # one call per 10 services still rolling, never one per service
+        asked = sum(len(call) for call in calls)
+        assert len(calls) == -(-asked // 10) and all(len(call) <= 10 for call in calls), rounds
+
+
+def test_throttling_at_the_seam_is_absorbed(
+    make_fleet: Callable[..., Fleet],
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    fleet_ctx: Callable[..., Any],
+) -> None:
+    fleet_ = make_fleet(5)
+    fake = FleetECS(aws("ecs"), throttle_describes=2, throttle_updates=1)
+    ctx = fleet_ctx(fake)
+    rows = release.release(ctx, options(fleet_.file))
+    assert isinstance(rows, list) and {r.status for r in rows} == {"released"}
+    assert "DescribeServices throttled; polling again" in ctx.out.stream.getvalue()
+    assert running(aws_cli, fleet_) == {s: f"{s}:2" for s in fleet_.services()}
+
+
+def test_a_rollback_that_fails_too_is_exit_code_4(
+    make_fleet: Callable[..., Fleet], aws: Callable[[str], Any], fleet_ctx: Callable[..., Any]
+) -> None:
+    fleet_ = make_fleet(2)
+    stuck = fleet_.services()[1]
+    fake = FleetECS(aws("ecs"), scripts={stuck: [[standin.draining], [standin.draining]]})
+    with pytest.raises(RollbackFailed) as info:
+        release.release(fleet_ctx(fake), options(fleet_.file, timeout=4.0))
+    assert info.value.exit_code == 4
+    assert info.value.message.endswith(f"the rollback of {stuck} failed too")
+    assert "timed out after 4s" in info.value.message
+
+
+def test_every_problem_is_reported_before_any_change(
+    make_fleet: Callable[..., Fleet],
+    run_task: Callable[..., Any],
+    aws_cli: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    fleet_ = make_fleet(2)
+    template = tmp_path / "taskdef.json"
+    template.write_text(json.dumps({"containerDefinitions": [{"name": "${container}", "image": "${imag}"}]}))
+    text = fleet_.file.read_text()
+    text += (
+        f'[[service]]\nprefix = "{fleet_.prefixes[0]}x"\nsha = "{fleet_.sha}"\n'  # no repository, no service
+    )
+    text += f'[[service]]\nprefix = "{fleet_.prefixes[1]}"\nsha = "0000000"\ncluster = "{fleet_.cluster}"\n'
+    text = text.replace(
+        f'prefix = "{fleet_.prefixes[0]}"\n',
+        f'prefix = "{fleet_.prefixes[0]}"\ntemplate = "taskdef.json"\n',
+        1,
+    )
+    fleet_.file.write_text(text)
+    proc = run_task("release", "--env", "prod", "--file", str(fleet_.file), "--no-smoke")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert "unknown placeholder ${imag}" in line
+    assert (
+        f"ECR repository '{fleet_.prefixes[0]}x' does not exist" in line
+        or f"no image {fleet_.prefixes[0]}x:" in line
+    )
+    assert f"ECS service '{fleet_.prefixes[0]}x-service' not found" in line
+    assert "listed twice" in line and f"no image {fleet_.prefixes[1]}:0000000 in ECR" in line
+    for p in fleet_.prefixes:
+        arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", f"{p}-service")[
+            "taskDefinitionArns"
+        ]
+        assert [a.rsplit(":", 1)[1] for a in arns] == ["1"]
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(
+    make_fleet: Callable[..., Fleet], run_task: Callable[..., Any], aws_cli: Callable[..., Any]
+) -> None:
+    fleet_ = make_fleet(2)
+    proc = run_task(
+        "release", "--env", "prod", "--file", str(fleet_.file), "--dry-run", "--json", "--no-smoke"
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert [
+        (s["service"], s["current"].rsplit("/", 1)[-1], s["previous"].rsplit("/", 1)[-1])
+        for s in plan["services"]
+    ] == [(s, f"{s}:1", f"{s}:1") for s in fleet_.services()]
+    assert all(
+        s["request"]["containerDefinitions"][0]["image"].endswith(f":{fleet_.sha}") for s in plan["services"]
+    )
+    assert "dry run: nothing was registered or updated" in proc.stderr
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+
+
+# --- pure parts ----------------------------------------------------------------------------
+
+
+def test_batches_are_per_cluster_and_at_most_ten() -> None:
+    pairs = [("a", f"s{i}") for i in range(12)] + [("b", "x"), ("a", "s0")]
+    assert [(c, len(n)) for c, n in fleet.batches(pairs)] == [("a", 10), ("a", 2), ("b", 1)]
+
+
+def test_the_release_file_names_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text('[[service]]\nprefix = "a"\ncolour = "red"\n[[service]]\nsha = 3\nvalues = "v.json"\n')
+    with pytest.raises(ConfigError) as info:
+        release_plan.read_file(path)
+    assert info.value.problems == [
+        f"{path}: service 1: unknown key 'colour'; use prefix, sha, cluster, service, family, container, template, values, url",
+        f"{path}: service 1: sha must be a non-empty string",
+        f"{path}: service 2: prefix must be a non-empty string",
+        f"{path}: service 2: sha must be a non-empty string",
+        f"{path}: service 2: sha must be a string",
+        f"{path}: service 2: values needs a template",
+    ]
+
+
+def test_the_table_says_old_and_new_revision_status_and_duration() -> None:
+    rows = [
+        release.Row("orders", "orders:3", "orders:4", "released", 12.34),
+        release.Row("web", "web:9", "", "not registered", 0, "AccessDenied"),
+    ]
+    assert release.table(rows) == [
+        "service  revision             status          duration",
+        "-------  -------------------  --------------  --------",
+        "orders   orders:3 → orders:4  released        12.3s",
+        "web      web:9 → -            not registered  0.0s",
+        "web: AccessDenied",
+    ]
+
+
+def _service(running: int, pending: int, stale: int = 0, grace: int = 0) -> dict[str, Any]:
+    deployments = [standin.deployment("new", "td:2", running=running, pending=pending, state="IN_PROGRESS")]
+    if stale:
+        deployments.append(standin.deployment("old", "td:1", status="ACTIVE", running=stale))
+    return {"deployments": deployments, "healthCheckGracePeriodSeconds": grace}
+
+
+@pytest.mark.parametrize(
+    ("answers", "drain", "waits"),
+    [
+        # tasks not RUNNING: ramp up, then every 5 s
+        ([_service(0, 1)] * 5, 0, [0.5, 1.0, 2.0, 5.0, 5.0]),
+        # RUNNING with old tasks draining for 30 s: sleep towards the drain's end, then every 0.5 s
+        ([_service(0, 1), _service(1, 0, stale=1)] + [_service(1, 0, stale=1)] * 8, 30, None),
+        # RUNNING, no load balancer: completion may come any moment
+        ([_service(1, 0)] * 4, 0, [0.5, 0.5, 0.5, 0.5]),
+    ],
+    ids=["pending", "draining", "running"],
+)
+def test_the_poll_schedule_follows_what_the_service_says(
+    answers: list[Any], drain: float, waits: list[float] | None
+) -> None:
+    schedule, now, got = pace.Pace(drain=drain), 0.0, []
+    for answer in answers:
+        got.append(schedule.next(answer, "new", now))
+        now += got[-1]
+    if waits is not None:
+        assert got == waits
+        return
+    # First seen RUNNING at 0.5 s (the poll before: 0.0): completion is possible from 30 s on.
+    assert max(got) == 5.0 and got[-1] == pace.FAST
+    first_fast = next(i for i, w in enumerate(got) if i > 1 and w == pace.FAST)
+    assert 29.0 <= sum(got[:first_fast]) <= 30.0
+
+
+def test_the_deployments_time_stamp_narrows_when_its_tasks_started_running() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    running = _service(1, 0, stale=1)
+    running["deployments"][0]["updatedAt"] = base + timedelta(seconds=7)  # RUNNING since 7 s
+    schedule = pace.Pace(drain=30)
+    schedule.next(_service(0, 1), "new", 3.5, base + timedelta(seconds=3.5))  # still PENDING
+    schedule.next(running, "new", 8.5, base + timedelta(seconds=8.5))
+    # Not from 3.5 s (the poll before) but from 7 s less the clock allowance: 36 s.
+    assert schedule.possible_at == 7 - pace.SKEW + 30
