@@ -79,7 +79,10 @@ RUNNERS: dict[str, Runner] = {
     "dockerize": lambda ctx, p, r, o: verbs.dockerize(ctx, r),
     "push": lambda ctx, p, r, o: verbs.push(ctx, r),
     "deploy": lambda ctx, p, r, o: deploy.deploy(
-        ctx, str(p.environment), r.sha, o.timeout, smoke_url=o.base_url, sleep=o.sleep
+        ctx,
+        deploy.DeployOptions(
+            str(p.environment), r.sha, timeout=o.timeout, smoke_url=o.base_url, sleep=o.sleep
+        ),
     ),
     "integration": lambda ctx, p, r, o: verbs.integration(ctx, _url(ctx, str(p.environment), o)),
 }

@@ -55,7 +55,7 @@ def run(ctx: Context, port: int, timeout: float = 120.0) -> DemoResult:
     with out.step(f"push {revision.tag}"):
         verbs.push(ctx, revision)
     infra.setup(ctx, ENVIRONMENT, image_tag=revision.tag)  # the service needs an image to start
-    deploy.deploy(ctx, ENVIRONMENT, None, timeout, run_smoke=False)
+    deploy.deploy(ctx, deploy.DeployOptions(ENVIRONMENT, timeout=timeout, smoke=False))
     report = ecs.status(
         ctx.clients, settings.environment(ENVIRONMENT).cluster, settings.environment(ENVIRONMENT).service
     )

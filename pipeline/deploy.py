@@ -3,7 +3,10 @@
 Everything that can be checked is checked before the first change (environment,
 sha, template, image in ECR, cluster and service, the smoke URL). After the service
 was updated, a failure rolls back to the last known good revision and says what runs
-now. A rollback is a release of an earlier revision through the same `release` path.
+now. One options object drives it; a rollback is a preset of those options (an
+earlier revision instead of a new image) and goes through the same path. `check`
+decides and returns a DeployChange (plain data); dry-run prints it, the real run
+executes it.
 """
 
 from __future__ import annotations
@@ -21,17 +24,55 @@ from .config import Environment
 from .context import Context
 from .errors import DeployFailed, NotFound, RollbackFailed, StepFailed
 
+LAST_VERIFIED = "last-verified"  # DeployOptions.revision: the rollback target the rule picks
+
 
 @dataclass(frozen=True)
-class CheckedDeploy:
-    """A checked deploy, ready to execute: nothing has changed yet."""
+class DeployOptions:
+    """What to put into an environment's service and how; `deploy` takes nothing else."""
 
+    env: str
+    sha: str | None = None  # the image to deploy (default: CIRCLE_SHA1, else git HEAD)
+    # An existing revision to put back instead of a new one from the template: a number,
+    # family:revision, an ARN, or LAST_VERIFIED.
+    revision: str | None = None
+    timeout: float = 600.0
+    dry_run: bool = False
+    rollback: bool = True  # on failure, return to the revision that ran before
+    smoke: bool = True
+    smoke_url: str | None = None  # None: discover the load balancer's URL
+    sleep: Callable[[float], None] = time.sleep
+
+    @classmethod
+    def rollback_to(cls, env: str, to: str | None = None, **rest: Any) -> DeployOptions:
+        """`invoke rollback`: deploy an earlier revision (default: the last verified one)."""
+        return cls(env=env, revision=to or LAST_VERIFIED, **rest)
+
+    @property
+    def kind(self) -> str:
+        return "deploy" if self.revision is None else "rollback"
+
+
+@dataclass(frozen=True)
+class DeployChange:
+    """A checked deploy, decided and ready to execute: nothing has changed yet.
+
+    `request` is the RegisterTaskDefinition request of a new revision; a rollback has
+    none and names its `target` instead.
+    """
+
+    kind: str
     environment: Environment
     sha: str
-    image: str
-    request: dict[str, Any]
     service: dict[str, Any]
     smoke_url: str | None
+    image: str | None = None
+    request: dict[str, Any] | None = None
+    target: str | None = None
+
+    @property
+    def current(self) -> str:
+        return str(self.service.get("taskDefinition", ""))
 
 
 @dataclass(frozen=True)
@@ -48,13 +89,13 @@ def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, u
     return url or smoke.discover_url(ctx.settings, environment, ctx.clients)
 
 
-def check(
-    ctx: Context, env_name: str, sha: str | None, run_smoke: bool, smoke_url: str | None
-) -> CheckedDeploy:
+def check(ctx: Context, options: DeployOptions) -> DeployChange:
     """Every check that needs no change: fails with one line before anything happens."""
+    if options.revision is not None:
+        return _check_rollback(ctx, options)
     settings = ctx.settings
-    environment = settings.environment(env_name)
-    revision = ctx.revision(sha)
+    environment = settings.environment(options.env)
+    revision = ctx.revision(options.sha)
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
     account = ecr.account_id(settings, ctx.clients)
@@ -86,14 +127,44 @@ def check(
     taskdef.validate_request(request, where)
     ecr.require_image(settings, ctx.clients, revision.tag)
     service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
-    return CheckedDeploy(
+    return DeployChange(
+        "deploy",
         environment,
         revision.tag,
-        inputs.image,
-        request,
         service,
-        _settle_smoke_url(ctx, environment, run_smoke, smoke_url),
+        _settle_smoke_url(ctx, environment, options.smoke, options.smoke_url),
+        image=inputs.image,
+        request=request,
     )
+
+
+def _check_rollback(ctx: Context, options: DeployOptions) -> DeployChange:
+    env = ctx.settings.environment(options.env)
+    service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+    current = str(service.get("taskDefinition", ""))
+    if options.revision == LAST_VERIFIED:
+        target = last_verified(ctx, env.family, current)
+    else:
+        target = resolve_revision(ctx, env.family, str(options.revision))
+    url = _settle_smoke_url(ctx, env, options.smoke, options.smoke_url)
+    return DeployChange("rollback", env, revision_sha(ctx, target), service, url, target=target)
+
+
+def describe(ctx: Context, change: DeployChange) -> list[str]:
+    """What executing `change` would do, for --dry-run."""
+    if change.request is None:
+        return [
+            f"would roll back {change.environment.service} from {ecs.short(change.current or 'none')} "
+            f"to {ecs.short(str(change.target))} (sha {change.sha})",
+            "dry run: nothing was updated",
+        ]
+    return [
+        json.dumps(change.request, indent=2, sort_keys=True),
+        taskdef.diff(
+            live_definition(ctx, change.current), change.request, ecs.short(change.current or "none")
+        ),
+        "dry run: nothing was registered or updated",
+    ]
 
 
 def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
@@ -103,47 +174,29 @@ def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
     return taskdef.comparable(revision.definition, revision.raw_tags)
 
 
-def deploy(
-    ctx: Context,
-    env_name: str,
-    sha: str | None = None,
-    timeout: float = 600.0,
-    dry_run: bool = False,
-    rollback: bool = True,
-    run_smoke: bool = True,
-    smoke_url: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Released | None:
+def deploy(ctx: Context, options: DeployOptions) -> Released | None:
+    """Check, then register (a new revision) and roll it out; None after a dry run."""
     out = ctx.out
-    with out.step(f"check deploy to {env_name}"):
-        checked = check(ctx, env_name, sha, run_smoke, smoke_url)
-        env = checked.environment
-        out.detail(f"image {checked.image} is in ECR")
-        out.detail(
-            f"service {env.service} in cluster {env.cluster} runs {ecs.short(checked.service.get('taskDefinition', '?'))}"
-        )
-    if dry_run:
-        current = checked.service.get("taskDefinition")
-        out.say(json.dumps(checked.request, indent=2, sort_keys=True))
-        out.say(taskdef.diff(live_definition(ctx, current), checked.request, ecs.short(current or "none")))
-        out.say("dry run: nothing was registered or updated")
+    with out.step(f"check {options.kind} to {options.env}"):
+        change = check(ctx, options)
+        env = change.environment
+        if change.image:
+            out.detail(f"image {change.image} is in ECR")
+        out.detail(f"service {env.service} in cluster {env.cluster} runs {ecs.short(change.current or '?')}")
+        if change.target:
+            out.detail(f"{ecs.short(change.current)} → {ecs.short(change.target)}")
+    if options.dry_run:
+        for line in describe(ctx, change):
+            out.say(line)
         return None
-    with out.step(f"register task definition {env.family}"), aws_errors("ecs:RegisterTaskDefinition"):
-        registered = ctx.clients.aws("ecs").register_task_definition(**checked.request)["taskDefinition"]
-        arn = registered["taskDefinitionArn"]
-        out.detail(f"registered {ecs.short(arn)}")
-    return release(
-        ctx,
-        env,
-        arn,
-        checked.sha,
-        checked.service,
-        kind="deploy",
-        timeout=timeout,
-        rollback=rollback,
-        smoke_url=checked.smoke_url,
-        sleep=sleep,
-    )
+    arn = change.target
+    if change.request is not None:
+        with out.step(f"register task definition {env.family}"), aws_errors("ecs:RegisterTaskDefinition"):
+            registered = ctx.clients.aws("ecs").register_task_definition(**change.request)["taskDefinition"]
+            arn = registered["taskDefinitionArn"]
+            out.detail(f"registered {ecs.short(arn)}")
+    assert arn is not None  # a change has a request or a target
+    return roll_out(ctx, change, arn, options)
 
 
 def _update_and_wait(
@@ -187,21 +240,12 @@ def _wait_for(
     return outcome
 
 
-def release(
-    ctx: Context,
-    env: Environment,
-    arn: str,
-    sha: str,
-    service: dict[str, Any],
-    kind: str,
-    timeout: float,
-    rollback: bool,
-    smoke_url: str | None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Released:
+def roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptions) -> Released:
     """Put `arn` into service, verify it, and on failure return to the revision that was
-    running and COMPLETED in `service` (the service as it was just before)."""
+    running and COMPLETED in `change.service` (the service as it was just before)."""
     out = ctx.out
+    env, sha, service, kind = change.environment, change.sha, change.service, change.kind
+    timeout, sleep, smoke_url = options.timeout, options.sleep, change.smoke_url
     probe = None
     started = datetime.now(UTC)
     previous = ecs.last_known_good(service)
@@ -244,8 +288,8 @@ def release(
         raise DeployFailed(
             f"{what}; ECS's circuit breaker rolled back to {ecs.short(back_to)}, which runs now"
         )
-    if not rollback or previous is None or ecs.same_revision(previous, arn):
-        why = "--no-rollback" if not rollback else "no earlier revision had COMPLETED"
+    if not options.rollback or previous is None or ecs.same_revision(previous, arn):
+        why = "--no-rollback" if not options.rollback else "no earlier revision had COMPLETED"
         running = ecs.short(
             ecs.describe_service(ctx.clients, env.cluster, env.service).get("taskDefinition", "?")
         )
@@ -319,34 +363,3 @@ def resolve_revision(ctx: Context, family: str, to: str) -> str:
             raise NotFound(
                 f"--to {to}: no task definition {name}; `invoke status` shows the running revision"
             ) from None
-
-
-def rollback(
-    ctx: Context,
-    env_name: str,
-    to: str | None = None,
-    timeout: float = 600.0,
-    run_smoke: bool = True,
-    smoke_url: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Released:
-    """Redeploy an earlier revision (default: the last verified one) through `release`."""
-    env = ctx.settings.environment(env_name)
-    with ctx.out.step(f"choose rollback target for {env.name}"):
-        service = ecs.describe_service(ctx.clients, env.cluster, env.service)
-        current = service.get("taskDefinition", "")
-        target = resolve_revision(ctx, env.family, to) if to else last_verified(ctx, env.family, current)
-        url = _settle_smoke_url(ctx, env, run_smoke, smoke_url)
-        ctx.out.detail(f"{ecs.short(current)} → {ecs.short(target)}")
-    return release(
-        ctx,
-        env,
-        target,
-        revision_sha(ctx, target),
-        service,
-        kind="rollback",
-        timeout=timeout,
-        rollback=True,
-        smoke_url=url,
-        sleep=sleep,
-    )

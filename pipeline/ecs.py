@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arns import short
 from .clients import Clients, aws_errors
 from .errors import NotFound
 from .output import Output
@@ -62,11 +63,6 @@ class Outcome:
     @property
     def done(self) -> bool:
         return self.state != "rolling"
-
-
-def short(task_definition: str) -> str:
-    """family:revision from an ARN (or the string itself)."""
-    return task_definition.rsplit("/", 1)[-1]
 
 
 def same_revision(a: str, b: str) -> bool:

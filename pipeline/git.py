@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .errors import ConfigError
 
@@ -21,6 +22,46 @@ _SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 DIRTY_SUFFIX = "-dirty"
 # Any image tag this pipeline makes: a commit, or a commit and a diff's hash.
 TAG_RE = re.compile(r"^[0-9a-f]{7,40}(?:-dirty-[0-9a-f]{8})?$")
+
+Kind = Literal["branch", "tag"]
+_FORBIDDEN_CHARS = {
+    " ": "a space",
+    "~": "'~'",
+    "^": "'^'",
+    ":": "':'",
+    "?": "'?'",
+    "*": "'*'",
+    "[": "'['",
+    "\\": "'\\'",
+}
+
+
+def ref_problem(name: str, kind: Kind) -> str | None:
+    """Why git would refuse `name` as a branch or tag name (git check-ref-format), or None."""
+    if not name:
+        return "it is empty"
+    if name.startswith("-"):
+        return "it starts with '-'"
+    if kind == "branch" and name == "HEAD":
+        return "HEAD is not a branch"
+    for char in name:
+        if ord(char) < 0x20 or ord(char) == 0x7F:
+            return "it contains a control character"
+        if char in _FORBIDDEN_CHARS:
+            return f"it contains {_FORBIDDEN_CHARS[char]}"
+    for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "'//'")):
+        if part in name:
+            return f"it contains {why}"
+    if name.startswith("/") or name.endswith("/"):
+        return "it starts or ends with '/'"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for component in name.split("/"):
+        if component.startswith("."):
+            return f"a part starts with '.' ({component!r})"
+        if component.endswith(".lock"):
+            return f"a part ends with '.lock' ({component!r})"
+    return None
 
 
 @dataclass(frozen=True)

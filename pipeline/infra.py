@@ -30,6 +30,7 @@ from importlib import resources
 from typing import Any, TextIO
 
 from . import ecr
+from .arns import partition
 from .clients import Clients, aws_errors
 from .config import Environment, InfraEnvironment, Settings
 from .context import Context
@@ -69,12 +70,6 @@ def task_role_name(settings: Settings) -> str:
 def ci_name(settings: Settings) -> str:
     """The CI role (or user) and its policy."""
     return f"{settings.prefix}-ci"
-
-
-def partition(region: str) -> str:
-    if region.startswith("cn-"):
-        return "aws-cn"
-    return "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
 def path_patterns(base_path: str) -> list[str]:

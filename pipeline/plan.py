@@ -14,41 +14,16 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 from . import git
+from .config.settings import CIPolicy
 from .errors import ConfigError
-
-if TYPE_CHECKING:
-    from .config import CIPolicy
-
-Kind = Literal["branch", "tag"]
+from .git import Kind, ref_problem
+from .steps import COMMANDS, ENVIRONMENT_STEPS
 
 # What a step's command looks like where the commit is not known (CI always knows it).
 SHA_PLACEHOLDER = "$CIRCLE_SHA1"
-
-# The `invoke` command each step runs; {sha} and {env} are filled in per plan.
-_COMMANDS: dict[str, tuple[str, ...]] = {
-    "test": ("invoke", "test"),
-    "build": ("invoke", "build"),
-    "dockerize": ("invoke", "dockerize", "--sha", "{sha}"),
-    "push": ("invoke", "push", "--sha", "{sha}"),
-    "deploy": ("invoke", "deploy", "--env", "{env}", "--sha", "{sha}"),
-    "integration": ("invoke", "integration", "--env", "{env}"),
-}
-# Steps that act on an environment: a plan with one of these must name it.
-ENVIRONMENT_STEPS = frozenset({"deploy", "integration"})
-
-_FORBIDDEN_CHARS = {
-    " ": "a space",
-    "~": "'~'",
-    "^": "'^'",
-    ":": "':'",
-    "?": "'?'",
-    "*": "'*'",
-    "[": "'['",
-    "\\": "'\\'",
-}
 
 
 @dataclass(frozen=True)
@@ -70,34 +45,6 @@ class Step:
     @property
     def command(self) -> str:
         return shlex.join(self.argv)
-
-
-def ref_problem(name: str, kind: Kind) -> str | None:
-    """Why git would refuse `name` as a branch or tag name (git check-ref-format), or None."""
-    if not name:
-        return "it is empty"
-    if name.startswith("-"):
-        return "it starts with '-'"
-    if kind == "branch" and name == "HEAD":
-        return "HEAD is not a branch"
-    for char in name:
-        if ord(char) < 0x20 or ord(char) == 0x7F:
-            return "it contains a control character"
-        if char in _FORBIDDEN_CHARS:
-            return f"it contains {_FORBIDDEN_CHARS[char]}"
-    for part, why in (("..", "'..'"), ("@{", "'@{'"), ("//", "'//'")):
-        if part in name:
-            return f"it contains {why}"
-    if name.startswith("/") or name.endswith("/"):
-        return "it starts or ends with '/'"
-    if name.endswith("."):
-        return "it ends with '.'"
-    for component in name.split("/"):
-        if component.startswith("."):
-            return f"a part starts with '.' ({component!r})"
-        if component.endswith(".lock"):
-            return f"a part ends with '.lock' ({component!r})"
-    return None
 
 
 def validate_ref(name: str, kind: Kind, source: str | None = None) -> str:
@@ -143,7 +90,7 @@ def step_commands(plan: Plan, sha: str = SHA_PLACEHOLDER) -> tuple[Step, ...]:
     if plan.environment is None and ENVIRONMENT_STEPS & set(plan.steps):
         # config.load_policy refuses such a policy; a Plan built by hand must not slip by.
         raise ConfigError(f"plan for {plan.kind} {plan.ref}: {', '.join(plan.steps)} need an environment")
-    return tuple(Step(name, tuple(arg.format(**fill) for arg in _COMMANDS[name])) for name in plan.steps)
+    return tuple(Step(name, tuple(arg.format(**fill) for arg in COMMANDS[name])) for name in plan.steps)
 
 
 def to_json(plan: Plan) -> dict[str, Any]:

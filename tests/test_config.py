@@ -99,7 +99,8 @@ def test_this_repositorys_project_file_loads() -> None:
 
 def test_missing_prefix_is_named() -> None:
     assert problems({}) == [
-        "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=hello-world)"
+        "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=orders; "
+        "it names the ECR repository and ECS resources)"
     ]
 
 
@@ -146,3 +147,32 @@ def test_ci_policy_must_name_defined_environments() -> None:
     assert problem.startswith(
         "[tool.pipeline.ci] mainline_environment: 'production' is not an environment; known: prod, staging"
     )
+
+
+@pytest.mark.parametrize(
+    ("project", "message"),
+    [
+        (
+            {"container_prot": 9000},
+            "[tool.pipeline] container_prot: unknown setting; did you mean container_port?",
+        ),
+        ({"smoke": {"txt": "hi"}}, "[tool.pipeline.smoke] txt: unknown setting; did you mean text?"),
+        (
+            {"environments": {"qa": {"clster": "c"}}},
+            "[tool.pipeline.environments.qa] clster: unknown setting; did you mean cluster?",
+        ),
+        ({"zzz": 1}, "[tool.pipeline] zzz: unknown setting; known: "),
+    ],
+)
+def test_an_unknown_setting_suggests_the_nearest_known_one(project: dict, message: str) -> None:
+    assert any(p.startswith(message) for p in problems(BASE, project)), problems(BASE, project)
+
+
+def test_the_execution_role_arn_names_the_regions_partition() -> None:
+    china = load({**BASE, "AWS_DEFAULT_REGION": "cn-north-1"})
+    assert (
+        china.execution_role_arn("123456789012")
+        == "arn:aws-cn:iam::123456789012:role/shop-ecs-execution-role"
+    )
+    gov = load({**BASE, "AWS_DEFAULT_REGION": "us-gov-west-1"})
+    assert gov.execution_role_arn("123456789012").startswith("arn:aws-us-gov:iam::")

@@ -94,7 +94,7 @@ def test_every_field_of_the_template_survives_registration(
         )
     )
     ctx = make_context(root=project)
-    released = deploy.deploy(ctx, "prod", deploy_target.sha, timeout=30, run_smoke=False)
+    released = deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=30, smoke=False))
 
     live = aws_cli(
         "ecs", "describe-task-definition", "--task-definition", released.task_definition, "--include", "TAGS"
@@ -210,7 +210,9 @@ def test_a_broken_template_is_named(
 ) -> None:
     (project / "hello_world/deploy/taskdef.json").write_text(content)
     with pytest.raises(ConfigError, match=problem):
-        deploy.deploy(make_context(root=project), "prod", deploy_target.sha, run_smoke=False)
+        deploy.deploy(
+            make_context(root=project), deploy.DeployOptions("prod", deploy_target.sha, smoke=False)
+        )
 
 
 def test_access_denied_names_the_action(
@@ -233,7 +235,7 @@ def test_access_denied_names_the_action(
     with pytest.raises(
         Unavailable, match=r"^AccessDenied: this identity may not call ecs:RegisterTaskDefinition"
     ):
-        deploy.deploy(ctx, "prod", deploy_target.sha, run_smoke=False)
+        deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, smoke=False))
 
 
 def test_smoke_task_passes_and_fails_on_a_real_container(

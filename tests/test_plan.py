@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import config, plan
-from pipeline.config import STEP_NAMES, CIPolicy
+from pipeline import config, git, plan
+from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError
+from pipeline.steps import STEP_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = list(STEP_NAMES)
@@ -153,8 +154,8 @@ def test_ref_names_follow_git(name: str, git_sandbox: Path, tmp_path: Path) -> N
     )
     tag_ok = subprocess.run(["git", "tag", "--", name], cwd=git_sandbox, capture_output=True)
     subprocess.run(["git", "update-ref", "-d", f"refs/tags/{name}"], cwd=git_sandbox, capture_output=True)
-    assert (plan.ref_problem(name, "branch") is None) == (branch_ok.returncode == 0)
-    assert (plan.ref_problem(name, "tag") is None) == (tag_ok.returncode == 0)
+    assert (git.ref_problem(name, "branch") is None) == (branch_ok.returncode == 0)
+    assert (git.ref_problem(name, "tag") is None) == (tag_ok.returncode == 0)
 
 
 def test_every_step_has_a_command() -> None:

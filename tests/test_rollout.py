@@ -35,8 +35,8 @@ def scripted(aws: Callable[[str], Any], make_context: Callable[..., Any]) -> Cal
 
 
 def run(ctx: Any, target: DeployTarget, **kwargs: Any) -> Any:
-    options = {"timeout": 5.0, "run_smoke": False, "sleep": NO_SLEEP, **kwargs}
-    return deploy.deploy(ctx, "prod", target.sha, **options)
+    options = {"timeout": 5.0, "smoke": False, "sleep": NO_SLEEP, **kwargs}
+    return deploy.deploy(ctx, deploy.DeployOptions("prod", target.sha, **options))
 
 
 def running(aws: Callable[[str], Any], target: DeployTarget) -> str:
@@ -202,7 +202,7 @@ def test_a_failed_smoke_test_rolls_back(
     ctx, fake = scripted([standin.completed], [standin.completed])
     ctx.settings = dataclasses.replace(ctx.settings, smoke=SmokeSettings(timeout=0.3))
     with pytest.raises(DeployFailed) as info:
-        run(ctx, deploy_target, run_smoke=True, smoke_url=wrong_answer)
+        run(ctx, deploy_target, smoke=True, smoke_url=wrong_answer)
     assert "smoke test failed: GET" in info.value.message and "'Goodbye World'" in info.value.message
     assert info.value.message.endswith("which runs now")
     assert running(aws, deploy_target) == f"{deploy_target.family}:1"
@@ -217,7 +217,9 @@ def test_rollback_redeploys_the_last_verified_revision(
     aws("ecs").register_task_definition(  # :4 registered but never deployed or verified
         family=deploy_target.family, containerDefinitions=[{"name": "x", "image": "y", "memory": 64}]
     )
-    released = deploy.rollback(ctx, "prod", timeout=5, run_smoke=False, sleep=NO_SLEEP)
+    released = deploy.deploy(
+        ctx, deploy.DeployOptions.rollback_to("prod", timeout=5, smoke=False, sleep=NO_SLEEP)
+    )
     assert released.task_definition.endswith(f"{deploy_target.family}:2")
     assert running(aws, deploy_target) == f"{deploy_target.family}:2"
 

@@ -72,3 +72,28 @@ def test_every_flag_of_every_task_is_documented() -> None:
         return found
 
     assert undocumented(tasks.ns) == []
+
+
+def test_the_console_script_runs_the_packaged_tasks_from_a_subdirectory(tmp_path: Any) -> None:
+    """ecs-pipeline needs no tasks.py; the project is found from the working directory up."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "ecs-pipeline"
+    nested = ROOT / "hello_world" / "deploy"
+    proc = subprocess.run(
+        [str(script), "plan", "--branch", "feature-x", "--sha", "abcdef1"],
+        cwd=nested,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "steps:" in proc.stdout and "invoke test" in proc.stdout
+    outside = subprocess.run(
+        [str(script), "plan", "--branch", "main"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert outside.returncode == 2
+    assert outside.stderr.strip().startswith(
+        f"error: no pyproject.toml with a [tool.pipeline] section in {tmp_path}"
+    )
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("ecs-pipeline ")

@@ -1,0 +1,129 @@
+"""Settings: one typed object, built from environment variables and the project file.
+
+Environment variables carry the seed's names (AWS_RESOURCE_NAME_PREFIX, ECR_ENDPOINT...);
+the project file (`[tool.pipeline]` in the service repository's pyproject.toml) carries
+what is not secret and belongs to the project (directories, commands, base path, port,
+environments, the CI policy). `load` validates everything at once and raises one
+ConfigError listing every problem, each with its name, before any step has side effects.
+One module per section: settings (the types), environ (the variables), project (the
+file, environments, smoke), policy (CI), infra (`invoke setup`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .environ import read_environ
+from .infra import _infra
+from .policy import _ci_policy, load_policy
+from .project import (
+    _PROJECT_DEFAULTS,
+    _environments,
+    _smoke,
+    environment_names,
+    find_root,
+    read_project_file,
+    unknown_keys,
+)
+from .settings import (
+    DEFAULT_BASE_IMAGE,
+    DEFAULT_REGION,
+    PROJECT_FILE,
+    CIPolicy,
+    Environment,
+    InfraEnvironment,
+    InfraSettings,
+    Settings,
+    SmokeSettings,
+)
+
+__all__ = [
+    "DEFAULT_BASE_IMAGE",
+    "DEFAULT_REGION",
+    "PROJECT_FILE",
+    "CIPolicy",
+    "Environment",
+    "InfraEnvironment",
+    "InfraSettings",
+    "Settings",
+    "SmokeSettings",
+    "find_root",
+    "load",
+    "load_policy",
+    "read_project_file",
+]
+
+
+def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | None = None) -> Settings:
+    """Build Settings from the environment and the project file; every problem at once."""
+    project = read_project_file(root) if project is None else project
+    problems: list[str] = []
+
+    def need(cond: bool, message: str) -> None:
+        if not cond:
+            problems.append(message)
+
+    problems += unknown_keys("[tool.pipeline]", project, _PROJECT_DEFAULTS)
+    cfg = {**_PROJECT_DEFAULTS, **{k: v for k, v in project.items() if k in _PROJECT_DEFAULTS}}
+
+    env = read_environ(environ, problems)
+    prefix = env.prefix
+
+    base_path = str(cfg["base_path"])
+    need(
+        base_path.startswith("/") and base_path.endswith("/") and " " not in base_path,
+        f"[tool.pipeline] base_path: {base_path!r} must start and end with '/' (e.g. /hello/)",
+    )
+    port = cfg["container_port"]
+    need(
+        isinstance(port, int) and 1 <= port <= 65535,
+        f"[tool.pipeline] container_port: {port!r} must be a port number 1-65535",
+    )
+    for key in ("build_command", "test_command", "integration_command", "serve_command"):
+        need(
+            isinstance(cfg[key], str) and bool(cfg[key].strip()),
+            f"[tool.pipeline] {key}: must be a non-empty command",
+        )
+
+    service_dir = root / str(cfg["service_dir"])
+    need(service_dir.is_dir(), f"[tool.pipeline] service_dir: {service_dir} is not a directory")
+    dockerfile = root / str(cfg["dockerfile"]) if cfg["dockerfile"] else service_dir / "Dockerfile"
+
+    smoke = _smoke(cfg["smoke"], problems)
+
+    environments = _environments(
+        cfg["environments"], environ, env.prefix_ok, prefix, env.cluster, service_dir, problems
+    )
+    ci = _ci_policy(cfg["ci"], environment_names(cfg["environments"]), problems)
+    infra = _infra(cfg["infra"], environment_names(cfg["environments"]), problems)
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        root=root,
+        prefix=prefix,
+        region=env.region,
+        account_id=env.account_id,
+        ecr_endpoint=env.ecr_endpoint,
+        repository=env.repository,
+        execution_role=env.execution_role,
+        service_dir=service_dir,
+        dockerfile=dockerfile,
+        docker_target=str(cfg["docker_target"]),
+        build_command=cfg["build_command"],
+        test_command=cfg["test_command"],
+        integration_command=cfg["integration_command"],
+        serve_command=cfg["serve_command"],
+        base_path=base_path,
+        container_port=port,
+        source_url=str(cfg["source_url"]),
+        base_image=env.base_image,
+        log_group=str(cfg["log_group"] or f"/ecs/{prefix}"),
+        environments=environments,
+        smoke=smoke,
+        ci=ci,
+        infra=infra,
+    )

@@ -1,0 +1,92 @@
+"""The environment variables a pipeline reads (the seed's names), each checked with its name."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .project import ECS_NAME_RE
+from .settings import DEFAULT_BASE_IMAGE, DEFAULT_REGION
+
+# ECR's own rule for repository names.
+_REPO_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+_REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+@dataclass(frozen=True)
+class EnvironValues:
+    prefix: str
+    prefix_ok: bool  # names derived from a bad prefix are not worth checking
+    region: str
+    account_id: str | None
+    ecr_endpoint: str | None
+    repository: str
+    execution_role: str
+    cluster: str
+    base_image: str
+
+
+def read_environ(environ: Mapping[str, str], problems: list[str]) -> EnvironValues:
+    """The seed's variables, with defaults derived from the prefix; problems appended."""
+
+    def need(cond: bool, message: str) -> None:
+        if not cond:
+            problems.append(message)
+
+    prefix = environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip()
+    problems_before_prefix = len(problems)
+    if not prefix:
+        problems.append(
+            "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=orders; it names the ECR repository and ECS resources)"
+        )
+    elif not (2 <= len(prefix) <= 200 and _REPO_RE.match(prefix) and ECS_NAME_RE.match(prefix)):
+        problems.append(
+            f"AWS_RESOURCE_NAME_PREFIX: {prefix!r} is not a valid name; use lowercase letters, "
+            "digits and single hyphens or underscores (it names the ECR repository and ECS resources)"
+        )
+
+    # Derived names are only worth checking when the prefix they derive from is valid.
+    prefix_ok = len(problems) == problems_before_prefix
+    region = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or DEFAULT_REGION
+    need(
+        bool(_REGION_RE.match(region)),
+        f"AWS_DEFAULT_REGION: {region!r} is not an AWS region (e.g. us-east-1)",
+    )
+
+    account_id = environ.get("AWS_ACCOUNT_ID") or None
+    need(
+        account_id is None or bool(_ACCOUNT_RE.match(account_id)),
+        f"AWS_ACCOUNT_ID: {account_id!r} must be 12 digits (or unset it to ask STS)",
+    )
+
+    ecr_endpoint = environ.get("ECR_ENDPOINT") or None
+    if ecr_endpoint and "://" in ecr_endpoint:
+        ecr_endpoint = ecr_endpoint.split("://", 1)[1]
+    need(
+        ecr_endpoint is None or bool(_HOST_RE.match(ecr_endpoint.rstrip("/"))),
+        f"ECR_ENDPOINT: {ecr_endpoint!r} must be a registry host such as "
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com or 127.0.0.1:5000",
+    )
+    ecr_endpoint = ecr_endpoint.rstrip("/") if ecr_endpoint else None
+
+    repository = environ.get("ECR_REPOSITORY_NAME") or prefix
+    if environ.get("ECR_REPOSITORY_NAME"):
+        need(
+            bool(_REPO_RE.match(repository)),
+            f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name",
+        )
+
+    return EnvironValues(
+        prefix=prefix,
+        prefix_ok=prefix_ok,
+        region=region,
+        account_id=account_id,
+        ecr_endpoint=ecr_endpoint,
+        repository=repository,
+        execution_role=environ.get("EXECUTION_ROLE_ARN") or f"{prefix}-ecs-execution-role",
+        cluster=environ.get("ECS_CLUSTER_NAME") or f"{prefix}-cluster",
+        base_image=environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+    )

@@ -1,0 +1,130 @@
+"""The settings types: one typed object per section, built and validated by `config.load`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..arns import partition
+from ..errors import ConfigError
+from ..steps import STEP_NAMES
+
+PROJECT_FILE = "pyproject.toml"
+DEFAULT_REGION = "us-east-1"  # the seed's `aws configure set default.region us-east-1`
+DEFAULT_BASE_IMAGE = "python:3.11-slim"
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where one environment runs and how its task definition is made."""
+
+    name: str
+    cluster: str
+    service: str
+    family: str
+    container: str
+    template: Path
+    values: Path
+
+
+@dataclass(frozen=True)
+class SmokeSettings:
+    status: int = 200
+    text: str = "Hello World!"
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class CIPolicy:
+    """The seed's flow, per kind of ref; see pipeline/plan.py."""
+
+    mainline_branches: tuple[str, ...] = ("main", "master")
+    mainline_environment: str | None = "prod"
+    dev_suffix: str = "-dev"
+    tag_environments: tuple[tuple[str, str], ...] = (("-staging", "staging"), ("-prod", "prod"))
+    branch_steps: tuple[str, ...] = ("test", "build")
+    mainline_steps: tuple[str, ...] = STEP_NAMES
+    dev_steps: tuple[str, ...] = ("test", "build", "dockerize", "push")
+    tag_steps: tuple[str, ...] = ("deploy", "integration")
+
+
+@dataclass(frozen=True)
+class InfraEnvironment:
+    """Where `invoke setup` puts one environment's service and how traffic reaches it."""
+
+    vpc_id: str | None = None  # None: the subnets' VPC, else the account's default VPC
+    subnets: tuple[str, ...] = ()  # (): the VPC's default subnets
+    security_groups: tuple[str, ...] = ()  # added to the service's own group
+    assign_public_ip: bool | None = None  # None: yes in the default VPC (no NAT there)
+    listener_arn: str | None = None  # a shared load balancer's listener; None: one per environment
+    rule_priority: int | None = None  # None: the stack's current one, else the lowest free
+    domain: str | None = None
+    hosted_zone_id: str | None = None  # None: found in Route53 from the domain
+    certificate_arn: str | None = None
+    desired_count: int = 1
+    health_check_path: str | None = None  # None: <base_path>health
+    health_check_grace_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class InfraSettings:
+    """`[tool.pipeline.infra]`: the project's CloudFormation stacks (pipeline/infra.py)."""
+
+    ci_identity: str = "user"  # oidc (CircleCI's OIDC provider), user (the seed's IAM user), none
+    circleci_org_id: str | None = None
+    circleci_project_id: str | None = None
+    log_retention_days: int = 30
+    keep_images: int = 100
+    untagged_image_days: int = 14
+    immutable_tags: bool = True
+    mutable_tags: str | None = None  # a wildcard of tags that may move despite immutability
+    environments: Mapping[str, InfraEnvironment] = field(default_factory=dict)
+
+    def environment(self, name: str) -> InfraEnvironment:
+        return self.environments.get(name, InfraEnvironment())
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    prefix: str
+    region: str
+    account_id: str | None
+    ecr_endpoint: str | None
+    repository: str
+    execution_role: str
+    service_dir: Path
+    dockerfile: Path
+    docker_target: str
+    build_command: str
+    test_command: str
+    integration_command: str
+    serve_command: str
+    base_path: str
+    container_port: int
+    source_url: str
+    base_image: str
+    log_group: str
+    environments: Mapping[str, Environment]
+    smoke: SmokeSettings = field(default_factory=SmokeSettings)
+    ci: CIPolicy = field(default_factory=CIPolicy)
+    infra: InfraSettings = field(default_factory=InfraSettings)
+
+    def environment(self, name: str) -> Environment:
+        try:
+            return self.environments[name]
+        except KeyError:
+            known = ", ".join(sorted(self.environments))
+            raise ConfigError(
+                f"--env {name}: unknown environment; choose one of: {known} "
+                f"(or add [tool.pipeline.environments.{name}] to {PROJECT_FILE})"
+            ) from None
+
+    def registry(self, account_id: str) -> str:
+        return self.ecr_endpoint or f"{account_id}.dkr.ecr.{self.region}.amazonaws.com"
+
+    def execution_role_arn(self, account_id: str) -> str:
+        if self.execution_role.startswith("arn:"):
+            return self.execution_role
+        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.execution_role}"
