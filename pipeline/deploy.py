@@ -191,12 +191,19 @@ def deploy(ctx: Context, options: DeployOptions) -> Released | None:
         return None
     arn = change.target
     if change.request is not None:
-        with out.step(f"register task definition {env.family}"), aws_errors("ecs:RegisterTaskDefinition"):
-            registered = ctx.clients.aws("ecs").register_task_definition(**change.request)["taskDefinition"]
-            arn = registered["taskDefinitionArn"]
-            out.detail(f"registered {ecs.short(arn)}")
+        with out.step(f"register task definition {env.family}"):
+            arn = register(ctx, change.request)
     assert arn is not None  # a change has a request or a target
     return roll_out(ctx, change, arn, options)
+
+
+def register(ctx: Context, request: dict[str, Any]) -> str:
+    """Register a rendered revision (deploys and one-off tasks with --sha); its ARN."""
+    with aws_errors("ecs:RegisterTaskDefinition"):
+        registered = ctx.clients.aws("ecs").register_task_definition(**request)["taskDefinition"]
+    arn = str(registered["taskDefinitionArn"])
+    ctx.out.detail(f"registered {ecs.short(arn)}")
+    return arn
 
 
 def _update_and_wait(

@@ -288,6 +288,46 @@ def status(c, env, json=False):
         print(f"  {event['at']}  {event['message']}")
 
 
+@task(
+    help={
+        "env": "environment whose task definition, cluster and network configuration to use",
+        "sha": "run the image of this commit: render and register its revision (tagged as a deploy's) "
+        "without touching the service (default: the revision the service runs now)",
+        "timeout": "seconds to wait for the task to stop (default 600); it keeps running after",
+        "no_wait": "print the task ARN and return; do not wait or stream its log",
+        "stop_on_interrupt": "on Ctrl-C stop the task without asking",
+    }
+)
+@verb
+def run_task(c, env, sha=None, timeout=600, no_wait=False, stop_on_interrupt=False):
+    """Run a one-off task: `invoke run-task --env prod -- COMMAND...`; exits with its exit code."""
+    from pipeline import runtask
+
+    # Invoke joins the words after `--` into one string; the raw argv keeps them apart.
+    command = runtask.command_words(sys.argv)
+    ctx = _context(environment=env)
+    options = runtask.RunOptions(env, command, sha, float(timeout), not no_wait, stop_on_interrupt)
+    result = runtask.run(ctx, options)
+    if isinstance(result, runtask.Finished) and result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+@task(
+    help={
+        "env": "environment whose service's logs to show",
+        "since": "how far back: 30s, 10m, 2h, 1d (default 10m)",
+        "follow": "keep printing new lines (and new tasks') until Ctrl-C",
+        "task": "only this task's lines (its id or ARN)",
+    }
+)
+@verb
+def logs(c, env, since="10m", follow=False, task=None):
+    """Show a service's recent log lines from CloudWatch Logs, with task id and container on each."""
+    from pipeline import logs as reading
+
+    reading.show(_context(environment=env), env, since, follow, task)
+
+
 # --- local debugging -------------------------------------------------------------
 
 
@@ -467,6 +507,8 @@ ns = Collection(
     smoke,
     integration,
     status,
+    run_task,
+    logs,
     ci,
     demo,
     plan,
