@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ecr, ecs, markers, smoke, taskdef
+from . import ecr, ecs, markers, smoke, stopped, taskdef
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
@@ -242,8 +242,7 @@ def _wait_for(
         ctx.clients, env.cluster, env.service, deployment_id, arn, watcher, timeout, sleep=sleep
     )
     if outcome.state == "failed":
-        for reason in ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn):
-            ctx.out.detail(f"stopped: {reason}")
+        stopped.report(ctx, env, arn)
     return outcome
 
 
