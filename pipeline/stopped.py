@@ -36,7 +36,10 @@ def task_log(ctx: Context, task: dict[str, Any], preferred: str, lines: int = TA
     tail = logs.last_lines(ctx.clients, where.group, stream, lines)
     if not tail:
         return [f"(no log lines in {where.group} {stream})"]
-    return [f"last {len(tail)} lines of {container} ({where.group} {stream}):", *(f"| {line}" for line in tail)]
+    return [
+        f"last {len(tail)} lines of {container} ({where.group} {stream}):",
+        *(f"| {line}" for line in tail),
+    ]
 
 
 def report(
