@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ecr, ecs, markers, smoke, stopped, taskdef
+from . import ecr, ecs, markers, migrate, smoke, stopped, taskdef
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
@@ -163,6 +163,11 @@ def describe(ctx: Context, change: DeployChange) -> list[str]:
         taskdef.diff(
             live_definition(ctx, change.current), change.request, ecs.short(change.current or "none")
         ),
+        *(
+            [f"the deploy {migrate.describe(change.environment.migrate_command)}"]
+            if change.environment.migrate_command
+            else []
+        ),
         "dry run: nothing was registered or updated",
     ]
 
@@ -194,6 +199,8 @@ def deploy(ctx: Context, options: DeployOptions) -> Released | None:
         with out.step(f"register task definition {env.family}"):
             arn = register(ctx, change.request)
     assert arn is not None  # a change has a request or a target
+    if change.request is not None and env.migrate_command:
+        migrate.run(ctx, change, arn, options.timeout, options.sleep)
     return roll_out(ctx, change, arn, options)
 
 

@@ -149,12 +149,18 @@ def plan(c, branch=None, tag=None, sha=None, json=False):
     """Show what CI does for a branch or tag: the steps, the environment, each step's command."""
     import json as jsonlib
 
+    from pipeline import migrate
     from pipeline import plan as policy
 
     found, commit, dirty = policy.for_ci(
         project_root(), os.environ, config.load_policy(project_root()), branch, tag, sha
     )
-    print(jsonlib.dumps(policy.to_json(found)) if json else "\n".join(policy.describe(found, commit, dirty)))
+    migration = migrate.commands(config.read_project_file(project_root())).get(found.environment or "", "")
+    print(
+        jsonlib.dumps(policy.to_json(found))
+        if json
+        else "\n".join(policy.describe(found, commit, dirty, migration))
+    )
 
 
 _DEPLOY_HELP = {
@@ -439,7 +445,10 @@ def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout
     ctx = _context(json_logs, sha=commit)
     the_plan = planning.make(kind, ref, ctx.settings.ci)  # type: ignore[arg-type]
     if dry_run:
-        print("\n".join(planning.describe(the_plan, commit)))
+        migration = (
+            ctx.settings.environment(the_plan.environment).migrate_command if the_plan.environment else ""
+        )
+        print("\n".join(planning.describe(the_plan, commit, migrate_command=migration)))
         return
     running.run(ctx, the_plan, Revision(commit), running.Options(float(timeout), base_url))
 
