@@ -13,6 +13,7 @@ import pytest
 from pipeline import logs
 from pipeline.errors import ConfigError
 from tests.conftest import DeployTarget
+from tests.logged import log_to_cloudwatch
 
 
 def test_place_follows_the_awslogs_options() -> None:
@@ -71,22 +72,10 @@ def test_format_line_names_task_and_container() -> None:
 @pytest.fixture
 def logged_service(aws: Callable[[str], Any], deploy_target: DeployTarget, prefix: str) -> dict[str, Any]:
     """The service's definition logs to CloudWatch Logs; two tasks wrote lines, another env one."""
-    ecs, cw = aws("ecs"), aws("logs")
+    cw = aws("logs")
     group = f"/ecs/{prefix}"
     cw.create_log_group(logGroupName=group)
-    options = {"awslogs-group": group, "awslogs-stream-prefix": "prod"}
-    arn = ecs.register_task_definition(
-        family=deploy_target.family,
-        containerDefinitions=[
-            {
-                "name": "web",
-                "image": "bootstrap",
-                "memory": 128,
-                "logConfiguration": {"logDriver": "awslogs", "options": options},
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
-    ecs.update_service(cluster=deploy_target.cluster, service=deploy_target.service, taskDefinition=arn)
+    log_to_cloudwatch(aws, deploy_target.cluster, deploy_target.service, group)
     now = int(time.time() * 1000)
 
     def write(stream: str, lines: list[str], at: int) -> None:
@@ -97,11 +86,12 @@ def logged_service(aws: Callable[[str], Any], deploy_target: DeployTarget, prefi
             logEvents=[{"timestamp": at + i, "message": line} for i, line in enumerate(lines)],
         )
 
-    write("prod/web/task1111", ["one from 1", "two from 1"], now - 5000)
-    write("prod/web/task2222", ["one from 2"], now - 4000)
-    write("staging/web/task3333", ["staging line"], now - 3000)
-    write("prod/web/task0000", ["an hour ago"], now - 3_600_000)
-    return {"group": group, "write": write, "now": now}
+    c = deploy_target.service
+    write(f"prod/{c}/task1111", ["one from 1", "two from 1"], now - 5000)
+    write(f"prod/{c}/task2222", ["one from 2"], now - 4000)
+    write(f"staging/{c}/task3333", ["staging line"], now - 3000)
+    write(f"prod/{c}/task0000", ["an hour ago"], now - 3_600_000)
+    return {"group": group, "write": write, "now": now, "container": c}
 
 
 def test_logs_shows_the_services_recent_lines_with_task_and_container(
@@ -110,27 +100,28 @@ def test_logs_shows_the_services_recent_lines_with_task_and_container(
     proc = run_task("logs", "--env", "prod", "--since", "10m")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
+    c = logged_service["container"]
     assert [line.split(" ", 1)[1] for line in lines] == [
-        "task1111 web  one from 1",
-        "task1111 web  two from 1",
-        "task2222 web  one from 2",
+        f"task1111 {c}  one from 1",
+        f"task1111 {c}  two from 1",
+        f"task2222 {c}  one from 2",
     ]
 
     one = run_task("logs", "--env", "prod", "--task", "arn:aws:ecs:us-east-1:123456789012:task/c/task2222")
-    assert [line.split(" ", 1)[1] for line in one.stdout.splitlines()] == ["task2222 web  one from 2"]
+    assert [line.split(" ", 1)[1] for line in one.stdout.splitlines()] == [f"task2222 {c}  one from 2"]
 
     longer = run_task("logs", "--env", "prod", "--since", "2h")
-    assert "task0000 web  an hour ago" in longer.stdout
+    assert f"task0000 {c}  an hour ago" in longer.stdout
 
 
 def test_logs_follow_prints_new_lines_and_new_tasks_once(
     make_context: Callable[..., Any], logged_service: dict[str, Any]
 ) -> None:
     ctx = make_context()
-    write = logged_service["write"]
+    write, c = logged_service["write"], logged_service["container"]
 
     def between_polls(_seconds: float) -> None:
-        write(f"prod/web/task{len(written) + 5555}", ["a new task's line"], int(time.time() * 1000))
+        write(f"prod/{c}/task{len(written) + 5555}", ["a new task's line"], int(time.time() * 1000))
         written.append(1)
 
     written: list[int] = []

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import runtask
 from tests.conftest import DeployTarget
+from tests.logged import log_to_cloudwatch
 from tests.tasks_standin import ScriptedTasks, Step, factory, task
 
 
@@ -202,19 +203,7 @@ def scripted(
     ecs, logs = aws("ecs"), aws("logs")
     group = f"/ecs/{prefix}"
     logs.create_log_group(logGroupName=group)
-    options = {"awslogs-group": group, "awslogs-region": "us-east-1", "awslogs-stream-prefix": "prod"}
-    logged = ecs.register_task_definition(
-        family=deploy_target.family,
-        containerDefinitions=[
-            {
-                "name": deploy_target.service,
-                "image": "bootstrap",
-                "memory": 128,
-                "logConfiguration": {"logDriver": "awslogs", "options": options},
-            }
-        ],
-    )["taskDefinition"]["taskDefinitionArn"]
-    ecs.update_service(cluster=deploy_target.cluster, service=deploy_target.service, taskDefinition=logged)
+    log_to_cloudwatch(aws, deploy_target.cluster, deploy_target.service, group)
 
     def make(steps: list[Step]) -> ScriptedTasks:
         return ScriptedTasks(ecs, logs, steps, log_group=group, stream_prefix="prod")
