@@ -15,8 +15,8 @@ from botocore.exceptions import ClientError
 
 from pipeline import deploy
 from pipeline.errors import ConfigError, NotFound, Unavailable
-from tests.conftest import ROOT, DeployTarget
-from tests.helpers import free_port
+from tests.conftest import ROOT, DeployTarget, default_network
+from tests.helpers import free_port, http_get, wait_until
 
 
 def test_deploy_registers_updates_waits_and_smoke_tests(
@@ -68,7 +68,11 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_every_field_of_the_template_survives_registration(
-    project: Path, make_context: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
+    project: Path,
+    make_context: Callable[..., Any],
+    deploy_target: DeployTarget,
+    aws_cli: Callable[..., Any],
+    aws: Callable[[str], Any],
 ) -> None:
     template = json.loads((project / "hello_world/deploy/taskdef.json").read_text())
     template.update(
@@ -93,6 +97,8 @@ def test_every_field_of_the_template_survives_registration(
             }
         )
     )
+    # ECS resolves the secret when the task starts: it must exist.
+    aws("ssm").put_parameter(Name="/app/prod/db", Value="s3cret", Type="SecureString", Overwrite=True)
     ctx = make_context(root=project)
     released = deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=30, smoke=False))
 
@@ -138,7 +144,7 @@ def test_dry_run_prints_the_definition_and_diff_and_changes_nothing(
     proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--dry-run", "--no-smoke")
     assert proc.returncode == 0, proc.stderr
     assert f'"image": "{environ["ECR_ENDPOINT"]}/' in proc.stdout
-    assert f"--- live {deploy_target.family}:1" in proc.stdout and '+  "networkMode": "awsvpc"' in proc.stdout
+    assert f"--- live {deploy_target.family}:1" in proc.stdout and '+  "executionRoleArn"' in proc.stdout
     assert "dry run: nothing was registered or updated" in proc.stdout
     arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", deploy_target.family)[
         "taskDefinitionArns"
@@ -294,15 +300,20 @@ def test_smoke_url_is_discovered_through_the_alb(
         taskDefinition=deploy_target.initial,
         desiredCount=1,
         loadBalancers=[
-            {"targetGroupArn": group["TargetGroupArn"], "containerName": "web", "containerPort": 8080}
+            {
+                "targetGroupArn": group["TargetGroupArn"],
+                "containerName": deploy_target.service,
+                "containerPort": 8080,
+            }
         ],
+        networkConfiguration=default_network(aws),
     )
     ctx = make_context()
     env = ctx.settings.environment("prod")
-    # Only the URL is checked: the emulator's DNS name is not a place to send traffic.
-    assert (
-        smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
-        == f"http://{alb['DNSName']}/hello/"
-    )
+    url = smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
+    assert url == f"http://{alb['DNSName']}/hello/"
+    # The local load balancer's DNS name is a loopback address: the task answers through it.
+    assert alb["DNSName"].startswith("127.0.0.1:")
+    assert wait_until(lambda: http_get(url) == (200, "Hello World!\n"), timeout=30)
     with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
         smoke.discover_url(ctx.settings, env, ctx.clients)
