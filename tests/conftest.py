@@ -274,11 +274,11 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
     owner = f"{OWNER_LABEL}={environ['AWS_ENDPOINT_URL']}"
 
     def gone() -> bool:
-        found = [
-            c
-            for c in docker.from_env().containers.list(all=True, filters={"label": owner})
-            if c.labels.get(CLUSTER_LABEL, "").startswith(prefix)
-        ]
+        try:
+            listed = docker.from_env().containers.list(all=True, filters={"label": owner})
+        except docker.errors.NotFound:  # removed by the scheduler between listing and inspecting
+            return False
+        found = [c for c in listed if c.labels.get(CLUSTER_LABEL, "").startswith(prefix)]
         for container in found:
             with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
                 container.remove(force=True)

@@ -125,41 +125,26 @@ def test_task_state_reads_the_essential_containers_exit(
 # --- through invoke, on the emulator -------------------------------------------------
 
 
-@pytest.fixture
-def fargate_target(aws: Callable[[str], Any], deploy_target: DeployTarget) -> DeployTarget:
-    """deploy_target's service as Fargate, which the emulator's RunTask places."""
-    ecs = aws("ecs")
-    ecs.delete_service(cluster=deploy_target.cluster, service=deploy_target.service, force=True)
-    ecs.create_service(
-        cluster=deploy_target.cluster,
-        serviceName=deploy_target.service,
-        taskDefinition=deploy_target.initial,
-        desiredCount=1,
-        launchType="FARGATE",
-    )
-    return deploy_target
-
-
 def test_no_wait_prints_the_arn_and_the_command_arrives_as_the_shell_passed_it(
-    run_task: Callable[..., Any], fargate_target: DeployTarget, aws_cli: Callable[..., Any]
+    run_task: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
 ) -> None:
     proc = run_task("run-task", "--env", "prod", "--no-wait", "--", "sh", "-c", "echo X; exit 7")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     arn = proc.stdout.strip()
     assert arn.startswith("arn:aws:ecs:") and ":task/" in arn
-    described = aws_cli("ecs", "describe-tasks", "--cluster", fargate_target.cluster, "--tasks", arn)[
-        "tasks"
-    ][0]
-    assert described["overrides"]["containerOverrides"] == [
-        {"name": fargate_target.service, "command": ["sh", "-c", "echo X; exit 7"]}
+    described = aws_cli("ecs", "describe-tasks", "--cluster", deploy_target.cluster, "--tasks", arn)["tasks"][
+        0
     ]
-    assert described["taskDefinitionArn"].endswith(f"{fargate_target.family}:1")
+    assert described["overrides"]["containerOverrides"] == [
+        {"name": deploy_target.service, "command": ["sh", "-c", "echo X; exit 7"]}
+    ]
+    assert described["taskDefinitionArn"].endswith(f"{deploy_target.family}:1")
     assert described["startedBy"] == "ecs-pipeline/run-task"
     # The service is untouched.
     service = aws_cli(
-        "ecs", "describe-services", "--cluster", fargate_target.cluster, "--services", fargate_target.service
+        "ecs", "describe-services", "--cluster", deploy_target.cluster, "--services", deploy_target.service
     )
-    assert service["services"][0]["taskDefinition"].endswith(f"{fargate_target.family}:1")
+    assert service["services"][0]["taskDefinition"].endswith(f"{deploy_target.family}:1")
 
 
 @pytest.mark.parametrize(
@@ -173,7 +158,7 @@ def test_no_wait_prints_the_arn_and_the_command_arrives_as_the_shell_passed_it(
 )
 def test_bad_input_is_one_line_before_anything_runs(
     run_task: Callable[..., Any],
-    fargate_target: DeployTarget,
+    deploy_target: DeployTarget,
     aws_cli: Callable[..., Any],
     args: tuple[str, ...],
     expected: str,
@@ -184,11 +169,11 @@ def test_bad_input_is_one_line_before_anything_runs(
     assert len(lines) == 1 and expected in lines[0], proc.stderr
     assert (
         aws_cli(
-            "ecs", "list-tasks", "--cluster", fargate_target.cluster, "--started-by", "ecs-pipeline/run-task"
+            "ecs", "list-tasks", "--cluster", deploy_target.cluster, "--started-by", "ecs-pipeline/run-task"
         )["taskArns"]
         == []
     )
-    revisions = aws_cli("ecs", "list-task-definitions", "--family-prefix", fargate_target.family)
+    revisions = aws_cli("ecs", "list-task-definitions", "--family-prefix", deploy_target.family)
     assert len(revisions["taskDefinitionArns"]) == 1
 
 

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import engine
+from . import awslogs, engine
 
 PULL_FAILED = "CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref {image}: {image}: not found"
 SECRETS_FAILED = (
@@ -230,6 +230,8 @@ class TaskRun:
             container.remove(force=True)
             return
         container.start()
+        # ECS's awslogs driver: the container's output goes to CloudWatch Logs.
+        awslogs.ship(container, cdef, self.task_arn, self.account, self.region)
         state.status = "RUNNING"
 
     def _wait_for(self, name: str, condition: str) -> None:
@@ -318,6 +320,7 @@ class TaskRun:
                     container.stop(timeout=int(timeouts.get(name, 30)))
                 attrs = client.api.inspect_container(state.docker_id)["State"]
                 state.exit_code = int(attrs.get("ExitCode", 0))
+                awslogs.flush(state.docker_id)  # its last lines, before the Docker log goes
                 container.remove(force=True)
             except Exception:
                 pass

@@ -171,6 +171,7 @@ def install() -> None:
                     started_by or "",
                     launch_type or "FARGATE",
                     network,
+                    overrides,
                 )
                 task.overrides = overrides or {}
                 task.tags = tags or []

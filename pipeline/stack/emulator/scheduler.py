@@ -85,8 +85,9 @@ def launch(
     started_by: str,
     launch_type: str,
     network: dict[str, Any] | None,
+    overrides: dict[str, Any] | None = None,
 ) -> Any:
-    """A Task in moto's model plus its containers on the engine."""
+    """A Task in moto's model plus its containers on the engine (with RunTask's overrides)."""
     from types import SimpleNamespace
 
     from moto.ecs.models import Container, Task
@@ -127,7 +128,7 @@ def launch(
             }
         ]
     run = agent.TaskRun(
-        task.task_arn, cluster.name, _describe(definition), backend.account_id, backend.region_name
+        task.task_arn, cluster.name, _describe(definition, overrides), backend.account_id, backend.region_name
     )
     task._run = run  # type: ignore[attr-defined]
     task._speed = engine.cluster_speed(cluster)  # type: ignore[attr-defined]
@@ -136,8 +137,23 @@ def launch(
     return task
 
 
-def _describe(definition: Any) -> dict[str, Any]:
-    return {"taskDefinitionArn": definition.arn, "containerDefinitions": definition.container_definitions}
+def _describe(definition: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the agent runs: the definition's containers with RunTask's containerOverrides
+    (command, environment) applied, as ECS applies them; the definition stays as it was."""
+    by_name = {o.get("name"): o for o in (overrides or {}).get("containerOverrides", []) or []}
+    containers = []
+    for cdef in definition.container_definitions:
+        override = by_name.get(cdef["name"])
+        if override:
+            cdef = dict(cdef)
+            if override.get("command"):
+                cdef["command"] = list(override["command"])
+            if override.get("environment"):
+                merged = {e["name"]: e["value"] for e in cdef.get("environment", []) or []}
+                merged.update({e["name"]: e["value"] for e in override["environment"]})
+                cdef["environment"] = [{"name": k, "value": v} for k, v in merged.items()]
+        containers.append(cdef)
+    return {"taskDefinitionArn": definition.arn, "containerDefinitions": containers}
 
 
 def sync_task(task: Any) -> None:
