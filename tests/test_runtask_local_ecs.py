@@ -58,6 +58,11 @@ def test_run_task_prints_the_output_and_exits_with_the_containers_code(
         "--start-from-head",
     )["events"]
     assert [e["message"] for e in events] == ["X"]
+    # invoke logs reads the same stream, naming the task and its container.
+    shown = run_task("logs", "--env", "prod", "--task", task_arn)
+    assert [line.split(" ", 1)[1] for line in shown.stdout.splitlines()] == [
+        f"{task_arn.rsplit('/', 1)[-1]} {deploy_target.service}  X"
+    ]
 
 
 @pytest.fixture
