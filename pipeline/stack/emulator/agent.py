@@ -106,7 +106,10 @@ class TaskRun:
                     name = source.split(":parameter", 1)[1] if ":parameter" in source else source
                     try:
                         parameter: Any = ssm_backends[self.account][self.region].get_parameter(name)
-                        values[secret["name"]] = parameter.value
+                        value = parameter.value
+                        if parameter.parameter_type == "SecureString":  # moto stores it "encrypted"
+                            value = parameter.decrypt(value)
+                        values[secret["name"]] = value
                     except Exception:
                         raise StartFailure(
                             SECRETS_FAILED.format(

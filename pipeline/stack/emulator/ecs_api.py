@@ -24,6 +24,10 @@ DEFAULT_DEPLOYMENT_CONFIGURATION = {
 
 def install() -> None:
     from moto.ecs.models import EC2ContainerServiceBackend as Backend
+    from moto.moto_api import state_manager
+
+    # moto advances a task one state per DescribeTasks; here the agent's progress sets it.
+    state_manager.set_transition(model_name="ecs::task", transition={"progression": "manual", "times": 10**9})
 
     original_create = Backend.create_service
     original_update = Backend.update_service
