@@ -80,7 +80,7 @@ def build(dockerfile: str) -> str:
 
 def deploy_fails(live: Live, sha: str) -> str:
     with pytest.raises(DeployFailed) as info:
-        deploy.deploy(live.ctx, "prod", sha, timeout=120, run_smoke=True)
+        deploy.deploy(live.ctx, deploy.DeployOptions("prod", sha, timeout=120, smoke=True))
     assert info.value.exit_code == 1
     return str(info.value) + "\n" + live.ctx.out.stream.getvalue()
 
