@@ -11,7 +11,6 @@ from a token on (run-task), its last lines (failure reports), and a service's st
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -145,37 +144,31 @@ def last_lines(clients: Clients, group: str, stream: str, count: int = 20) -> li
     return [e.get("message", "").rstrip() for e in page.get("events", [])][-count:]
 
 
-def list_streams(clients: Clients, group: str, prefix: str, limit: int = 100) -> list[str]:
-    """Stream names under a prefix (a service's tasks), at most `limit`."""
+def events_since(
+    clients: Clients, group: str, start_ms: int, prefix: str = "", stream: str = ""
+) -> list[dict[str, Any]]:
+    """Events from `start_ms` on of one stream, or of every stream under a prefix (a
+    service's tasks, however many), in time order (FilterLogEvents)."""
     logs = _client(clients)
-    names: list[str] = []
-    with aws_errors("logs:DescribeLogStreams", handled=MISSING):
+    args: dict[str, Any] = {"logGroupName": group, "startTime": start_ms}
+    if stream:
+        args["logStreamNames"] = [stream]
+    else:
+        args["logStreamNamePrefix"] = prefix
+    found: list[dict[str, Any]] = []
+    with aws_errors("logs:FilterLogEvents", handled=MISSING):
         try:
-            for page in logs.get_paginator("describe_log_streams").paginate(
-                logGroupName=group, logStreamNamePrefix=prefix
-            ):
-                names.extend(s["logStreamName"] for s in page.get("logStreams", []))
-                if len(names) >= limit:
-                    break
+            for page in logs.get_paginator("filter_log_events").paginate(**args):
+                found.extend(page.get("events", []))
         except logs.exceptions.ResourceNotFoundException:
+            if stream:  # no such stream (yet): that task wrote nothing
+                return []
             raise ConfigError(
                 f"log group {group} does not exist; `invoke setup` creates it (the tasks write there)"
             ) from None
-    return names[:limit]
-
-
-def events_since(clients: Clients, group: str, streams: list[str], start_ms: int) -> Iterator[dict[str, Any]]:
-    """Events of the given streams from `start_ms` on, in time order (FilterLogEvents)."""
-    logs = _client(clients)
-    # FilterLogEvents takes at most 100 stream names per call.
-    found: list[dict[str, Any]] = []
-    for i in range(0, len(streams), 100):
-        with aws_errors("logs:FilterLogEvents"):
-            for page in logs.get_paginator("filter_log_events").paginate(
-                logGroupName=group, logStreamNames=streams[i : i + 100], startTime=start_ms
-            ):
-                found.extend(page.get("events", []))
-    yield from sorted(found, key=lambda e: (e.get("timestamp", 0), e.get("ingestionTime", 0)))
+    # The name filter again here: an API that ignores the prefix must not mix in other streams.
+    wanted = [e for e in found if e.get("logStreamName", "").startswith(stream or prefix)]
+    return sorted(wanted, key=lambda e: (e.get("timestamp", 0), e.get("ingestionTime", 0)))
 
 
 def _service_places(ctx: Any, env: str) -> tuple[Any, list[LogPlace]]:
@@ -191,19 +184,6 @@ def _service_places(ctx: Any, env: str) -> tuple[Any, list[LogPlace]]:
             "(logConfiguration: awslogs with awslogs-group and awslogs-stream-prefix)"
         )
     return environment, found
-
-
-def _streams(ctx: Any, found: list[LogPlace], task: str | None) -> dict[str, list[str]]:
-    """Log group → the streams to read: one task's, or every task's under the prefixes."""
-    by_group: dict[str, list[str]] = {}
-    for where in found:
-        names = (
-            [where.stream(task_id(task))]
-            if task
-            else list_streams(ctx.clients, where.group, where.streams_prefix)
-        )
-        by_group.setdefault(where.group, []).extend(names)
-    return by_group
 
 
 def show(
@@ -234,9 +214,13 @@ def show(
     try:
         while True:
             batch: list[dict[str, Any]] = []
-            for group, streams in _streams(ctx, found, task).items():
-                if streams:
-                    batch.extend(events_since(ctx.clients, group, streams, start_ms))
+            for where in found:
+                if task:
+                    batch += events_since(
+                        ctx.clients, where.group, start_ms, stream=where.stream(task_id(task))
+                    )
+                else:
+                    batch += events_since(ctx.clients, where.group, start_ms, prefix=where.streams_prefix)
             batch.sort(key=lambda e: (e.get("timestamp", 0), e.get("ingestionTime", 0)))
             for event in batch:
                 key = (

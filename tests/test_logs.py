@@ -143,3 +143,26 @@ def test_logs_with_no_lines_says_so(run_task: Callable[..., Any], logged_service
     proc = run_task("logs", "--env", "prod", "--task", "nosuchtask")
     assert proc.returncode == 0
     assert proc.stdout.strip() == "(no log lines from task nosuchtask in the last 10m)"
+
+
+def test_logs_reads_every_task_of_the_service_however_many(
+    run_task: Callable[..., Any], logged_service: dict[str, Any]
+) -> None:
+    # More streams than one FilterLogEvents call may name (100): the prefix covers them all.
+    write, c = logged_service["write"], logged_service["container"]
+    for i in range(105):
+        write(f"prod/{c}/many{i:03d}", [f"from many{i:03d}"], int(time.time() * 1000) - 2000)
+    proc = run_task("logs", "--env", "prod")
+    assert proc.returncode == 0, proc.stderr
+    assert sum("from many" in line for line in proc.stdout.splitlines()) == 105
+
+
+def test_logs_without_the_log_group_is_one_line(
+    run_task: Callable[..., Any], aws: Callable[[str], Any], deploy_target: DeployTarget, prefix: str
+) -> None:
+    log_to_cloudwatch(aws, deploy_target.cluster, deploy_target.service, f"/ecs/{prefix}-missing")
+    proc = run_task("logs", "--env", "prod")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: log group /ecs/{prefix}-missing does not exist; `invoke setup` creates it (the tasks write there)"
+    )

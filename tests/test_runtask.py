@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline import runtask
+from pipeline.errors import StepFailed
 from tests.conftest import DeployTarget
 from tests.logged import log_to_cloudwatch
 from tests.tasks_standin import ScriptedTasks, Step, factory, task
@@ -311,3 +312,17 @@ def test_with_sha_it_registers_the_revision_tagged_like_a_deploys_and_leaves_the
         "services"
     ][0]
     assert after["taskDefinition"] == before["taskDefinition"]
+
+
+def test_a_task_still_running_at_the_timeout_is_one_line_and_keeps_running(
+    make_context: Callable[..., Any],
+    aws: Callable[[str], Any],
+    scripted: Callable[..., ScriptedTasks],
+    deploy_target: DeployTarget,
+) -> None:
+    standin = scripted([Step(task("RUNNING", deploy_target.service))])
+    with pytest.raises(StepFailed) as caught:
+        _run(make_context, aws, standin, timeout=0.0)
+    assert "still RUNNING after 0s; it keeps running" in caught.value.message
+    assert "aws ecs stop-task" in caught.value.message
+    assert standin.stopped == []
