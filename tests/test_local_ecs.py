@@ -19,7 +19,7 @@ from pipeline.stack.emulator.engine import (
     TASK_LABEL,
     circuit_breaker_threshold,
 )
-from tests.conftest import DeployTarget, default_network, hello_task_definition, push_image
+from tests.conftest import ROOT, DeployTarget, default_network, hello_task_definition, push_image
 from tests.helpers import http_get, wait_until
 
 Aws = Callable[[str], Any]
@@ -281,3 +281,72 @@ def test_the_load_balancer_routes_by_rule_and_checks_target_health(
     )
     elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
     assert http_get(f"{base}/hello/")[0] == 0  # its data plane is gone too
+
+
+def test_stack_down_removes_the_task_containers_a_killed_emulator_left(
+    tmp_path: Any, prefix: str, repository: str, environ: dict[str, str], hello_image: str
+) -> None:
+    """A second emulator of its own (its own ports and directory): kill -9 leaves its
+    tasks' containers, `stack.down` removes exactly those."""
+    import os
+    import signal
+    import sys
+
+    import boto3
+
+    from pipeline import stack
+    from tests.helpers import free_port
+
+    image = push_image(environ, hello_image, repository, "2" * 40)
+    port = free_port()
+    cfg = stack.StackConfig(
+        directory=tmp_path,
+        emulator_port=port,
+        bridge_port=free_port(),
+        registry_port=int(environ["ECR_ENDPOINT"].rsplit(":", 1)[1]),
+    )
+    emulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.stack.emulator",
+            "--port",
+            str(port),
+            "--bridge-port",
+            str(cfg.bridge_port),
+            "--registry",
+            f"http://{environ['ECR_ENDPOINT']}",
+        ],
+        env={**environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ecs = boto3.client("ecs", endpoint_url=cfg.endpoint, region_name="us-east-1")
+        wait_until(lambda: _answers(ecs), timeout=30)
+        ecs.create_cluster(clusterName=f"{prefix}-other")
+        definition = ecs.register_task_definition(
+            family=f"{prefix}-other", containerDefinitions=[{"name": "web", "image": image, "memory": 128}]
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(
+            cluster=f"{prefix}-other", serviceName="web", taskDefinition=definition, desiredCount=2
+        )
+        other = {**environ, "AWS_ENDPOINT_URL": cfg.endpoint}
+        wait_until(lambda: len(containers(other, f"{prefix}-other")) == 2, timeout=30)
+    finally:
+        os.killpg(emulator.pid, signal.SIGKILL)
+        emulator.wait()
+    assert len(containers(other, f"{prefix}-other")) == 2  # left behind by the killed emulator
+    said: list[str] = []
+    stack.down(cfg, say=said.append)
+    assert said == ["task containers: removed 2"]
+    assert not containers(other, f"{prefix}-other")
+
+
+def _answers(ecs: Any) -> bool:
+    try:
+        ecs.list_clusters()
+        return True
+    except Exception:
+        return False

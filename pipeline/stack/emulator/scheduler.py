@@ -22,6 +22,7 @@ from typing import Any
 from . import agent, engine, loadbalancer
 
 TICK = 0.2
+SETTLE_SECONDS = 3.0
 
 
 def _now() -> Any:
@@ -249,8 +250,11 @@ def reconcile(backend: Any, service: Any) -> None:
             event(service, f"has started {len(started)} tasks: {ids}.")
             ours += started
             alive += started
-    # Stop old tasks (and tasks beyond desired) while enough healthy tasks remain.
-    surplus = [t for d in service.deployments[1:] for t in by_deployment.get(d["id"], [])]
+    # Stop old tasks (and tasks beyond desired) while enough healthy tasks remain. An old
+    # task still starting is left to settle first: a process sent SIGTERM before it set
+    # its handler ignores it as PID 1 and is killed only after stopTimeout.
+    old = [t for d in service.deployments[1:] for t in by_deployment.get(d["id"], [])]
+    surplus = [t for t in old if _counts(t) or _settled(t)]
     surplus += sorted(ours, key=_counts)[: max(0, len(ours) - desired)]
     for task in surplus:
         if not _counts(task) or len(healthy) - 1 >= minimum:
@@ -280,6 +284,14 @@ def _counts(task: Any) -> bool:
         loadbalancer.target_state(arn, "127.0.0.1", run.port) == "healthy"
         for arn in getattr(task, "_target_groups", [])
     )
+
+
+def _settled(task: Any) -> bool:
+    """Started long enough ago to have its signal handlers, or failing anyway."""
+    run = task._run
+    if run.phase != "RUNNING" or run.running_since is None:
+        return False
+    return run.unhealthy or time.monotonic() - run.running_since > SETTLE_SECONDS
 
 
 def _judge_health(backend: Any, service: Any, tasks: list[Any], speed: float) -> None:
