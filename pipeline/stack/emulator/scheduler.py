@@ -131,7 +131,7 @@ def launch(
         task.task_arn, cluster.name, _describe(definition), backend.account_id, backend.region_name
     )
     task._run = run  # type: ignore[attr-defined]
-    task._speed = engine.cluster_speed(cluster)  # type: ignore[attr-defined]
+    task._speed = run.speed = engine.cluster_speed(cluster)  # type: ignore[attr-defined]
     backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
     run.start()
     return task
@@ -209,6 +209,9 @@ def reconcile(backend: Any, service: Any) -> None:
             if _alive(task) and task.desired_status != "STOPPED":
                 _drain(backend, service, task, f"Service {service.name} was deleted")
         _finish_draining(backend, service, tasks)
+        if service.status == "DRAINING" and not any(_alive(t) for t in tasks):
+            service.status = "INACTIVE"  # as ECS: DRAINING until its tasks are gone
+            service.deployments = []
         return
     if not service.deployments or not service.task_definition:
         return
