@@ -453,9 +453,14 @@ def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout
     running.run(ctx, the_plan, Revision(commit), running.Options(float(timeout), base_url))
 
 
-@task(help={"port": "port on 127.0.0.1 where the deployed image answers at the end (default 8080)"})
+@task(
+    help={
+        "port": "port on 127.0.0.1 where the deployed image answers at the end (default 8080)",
+        "failure": "then deploy a broken image (exits 3 at start): see it caught and rolled back",
+    }
+)
 @verb
-def demo(c, port=8080):
+def demo(c, port=8080, failure=False):
     """Run the whole mainline flow for this service on the local stack, no AWS account needed."""
     from pipeline import demo as demoing
     from pipeline import stack
@@ -463,7 +468,7 @@ def demo(c, port=8080):
     cfg = stack.config_from(os.environ)
     stack.up(cfg)
     os.environ.update(stack.env(cfg, os.environ))
-    demoing.run(_context(), int(port))
+    demoing.run(_context(), int(port), failure=failure)
 
 
 # --- the local stack ------------------------------------------------------------

@@ -134,8 +134,8 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
 ) -> None:
     port = free_port()
     try:
-        for revision in (2, 3):
-            proc = run_task("demo", "--port", str(port))
+        for revision, flags in ((2, ()), (3, ("--failure",))):
+            proc = run_task("demo", "--port", str(port), *flags)
             assert proc.returncode == 0, proc.stdout + proc.stderr
             assert (
                 f"deployed   {prefix}-service:{revision} ({environ['ECR_ENDPOINT']}/{prefix}:" in proc.stdout
@@ -143,6 +143,9 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
             assert f"answering  http://127.0.0.1:{port}/hello/" in proc.stdout
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
                 assert resp.read() == b"Hello World!\n"
+        # The second run's broken image (revision 4) was caught and ECS rolled back to 3.
+        assert f"caught as intended: deploy of {prefix}-service:4 to prod failed" in proc.stdout
+        assert f"{prefix}-service: exit 3" in proc.stdout
         service = aws_cli(
             "ecs", "describe-services", "--cluster", f"{prefix}-cluster", "--services", f"{prefix}-service"
         )["services"][0]

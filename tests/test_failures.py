@@ -101,8 +101,13 @@ def test_an_image_that_exits_3_is_caught_and_rolled_back(
     image = build(f'FROM {hello_image}\nCMD ["python3", "-c", "import sys; sys.exit(3)"]\n')
     push_image(environ, image, live.repository, "b" * 40)
     output = deploy_fails(live, "b" * 40)
-    assert "Essential container in task exited" in output
+    assert output.startswith(f"deploy of {live.service}:2 to prod failed: ")
+    assert f"ECS's circuit breaker rolled back to {live.service}:1, which runs now" in output.splitlines()[0]
+    assert "stopped: task " in output and "Essential container in task exited" in output
     assert f"{live.service}: exit 3" in output
+    # ECS's own rollback was waited on, not repeated: no third revision, no second update.
+    assert f"==> wait for ECS's rollback to {live.service}:1" in output
+    assert f"{live.service}:3" not in output
     assert "deployment failed: tasks failed to start." in output  # the circuit breaker's event
     assert "rolling back to deployment" in output
     assert_previous_revision_serves(live, aws_cli)

@@ -19,7 +19,14 @@ from pipeline.stack.emulator.engine import (
     TASK_LABEL,
     circuit_breaker_threshold,
 )
-from tests.conftest import DeployTarget, default_network, hello_task_definition, push_image
+from tests.conftest import (
+    ROOT,
+    DeployTarget,
+    default_network,
+    hello_task_definition,
+    push_image,
+    remove_services,
+)
 from tests.helpers import http_get, wait_until
 
 Aws = Callable[[str], Any]
@@ -281,3 +288,129 @@ def test_the_load_balancer_routes_by_rule_and_checks_target_health(
     )
     elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
     assert http_get(f"{base}/hello/")[0] == 0  # its data plane is gone too
+
+
+def test_stack_down_removes_the_task_containers_a_killed_emulator_left(
+    tmp_path: Any, prefix: str, repository: str, environ: dict[str, str], hello_image: str
+) -> None:
+    """A second emulator of its own (its own ports and directory): kill -9 leaves its
+    tasks' containers, `stack.down` removes exactly those."""
+    import os
+    import signal
+    import sys
+
+    import boto3
+
+    from pipeline import stack
+    from tests.helpers import free_port
+
+    image = push_image(environ, hello_image, repository, "2" * 40)
+    port = free_port()
+    cfg = stack.StackConfig(
+        directory=tmp_path,
+        emulator_port=port,
+        bridge_port=free_port(),
+        registry_port=int(environ["ECR_ENDPOINT"].rsplit(":", 1)[1]),
+    )
+    emulator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.stack.emulator",
+            "--port",
+            str(port),
+            "--bridge-port",
+            str(cfg.bridge_port),
+            "--registry",
+            f"http://{environ['ECR_ENDPOINT']}",
+        ],
+        env={**environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        ecs = boto3.client("ecs", endpoint_url=cfg.endpoint, region_name="us-east-1")
+        wait_until(lambda: _answers(ecs), timeout=30)
+        ecs.create_cluster(clusterName=f"{prefix}-other")
+        definition = ecs.register_task_definition(
+            family=f"{prefix}-other", containerDefinitions=[{"name": "web", "image": image, "memory": 128}]
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.create_service(
+            cluster=f"{prefix}-other", serviceName="web", taskDefinition=definition, desiredCount=2
+        )
+        other = {**environ, "AWS_ENDPOINT_URL": cfg.endpoint}
+        wait_until(lambda: len(containers(other, f"{prefix}-other")) == 2, timeout=30)
+    finally:
+        os.killpg(emulator.pid, signal.SIGKILL)
+        emulator.wait()
+    assert len(containers(other, f"{prefix}-other")) == 2  # left behind by the killed emulator
+    said: list[str] = []
+    stack.down(cfg, say=said.append)
+    assert said == ["task containers: removed 2"]
+    assert not containers(other, f"{prefix}-other")
+
+
+def _answers(ecs: Any) -> bool:
+    try:
+        ecs.list_clusters()
+        return True
+    except Exception:
+        return False
+
+
+def test_a_deploy_ecs_refuses_is_reported_in_one_line_and_changes_no_service(
+    run_task: Callable[..., Any],
+    aws: Aws,
+    prefix: str,
+    repository: str,
+    environ: dict[str, str],
+    hello_image: str,
+) -> None:
+    sha = "3" * 40
+    image = push_image(environ, hello_image, repository, sha)
+    ecs = aws("ecs")
+    cluster, service = f"{prefix}-cluster", f"{prefix}-service"
+    ecs.create_cluster(clusterName=cluster)
+    plain = ecs.register_task_definition(
+        family=service, containerDefinitions=[{"name": service, "image": image, "memory": 128}]
+    )["taskDefinition"]["taskDefinitionArn"]
+    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=plain, desiredCount=0)
+    # hello_world's template is awsvpc; this service was made without network configuration.
+    proc = run_task("deploy", "--env", "prod", "--sha", sha, "--no-smoke")
+    assert proc.returncode != 0
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.endswith("Network Configuration must be provided when networkMode 'awsvpc' is specified.")
+    found = ecs.describe_services(cluster=cluster, services=[service])["services"][0]
+    assert found["taskDefinition"] == plain and len(found["deployments"]) == 1
+
+
+def test_setup_push_and_deploy_smoke_test_through_the_local_load_balancer(
+    run_task: Callable[..., Any], environ: dict[str, str], prefix: str, aws_cli: Callable[..., Any]
+) -> None:
+    """As a new user runs it: no --smoke-url, the ALB's DNS name answers."""
+    try:
+        for step in (
+            ("setup",),
+            ("dockerize",),
+            ("push",),
+            ("setup", "--env", "prod"),
+            ("deploy", "--env", "prod"),
+        ):
+            proc = run_task(*step)
+            assert proc.returncode == 0, (step, proc.stdout[-2000:], proc.stderr)
+        assert "<== smoke test: ok" in proc.stdout
+        (url,) = {
+            w for w in proc.stdout.split() if w.startswith("http://127.0.0.1:") and w.endswith("/hello/")
+        }
+        assert http_get(url) == (200, "Hello World!\n")
+        service = aws_cli(
+            "ecs", "describe-services", "--cluster", f"{prefix}-cluster", "--services", f"{prefix}-service"
+        )
+        assert service["services"][0]["taskDefinition"].endswith(f"{prefix}-service:2")
+        (container,) = containers(environ, f"{prefix}-cluster")
+        assert container.labels[FAMILY_LABEL] == f"{prefix}-service"
+    finally:
+        remove_services(environ, prefix)  # its containers hold the images
+        for image in docker.from_env().images.list(name=prefix):
+            docker.from_env().images.remove(image.id, force=True)

@@ -55,6 +55,7 @@ class TaskRun:
     account: str
     region: str
     port: int = 0
+    speed: float = 1.0  # the health-check timings' speed-up (engine.cluster_speed)
     phase: str = "PROVISIONING"  # PROVISIONING | PENDING | RUNNING | STOPPED
     stop_code: str = ""
     stopped_reason: str = ""
@@ -198,7 +199,7 @@ class TaskRun:
             command = list(health["command"])
             if not engine.has_bridge():
                 command = [_to_task_port(arg, ports, self.port) for arg in command]
-            speed = engine.Settings.speed
+            speed = self.speed
             kwargs["healthcheck"] = {
                 "test": command,
                 "interval": int(engine.scaled(health.get("interval", 30), speed) * 1e9),

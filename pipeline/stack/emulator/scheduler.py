@@ -22,6 +22,7 @@ from typing import Any
 from . import agent, engine, loadbalancer
 
 TICK = 0.2
+SETTLE_SECONDS = 3.0
 
 
 def _now() -> Any:
@@ -131,7 +132,7 @@ def launch(
         task.task_arn, cluster.name, _describe(definition, overrides), backend.account_id, backend.region_name
     )
     task._run = run  # type: ignore[attr-defined]
-    task._speed = engine.cluster_speed(cluster)  # type: ignore[attr-defined]
+    task._speed = run.speed = engine.cluster_speed(cluster)  # type: ignore[attr-defined]
     backend.tasks.setdefault(cluster.name, {})[task.task_arn] = task
     run.start()
     return task
@@ -224,6 +225,9 @@ def reconcile(backend: Any, service: Any) -> None:
             if _alive(task) and task.desired_status != "STOPPED":
                 _drain(backend, service, task, f"Service {service.name} was deleted")
         _finish_draining(backend, service, tasks)
+        if service.status == "DRAINING" and not any(_alive(t) for t in tasks):
+            service.status = "INACTIVE"  # as ECS: DRAINING until its tasks are gone
+            service.deployments = []
         return
     if not service.deployments or not service.task_definition:
         return
@@ -265,8 +269,11 @@ def reconcile(backend: Any, service: Any) -> None:
             event(service, f"has started {len(started)} tasks: {ids}.")
             ours += started
             alive += started
-    # Stop old tasks (and tasks beyond desired) while enough healthy tasks remain.
-    surplus = [t for d in service.deployments[1:] for t in by_deployment.get(d["id"], [])]
+    # Stop old tasks (and tasks beyond desired) while enough healthy tasks remain. An old
+    # task still starting is left to settle first: a process sent SIGTERM before it set
+    # its handler ignores it as PID 1 and is killed only after stopTimeout.
+    old = [t for d in service.deployments[1:] for t in by_deployment.get(d["id"], [])]
+    surplus = [t for t in old if _counts(t) or _settled(t)]
     surplus += sorted(ours, key=_counts)[: max(0, len(ours) - desired)]
     for task in surplus:
         if not _counts(task) or len(healthy) - 1 >= minimum:
@@ -296,6 +303,14 @@ def _counts(task: Any) -> bool:
         loadbalancer.target_state(arn, "127.0.0.1", run.port) == "healthy"
         for arn in getattr(task, "_target_groups", [])
     )
+
+
+def _settled(task: Any) -> bool:
+    """Started long enough ago to have its signal handlers, or failing anyway."""
+    run = task._run
+    if run.phase != "RUNNING" or run.running_since is None:
+        return False
+    return run.unhealthy or time.monotonic() - run.running_since > SETTLE_SECONDS
 
 
 def _judge_health(backend: Any, service: Any, tasks: list[Any], speed: float) -> None:
