@@ -158,8 +158,10 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         images = client.images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}") + client.images.list(
             name=prefix
         )
-        for image_id in {image.id for image in images}:
-            client.images.remove(image_id, force=True)
+        # Newest first: the --failure run's broken image is a child of the good one.
+        unique = {image.id: image for image in images}.values()
+        for image in sorted(unique, key=lambda i: i.attrs.get("Created", ""), reverse=True):
+            client.images.remove(image.id, force=True)
 
 
 def test_plan_json_is_unchanged_by_ci(run_task: Callable[..., Any]) -> None:
