@@ -285,6 +285,11 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
         return not found
 
     wait_until(gone, timeout=60)
+    # The images the local ECS pulled for the prefix's tasks (ECS's agent cleans its up too).
+    for image in docker.from_env().images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}"):
+        for tag in image.tags:
+            with contextlib.suppress(docker.errors.APIError):
+                docker.from_env().images.remove(tag, noprune=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ failure and ends with a summary; `invoke demo` runs the mainline flow end to end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pipeline import ci, plan
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError, StepFailed
 from pipeline.git import Revision
-from tests.conftest import DeployTarget
+from tests.conftest import DeployTarget, remove_services
 from tests.helpers import free_port
 
 SHA = "1234567890abcdef1234567890abcdef12345678"
@@ -152,16 +153,19 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         assert service["taskDefinition"].endswith(f"{prefix}-service:3")
         assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
     finally:
+        remove_services(environ, prefix)  # the local ECS's task containers hold the images
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"name": prefix}):
             container.remove(force=True)
         images = client.images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}") + client.images.list(
             name=prefix
         )
-        # Newest first: the --failure run's broken image is a child of the good one.
-        unique = {image.id: image for image in images}.values()
-        for image in sorted(unique, key=lambda i: i.attrs.get("Created", ""), reverse=True):
-            client.images.remove(image.id, force=True)
+        pending = {image.id for image in images}
+        for _ in range(3):  # the broken image (--failure) is a child of the good one: it goes first
+            for image_id in sorted(pending):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image_id, force=True)
+                    pending.discard(image_id)
 
 
 def test_plan_json_is_unchanged_by_ci(run_task: Callable[..., Any]) -> None:

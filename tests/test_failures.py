@@ -78,6 +78,15 @@ def build(dockerfile: str) -> str:
     return name
 
 
+def push_broken(environ: dict[str, str], dockerfile: str, repository: str, tag: str) -> None:
+    """Build a broken image, push it as repository:tag, and drop the local build."""
+    image = build(dockerfile)
+    try:
+        push_image(environ, image, repository, tag)
+    finally:
+        docker.from_env().images.remove(image, noprune=True)
+
+
 def deploy_fails(live: Live, sha: str) -> str:
     with pytest.raises(DeployFailed) as info:
         deploy.deploy(live.ctx, deploy.DeployOptions("prod", sha, timeout=120, smoke=True))
@@ -98,8 +107,12 @@ def assert_previous_revision_serves(live: Live, aws_cli: Callable[..., Any]) -> 
 def test_an_image_that_exits_3_is_caught_and_rolled_back(
     live: Live, environ: dict[str, str], hello_image: str, aws_cli: Callable[..., Any]
 ) -> None:
-    image = build(f'FROM {hello_image}\nCMD ["python3", "-c", "import sys; sys.exit(3)"]\n')
-    push_image(environ, image, live.repository, "b" * 40)
+    push_broken(
+        environ,
+        f'FROM {hello_image}\nCMD ["python3", "-c", "import sys; sys.exit(3)"]\n',
+        live.repository,
+        "b" * 40,
+    )
     output = deploy_fails(live, "b" * 40)
     assert output.startswith(f"deploy of {live.service}:2 to prod failed: ")
     assert f"ECS's circuit breaker rolled back to {live.service}:1, which runs now" in output.splitlines()[0]
@@ -119,8 +132,7 @@ def test_an_image_that_never_becomes_healthy_is_caught_and_rolled_back(
     # Serves files instead of the app, so /hello/health answers 404; stops on SIGTERM at
     # once (a server that ignored it would be killed after stopTimeout, as on ECS).
     serve = "trap 'exit 0' TERM; python3 -m http.server --bind 127.0.0.1 $PORT & wait"
-    image = build(f'FROM {hello_image}\nCMD ["sh", "-c", "{serve}"]\n')
-    push_image(environ, image, live.repository, "c" * 40)
+    push_broken(environ, f'FROM {hello_image}\nCMD ["sh", "-c", "{serve}"]\n', live.repository, "c" * 40)
     output = deploy_fails(live, "c" * 40)
     assert "Task failed container health checks" in output
     assert_previous_revision_serves(live, aws_cli)
