@@ -185,15 +185,19 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
 
 
 @pytest.fixture(scope="session")
-def hello_image(stack_environ: dict[str, str]) -> str:
-    """hello_world's image, built once by the pipeline (the local name)."""
+def hello_image(stack_environ: dict[str, str]) -> Iterator[str]:
+    """hello_world's image, built once by the pipeline (the local name). Named for this
+    session: the engine is shared, and another run removing its own must not take ours."""
     from pipeline import verbs
     from pipeline.git import Revision
 
-    env = {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": "hello-fixture"}
+    env = {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": f"hello-fixture-{uuid.uuid4().hex[:8]}"}
     settings = config.load(env, ROOT)
     ctx = Context(settings, Clients(region=settings.region), Output(stream=io.StringIO()), env)
-    return verbs.dockerize(ctx, Revision("f1f1f1f"))
+    name = verbs.dockerize(ctx, Revision("f1f1f1f"))
+    yield name
+    with contextlib.suppress(docker.errors.APIError):
+        docker.from_env().images.remove(name, noprune=True)
 
 
 def default_network(aws: Callable[[str], Any]) -> dict[str, Any]:
@@ -274,20 +278,23 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
     owner = f"{OWNER_LABEL}={environ['AWS_ENDPOINT_URL']}"
 
     def gone() -> bool:
-        try:
-            listed = docker.from_env().containers.list(all=True, filters={"label": owner})
-        except docker.errors.NotFound:  # removed by the scheduler between listing and inspecting
-            return False
-        found = [c for c in listed if c.labels.get(CLUSTER_LABEL, "").startswith(prefix)]
-        for container in found:
-            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-                container.remove(force=True)
+        # The engine's own list: docker-py's inspect of each races with removals.
+        api = docker.from_env().api
+        found = [
+            c["Id"]
+            for c in api.containers(all=True, filters={"label": owner})
+            if (c.get("Labels") or {}).get(CLUSTER_LABEL, "").startswith(prefix)
+        ]
+        for container_id in found:
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(container_id, force=True)
         return not found
 
     wait_until(gone, timeout=60)
     # The images the local ECS pulled for the prefix's tasks (ECS's agent cleans its up too).
-    for image in docker.from_env().images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}"):
-        for tag in image.tags:
+    pulled = f"{environ['ECR_ENDPOINT']}/{prefix}:"
+    for image in docker.from_env().images.list(name=pulled[:-1]):
+        for tag in [t for t in image.tags if t.startswith(pulled)]:  # its other names are not ours
             with contextlib.suppress(docker.errors.APIError):
                 docker.from_env().images.remove(tag, noprune=True)
 

@@ -32,11 +32,21 @@ from tests.helpers import http_get, wait_until
 Aws = Callable[[str], Any]
 
 
-def containers(environ: dict[str, str], cluster: str) -> list[Any]:
+def containers(environ: dict[str, str], cluster: str) -> list[dict[str, Any]]:
+    """This stack's task containers of a cluster. The engine's own list (no inspect of
+    each, which races with the local ECS removing stopped tasks)."""
     owner = f"{OWNER_LABEL}={environ['AWS_ENDPOINT_URL']}"
-    return docker.from_env().containers.list(
-        all=True, filters={"label": [owner, f"{CLUSTER_LABEL}={cluster}"]}
+    return list(
+        docker.from_env().api.containers(all=True, filters={"label": [owner, f"{CLUSTER_LABEL}={cluster}"]})
     )
+
+
+def env_of(container: dict[str, Any]) -> dict[str, str]:
+    try:
+        config = docker.from_env().api.inspect_container(container["Id"])["Config"]
+    except docker.errors.NotFound:  # stopped and removed meanwhile
+        return {}
+    return dict(e.split("=", 1) for e in config["Env"])
 
 
 def aws_fails(environ: dict[str, str], *args: str) -> str:
@@ -54,9 +64,9 @@ def test_service_tasks_are_labelled_containers_and_desired_zero_or_delete_leaves
     (task,) = ecs.describe_tasks(cluster=deploy_target.cluster, tasks=[arn])["tasks"]
     assert (task["lastStatus"], task["desiredStatus"]) == ("RUNNING", "RUNNING")
     (container,) = containers(environ, deploy_target.cluster)
-    assert container.labels[TASK_LABEL] == arn
-    assert container.labels[CONTAINER_LABEL] == deploy_target.service
-    assert container.labels[FAMILY_LABEL] == deploy_target.family
+    assert container["Labels"][TASK_LABEL] == arn
+    assert container["Labels"][CONTAINER_LABEL] == deploy_target.service
+    assert container["Labels"][FAMILY_LABEL] == deploy_target.family
 
     ecs.update_service(cluster=deploy_target.cluster, service=deploy_target.service, desiredCount=0)
     wait_until(lambda: not containers(environ, deploy_target.cluster), timeout=30)
@@ -72,12 +82,7 @@ def test_service_tasks_are_labelled_containers_and_desired_zero_or_delete_leaves
 
     ecs.update_service(cluster=deploy_target.cluster, service=deploy_target.service, desiredCount=2)
     wait_until(lambda: len(containers(environ, deploy_target.cluster)) == 2, timeout=30)
-    ports = {
-        e
-        for c in containers(environ, deploy_target.cluster)
-        for e in c.attrs["Config"]["Env"]
-        if e.startswith("PORT=")
-    }
+    ports = {env_of(c).get("PORT") for c in containers(environ, deploy_target.cluster)}
     assert len(ports) == 2  # one port per task: the two run side by side
     ecs.delete_service(cluster=deploy_target.cluster, service=deploy_target.service, force=True)
     wait_until(lambda: not containers(environ, deploy_target.cluster), timeout=60)
@@ -114,8 +119,9 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
         (now,) = ecs.describe_tasks(cluster=f"{prefix}-cluster", tasks=[task["taskArn"]])["tasks"]
         seen.add(now["lastStatus"])
         for container in containers(environ, f"{prefix}-cluster") if now["lastStatus"] == "RUNNING" else []:
-            env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
-            seen.add((env["TOKEN"], env["DB_PASSWORD"]))
+            env = env_of(container)
+            if env:
+                seen.add((env["TOKEN"], env["DB_PASSWORD"]))
         return now if now["lastStatus"] == "STOPPED" else None
 
     final = wait_until(stopped, timeout=30)
@@ -409,7 +415,7 @@ def test_setup_push_and_deploy_smoke_test_through_the_local_load_balancer(
         )
         assert service["services"][0]["taskDefinition"].endswith(f"{prefix}-service:2")
         (container,) = containers(environ, f"{prefix}-cluster")
-        assert container.labels[FAMILY_LABEL] == f"{prefix}-service"
+        assert container["Labels"][FAMILY_LABEL] == f"{prefix}-service"
     finally:
         remove_services(environ, prefix)  # its containers hold the images
         for image in docker.from_env().images.list(name=prefix):
