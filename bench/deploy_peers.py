@@ -69,7 +69,7 @@ def run_emulator(port: int) -> None:
     """This script's own emulator process: moto + the project's rollout stand-in + tasks."""
     from moto.server import main as moto_main
 
-    from pipeline.stack.emulator import install_rollout_model, install_task_model
+    from pipeline.stack.emulator.bench_rollout import install_rollout_model, install_task_model
 
     install_rollout_model(float(os.environ.get("EMULATOR_ROLLOUT_SECONDS", "0")))
     install_task_model()

@@ -2,7 +2,8 @@
 
 test → build → dockerize → setup (the project's stack: ECR repository, cluster, roles)
 → push → setup --env prod (the service, first time only) → deploy → wait → run the
-deployed image locally → smoke-test it. The same verbs CI and a person run, against
+deployed image locally → smoke-test it. With --failure it also deploys a broken image
+between the deploy and the local run: the local ECS's circuit breaker rolls it back. The same verbs CI and a person run, against
 the local stack instead of an AWS account; re-running deploys a new revision.
 """
 
@@ -13,9 +14,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import deploy, ecs, infra, local, smoke, verbs
+from . import deploy, ecs, image, infra, local, smoke, verbs
 from .context import Context
-from .errors import PipelineError
+from .errors import DeployFailed, PipelineError
+from .git import Revision
 
 ENVIRONMENT = "prod"
 TITLE_LABEL = "org.opencontainers.image.title"
@@ -56,7 +58,31 @@ def _replace_previous_containers(ctx: Context) -> list[str]:
     return removed
 
 
-def run(ctx: Context, port: int, timeout: float = 120.0) -> DemoResult:
+def broken_deploy(ctx: Context, good: Revision, timeout: float) -> str:
+    """Deploy an image that exits 3 at start (built on the good one): the local ECS's
+    circuit breaker stops it and rolls back; returns the deploy's failure."""
+    import hashlib
+    import io
+
+    broken = Revision(hashlib.sha256(f"broken {good.tag}".encode()).hexdigest()[:40])
+    dockerfile = (
+        f'FROM {image.local_name(ctx.settings, good)}\nCMD ["python3", "-c", "raise SystemExit(3)"]\n'
+    )
+    with ctx.out.step(f"dockerize a broken image {broken.tag[:12]} (exits 3 at start)"):
+        ctx.clients.docker().images.build(
+            fileobj=io.BytesIO(dockerfile.encode()), tag=image.local_name(ctx.settings, broken), rm=True
+        )
+    with ctx.out.step(f"push {broken.tag[:12]}"):
+        verbs.push(ctx, broken)
+    try:
+        deploy.deploy(ctx, deploy.DeployOptions(ENVIRONMENT, broken.sha, timeout=timeout, smoke=False))
+    except DeployFailed as failed:
+        ctx.out.say(f"caught as intended: {failed.message}")
+        return failed.message
+    raise PipelineError("the broken image deployed; the failure demo expected it to be caught")
+
+
+def run(ctx: Context, port: int, timeout: float = 120.0, failure: bool = False) -> DemoResult:
     out, settings = ctx.out, ctx.settings
     for name in _replace_previous_containers(ctx):
         out.detail(f"removed the previous run's container {name}")
@@ -74,6 +100,8 @@ def run(ctx: Context, port: int, timeout: float = 120.0) -> DemoResult:
     infra.setup(ctx, ENVIRONMENT, image_tag=revision.tag)  # the service needs an image to start
     # wait=True: setup may have just created the service, whose first rollout is still going.
     deploy.deploy(ctx, deploy.DeployOptions(ENVIRONMENT, timeout=timeout, smoke=False, wait=True))
+    if failure:
+        broken_deploy(ctx, revision, timeout)
     report = ecs.status(
         ctx.clients, settings.environment(ENVIRONMENT).cluster, settings.environment(ENVIRONMENT).service
     )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import ci_identity, ecr, ecs, interrupts, markers, smoke, taskdef
+from . import ci_identity, ecr, ecs, interrupts, markers, migrate, smoke, stopped, taskdef
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
@@ -187,6 +187,11 @@ def describe(ctx: Context, change: DeployChange) -> list[str]:
         taskdef.diff(
             live_definition(ctx, change.current), change.request, ecs.short(change.current or "none")
         ),
+        *(
+            [f"the deploy {migrate.describe(change.environment.migrate_command)}"]
+            if change.environment.migrate_command
+            else []
+        ),
         "dry run: nothing was registered or updated",
     ]
 
@@ -215,12 +220,21 @@ def deploy(ctx: Context, options: DeployOptions) -> Released | None:
         return None
     arn = change.target
     if change.request is not None:
-        with out.step(f"register task definition {env.family}"), aws_errors("ecs:RegisterTaskDefinition"):
-            registered = ctx.clients.aws("ecs").register_task_definition(**change.request)["taskDefinition"]
-            arn = registered["taskDefinitionArn"]
-            out.detail(f"registered {ecs.short(arn)}")
+        with out.step(f"register task definition {env.family}"):
+            arn = register(ctx, change.request)
     assert arn is not None  # a change has a request or a target
+    if change.request is not None and env.migrate_command:
+        migrate.run(ctx, change, arn, options.timeout, options.sleep)
     return roll_out(ctx, change, arn, options)
+
+
+def register(ctx: Context, request: dict[str, Any]) -> str:
+    """Register a rendered revision (deploys and one-off tasks with --sha); its ARN."""
+    with aws_errors("ecs:RegisterTaskDefinition"):
+        registered = ctx.clients.aws("ecs").register_task_definition(**request)["taskDefinition"]
+    arn = str(registered["taskDefinitionArn"])
+    ctx.out.detail(f"registered {ecs.short(arn)}")
+    return arn
 
 
 def _update(ctx: Context, env: Environment, arn: str) -> ecs.Deployment:
@@ -262,14 +276,8 @@ def _wait_for(
         since=deployment.created_at,
     )
     if outcome.state == "failed":
-        # Only a report: a throttled or failing ListTasks/DescribeTasks must not hide the failure.
-        reasons = quietly(
-            ctx,
-            "find out why tasks stopped",
-            lambda: ecs.stopped_task_reasons(ctx.clients, env.cluster, env.service, arn),
-        )
-        for reason in reasons or []:
-            ctx.out.detail(f"stopped: {reason}")
+        # Only a report: a throttled or failing ListTasks/DescribeTasks/logs read must not hide the failure.
+        quietly(ctx, "find out why tasks stopped", lambda: stopped.report(ctx, env, arn))
     return outcome
 
 

@@ -297,10 +297,10 @@ def wait(
         sleep(min(pause, max(0.0, started + timeout - time.monotonic())))
 
 
-def stopped_task_reasons(
+def stopped_tasks(
     clients: Clients, cluster: str, service: str, target: str, limit: int = 5
-) -> list[str]:
-    """Why the new revision's tasks stopped: stoppedReason and each container's exit."""
+) -> list[dict[str, Any]]:
+    """The service's stopped tasks of the revision `target` (DescribeTasks shapes)."""
     ecs = clients.aws("ecs")
     with aws_errors("ecs:ListTasks"):
         arns = ecs.list_tasks(cluster=cluster, serviceName=service, desiredStatus="STOPPED").get(
@@ -310,17 +310,23 @@ def stopped_task_reasons(
         return []
     with aws_errors("ecs:DescribeTasks"):
         tasks = ecs.describe_tasks(cluster=cluster, tasks=arns[:100]).get("tasks", [])
-    reasons = []
-    for task in tasks:
-        if not same_revision(task.get("taskDefinitionArn", ""), target):
-            continue
-        containers = ", ".join(
-            f"{c.get('name')}: exit {c.get('exitCode', '?')}"
-            + (f" ({c['reason']})" if c.get("reason") else "")
-            for c in task.get("containers", [])
-        )
-        reasons.append(f"task {short(task['taskArn'])}: {task.get('stoppedReason', 'stopped')}; {containers}")
-    return reasons[:limit]
+    return [t for t in tasks if same_revision(t.get("taskDefinitionArn", ""), target)][:limit]
+
+
+def task_reason(task: dict[str, Any]) -> str:
+    """Why one task stopped: stoppedReason and each container's exit. Pure."""
+    containers = ", ".join(
+        f"{c.get('name')}: exit {c.get('exitCode', '?')}" + (f" ({c['reason']})" if c.get("reason") else "")
+        for c in task.get("containers", [])
+    )
+    return f"task {short(task['taskArn'])}: {task.get('stoppedReason', 'stopped')}; {containers}"
+
+
+def stopped_task_reasons(
+    clients: Clients, cluster: str, service: str, target: str, limit: int = 5
+) -> list[str]:
+    """Why the new revision's tasks stopped: stoppedReason and each container's exit."""
+    return [task_reason(t) for t in stopped_tasks(clients, cluster, service, target, limit)]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import git
+from . import git, migrate
 from .config.settings import CIPolicy
 from .errors import ConfigError
 from .git import Kind, ref_problem
@@ -110,8 +110,11 @@ def to_json(plan: Plan) -> dict[str, Any]:
     return {"ref": plan.ref, "kind": plan.kind, "environment": plan.environment, "steps": list(plan.steps)}
 
 
-def describe(plan: Plan, sha: str = SHA_PLACEHOLDER, dirty: bool = False) -> list[str]:
-    """The human-readable plan: the ref and why, the environment, each step's command."""
+def describe(
+    plan: Plan, sha: str = SHA_PLACEHOLDER, dirty: bool = False, migrate_command: str = ""
+) -> list[str]:
+    """The human-readable plan: the ref and why, the environment, each step's command
+    (and the deploy's migration step when the environment has a migrate_command)."""
     lines = [
         f"ref:         {plan.ref} ({plan.kind}): {plan.reason}",
         f"environment: {plan.environment or 'none (nothing is deployed)'}",
@@ -123,7 +126,10 @@ def describe(plan: Plan, sha: str = SHA_PLACEHOLDER, dirty: bool = False) -> lis
     steps = step_commands(plan, sha)
     width = max(len(step.name) for step in steps)
     lines.append("steps:")
-    lines += [f"  {i}. {step.name:<{width}}  {step.command}" for i, step in enumerate(steps, 1)]
+    for i, step in enumerate(steps, 1):
+        lines.append(f"  {i}. {step.name:<{width}}  {step.command}")
+        if step.name == "deploy" and migrate_command:
+            lines.append(f"     {'':<{width}}  first {migrate.describe(migrate_command)}")
     lines += left_out
     if "deploy" in plan.steps and "push" not in plan.steps:
         lines.append(

@@ -159,13 +159,18 @@ def plan(c, branch=None, tag=None, sha=None, json=False):
     """Show what CI does for a branch or tag: the steps, the environment, each step's command."""
     import json as jsonlib
 
-    from pipeline import config
+    from pipeline import config, migrate
     from pipeline import plan as policy
 
     found, commit, dirty = policy.for_ci(
         project_root(), os.environ, config.load_policy(project_root()), branch, tag, sha
     )
-    print(jsonlib.dumps(policy.to_json(found)) if json else "\n".join(policy.describe(found, commit, dirty)))
+    migration = migrate.commands(config.read_project_file(project_root())).get(found.environment or "", "")
+    print(
+        jsonlib.dumps(policy.to_json(found))
+        if json
+        else "\n".join(policy.describe(found, commit, dirty, migration))
+    )
 
 
 _DEPLOY_HELP = {
@@ -367,6 +372,46 @@ def status(c, env, json=False):
         print(f"  {event['at']}  {event['message']}")
 
 
+@task(
+    help={
+        "env": "environment whose task definition, cluster and network configuration to use",
+        "sha": "run the image of this commit: render and register its revision (tagged as a deploy's) "
+        "without touching the service (default: the revision the service runs now)",
+        "timeout": "seconds to wait for the task to stop (default 600); it keeps running after",
+        "no_wait": "print the task ARN and return; do not wait or stream its log",
+        "stop_on_interrupt": "on Ctrl-C stop the task without asking",
+    }
+)
+@verb
+def run_task(c, env, sha=None, timeout=600, no_wait=False, stop_on_interrupt=False):
+    """Run a one-off task: `invoke run-task --env prod -- COMMAND...`; exits with its exit code."""
+    from pipeline import runtask
+
+    # Invoke joins the words after `--` into one string; the raw argv keeps them apart.
+    command = runtask.command_words(sys.argv)
+    ctx = _context(environment=env)
+    options = runtask.RunOptions(env, command, sha, float(timeout), not no_wait, stop_on_interrupt)
+    result = runtask.run(ctx, options)
+    if isinstance(result, runtask.Finished) and result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+@task(
+    help={
+        "env": "environment whose service's logs to show",
+        "since": "how far back: 30s, 10m, 2h, 1d (default 10m)",
+        "follow": "keep printing new lines (and new tasks') until Ctrl-C",
+        "task": "only this task's lines (its id or ARN)",
+    }
+)
+@verb
+def logs(c, env, since="10m", follow=False, task=None):
+    """Show a service's recent log lines from CloudWatch Logs, with task id and container on each."""
+    from pipeline import logs as reading
+
+    reading.show(_context(environment=env), env, since, follow, task)
+
+
 # --- local debugging -------------------------------------------------------------
 
 
@@ -478,14 +523,22 @@ def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout
     ctx = _context(json_logs, sha=commit)
     the_plan = planning.make(kind, ref, ctx.settings.ci)  # type: ignore[arg-type]
     if dry_run:
-        print("\n".join(planning.describe(the_plan, commit)))
+        migration = (
+            ctx.settings.environment(the_plan.environment).migrate_command if the_plan.environment else ""
+        )
+        print("\n".join(planning.describe(the_plan, commit, migrate_command=migration)))
         return
     running.run(ctx, the_plan, Revision(commit), running.Options(float(timeout), base_url))
 
 
-@task(help={"port": "port on 127.0.0.1 where the deployed image answers at the end (default 8080)"})
+@task(
+    help={
+        "port": "port on 127.0.0.1 where the deployed image answers at the end (default 8080)",
+        "failure": "then deploy a broken image (exits 3 at start): see it caught and rolled back",
+    }
+)
 @verb
-def demo(c, port=8080):
+def demo(c, port=8080, failure=False):
     """Run the whole mainline flow for this service on the local stack, no AWS account needed."""
     from pipeline import demo as demoing
     from pipeline import stack
@@ -500,7 +553,7 @@ def demo(c, port=8080):
             f"AWS_RESOURCE_NAME_PREFIX is not set: the demo uses {os.environ['AWS_RESOURCE_NAME_PREFIX']} "
             "(from the project's name); export it to choose another"
         )
-    demoing.run(_context(), int(port))
+    demoing.run(_context(), int(port), failure=failure)
 
 
 # --- the local stack ------------------------------------------------------------
@@ -575,6 +628,8 @@ ns = Collection(
     smoke,
     integration,
     status,
+    run_task,
+    logs,
     ci,
     demo,
     plan,

@@ -7,6 +7,7 @@ repository, cluster and services. That also lets several test runs share the sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pipeline import config, stack
 from pipeline.context import Context
-from tests.helpers import ROOT, context, free_port, http_get, invoke, put_image_record, wait_until
+from pipeline.stack.emulator.engine import CLUSTER_LABEL, OWNER_LABEL
+from tests.helpers import ROOT, context, free_port, http_get, invoke, wait_until
 
 HELLO_LAYOUT = {"service_dir": "hello_world", "base_path": "/hello/"}
 
@@ -48,9 +51,11 @@ def prefix() -> str:
 
 
 @pytest.fixture
-def environ(stack_environ: dict[str, str], prefix: str) -> dict[str, str]:
-    """The stack's environment under this test's own resource prefix."""
-    return {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": prefix}
+def environ(stack_environ: dict[str, str], prefix: str) -> Iterator[dict[str, str]]:
+    """The stack's environment under this test's own resource prefix; afterwards the
+    prefix's services are deleted and the scheduler stand-in removes their containers."""
+    yield {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": prefix}
+    remove_services(stack_environ, prefix)
 
 
 @pytest.fixture
@@ -131,45 +136,152 @@ class DeployTarget:
     initial: str
 
 
-@pytest.fixture
-def deploy_target(aws: Callable[[str], Any], repository: str, prefix: str) -> DeployTarget:
-    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
-    put_image_record(aws, repository, sha)
-    ecs = aws("ecs")
-    cluster, service = f"{prefix}-cluster", f"{prefix}-service"
-    ecs.create_cluster(clusterName=cluster)
-    initial = ecs.register_task_definition(
-        family=service, containerDefinitions=[{"name": service, "image": "bootstrap", "memory": 128}]
-    )["taskDefinition"]["taskDefinitionArn"]
-    ecs.create_service(cluster=cluster, serviceName=service, taskDefinition=initial, desiredCount=1)
-    # A deploy refuses to start while another rollout is in progress: let the service's
-    # first deployment finish, as a service that has run for a while has.
-    wait_until(
-        lambda: (
-            [
-                d.get("rolloutState")
-                for d in ecs.describe_services(cluster=cluster, services=[service])["services"][0][
-                    "deployments"
-                ]
-            ]
-            in (["COMPLETED"], [None])
-        ),
-        timeout=30,
+def push_image(environ: dict[str, str], source: str, repository: str, tag: str) -> str:
+    """Push a local image to the stack's registry as `repository:tag`, with ECR's
+    credentials, and wait until ECR lists it; its layers are mounted from the source's
+    repository, so this takes well under a second."""
+    import boto3
+
+    client = docker.from_env()
+    target = f"{environ['ECR_ENDPOINT']}/{repository}"
+    client.images.get(source).tag(target, tag=tag)
+    try:
+        client.images.push(
+            target, tag=tag, auth_config={"username": "AWS", "password": stack.REGISTRY_PASSWORD}
+        )
+    finally:
+        client.images.remove(f"{target}:{tag}", noprune=True)
+    ecr = boto3.client(
+        "ecr", endpoint_url=environ["AWS_ENDPOINT_URL"], region_name=environ["AWS_DEFAULT_REGION"]
     )
-    return DeployTarget(sha, cluster, service, service, initial)
+
+    def listed() -> bool:
+        images = ecr.describe_images(repositoryName=repository)["imageDetails"]
+        return any(tag in i.get("imageTags", []) for i in images)
+
+    wait_until(listed, timeout=15)
+    return f"{target}:{tag}"
 
 
 @pytest.fixture(scope="session")
-def hello_url(stack_environ: dict[str, str]) -> Iterator[str]:
-    """A real hello_world container (built by the pipeline, host networking); its base URL."""
+def hello_image(stack_environ: dict[str, str]) -> Iterator[str]:
+    """hello_world's image, built once by the pipeline (the local name). Named for this
+    session: the engine is shared, and another run removing its own must not take ours."""
     from pipeline import verbs
     from pipeline.git import Revision
 
-    ctx = context({**stack_environ, "AWS_RESOURCE_NAME_PREFIX": "hello-fixture"})
+    ctx = context({**stack_environ, "AWS_RESOURCE_NAME_PREFIX": f"hello-fixture-{uuid.uuid4().hex[:8]}"})
     name = verbs.dockerize(ctx, Revision("f1f1f1f"))
+    yield name
+    with contextlib.suppress(docker.errors.APIError):
+        docker.from_env().images.remove(name, noprune=True)
+
+
+def default_network(aws: Callable[[str], Any]) -> dict[str, Any]:
+    subnets = aws("ec2").describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    return {
+        "awsvpcConfiguration": {"subnets": [s["SubnetId"] for s in subnets[:2]], "assignPublicIp": "ENABLED"}
+    }
+
+
+def hello_task_definition(family: str, image: str, **extra: Any) -> dict[str, Any]:
+    """A Fargate task definition of hello_world, as the deploy's template makes."""
+    return {
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "containerDefinitions": [
+            {
+                "name": family,
+                "image": image,
+                "essential": True,
+                "portMappings": [{"containerPort": 8080, "protocol": "tcp"}],
+                "environment": [{"name": "BASE_PATH", "value": "/hello/"}],
+            }
+        ],
+        **extra,
+    }
+
+
+def wait_for_rollout(aws: Callable[[str], Any], cluster: str, service: str, timeout: float = 30) -> None:
+    def completed() -> bool:
+        found = aws("ecs").describe_services(cluster=cluster, services=[service])["services"][0]
+        return [d.get("rolloutState") for d in found["deployments"]] == ["COMPLETED"]
+
+    wait_until(completed, timeout=timeout)
+
+
+@pytest.fixture
+def deploy_target(
+    aws: Callable[[str], Any], repository: str, prefix: str, environ: dict[str, str], hello_image: str
+) -> DeployTarget:
+    """The prod service of this prefix running hello_world's image (pushed under a new
+    sha), its first deployment COMPLETED, as `invoke setup` leaves it."""
+    sha = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+    image = push_image(environ, hello_image, repository, sha)
+    ecs = aws("ecs")
+    cluster, service = f"{prefix}-cluster", f"{prefix}-service"
+    ecs.create_cluster(clusterName=cluster)
+    initial = ecs.register_task_definition(**hello_task_definition(service, image))["taskDefinition"][
+        "taskDefinitionArn"
+    ]
+    ecs.create_service(
+        cluster=cluster,
+        serviceName=service,
+        taskDefinition=initial,
+        desiredCount=1,
+        launchType="FARGATE",
+        networkConfiguration=default_network(aws),
+    )
+    wait_for_rollout(aws, cluster, service)
+    return DeployTarget(sha, cluster, service, service, initial)
+
+
+def remove_services(environ: dict[str, str], prefix: str) -> None:
+    """Delete the prefix's services and remove their task containers. The scheduler stops
+    them itself (tests/test_scheduler.py), but a task deleted while its process starts
+    ignores SIGTERM (PID 1 before its handler) and would hold the test for stopTimeout."""
+    import boto3
+
+    ecs = boto3.client(
+        "ecs", endpoint_url=environ["AWS_ENDPOINT_URL"], region_name=environ["AWS_DEFAULT_REGION"]
+    )
+    clusters = [a for a in ecs.list_clusters()["clusterArns"] if a.rsplit("/", 1)[-1].startswith(prefix)]
+    for cluster in clusters:
+        for arn in ecs.list_services(cluster=cluster)["serviceArns"]:
+            ecs.delete_service(cluster=cluster, service=arn, force=True)
+    owner = f"{OWNER_LABEL}={environ['AWS_ENDPOINT_URL']}"
+
+    def gone() -> bool:
+        # The engine's own list: docker-py's inspect of each races with removals.
+        api = docker.from_env().api
+        found = [
+            c["Id"]
+            for c in api.containers(all=True, filters={"label": owner})
+            if (c.get("Labels") or {}).get(CLUSTER_LABEL, "").startswith(prefix)
+        ]
+        for container_id in found:
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(container_id, force=True)
+        return not found
+
+    wait_until(gone, timeout=60)
+    # The images the local ECS pulled for the prefix's tasks (ECS's agent cleans its up too).
+    pulled = f"{environ['ECR_ENDPOINT']}/{prefix}:"
+    for image in docker.from_env().images.list(name=pulled[:-1]):
+        for tag in [t for t in image.tags if t.startswith(pulled)]:  # its other names are not ours
+            with contextlib.suppress(docker.errors.APIError):
+                docker.from_env().images.remove(tag, noprune=True)
+
+
+@pytest.fixture(scope="session")
+def hello_url(hello_image: str) -> Iterator[str]:
+    """A real hello_world container (built by the pipeline, host networking); its base URL."""
     port = free_port()
-    container = ctx.clients.docker().containers.run(
-        name, detach=True, network_mode="host", environment={"PORT": str(port)}
+    container = docker.from_env().containers.run(
+        hello_image, detach=True, network_mode="host", environment={"PORT": str(port)}
     )
     url = f"http://127.0.0.1:{port}/hello/"
     wait_until(lambda: http_get(url + "health")[0] == 200, timeout=20)

@@ -3,6 +3,7 @@ failure and ends with a summary; `invoke demo` runs the mainline flow end to end
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.request
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from pipeline import ci, plan, steps
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError, StepFailed
 from pipeline.git import Revision
-from tests.conftest import DeployTarget
+from tests.conftest import DeployTarget, remove_services
 from tests.helpers import free_port
 
 SHA = "1234567890abcdef1234567890abcdef12345678"
@@ -139,25 +140,33 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
     port = free_port()
     registry = environ["ECR_ENDPOINT"]  # the stack's registry port is configurable
     try:
-        for revision in (2, 3):
-            proc = run_task("demo", "--port", str(port))
+        for revision, flags in ((2, ()), (3, ("--failure",))):
+            proc = run_task("demo", "--port", str(port), *flags)
             assert proc.returncode == 0, proc.stdout + proc.stderr
             assert f"deployed   {prefix}-service:{revision} ({registry}/{prefix}:" in proc.stdout
             assert f"answering  http://127.0.0.1:{port}/hello/" in proc.stdout
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/hello/", timeout=5) as resp:
                 assert resp.read() == b"Hello World!\n"
+        # The second run's broken image (revision 4) was caught and ECS rolled back to 3.
+        assert f"caught as intended: deploy of {prefix}-service:4 to prod failed" in proc.stdout
+        assert f"{prefix}-service: exit 3" in proc.stdout
         service = aws_cli(
             "ecs", "describe-services", "--cluster", f"{prefix}-cluster", "--services", f"{prefix}-service"
         )["services"][0]
         assert service["taskDefinition"].endswith(f"{prefix}-service:3")
         assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
     finally:
+        remove_services(environ, prefix)  # the local ECS's task containers hold the images
         client = docker.from_env()
         for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
             container.remove(force=True)
         images = client.images.list(name=f"{registry}/{prefix}") + client.images.list(name=prefix)
-        for image_id in {image.id for image in images}:
-            client.images.remove(image_id, force=True)
+        pending = {image.id for image in images}
+        for _ in range(3):  # the broken image (--failure) is a child of the good one: it goes first
+            for image_id in sorted(pending):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image_id, force=True)
+                    pending.discard(image_id)
 
 
 def test_plan_json_is_unchanged_by_ci(run_task: Callable[..., Any]) -> None:

@@ -23,6 +23,7 @@ from pipeline import config, infra
 from pipeline.clients import Clients
 from pipeline.context import Context
 from pipeline.errors import ConfigError, NotFound, StepFailed
+from tests.conftest import hello_task_definition
 from tests.helpers import ROOT, put_image_record, said
 
 Aws = Callable[[str], Any]
@@ -187,12 +188,9 @@ def test_environment_lifecycle_and_a_setup_never_undoes_a_deploy(
     # A deploy, as pipeline/deploy.py makes one: register a revision, point the service at it.
     def register(tag: str) -> str:
         image = f"{ctx.settings.ecr_endpoint}/{prefix}:{tag}"
-        definition = {"name": env.container, "image": image, "memory": 512}
-        return str(
-            ecs.register_task_definition(family=env.family, containerDefinitions=[definition])[
-                "taskDefinition"
-            ]["taskDefinitionArn"]
-        )
+        definition = hello_task_definition(env.family, image)
+        definition["containerDefinitions"][0]["name"] = env.container
+        return str(ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"])
 
     deployed = register("def5678")
     ecs.update_service(cluster=env.cluster, service=env.service, taskDefinition=deployed)
@@ -217,7 +215,6 @@ def test_environment_lifecycle_and_a_setup_never_undoes_a_deploy(
     asked: list[str] = []
     infra.teardown(again, "staging", force=False, confirm=lambda name: asked.append(name) or True)
     assert asked == [f"{prefix}-staging"]
-    # (moto keeps the ECS service and cluster a real stack deletion removes; the stacks are gone)
     assert stack_status(aws, f"{prefix}-staging") is None and stack_status(aws, f"{prefix}-project") is None
     assert [i["imageTags"] for i in aws("ecr").describe_images(repositoryName=prefix)["imageDetails"]] == [
         ["abc1234"]

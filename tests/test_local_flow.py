@@ -58,11 +58,10 @@ class Published:
 
 
 def containers_of(prefix: str) -> list[Any]:
-    return [
-        c
-        for c in docker.from_env().containers.list(all=True, ignore_removed=True)
-        if c.name.startswith(f"{prefix}-")
-    ]
+    # Filtered by the engine: listing every container races with other tests' (and the local
+    # ECS's) containers going away between the list and docker-py's inspect of each.
+    found = docker.from_env().containers.list(all=True, filters={"name": f"{prefix}-"})
+    return [c for c in found if c.name.startswith(f"{prefix}-")]
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,7 @@ import pytest
 from pipeline import fleet, pace, release, release_plan
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
-from tests.conftest import put_image_record
-from tests.helpers import wait_until
+from tests.helpers import put_image_record, wait_until
 
 RICH = {
     "cpu": "256",

@@ -1,7 +1,9 @@
 """What a deploy does as ECS reports its rollout: success only when OUR deployment
 COMPLETED; FAILED, circuit-breaker rollbacks and timeouts roll back to the last known
 good revision. ECS's rollout progress comes from the stand-in (tests/ecs_standin.py);
-everything else (registering, updating, tagging, ECR) is the emulator's real API."""
+everything else (registering, updating, tagging, ECR) is the emulator's real API.
+A circuit-breaker rollback and the reasons tasks stopped run on real containers in
+tests/test_failures.py; these are the states real containers cannot produce on demand."""
 
 from __future__ import annotations
 
@@ -75,31 +77,6 @@ def test_throttling_is_retried_within_the_timeout(scripted: Any, deploy_target: 
     assert "throttled; polling again" in ctx.out.stream.getvalue()
 
 
-@pytest.mark.parametrize(
-    ("script", "reason"),
-    [
-        (
-            [standin.draining, standin.failed, standin.rolled_back],
-            "ECS deployment circuit breaker: tasks failed",
-        ),
-        ([standin.draining, standin.rolled_back], "is PRIMARY again (rolled back"),
-    ],
-    ids=["failed", "already-rolled-back"],
-)
-def test_when_ecs_rolls_back_it_is_a_failure_and_no_second_rollback_starts(
-    scripted: Any, deploy_target: DeployTarget, script: list[Any], reason: str
-) -> None:
-    ctx, fake = scripted(script)
-    with pytest.raises(DeployFailed) as info:
-        run(ctx, deploy_target)
-    family = deploy_target.family
-    assert info.value.message.startswith(f"deploy of {family}:2 to prod failed: ")
-    assert reason in info.value.message
-    assert info.value.message.endswith(f"ECS's circuit breaker rolled back to {family}:1, which runs now")
-    assert len(fake.updates) == 1  # ECS's own rollback was waited on, not repeated
-    assert f"==> wait for ECS's rollback to {family}:1" in ctx.out.stream.getvalue()
-
-
 def test_a_rollout_that_never_ends_is_rolled_back_to_the_last_known_good(
     scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
 ) -> None:
@@ -115,28 +92,6 @@ def test_a_rollout_that_never_ends_is_rolled_back_to_the_last_known_good(
     assert running(aws, deploy_target) == f"{family}:1"
     tags = aws("ecs").describe_task_definition(taskDefinition=f"{family}:2", include=["TAGS"])["tags"]
     assert "pipeline:verified-at" not in {t["key"] for t in tags}
-
-
-def test_the_failure_says_why_tasks_stopped(scripted: Any, deploy_target: DeployTarget) -> None:
-    arn = f"arn:aws:ecs:us-east-1:123456789012:task/{deploy_target.cluster}/0f1e2d3c"
-    stopped = [
-        {
-            "taskArn": arn,
-            "taskDefinitionArn": f"arn:aws:ecs:us-east-1:123456789012:task-definition/{deploy_target.family}:2",
-            "lastStatus": "STOPPED",
-            "stoppedReason": "Essential container in task exited",
-            "containers": [{"name": "web", "exitCode": 137, "reason": "OutOfMemoryError: Container killed"}],
-        }
-    ]
-    ctx, _ = scripted([standin.failed, standin.rolled_back], stopped=stopped)
-    with pytest.raises(DeployFailed):
-        run(ctx, deploy_target)
-    log = ctx.out.stream.getvalue()
-    assert (
-        "stopped: task 0f1e2d3c: Essential container in task exited; "
-        "web: exit 137 (OutOfMemoryError: Container killed)"
-    ) in log
-    assert "deployment failed: tasks failed to start." in log
 
 
 def test_no_rollback_leaves_the_new_revision_and_says_what_runs(

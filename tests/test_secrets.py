@@ -20,8 +20,8 @@ import pytest
 from pipeline import service_env
 from pipeline.context import Context
 from pipeline.ecr import RegistryLogin
-from tests.conftest import ROOT, DeployTarget
-from tests.helpers import free_port
+from tests.conftest import DeployTarget
+from tests.helpers import ROOT, free_port
 
 MARK = uuid.uuid4().hex[:12]
 SECRETS = {

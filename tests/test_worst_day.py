@@ -22,8 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, put_image_record
-from tests.helpers import free_port, http_get, wait_until
+from tests.helpers import ROOT, free_port, http_get, put_image_record, wait_until
 
 ROLLOUT_SECONDS = 6.0
 

@@ -22,6 +22,7 @@ from .infra import _infra
 from .policy import _ci_policy, has_integration, load_policy
 from .project import (
     _PROJECT_DEFAULTS,
+    _command_problems,
     _environments,
     _smoke,
     environment_names,
@@ -104,8 +105,16 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
 
     smoke = _smoke(cfg["smoke"], problems)
 
+    problems += _command_problems("[tool.pipeline] migrate_command", cfg)
     environments = _environments(
-        cfg["environments"], environ, env.prefix_ok, prefix, env.cluster, service_dir, problems
+        cfg["environments"],
+        environ,
+        env.prefix_ok,
+        prefix,
+        env.cluster,
+        service_dir,
+        problems,
+        str(cfg["migrate_command"]) if isinstance(cfg["migrate_command"], str) else "",
     )
     ci = _ci_policy(cfg["ci"], environment_names(cfg["environments"]), problems, has_integration(cfg))
     infra = _infra(cfg["infra"], environment_names(cfg["environments"]), problems)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -32,13 +33,14 @@ _PROJECT_DEFAULTS: dict[str, Any] = {
     "container_port": 8080,
     "source_url": "",
     "log_group": None,  # /ecs/<prefix>
+    "migrate_command": "",  # run as a one-off task before each deploy's UpdateService
     "environments": {},
     "smoke": {},
     "ci": {},
     "infra": {},
     "pass_env": [],
 }
-_ENV_KEYS = {"cluster", "service", "family", "container", "template", "values"}
+_ENV_KEYS = {"cluster", "service", "family", "container", "template", "values", "migrate_command"}
 
 
 def unknown_keys(where: str, given: Iterable[str], known: Iterable[str]) -> list[str]:
@@ -98,6 +100,7 @@ def _environments(
     cluster: str,
     service_dir: Path,
     problems: list[str],
+    migrate_command: str = "",
 ) -> dict[str, Environment]:
     """prod keeps the seed's names; staging shares the cluster with its own service.
 
@@ -134,7 +137,13 @@ def _environments(
             {k: f"{prefix}-{name}-service" for k in ("service", "family")}
             | {"container": f"{prefix}-service"},
         )
-        values = {**base, "cluster": cluster, **{k: str(v) for k, v in given.items() if k in _ENV_KEYS}}
+        values = {
+            **base,
+            "cluster": cluster,
+            "migrate_command": migrate_command,
+            **{k: str(v) for k, v in given.items() if k in _ENV_KEYS},
+        }
+        problems += _command_problems(f"[tool.pipeline.environments.{name}] migrate_command", given)
         for key in ("cluster", "service", "family", "container"):
             if prefix_ok and not ECS_NAME_RE.match(values[key]):
                 problems.append(f"environment {name} {key}: {values[key]!r} is not a valid ECS name")
@@ -149,8 +158,21 @@ def _environments(
             values=service_dir.parent / values["values"]
             if "values" in given
             else service_dir / "deploy" / f"{name}.json",
+            migrate_command=values["migrate_command"],
         )
     return result
+
+
+def _command_problems(where: str, table: Any) -> list[str]:
+    """migrate_command is split into words as a shell would (no shell runs it)."""
+    command = table.get("migrate_command", "") if isinstance(table, dict) else ""
+    if not isinstance(command, str):
+        return [f'{where}: must be a command string (e.g. "python manage.py migrate")']
+    try:
+        shlex.split(command)
+    except ValueError as exc:
+        return [f"{where}: {command!r} does not split into words ({exc})"]
+    return []
 
 
 def _smoke(table: Any, problems: list[str]) -> SmokeSettings:

@@ -26,6 +26,7 @@ class Environment:
     container: str
     template: Path
     values: Path
+    migrate_command: str = ""  # "": no migration step before UpdateService
 
 
 @dataclass(frozen=True)

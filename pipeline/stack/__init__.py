@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import http
 from ..errors import Unavailable, first_line
@@ -44,7 +45,9 @@ class StackConfig:
     emulator_port: int = 4566
     bridge_port: int = 4567
     region: str = "us-east-1"
-    rollout_seconds: float = 1.5  # the deploy polls at 0, 0.5, 1.5 s: seen at once (bench/README.md)
+    # Health-check and deregistration timings of the ECS and load balancer stand-ins run
+    # this many times faster (1: ECS's own); printed by `up`, documented in the README.
+    speed: float = 10.0
 
     @property
     def registry(self) -> str:
@@ -62,7 +65,7 @@ def config_from(environ: os._Environ[str] | dict[str, str]) -> StackConfig:
         registry_port=int(environ.get("STACK_REGISTRY_PORT", "5000")),
         emulator_port=int(environ.get("STACK_EMULATOR_PORT", "4566")),
         bridge_port=int(environ.get("STACK_BRIDGE_PORT", "4567")),
-        rollout_seconds=float(environ.get("EMULATOR_ROLLOUT_SECONDS", "1.5")),
+        speed=float(environ.get("EMULATOR_SPEED", "10")),
     )
 
 
@@ -377,7 +380,7 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
     if _emulator_answers(cfg):
         ours = _alive(cfg.directory / "emulator.pid")
         if not ours or (stamp.exists() and stamp.read_text() == _emulator_version()):
-            say(f"aws emulator: running on {cfg.endpoint}")
+            say(f"aws emulator: running on {cfg.endpoint} (local ECS timings x{cfg.speed:g})")
             return
         say("aws emulator: its code changed; restarting it (its state is lost)")
         _stop(cfg, "emulator")
@@ -400,13 +403,16 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
         lambda: _emulator_answers(cfg),
         60,
         {
-            "EMULATOR_ROLLOUT_SECONDS": str(cfg.rollout_seconds),
+            "EMULATOR_SPEED": str(cfg.speed),
             "AWS_DEFAULT_REGION": cfg.region,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         },
     )
     stamp.write_text(_emulator_version())
-    say(f"aws emulator: started on {cfg.endpoint} (moto server + ECS rollout stand-in)")
+    say(
+        f"aws emulator: started on {cfg.endpoint} (moto server + ECS scheduler and load balancer "
+        f"stand-ins; health-check and deregistration timings x{cfg.speed:g}, EMULATOR_SPEED)"
+    )
 
 
 def require_local_extra() -> None:
@@ -441,11 +447,32 @@ def _stop(cfg: StackConfig, name: str) -> bool:
     return pid is not None
 
 
+def task_containers(cfg: StackConfig) -> list[Any]:
+    """The containers this stack's ECS stand-in started (its label names its endpoint)."""
+    if not docker_answers():
+        return []
+    import docker
+
+    from .emulator.engine import OWNER_LABEL
+
+    client = docker.from_env(timeout=30)
+    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={cfg.endpoint}"}))
+
+
 def down(cfg: StackConfig, say: Say = print) -> None:
-    """Stop what `up` started (never an engine it found running)."""
-    for name in ("emulator", "registry", "dockerd"):
+    """Stop what `up` started (never an engine it found running), and the task containers
+    the emulator started: the emulator removes them itself on SIGTERM, this catches the
+    ones a killed emulator left."""
+    for name in ("emulator", "registry"):
         if _stop(cfg, name):
             say(f"{name}: stopped")
+    leftovers = task_containers(cfg)
+    for container in leftovers:
+        container.remove(force=True)
+    if leftovers:
+        say(f"task containers: removed {len(leftovers)}")
+    if _stop(cfg, "dockerd"):
+        say("dockerd: stopped")
 
 
 def registry_auth_header() -> str:

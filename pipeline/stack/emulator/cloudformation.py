@@ -1,0 +1,227 @@
+"""STAND-IN for CloudFormation's ECS resources and change-set execution.
+
+moto keeps only a few properties of AWS::ECS::TaskDefinition (family, containers,
+volumes, memory) and AWS::ECS::Service (cluster, task definition, desired count), so a
+service made by `invoke setup` lost its load balancer, network configuration, circuit
+breaker and grace period. Here both resources keep every property, passed to the same
+API calls CloudFormation makes (RegisterTaskDefinition, CreateService, UpdateService).
+
+moto also leaves a stack's outputs and parameters as they were before a change set
+(a stack created from a change set has no outputs at all); real CloudFormation shows
+the new template's, which `invoke setup` prints and compares.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INT_KEYS = {
+    "containerPort",
+    "hostPort",
+    "memory",
+    "memoryReservation",
+    "cpu",
+    "interval",
+    "timeout",
+    "retries",
+    "startPeriod",
+    "stopTimeout",
+    "startTimeout",
+    "maximumPercent",
+    "minimumHealthyPercent",
+    "sizeInGiB",
+}
+BOOL_KEYS = {"essential", "readonlyRootFilesystem", "enable", "rollback", "privileged", "initProcessEnabled"}
+
+
+def api_shape(value: Any, key: str = "") -> Any:
+    """CloudFormation's PascalCase properties (values as strings) -> the API's shape."""
+    if isinstance(value, dict):
+        if key == "options":  # logConfiguration options are the driver's own names
+            return {k: str(v) for k, v in value.items()}
+        return {k[:1].lower() + k[1:]: api_shape(v, k[:1].lower() + k[1:]) for k, v in value.items()}
+    if isinstance(value, list):
+        return [api_shape(v, key) for v in value]
+    if key in INT_KEYS and isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if key in BOOL_KEYS and isinstance(value, str):
+        return value.lower() == "true"
+    if key == "value" and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def _name(value: Any, attribute: str) -> Any:
+    return getattr(value, attribute) if hasattr(value, attribute) else value
+
+
+def task_definition_kwargs(properties: dict[str, Any]) -> dict[str, Any]:
+    shaped = api_shape({k: v for k, v in properties.items()})
+    kwargs = {
+        "family": shaped.get("family"),
+        "container_definitions": shaped.get("containerDefinitions", []),
+        "volumes": shaped.get("volumes"),
+        "network_mode": shaped.get("networkMode"),
+        "tags": shaped.get("tags"),
+        "placement_constraints": shaped.get("placementConstraints"),
+        "requires_compatibilities": shaped.get("requiresCompatibilities"),
+        "cpu": str(shaped["cpu"]) if shaped.get("cpu") is not None else None,
+        "memory": str(shaped["memory"]) if shaped.get("memory") is not None else None,
+        "task_role_arn": shaped.get("taskRoleArn") or None,
+        "execution_role_arn": shaped.get("executionRoleArn") or None,
+        "runtime_platform": shaped.get("runtimePlatform"),
+        "ephemeral_storage": shaped.get("ephemeralStorage"),
+        "pid_mode": shaped.get("pidMode"),
+        "ipc_mode": shaped.get("ipcMode"),
+        "proxy_configuration": shaped.get("proxyConfiguration"),
+    }
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def service_kwargs(properties: dict[str, Any]) -> dict[str, Any]:
+    shaped = api_shape({k: v for k, v in properties.items() if k not in ("Cluster", "TaskDefinition")})
+    kwargs = {
+        "load_balancers": shaped.get("loadBalancers"),
+        "network_configuration": shaped.get("networkConfiguration"),
+        "deployment_configuration": shaped.get("deploymentConfiguration"),
+        "health_check_grace_period_seconds": shaped.get("healthCheckGracePeriodSeconds"),
+        "capacity_provider_strategy": shaped.get("capacityProviderStrategy"),
+        "launch_type": shaped.get("launchType"),
+        "platform_version": shaped.get("platformVersion"),
+        "propagate_tags": shaped.get("propagateTags") or "NONE",
+        "tags": shaped.get("tags"),
+    }
+    if kwargs["health_check_grace_period_seconds"] is not None:
+        kwargs["health_check_grace_period_seconds"] = int(kwargs["health_check_grace_period_seconds"])
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def install() -> None:
+    from moto.ecs.models import Service, TaskDefinition, ecs_backends
+
+    def create_task_definition(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        backend = ecs_backends[account_id][region_name]
+        return backend.register_task_definition(**task_definition_kwargs(cloudformation_json["Properties"]))
+
+    def update_task_definition(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        wanted = task_definition_kwargs(cloudformation_json["Properties"])
+        if original_resource.family == wanted.get(
+            "family"
+        ) and original_resource.container_definitions == wanted.get("container_definitions"):
+            return original_resource
+        backend = ecs_backends[account_id][region_name]
+        backend.deregister_task_definition(original_resource.arn)
+        return backend.register_task_definition(**wanted)
+
+    def create_service(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        backend = ecs_backends[account_id][region_name]
+        return backend.create_service(
+            _name(properties["Cluster"], "name"),
+            properties.get("ServiceName") or resource_name,
+            int(properties.get("DesiredCount", 1)),
+            task_definition_str=_name(properties["TaskDefinition"], "arn"),
+            **service_kwargs(properties),
+        )
+
+    def update_service(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        backend = ecs_backends[account_id][region_name]
+        extra = service_kwargs(properties)
+        return backend.update_service(
+            {
+                "cluster": original_resource.cluster_name,
+                "service": original_resource.name,
+                "task_definition": _name(properties["TaskDefinition"], "arn"),
+                "desired_count": int(properties.get("DesiredCount", original_resource.desired_count)),
+                "deployment_configuration": extra.get("deployment_configuration"),
+                "health_check_grace_period_seconds": extra.get("health_check_grace_period_seconds"),
+                "network_configuration": extra.get("network_configuration"),
+            }
+        )
+
+    def delete_service(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        # moto leaves the service ACTIVE when its stack goes; CloudFormation deletes it.
+        backend = ecs_backends[account_id][region_name]
+        for service in list(backend.services.values()):
+            if service.status == "ACTIVE" and resource_name in (service.arn, service.name):
+                backend.delete_service(service.cluster_name, service.name, force=True)
+
+    TaskDefinition.create_from_cloudformation_json = classmethod(create_task_definition)  # type: ignore[assignment,method-assign]
+    TaskDefinition.update_from_cloudformation_json = classmethod(update_task_definition)  # type: ignore[assignment,method-assign]
+    Service.create_from_cloudformation_json = classmethod(create_service)  # type: ignore[assignment,method-assign]
+    Service.update_from_cloudformation_json = classmethod(update_service)  # type: ignore[assignment,method-assign]
+    Service.delete_from_cloudformation_json = classmethod(delete_service)  # type: ignore[assignment,method-assign]
+    install_target_group_attributes()
+    install_changeset_model()
+
+
+def install_target_group_attributes() -> None:
+    """moto drops a target group's TargetGroupAttributes (the deregistration delay among
+    them), which the load balancer stand-in honours."""
+    from moto.elbv2.models import FakeTargetGroup
+
+    original = FakeTargetGroup.create_from_cloudformation_json
+
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        group = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        for attribute in cloudformation_json["Properties"].get("TargetGroupAttributes") or []:
+            group.attributes[attribute["Key"]] = attribute["Value"]
+        return group
+
+    FakeTargetGroup.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment,method-assign]
+
+
+def install_changeset_model() -> None:
+    """An executed change set leaves the stack's outputs and parameters current."""
+    from moto.cloudformation.models import CloudFormationBackend
+
+    original_execute = CloudFormationBackend.execute_change_set
+
+    def execute_change_set(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        original_execute(self, change_set_name, stack_name)
+        change_set = self.describe_change_set(change_set_name)
+        stack = self.stacks[change_set.stack_id]
+        stack.parameters = change_set.parameters
+        stack._parse_template()
+        stack.description = stack.template_dict.get("Description")
+        stack.output_map = stack._create_output_map()
+
+    CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]

@@ -1,0 +1,104 @@
+"""STAND-IN for ECS's container instance: the local Docker engine the tasks run on.
+
+What every other stand-in shares: the lock that serialises changes to moto's state,
+the speed-up factor for health-check and deregistration timings, the engine, and the
+label that marks the containers this emulator started (so that it, `stack.down` and the
+tests remove exactly those and never a container someone else started).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+from typing import Any
+
+# moto's backends are plain objects; the API threads and the scheduler's thread change
+# them, so every change and every read that must see a consistent state takes this.
+LOCK = threading.RLock()
+
+OWNER_LABEL = "ecs-pipeline.emulator"
+CLUSTER_LABEL = "com.amazonaws.ecs.cluster"
+TASK_LABEL = "com.amazonaws.ecs.task-arn"
+CONTAINER_LABEL = "com.amazonaws.ecs.container-name"
+FAMILY_LABEL = "com.amazonaws.ecs.task-definition-family"
+VERSION_LABEL = "com.amazonaws.ecs.task-definition-version"
+
+# A cluster tag that sets the factor for that cluster's services (1: ECS's real timings).
+SPEED_TAG = "ecs-pipeline:emulator-speed"
+
+
+class Settings:
+    """Set once by main(): who this emulator is, and how fast local timings run."""
+
+    owner = "http://127.0.0.1:4566"
+    speed = 10.0
+    registry = "127.0.0.1:5000"
+    registry_password = "123456789012-auth-token"
+
+
+_client: Any = None
+_bridge: bool | None = None
+
+
+def docker_client() -> Any:
+    global _client
+    if _client is None:
+        import docker
+
+        _client = docker.from_env(timeout=120)
+    return _client
+
+
+def has_bridge() -> bool:
+    """A laptop's engine has the default bridge; this machine's and CI's have none."""
+    global _bridge
+    if _bridge is None:
+        names = {n.name for n in docker_client().networks.list()}
+        _bridge = "bridge" in names and os.environ.get("EMULATOR_FORCE_HOST_NETWORK") != "1"
+    return _bridge
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def scaled(seconds: float, speed: float) -> float:
+    return max(float(seconds), 0.0) / max(speed, 1.0)
+
+
+def cluster_speed(cluster: Any) -> float:
+    for tag in getattr(cluster, "tags", None) or []:
+        if tag.get("key") == SPEED_TAG:
+            try:
+                return max(float(tag.get("value", "1")), 1.0)
+            except ValueError:
+                return 1.0
+    return Settings.speed
+
+
+def circuit_breaker_threshold(desired: int) -> int:
+    """ECS's failed-task threshold: 0.5 x desired count, at least 3, at most 200."""
+    return min(200, max(3, math.ceil(desired * 0.5)))
+
+
+def own_containers(cluster: str | None = None) -> list[Any]:
+    labels = [f"{OWNER_LABEL}={Settings.owner}"]
+    if cluster:
+        labels.append(f"{CLUSTER_LABEL}={cluster}")
+    return list(docker_client().containers.list(all=True, filters={"label": labels}))
+
+
+def remove_own_containers() -> int:
+    """At start-up and shutdown: the emulator's state is gone, so are its tasks."""
+    removed = 0
+    for container in own_containers():
+        try:
+            container.remove(force=True)
+            removed += 1
+        except Exception:  # already gone
+            pass
+    return removed

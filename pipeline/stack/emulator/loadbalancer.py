@@ -1,0 +1,377 @@
+"""STAND-IN for the load balancer's data plane: each ALB answers HTTP on loopback.
+
+Every load balancer created in the emulator gets an HTTP server on a free 127.0.0.1
+port, and its DNSName is that address, `127.0.0.1:PORT` (the one difference from AWS:
+a name with a port instead of a host name on port 80). Requests follow the listener's
+rules by priority (path-pattern, host-header, the default action) to forward to a
+target group, answer a fixed response or redirect. Targets are registered by the ECS
+scheduler (or RegisterTargets); each target group's health check (path, interval,
+thresholds, matcher) decides their state, which DescribeTargetHealth reports, and a
+deregistered target drains for the group's deregistration delay. Only loopback targets
+are ever contacted; any other address stays unavailable.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import http.client
+import itertools
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from . import engine
+
+LOOPBACK = "127."
+
+
+@dataclass
+class Target:
+    id: str
+    port: int
+    speed: float
+    state: str = "initial"  # initial | healthy | unhealthy | draining
+    reason: str = "Elb.RegistrationInProgress"
+    description: str = "Target registration is in progress"
+    ok: int = 0
+    failed: int = 0
+    next_check: float = 0.0
+    drain_until: float = 0.0
+
+
+TARGETS: dict[str, dict[tuple[str, int], Target]] = {}
+SERVERS: dict[str, ThreadingHTTPServer] = {}
+_rotation = itertools.count()
+
+
+def _group(arn: str) -> Any:
+    from moto.elbv2.models import elbv2_backends
+
+    for account in list(elbv2_backends.keys()):
+        for region in list(elbv2_backends[account].keys()):
+            group = elbv2_backends[account][region].target_groups.get(arn)
+            if group is not None:
+                return group
+    return None
+
+
+def register(arn: str, target_id: str, port: int, speed: float | None = None) -> bool:
+    if _group(arn) is None:
+        return False
+    with engine.LOCK:
+        TARGETS.setdefault(arn, {})[(target_id, int(port))] = Target(
+            target_id, int(port), speed or engine.Settings.speed
+        )
+    return True
+
+
+def deregister(arn: str, target_id: str, port: int, speed: float | None = None) -> float:
+    """Start draining; returns the (scaled) deregistration delay."""
+    group = _group(arn)
+    with engine.LOCK:
+        target = TARGETS.get(arn, {}).get((target_id, int(port)))
+        if target is None or group is None:
+            return 0.0
+        delay = engine.scaled(
+            float(group.attributes.get("deregistration_delay.timeout_seconds", 300)), target.speed
+        )
+        target.state, target.reason = "draining", "Target.DeregistrationInProgress"
+        target.description = "Target deregistration is in progress"
+        target.drain_until = time.monotonic() + delay
+    return delay
+
+
+def target_state(arn: str, target_id: str, port: int) -> str:
+    target = TARGETS.get(arn, {}).get((target_id, int(port)))
+    return target.state if target else "unused"
+
+
+def target_reason(arn: str, target_id: str, port: int) -> str:
+    target = TARGETS.get(arn, {}).get((target_id, int(port)))
+    return f"reason {target.description}" if target else "reason Target.NotRegistered"
+
+
+# --- health checks ------------------------------------------------------------------------
+
+
+def _matches(code: int, matcher: str) -> bool:
+    for part in matcher.split(","):
+        low, _, high = part.strip().partition("-")
+        if low and int(low) <= code <= int(high or low):
+            return True
+    return False
+
+
+def _check(group: Any, target: Target) -> None:
+    path = group.health_check_path or "/"
+    configured = str(group.health_check_port or "traffic-port")
+    port = target.port if configured in ("traffic-port", str(group.port)) else int(configured)
+    matcher = (group.matcher or {}).get("HttpCode", "200")
+    code = 0
+    try:
+        with urllib.request.urlopen(
+            f"http://{target.id}:{port}{path}", timeout=float(group.health_check_timeout_seconds or 5)
+        ) as resp:
+            code = resp.status
+    except urllib.error.HTTPError as err:
+        code = err.code
+    except (OSError, ValueError):
+        pass  # no answer: Target.FailedHealthChecks
+    ok = bool(code) and _matches(code, matcher)
+    with engine.LOCK:
+        if target.state == "draining":
+            return
+        if ok:
+            target.ok, target.failed = target.ok + 1, 0
+            if target.ok >= int(group.healthy_threshold_count or 5):
+                target.state, target.reason, target.description = "healthy", "", ""
+        else:
+            target.failed, target.ok = target.failed + 1, 0
+            if target.failed >= int(group.unhealthy_threshold_count or 2):
+                target.state, target.reason = (
+                    "unhealthy",
+                    "Target.ResponseCodeMismatch" if code else "Target.FailedHealthChecks",
+                )
+                target.description = (
+                    f"Health checks failed with these codes: [{code}]" if code else "Health checks failed"
+                )
+
+
+def check_forever() -> None:
+    def loop() -> None:
+        while True:
+            now = time.monotonic()
+            for arn, targets in list(TARGETS.items()):
+                group = _group(arn)
+                for key, target in list(targets.items()):
+                    if target.state == "draining":
+                        if now >= target.drain_until:
+                            with engine.LOCK:
+                                targets.pop(key, None)
+                        continue
+                    if group is None or now < target.next_check:
+                        continue
+                    if not target.id.startswith(LOOPBACK):
+                        target.state, target.reason = "unavailable", "Target.NotInUse"
+                        target.description = "the local load balancer reaches 127.0.0.0/8 only"
+                        target.next_check = float("inf")
+                        continue
+                    target.next_check = now + engine.scaled(
+                        float(group.health_check_interval_seconds or 30), target.speed
+                    )
+                    threading.Thread(target=_check, args=(group, target), daemon=True).start()
+            time.sleep(0.05)
+
+    threading.Thread(target=loop, name="target-health", daemon=True).start()
+
+
+# --- the data plane -------------------------------------------------------------------------
+
+
+def _balancer(port: int) -> Any:
+    from moto.elbv2.models import elbv2_backends
+
+    for account in list(elbv2_backends.keys()):
+        for region in list(elbv2_backends[account].keys()):
+            for balancer in list(elbv2_backends[account][region].load_balancers.values()):
+                if balancer.dns_name == f"127.0.0.1:{port}":
+                    return balancer
+    return None
+
+
+def _condition_matches(condition: dict[str, Any], path: str, host: str, method: str) -> bool:
+    field = condition.get("Field")
+    if field == "path-pattern":
+        values = (condition.get("PathPatternConfig") or {}).get("Values") or condition.get("Values") or []
+        return any(fnmatch.fnmatchcase(path, v) for v in values)
+    if field == "host-header":
+        values = (condition.get("HostHeaderConfig") or {}).get("Values") or condition.get("Values") or []
+        return any(fnmatch.fnmatch(host.lower(), v.lower()) for v in values)
+    if field == "http-request-method":
+        return method in ((condition.get("HttpRequestMethodConfig") or {}).get("Values") or [])
+    return False
+
+
+def route(balancer: Any, path: str, host: str, method: str) -> list[Any]:
+    """The actions of the first matching rule of the balancer's (first HTTP) listener."""
+    listeners = sorted(balancer.listeners.values(), key=lambda lst: (lst.protocol != "HTTP", int(lst.port)))
+    if not listeners:
+        return []
+    listener = listeners[0]
+    rules = sorted(listener._non_default_rules.values(), key=lambda r: int(r.priority))
+    for rule in rules:
+        if all(_condition_matches(c, path, host, method) for c in rule.conditions):
+            return list(rule.actions)
+    return list(listener.default_actions)
+
+
+def _port(server: Any) -> int:
+    return int(server.server_address[1])
+
+
+class DataPlane(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        balancer = _balancer(_port(self.server))
+        if balancer is None:
+            return self._reply(503, b"", "text/plain")
+        path = self.path.split("?", 1)[0]
+        host = (self.headers.get("Host") or "").split(":")[0]
+        actions = sorted(
+            route(balancer, path, host, self.command), key=lambda a: int(a.data.get("Order") or 1)
+        )
+        for action in actions:
+            kind = action.data.get("Type")
+            if kind == "fixed-response":
+                config = action.data.get("FixedResponseConfig") or {}
+                return self._reply(
+                    int(config.get("StatusCode", 200)),
+                    (config.get("MessageBody") or "").encode(),
+                    config.get("ContentType") or "text/plain",
+                )
+            if kind == "redirect":
+                config = action.data.get("RedirectConfig") or {}
+                location = f"{config.get('Protocol', 'HTTP').lower().replace('#{protocol}', 'http')}://{self.headers.get('Host')}{path}"
+                code = 301 if config.get("StatusCode") == "HTTP_301" else 302
+                return self._reply(code, b"", "text/plain", {"Location": location})
+            if kind == "forward":
+                arn = action.data.get("TargetGroupArn") or next(
+                    iter((action.data.get("ForwardConfig") or {}).get("TargetGroups") or [{}])
+                ).get("TargetGroupArn")
+                return self._forward(arn, body)
+        return self._reply(404, b"Not Found", "text/plain")
+
+    def _forward(self, arn: str, body: bytes) -> None:
+        targets = [t for t in TARGETS.get(arn, {}).values() if t.state != "draining"]
+        healthy = [t for t in targets if t.state == "healthy"]
+        # All unhealthy: the ALB fails open and routes to all of them.
+        pool = healthy or [t for t in targets if t.state == "unhealthy"]
+        if not pool:
+            return self._reply(
+                503, b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", "text/html"
+            )
+        target = pool[next(_rotation) % len(pool)]
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+        headers["X-Forwarded-For"] = self.client_address[0]
+        headers["X-Forwarded-Proto"] = "http"
+        headers["X-Forwarded-Port"] = str(_port(self.server))
+        try:
+            conn = http.client.HTTPConnection(target.id, target.port, timeout=60)
+            conn.request(self.command, self.path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            conn.close()
+        except OSError:
+            return self._reply(502, b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
+        extra = {
+            k: v
+            for k, v in resp.getheaders()
+            if k.lower() not in ("content-length", "connection", "transfer-encoding", "content-type")
+        }
+        self._reply(resp.status, data, resp.getheader("Content-Type") or "text/plain", extra)
+
+    def _reply(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle  # noqa: N815
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def open_data_plane(balancer: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DataPlane)
+    server.daemon_threads = True
+    balancer.dns_name = f"127.0.0.1:{server.server_address[1]}"
+    SERVERS[balancer.arn] = server
+    threading.Thread(target=server.serve_forever, name=f"alb {balancer.name}", daemon=True).start()
+
+
+def close_data_plane(arn: str) -> None:
+    server = SERVERS.pop(arn, None)
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
+def install() -> None:
+    """Patch moto's ELBv2 so balancers get a data plane and target health is real."""
+    from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
+
+    original_create = ELBv2Backend.create_load_balancer
+    original_delete = ELBv2Backend.delete_load_balancer
+
+    def create_load_balancer(self: Any, *args: Any, **kwargs: Any) -> Any:
+        balancer = original_create(self, *args, **kwargs)
+        if balancer.type == "application" and balancer.arn not in SERVERS:
+            open_data_plane(balancer)
+        return balancer
+
+    def delete_load_balancer(self: Any, arn: str) -> None:
+        original_delete(self, arn)
+        close_data_plane(arn)
+
+    def register_targets(self: Any, group: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
+        for target in targets:
+            register(group.arn, target["Id"], int(target.get("Port") or group.port))
+
+    def deregister_targets(self: Any, group: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
+        for target in targets:
+            deregister(group.arn, target["Id"], int(target.get("Port") or group.port))
+
+    def describe_target_health(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> list[Any]:
+        from moto.elbv2.exceptions import TargetGroupNotFoundError
+
+        group = self.target_groups.get(target_group_arn)
+        if group is None:
+            raise TargetGroupNotFoundError()
+        known = TARGETS.get(target_group_arn, {})
+        wanted = [(t["Id"], int(t.get("Port") or group.port)) for t in targets] if targets else list(known)
+        answers = []
+        for key in wanted:
+            target = known.get(key)
+            if target is None:
+                answers.append(
+                    FakeHealthStatus(
+                        key[0],
+                        str(key[1]),
+                        group.health_check_port,
+                        "unused",
+                        "Target.NotRegistered",
+                        "Target is not registered to the target group",
+                    )
+                )
+            else:
+                answers.append(
+                    FakeHealthStatus(
+                        key[0],
+                        str(key[1]),
+                        group.health_check_port,
+                        target.state,
+                        target.reason or None,
+                        target.description or None,
+                    )
+                )
+        return answers
+
+    ELBv2Backend.create_load_balancer = create_load_balancer  # type: ignore[method-assign]
+    ELBv2Backend.delete_load_balancer = delete_load_balancer  # type: ignore[method-assign]
+    FakeTargetGroup.register = lambda self, targets: register_targets(None, self, targets)  # type: ignore[method-assign]
+    FakeTargetGroup.deregister = lambda self, targets: deregister_targets(None, self, targets)  # type: ignore[method-assign]
+    ELBv2Backend.describe_target_health = describe_target_health  # type: ignore[method-assign]
+    check_forever()
