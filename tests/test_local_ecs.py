@@ -5,11 +5,13 @@ ECS's refusals keep ECS's messages, and the load balancer routes and checks heal
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from collections.abc import Callable
 from typing import Any
 
 import docker
+import pytest
 
 from pipeline.stack.emulator.engine import (
     CLUSTER_LABEL,
@@ -289,13 +291,22 @@ def test_the_load_balancer_routes_by_rule_and_checks_target_health(
     assert http_get(f"{base}/hello/")[0] == 0  # its data plane is gone too
 
 
+@pytest.mark.parametrize(
+    ("stop", "left"), [(signal.SIGKILL, 2), (signal.SIGTERM, 0)], ids=["kill-9", "sigterm"]
+)
 def test_stack_down_removes_the_task_containers_a_killed_emulator_left(
-    tmp_path: Any, prefix: str, repository: str, environ: dict[str, str], hello_image: str
+    tmp_path: Any,
+    prefix: str,
+    repository: str,
+    environ: dict[str, str],
+    hello_image: str,
+    stop: signal.Signals,
+    left: int,
 ) -> None:
-    """A second emulator of its own (its own ports and directory): kill -9 leaves its
-    tasks' containers, `stack.down` removes exactly those."""
+    """A second emulator of its own (its own ports and directory): stopped (as `down`
+    does) it removes its tasks' containers itself; killed, it leaves them and `stack.down`
+    removes exactly those."""
     import os
-    import signal
     import sys
 
     import boto3
@@ -341,12 +352,12 @@ def test_stack_down_removes_the_task_containers_a_killed_emulator_left(
         other = {**environ, "AWS_ENDPOINT_URL": cfg.endpoint}
         wait_until(lambda: len(containers(other, f"{prefix}-other")) == 2, timeout=30)
     finally:
-        os.killpg(emulator.pid, signal.SIGKILL)
-        emulator.wait()
-    assert len(containers(other, f"{prefix}-other")) == 2  # left behind by the killed emulator
+        os.killpg(emulator.pid, stop)
+        emulator.wait(timeout=30)
+    assert len(containers(other, f"{prefix}-other")) == left
     said: list[str] = []
     stack.down(cfg, say=said.append)
-    assert said == ["task containers: removed 2"]
+    assert said == ([f"task containers: removed {left}"] if left else [])
     assert not containers(other, f"{prefix}-other")
 
 

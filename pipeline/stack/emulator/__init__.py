@@ -19,10 +19,9 @@ logic never knows it talks to an emulator:
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import os
-import signal
-import sys
 import threading
 from http.server import ThreadingHTTPServer
 
@@ -51,11 +50,8 @@ def main() -> None:
     ecr_records.install_image_sizes()
     scheduler.run_forever()
 
-    def shutdown(_signum: int, _frame: object) -> None:
-        engine.remove_own_containers()
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, shutdown)
+    # moto's server exits on SIGTERM (its own handler calls sys.exit): the tasks go with it.
+    atexit.register(engine.remove_own_containers)
 
     ecr_records.RegistryBridge.registry_url = args.registry
     ecr_records.RegistryBridge.registry_auth = base64.b64encode(

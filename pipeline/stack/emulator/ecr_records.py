@@ -83,6 +83,13 @@ class RegistryBridge(BaseHTTPRequestHandler):
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
+        try:
+            ecr.describe_repositories(repositoryNames=[repo])
+        except ecr.exceptions.RepositoryNotFoundException:
+            # ECR refuses a push to a repository it lacks. Acknowledge the event anyway: the
+            # registry retries a failed notification forever and holds back every later one.
+            print(f"registry bridge: no ECR repository {repo}; {target['tag']} not recorded", flush=True)
+            return
         with contextlib.suppress(ecr.exceptions.ImageAlreadyExistsException):
             ecr.put_image(
                 repositoryName=repo,
