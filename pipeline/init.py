@@ -24,7 +24,7 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")  # an URL path, no 
 _HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
-# The flags of `ecs-pipeline init` (pipeline/tasks.py).
+# The flags of `ecs-pipeline init` (pipeline/tasks/infra.py).
 HELP = {
     "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
     "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",

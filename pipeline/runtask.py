@@ -279,7 +279,8 @@ def _revision(ctx: Context, options: RunOptions) -> tuple[Environment, dict[str,
     if options.sha is None:
         service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
         return environment, service, str(service["taskDefinition"])
-    change = deploy.check(ctx, deploy.DeployOptions(options.env, options.sha, smoke=False))
+    # force: a one-off task leaves the service alone, so a rollout in progress is no obstacle.
+    change = deploy.check(ctx, deploy.DeployOptions(options.env, options.sha, smoke=False, force=True))
     assert change.request is not None
     with ctx.out.step(f"register task definition {environment.family}"):
         arn = deploy.register(ctx, change.request)

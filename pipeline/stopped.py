@@ -1,6 +1,7 @@
-"""What a failed rollout prints about its stopped tasks: each task's reason and exit
-code, then the last lines its essential container wrote to CloudWatch Logs.
+"""What a failed rollout prints about its stopped tasks: reasons, exit codes, last log lines.
 
+Each task's reason and exit code, then the last lines its essential container wrote to
+CloudWatch Logs.
 The first question after a failed deploy is what the container printed before it
 died; the CI log answers it here. Reading the logs is best effort: a logs error (no
 permission, no log group, a throttled call) is one note, and never hides the

@@ -14,9 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from pipeline import deploy
-from pipeline.errors import ConfigError, NotFound, Unavailable
-from tests.conftest import DeployTarget, default_network
-from tests.helpers import ROOT, http_get, wait_until
+from pipeline.errors import ConfigError, Unavailable
+from tests.conftest import DeployTarget
+from tests.helpers import ROOT
 
 
 def test_deploy_registers_updates_waits_and_smoke_tests(
@@ -250,53 +250,3 @@ def test_integration_task_runs_the_projects_tests_against_the_url(
     assert "3 passed" in proc.stdout
     broken = run_task("integration", "--env", "prod", "--url", hello_url.replace("/hello/", "/other/"))
     assert broken.returncode == 1 and broken.stderr.startswith("error: integration tests failed (exit 1)")
-
-
-def test_smoke_url_is_discovered_through_the_alb(
-    make_context: Callable[..., Any], deploy_target: DeployTarget, aws: Callable[[str], Any]
-) -> None:
-    from pipeline import smoke
-
-    ec2, elbv2, ecs = aws("ec2"), aws("elbv2"), aws("ecs")
-    vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"us-east-1{z}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    alb = elbv2.create_load_balancer(Name=f"{deploy_target.cluster[:20]}-alb", Subnets=subnets)[
-        "LoadBalancers"
-    ][0]
-    group = elbv2.create_target_group(
-        Name=f"{deploy_target.cluster[:20]}-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
-    )["TargetGroups"][0]
-    elbv2.create_listener(
-        LoadBalancerArn=alb["LoadBalancerArn"],
-        Protocol="HTTP",
-        Port=80,
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
-    )
-    ecs.create_service(
-        cluster=deploy_target.cluster,
-        serviceName="with-alb",
-        taskDefinition=deploy_target.initial,
-        desiredCount=1,
-        loadBalancers=[
-            {
-                "targetGroupArn": group["TargetGroupArn"],
-                "containerName": deploy_target.service,
-                "containerPort": 8080,
-            }
-        ],
-        networkConfiguration=default_network(aws),
-    )
-    ctx = make_context()
-    env = ctx.settings.environment("prod")
-    url = smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
-    assert url == f"http://{alb['DNSName']}/hello/"
-    # The local load balancer's DNS name is a loopback address: the task answers through it.
-    assert alb["DNSName"].startswith("127.0.0.1:")
-    assert wait_until(lambda: http_get(url) == (200, "Hello World!\n"), timeout=30)
-    with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
-        smoke.discover_url(ctx.settings, env, ctx.clients)

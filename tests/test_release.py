@@ -1,55 +1,104 @@
 """`invoke release`: several services as one release on the real local stack.
 
-The emulator rolls every update out for real (its scheduler stand-in, 1.5 s), the aws CLI
-is the independent check of what runs afterwards. What real containers cannot be made to
-do on demand — a circuit-breaker rollback, a rollout that never ends, throttling — comes
-from `FleetECS`, a stand-in at the one boto3 seam that passes every call to the emulator
-and rewrites only the scripted services' DescribeServices answers (tests/ecs_standin.py's
-shapes), counting every DescribeServices call and the services it named.
+The local ECS runs every service's tasks as real containers (hello_world's image, pulled
+from the local registry with ECR's credentials), so each rollout, rollback and
+interrupted release below is ECS's scheduler at work, and the aws CLI is the independent
+check of what runs afterwards. What real containers cannot be made to do on demand — a
+circuit-breaker rollback, a rollout that never ends, throttling — comes from `FleetECS`,
+a stand-in at the one boto3 seam that passes every call to the emulator and rewrites
+only the scripted services' DescribeServices answers (tests/ecs_standin.py's shapes),
+counting every DescribeServices call and the services it named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import platform
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pipeline import fleet, pace, release, release_plan
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
-from tests.helpers import put_image_record, wait_until
+from tests.conftest import default_network, push_image
+from tests.helpers import wait_until
 
-RICH = {
-    "cpu": "256",
-    "memory": "512",
-    "requiresCompatibilities": ["EC2"],
-    "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
-    "taskRoleArn": "arn:aws:iam::123456789012:role/app",
-    "volumes": [{"name": "scratch", "host": {"sourcePath": "/tmp/scratch"}}],
-    "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
-    "ephemeralStorage": {"sizeInGiB": 30},
-}
+# The tag each service's first revision runs; the release moves it to the fleet's sha.
+INITIAL = "initial"
+# hello_world's health endpoint on its container port (the local ECS points it at the
+# task's own port under host networking).
+HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/hello/health', timeout=2)"
 
 
-def rich_container(name: str) -> dict[str, Any]:
+def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[str, Any]:
+    """A Fargate definition with most of the fields a real service's has, every one of them
+    valid on ECS and runnable on the local ECS: the release must keep them all."""
     return {
-        "name": name,
-        "image": "bootstrap",
-        "memory": 128,
-        "cpu": 64,
-        "essential": True,
-        "command": ["python", "-m", "app"],
-        "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
-        "environment": [{"name": "GREETING", "value": "hi"}],
-        "secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:ssm:us-east-1:123456789012:parameter/db"}],
-        "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
-        "healthCheck": {"command": ["CMD", "true"], "interval": 10, "timeout": 5, "retries": 3},
-        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/x"}},
+        "family": family,
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256",
+        "memory": "512",
+        "executionRoleArn": "arn:aws:iam::123456789012:role/exec",
+        "taskRoleArn": "arn:aws:iam::123456789012:role/app",
+        # Fargate has no host volumes with a sourcePath: a task-scoped bind mount.
+        "volumes": [{"name": "scratch"}],
+        # The image's own architecture: an ARM64 task would not run an x86-64 image.
+        "runtimePlatform": {
+            "cpuArchitecture": "ARM64" if platform.machine() in ("arm64", "aarch64") else "X86_64",
+            "operatingSystemFamily": "LINUX",
+        },
+        "ephemeralStorage": {"sizeInGiB": 30},
+        "tags": [{"key": "team", "value": "orders"}],
+        "containerDefinitions": [
+            {
+                "name": family,
+                "image": image,
+                "memory": 128,
+                "cpu": 64,
+                "essential": True,
+                "command": ["python3", "-m", "hello_world.app"],  # hello_world/Dockerfile's CMD
+                "user": "10001:10001",
+                "portMappings": [{"containerPort": 8080, "hostPort": 8080, "protocol": "tcp"}],
+                "environment": [
+                    {"name": "GREETING", "value": "hi"},
+                    {"name": "BASE_PATH", "value": "/hello/"},
+                ],
+                "secrets": [
+                    {
+                        "name": "DB_PASSWORD",
+                        "valueFrom": f"arn:aws:ssm:{region}:123456789012:parameter/{prefix}/db",
+                    }
+                ],
+                "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
+                # ECS's shortest interval (a check every 0.5 s at the local ECS's speed); the start
+                # period keeps a slow start under load from counting as a failure.
+                "healthCheck": {
+                    "command": ["CMD", "python3", "-c", HEALTH],
+                    "interval": 5,
+                    "timeout": 2,
+                    "retries": 3,
+                    "startPeriod": 30,
+                },
+                "stopTimeout": 10,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": f"/ecs/{prefix}",
+                        "awslogs-region": region,
+                        "awslogs-stream-prefix": "release",
+                    },
+                },
+            }
+        ],
     }
 
 
@@ -65,29 +114,65 @@ class Fleet:
 
 
 @pytest.fixture
-def make_fleet(aws: Callable[[str], Any], prefix: str, tmp_path: Path) -> Callable[..., Fleet]:
-    """n services in one cluster, each with its own ECR repository and image, each running
-    revision 1 (a rich definition) after a COMPLETED first rollout."""
+def pulled_images(stack_environ: dict[str, str], prefix: str) -> Iterator[None]:
+    """Afterwards (once conftest's `environ` has removed the services and their tasks): the
+    tags the local ECS pulled for this test's repositories, `<prefix>-s<i>`."""
+    yield
+    client = docker.from_env()
+    ours = f"{stack_environ['ECR_ENDPOINT']}/{prefix}-s"
+    for image in client.images.list():
+        for tag in [t for t in image.tags if t.startswith(ours)]:  # its other names are not ours
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(tag, noprune=True)
+
+
+@pytest.fixture
+def make_fleet(
+    pulled_images: None,
+    aws: Callable[[str], Any],
+    environ: dict[str, str],
+    hello_image: str,
+    prefix: str,
+    tmp_path: Path,
+) -> Callable[..., Fleet]:
+    """n Fargate services in one cluster, each with its own ECR repository holding
+    hello_world's image under INITIAL and under the fleet's sha, each running revision 1
+    (a rich definition, INITIAL) after a COMPLETED first rollout on real containers."""
 
     def make(n: int, extra: dict[int, dict[str, str]] | None = None) -> Fleet:
         ecs, ecr = aws("ecs"), aws("ecr")
+        region = environ["AWS_DEFAULT_REGION"]
         cluster, sha = f"{prefix}-cluster", uuid.uuid4().hex[:12]
         ecs.create_cluster(clusterName=cluster)
+        # What the tasks need to start, as on ECS: the secret's parameter, the log group.
+        aws("ssm").put_parameter(Name=f"/{prefix}/db", Value="s3cret", Type="SecureString")
+        aws("logs").create_log_group(logGroupName=f"/ecs/{prefix}")
+        network = default_network(aws)
         prefixes = [f"{prefix}-s{i}" for i in range(n)]
         for p in prefixes:
             ecr.create_repository(repositoryName=p)
-            put_image_record(aws, p, sha)
+
+        def push(p: str) -> str:
+            """INITIAL (revision 1's image), then the sha the release moves to, one after the
+            other: pushed at once, a repository's two tags of one manifest once left one of
+            them out of ECR's records (repositories are pushed in parallel)."""
+            image = push_image(environ, hello_image, p, INITIAL)
+            push_image(environ, hello_image, p, sha)
+            return image
+
+        with ThreadPoolExecutor(8) as pool:  # each push mounts hello_image's layers: quick
+            images = dict(zip(prefixes, pool.map(push, prefixes), strict=True))
+        for p in prefixes:
             definition = ecs.register_task_definition(
-                family=f"{p}-service",
-                containerDefinitions=[rich_container(f"{p}-service")],
-                tags=[{"key": "team", "value": "orders"}],
-                **RICH,
+                **rich_definition(f"{p}-service", images[p], prefix, region)
             )["taskDefinition"]
             ecs.create_service(
                 cluster=cluster,
                 serviceName=f"{p}-service",
                 taskDefinition=definition["taskDefinitionArn"],
                 desiredCount=1,
+                launchType="FARGATE",
+                networkConfiguration=network,
             )
 
         def settled() -> bool:
@@ -95,7 +180,7 @@ def make_fleet(aws: Callable[[str], Any], prefix: str, tmp_path: Path) -> Callab
             for i in range(0, n, 10):
                 names = [f"{p}-service" for p in prefixes[i : i + 10]]
                 found += ecs.describe_services(cluster=cluster, services=names)["services"]
-            return all(s["deployments"][0].get("rolloutState") == "COMPLETED" for s in found)
+            return all([d.get("rolloutState") for d in s["deployments"]] == ["COMPLETED"] for s in found)
 
         wait_until(settled, timeout=30)
         lines = []
@@ -353,11 +438,12 @@ def test_a_rollback_that_fails_too_is_exit_code_4(
     fleet_ = make_fleet(2)
     stuck = fleet_.services()[1]
     fake = FleetECS(aws("ecs"), scripts={stuck: [[standin.draining], [standin.draining]]})
+    # Long enough for the other service's real rollback to finish; the stuck one never does.
     with pytest.raises(RollbackFailed) as info:
-        release.release(fleet_ctx(fake), options(fleet_.file, timeout=4.0))
+        release.release(fleet_ctx(fake), options(fleet_.file, timeout=6.0))
     assert info.value.exit_code == 4
     assert info.value.message.endswith(f"the rollback of {stuck} failed too")
-    assert "timed out after 4s" in info.value.message
+    assert "timed out after 6s" in info.value.message
 
 
 def test_every_problem_is_reported_before_any_change(

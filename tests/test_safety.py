@@ -242,7 +242,7 @@ def test_throttled_failure_reporting_never_hides_the_failure(
         run(ctx, deploy_target)
     assert "ECS deployment circuit breaker: tasks failed to start." in info.value.message
     assert info.value.message.endswith(f"rolled back to {deploy_target.family}:1, which runs now")
-    assert "could not find out why tasks stopped: ecs:ListTasks was throttled" in capsys.readouterr().err
+    assert "(the stopped tasks could not be listed: ecs:ListTasks was throttled" in ctx.out.stream.getvalue()
 
 
 class NoTaskDefinitions(standin.ScriptedECS):

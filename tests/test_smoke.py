@@ -10,8 +10,8 @@ import pytest
 from pipeline import smoke
 from pipeline.config import SmokeSettings
 from pipeline.errors import NotFound, StepFailed
-from tests.conftest import DeployTarget
-from tests.helpers import free_port
+from tests.conftest import DeployTarget, default_network
+from tests.helpers import free_port, http_get, wait_until
 
 
 def test_smoke_task_passes_and_fails_on_a_real_container(
@@ -60,16 +60,21 @@ def test_smoke_url_is_discovered_through_the_alb(
         taskDefinition=deploy_target.initial,
         desiredCount=1,
         loadBalancers=[
-            {"targetGroupArn": group["TargetGroupArn"], "containerName": "web", "containerPort": 8080}
+            {
+                "targetGroupArn": group["TargetGroupArn"],
+                "containerName": deploy_target.service,
+                "containerPort": 8080,
+            }
         ],
+        networkConfiguration=default_network(aws),
     )
     ctx = make_context()
     env = ctx.settings.environment("prod")
-    # Only the URL is checked: the emulator's DNS name is not a place to send traffic.
-    assert (
-        smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
-        == f"http://{alb['DNSName']}/hello/"
-    )
+    url = smoke.discover_url(ctx.settings, type(env)(**{**env.__dict__, "service": "with-alb"}), ctx.clients)
+    assert url == f"http://{alb['DNSName']}/hello/"
+    # The local load balancer's DNS name is a loopback address: the task answers through it.
+    assert alb["DNSName"].startswith("127.0.0.1:")
+    assert wait_until(lambda: http_get(url) == (200, "Hello World!\n"), timeout=30)
     with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
         smoke.discover_url(ctx.settings, env, ctx.clients)
 

@@ -1,64 +1,36 @@
-"""Real `invoke deploy` processes on a real (emulated) ECS: two deploys at once, and
+"""Real `invoke deploy` processes on a real (local) ECS: two deploys at once, and
 SIGINT/SIGTERM during the wait.
 
-The stack's emulator rolls a deployment out in 1.5 s, too short to start a second
-process or send a signal while the first one waits. These tests start their own
-emulator process (the same pipeline.stack.emulator, on free loopback ports) whose
-rollouts take ROLLOUT_SECONDS, and wait on what the processes print, never on sleeps.
+The tests need rollouts long enough to start a second process or send a signal while
+the first one waits. The local ECS runs each task's containers for real and counts a
+new task only once its container health check passes: the deploy's task definition
+(hello_world/deploy/taskdef.json) checks every 15 s, and the cluster's speed tag
+(ecs-pipeline:emulator-speed) runs that SPEED times faster, so each rollout of ours takes
+about 15/SPEED s (the first check) plus the old task's stop. The tests wait on what the
+processes print and on the service's state, never on sleeps.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, free_port, http_get, put_image_record, wait_until
+from pipeline.stack.emulator.engine import SPEED_TAG
+from tests.conftest import default_network, hello_task_definition, push_image, wait_for_rollout
+from tests.helpers import ROOT, wait_until
 
-ROLLOUT_SECONDS = 6.0
-
-
-@pytest.fixture(scope="module")
-def slow_ecs(stack_environ: dict[str, str]) -> Iterator[str]:
-    """An emulator of our own whose rollouts take ROLLOUT_SECONDS; its endpoint."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.stack.emulator",
-            "--port",
-            str(port),
-            "--bridge-port",
-            str(free_port()),
-        ],
-        cwd=ROOT,
-        env={
-            **stack_environ,
-            "EMULATOR_ROLLOUT_SECONDS": str(ROLLOUT_SECONDS),
-            "PYTHONPATH": str(ROOT),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: proc.poll() is not None or http_get(f"{endpoint}/moto-api/")[0] == 200, timeout=60)
-        assert proc.poll() is None, "the slow emulator exited"
-        yield endpoint
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(10)
+# The cluster's health-check speed-up: 15 s / 2 = a first health check 7.5 s after the
+# new task starts, the rollout's length (ECS's real timings would be 15 s and more).
+SPEED = 2.0
 
 
 @dataclass
@@ -78,35 +50,30 @@ class Service:
 
 
 @pytest.fixture
-def service(slow_ecs: str, environ: dict[str, str], prefix: str) -> Service:
-    """A steady prod service on the slow emulator, and three pushed images for it."""
-    import boto3
-
-    env = {**environ, "AWS_ENDPOINT_URL": slow_ecs}
-
-    def client(name: str) -> Any:
-        return boto3.client(
-            name,
-            endpoint_url=slow_ecs,
-            region_name=env["AWS_DEFAULT_REGION"],
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    client("ecr").create_repository(repositoryName=prefix)
-    shas = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(3)]
+def service(aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hello_image: str) -> Service:
+    """A steady prod service on the local ECS running hello_world (revision 1), and three
+    more pushes of hello_world's image under new shas for the deploys; as `invoke setup`
+    leaves it, in a cluster whose health checks run SPEED times faster than ECS's."""
+    aws("ecr").create_repository(repositoryName=prefix)
+    aws("logs").create_log_group(logGroupName=f"/ecs/{prefix}")  # the task definition's awslogs group
+    initial, *shas = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(4)]
+    image = push_image(environ, hello_image, prefix, initial)
     for sha in shas:
-        put_image_record(client, prefix, sha)
-    ecs = client("ecs")
+        push_image(environ, hello_image, prefix, sha)
+    ecs = aws("ecs")
     cluster, name = f"{prefix}-cluster", f"{prefix}-service"
-    ecs.create_cluster(clusterName=cluster)
-    initial = ecs.register_task_definition(
-        family=name, containerDefinitions=[{"name": name, "image": "bootstrap", "memory": 128}]
-    )["taskDefinition"]["taskDefinitionArn"]
-    ecs.create_service(cluster=cluster, serviceName=name, taskDefinition=initial, desiredCount=1)
-    found = Service(env, cluster, name, shas, client)
-    wait_until(lambda: [d.get("rolloutState") for d in found.describe()["deployments"]] == ["COMPLETED"], 30)
-    return found
+    ecs.create_cluster(clusterName=cluster, tags=[{"key": SPEED_TAG, "value": f"{SPEED:g}"}])
+    first = ecs.register_task_definition(**hello_task_definition(name, image))["taskDefinition"]
+    ecs.create_service(
+        cluster=cluster,
+        serviceName=name,
+        taskDefinition=first["taskDefinitionArn"],
+        desiredCount=1,
+        launchType="FARGATE",
+        networkConfiguration=default_network(aws),
+    )
+    wait_for_rollout(aws, cluster, name)
+    return Service(environ, cluster, name, shas, aws)
 
 
 @dataclass

@@ -289,8 +289,23 @@ def setup(
             results.append(apply(ctx, request, state, dry_run, timeout, sleep))
     if dry_run:
         ctx.out.say("dry run: the change sets were shown and deleted; nothing was changed")
+    elif env_name:
+        _wait_for_the_services_rollout(ctx, env_name, timeout, sleep)
     if env_name:  # the CircleCI side of the environment's CI identity, which no API here sets
         role = results[-1].outputs.get("CiDeployRoleArn")
         for line in ci_identity.setup_lines(ctx.settings, env_name, role):
             ctx.out.say(line)
     return {"dryRun": dry_run, "stacks": [r.to_json() for r in results]}
+
+
+def _wait_for_the_services_rollout(ctx: Context, env_name: str, timeout: float, sleep: Sleep) -> None:
+    """CloudFormation on AWS reports an ECS service complete only once it is steady; where
+    the stack is done sooner (the local stack), wait here, so the next deploy finds no
+    rollout in progress."""
+    from .. import ecs
+    from ..safety import idle_service
+
+    env = ctx.settings.environment(env_name)
+    with ctx.out.step(f"wait for {env.service} to be steady"):
+        service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+        idle_service(ctx, env, service, wait=True, force=False, timeout=timeout, sleep=sleep)

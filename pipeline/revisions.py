@@ -1,0 +1,76 @@
+"""Revisions of a task definition: the verified tag, the sha, and the rule rollbacks follow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from . import ecs, taskdef
+from .clients import aws_errors
+from .context import Context
+from .errors import NotFound
+
+
+def mark_verified(ctx: Context, arn: str) -> None:
+    """Tag a revision that rolled out and passed its smoke test: rollback targets come from these."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    with aws_errors("ecs:TagResource"):
+        ctx.clients.aws("ecs").tag_resource(
+            resourceArn=arn, tags=[{"key": taskdef.TAG_VERIFIED, "value": stamp}]
+        )
+
+
+def revision_sha(ctx: Context, arn: str) -> str:
+    """The git sha a revision was registered for (its tag), or "unknown"."""
+    return ecs.describe_revision(ctx.clients, arn).tags.get(taskdef.TAG_SHA, "unknown")
+
+
+def _revision_number(arn: str) -> int:
+    return int(arn.rsplit(":", 1)[-1])
+
+
+def _verified(ctx: Context, arn: str) -> ecs.Verified:
+    tags = ecs.describe_revision(ctx.clients, arn).tags
+    return ecs.Verified(
+        arn,
+        _revision_number(arn),
+        ecs.parse_stamp(tags.get(taskdef.TAG_VERIFIED)),
+        ecs.parse_stamp(tags.get(taskdef.TAG_CREATED)),
+    )
+
+
+def last_verified(ctx: Context, family: str, running: str, scan: int = 25) -> str:
+    """The newest revision of `family` that goes back from `running` (ecs.goes_back):
+    verified, and older than the running revision. Never the one a rollback just left."""
+    ecs_client = ctx.clients.aws("ecs")
+    arns: list[str] = []
+    with aws_errors("ecs:ListTaskDefinitions"):
+        for page in ecs_client.get_paginator("list_task_definitions").paginate(
+            familyPrefix=family, status="ACTIVE"
+        ):
+            arns.extend(a for a in page["taskDefinitionArns"] if ecs.short(a).rsplit(":", 1)[0] == family)
+    now = _verified(ctx, running) if running else ecs.Verified("", 0, None, None)
+    # Sorted here: ListTaskDefinitions' own sort is not to be relied on.
+    for arn in sorted(arns, key=_revision_number, reverse=True)[:scan]:
+        if not ecs.same_revision(arn, running) and ecs.goes_back(now, _verified(ctx, arn)):
+            return arn
+    raise NotFound(
+        f"no verified revision of {family} older than the running {ecs.short(running or '?')} "
+        "to roll back to; pass --to REVISION"
+    )
+
+
+def resolve_revision(ctx: Context, family: str, to: str) -> str:
+    """--to: a revision number, family:revision or an ARN → the task definition ARN."""
+    name = f"{family}:{to}" if to.isdigit() else to
+    ecs_client = ctx.clients.aws("ecs")
+    with aws_errors("ecs:DescribeTaskDefinition", handled=("ClientException", "InvalidParameterException")):
+        try:
+            return str(
+                ecs_client.describe_task_definition(taskDefinition=name)["taskDefinition"][
+                    "taskDefinitionArn"
+                ]
+            )
+        except (ecs_client.exceptions.ClientException, ecs_client.exceptions.InvalidParameterException):
+            raise NotFound(
+                f"--to {to}: no task definition {name}; `invoke status` shows the running revision"
+            ) from None

@@ -1,0 +1,82 @@
+"""What every task shares: the project root, the Context, and errors turned into one line."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from invoke import Exit
+
+from ..clients import Clients
+from ..errors import PipelineError, first_line
+from ..output import Output
+
+if TYPE_CHECKING:  # config (its validation patterns) loads when a task runs, not for --list
+    from ..context import Context
+
+
+def project_root() -> Path:
+    """The service repository the tasks act on, found from the working directory."""
+    from .. import config
+
+    return config.find_root(Path.cwd())
+
+
+JSON_LOGS = (
+    "also print one JSON line per finished step (step, service, environment, sha, status, "
+    "duration, error) for CI log search; PIPELINE_JSON_LOGS=1 does the same"
+)
+
+
+def context(
+    json_logs: bool = False, sha: str | None = None, environment: str | None = None, prefix: str | None = None
+) -> Context:
+    from .. import config
+    from ..context import Context
+
+    environ = os.environ if prefix is None else {"AWS_RESOURCE_NAME_PREFIX": prefix, **os.environ}
+    settings = config.load(environ, project_root())
+    use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
+    ctx = Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
+    if use_json:
+        ctx.out.context.update(_log_fields(ctx, sha, environment))
+    return ctx
+
+
+def _log_fields(ctx: Context, sha: str | None, environment: str | None) -> dict[str, str | None]:
+    """What every JSON step line carries besides the step itself."""
+    try:
+        commit: str | None = ctx.revision(sha).tag
+    except PipelineError:
+        commit = None  # no git and no CIRCLE_SHA1, or a bad --sha that the task itself reports
+    return {"service": ctx.settings.prefix, "environment": environment, "sha": commit}
+
+
+def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn pipeline errors into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except PipelineError as exc:
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            raise Exit(f"error: {exc.message}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+        except Exit:
+            raise
+        except Exception as exc:  # a bug or an outside failure nobody mapped: still one line
+            if os.environ.get("PIPELINE_DEBUG"):
+                raise
+            first = first_line(str(exc), 300)
+            raise Exit(
+                f"error: unexpected {type(exc).__name__}: {first} (PIPELINE_DEBUG=1 shows the traceback)",
+                code=1,
+            ) from None
+
+    return wrapper

@@ -1,0 +1,83 @@
+"""The project's AWS infrastructure: setup and teardown, and scaffolding a repository."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from invoke import task
+
+from ..init import HELP as INIT_HELP
+from ..output import Output
+from ._base import context, verb
+
+
+@task(
+    help={
+        "env": "also set up this environment's stack (prod, staging...); without it only the project stack",
+        "dry_run": "show the change sets (and parameters), then delete them; change nothing",
+        "image_tag": "image the service starts with when setup creates it (default: the newest in ECR)",
+        "timeout": "seconds to wait for CloudFormation per stack (default 3600)",
+        "json": "print what each stack did (changes, outputs) as JSON on stdout; progress goes to stderr",
+    }
+)
+@verb
+def setup(c, env=None, dry_run=False, image_tag=None, timeout=3600, json=False):
+    """Create or update the project's AWS infrastructure through CloudFormation change sets."""
+    import json as jsonlib
+
+    from pipeline import infra
+
+    ctx = context()
+    if json:
+        ctx.out = Output(stream=sys.stderr)
+    result = infra.setup(ctx, env, dry_run, image_tag, float(timeout))
+    if json:
+        print(jsonlib.dumps(result, indent=2))
+
+
+@task(
+    help={
+        "env": "environment whose stack to delete (the project stack goes with the last one); "
+        "without it only the project stack, once no environment is left",
+        "yes": "do not ask for confirmation (for scripts)",
+        "force": "also delete the ECR repository and its images when the project stack goes",
+        "timeout": "seconds to wait for CloudFormation per stack (default 3600)",
+    }
+)
+@verb
+def teardown(c, env=None, yes=False, force=False, timeout=3600):
+    """Delete an environment's stack after confirmation; ECR images are kept unless --force."""
+    from pipeline import infra
+
+    ctx = context()
+    infra.teardown(ctx, env, force, infra.ask(yes), float(timeout))
+
+
+@task(help=INIT_HELP)
+@verb
+def init(
+    c,
+    service_dir=".",
+    port=None,  # a string, checked by init itself: a bad value gets its one-line error
+    base_path="/",
+    health_path=None,
+    smoke_text=None,
+    build_command=None,
+    test_command=None,
+    force=False,
+):
+    """Scaffold this repository for the pipeline: tasks.py, settings, templates, Dockerfile, CI."""
+    from pipeline import init as scaffolding
+    from pipeline.cli import version as installed
+
+    flags = (service_dir, port, base_path, health_path, smoke_text, build_command, test_command, force)
+    scaffolding.run(Path.cwd(), scaffolding.InitOptions(*flags), installed())
+
+
+@task
+def version(c):
+    """Print the installed ecs-pipeline version (pin it in your CI config and requirements)."""
+    from pipeline.cli import version as installed
+
+    print(f"ecs-pipeline {installed()}")
