@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 from . import ci_identity, ecr, ecs, interrupts, markers, migrate, smoke, stopped, taskdef
 from .clients import aws_errors
-from .config import Environment
+from .config import Environment, Settings
 from .context import Context
 from .errors import (
     DeployFailed,
@@ -104,6 +104,37 @@ def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, u
     )
 
 
+def render_inputs(
+    settings: Settings,
+    environment: Environment,
+    image: str,
+    sha: str,
+    account: str,
+    created_at: datetime,
+    build_url: str = "",
+) -> taskdef.RenderInputs:
+    """What a template's placeholders are filled with, for one environment and image."""
+    return taskdef.RenderInputs(
+        family=environment.family,
+        container=environment.container,
+        image=image,
+        sha=sha,
+        environment=environment.name,
+        region=settings.region,
+        account_id=account,
+        prefix=settings.prefix,
+        cluster=environment.cluster,
+        service=environment.service,
+        execution_role_arn=settings.execution_role_arn(account),
+        log_group=settings.log_group,
+        port=settings.container_port,
+        base_path=settings.base_path,
+        created_at=created_at,
+        build_url=build_url,
+        task_role_arn=settings.task_role_arn(account),
+    )
+
+
 def check(ctx: Context, options: DeployOptions) -> DeployChange:
     """Every check that needs no change: fails with one line before anything happens."""
     ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
@@ -118,24 +149,14 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
     # The account owns the registry DescribeImages answered from: no STS call on the path.
     account = settings.account_id or record.registry_id or ecr.account_id(settings, ctx.clients)
     registry = settings.ecr_endpoint or settings.registry(account)
-    inputs = taskdef.RenderInputs(
-        family=environment.family,
-        container=environment.container,
-        image=f"{registry}/{settings.repository}:{revision.tag}",
-        sha=revision.tag,
-        environment=environment.name,
-        region=settings.region,
-        account_id=account,
-        prefix=settings.prefix,
-        cluster=environment.cluster,
-        service=environment.service,
-        execution_role_arn=settings.execution_role_arn(account),
-        log_group=settings.log_group,
-        port=settings.container_port,
-        base_path=settings.base_path,
-        created_at=datetime.now(UTC),
-        build_url=ctx.environ.get("CIRCLE_BUILD_URL", ""),
-        task_role_arn=settings.task_role_arn(account),
+    inputs = render_inputs(
+        settings,
+        environment,
+        f"{registry}/{settings.repository}:{revision.tag}",
+        revision.tag,
+        account,
+        datetime.now(UTC),
+        ctx.environ.get("CIRCLE_BUILD_URL", ""),
     )
 
     def shown(path: Path) -> str:

@@ -247,24 +247,9 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
 
 
 def _inputs(fact: Facts, image: str, account: str, created: datetime) -> taskdef.RenderInputs:
-    settings, environment = fact.settings, fact.environment
-    return taskdef.RenderInputs(
-        family=environment.family,
-        container=environment.container,
-        image=image,
-        sha=fact.entry.sha,
-        environment=environment.name,
-        region=settings.region,
-        account_id=account,
-        prefix=settings.prefix,
-        cluster=environment.cluster,
-        service=environment.service,
-        execution_role_arn=settings.execution_role_arn(account),
-        log_group=settings.log_group,
-        port=settings.container_port,
-        base_path=settings.base_path,
-        created_at=created,
-    )
+    from .deploy import render_inputs
+
+    return render_inputs(fact.settings, fact.environment, image, fact.entry.sha, account, created)
 
 
 def _settings_for(ctx: Context, entry: Entry, env: str) -> tuple[config.Settings, config.Environment]:
