@@ -257,9 +257,7 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     assert aws_cli("ecs", "describe-services", "--cluster", cluster, "--services", service)["services"]
 
     # The newest image in ECR on this machine, as the README runs it (on a free port rather
-    # than 9000: the machine's loopback is shared). The deploy's smoke test goes to it
-    # (--smoke-url) because the emulator has no load balancer data plane yet: its ALB's
-    # DNS name answers nothing, so the discovered URL cannot be tested.
+    # than 9000: the machine's loopback is shared).
     port = free_port()
     ran = invoke("pull-and-run", "--latest", "--detach", "--port", str(port))
     assert "chose sha256:" in ran and f"tags: {sha}" in ran
@@ -267,8 +265,16 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     assert http_get(url) == (200, TEXT + "\n")
     assert http_get(url + "healthz") == (200, "ok\n")
 
-    deployed = invoke("deploy", "--env", "prod", "--smoke-url", url)
-    assert f"GET {url}: HTTP 200" in deployed and TEXT in deployed
+    # No smoke flag: the URL is discovered through the service's load balancer, whose
+    # DNS name on the local stack is a loopback address its data plane answers on.
+    deployed = invoke("deploy", "--env", "prod")
+    assert "<== smoke test: ok" in deployed and TEXT in deployed
+    (through_alb,) = {
+        w.rstrip(":")
+        for w in deployed.split()
+        if w.startswith("http://127.0.0.1:") and w.rstrip(":").endswith("/greet/")
+    }
+    assert through_alb != url and http_get(through_alb) == (200, TEXT + "\n")
 
     live = aws_cli("ecs", "describe-services", "--cluster", cluster, "--services", service)["services"][0]
     definition = aws_cli(
@@ -293,5 +299,5 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     (greeter / "README.md").write_text("# greeter\n\nDeployed with ecs-pipeline.\n")
     with (greeter / "pyproject.toml").open("a") as project:
         project.write("# reviewed\n")
-    dry_run = invoke("deploy", "--env", "prod", "--dry-run", "--smoke-url", url)
+    dry_run = invoke("deploy", "--env", "prod", "--dry-run")
     assert f"/{prefix}:{sha}" in dry_run and "-dirty-" not in dry_run
