@@ -92,7 +92,7 @@ def install_phases(delay: float) -> None:
 def run_emulator(port: int, delay: float) -> None:
     from moto.server import main as moto_main
 
-    from pipeline.stack.emulator import install_rollout_model, install_task_model
+    from pipeline.stack.emulator.bench_rollout import install_rollout_model, install_task_model
 
     install_rollout_model(delay)
     install_phases(delay)

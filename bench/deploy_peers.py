@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline import stack  # noqa: E402 (needs ROOT on the path)
-from tests.conftest import put_image_record  # noqa: E402
+from tests.helpers import put_image_record  # noqa: E402
 
 TOOLS = ("ours", "fabfuel", "seed")
 PEER_VENV = Path("/tmp/ecs-deploy-venv")
