@@ -26,13 +26,11 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -102,37 +100,13 @@ def run_emulator(port: int, delay: float) -> None:
 
 @contextmanager
 def emulator(delay: float, logs: Path) -> Iterator[str]:
-    port = peers.free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    with open(logs / "emulator.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "emulator", "--port", str(port), "--delay", str(delay)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"error: the bench emulator exited; see {logs / 'emulator.log'}")
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("error: the bench emulator did not answer in 60 s") from None
-                time.sleep(0.1)
+    """This script's emulator (the rollout phases) on a free loopback port."""
+    with peers.emulator_process(
+        lambda port: [sys.executable, __file__, "emulator", "--port", str(port), "--delay", str(delay)],
+        {},
+        logs,
+    ) as endpoint:
         yield endpoint
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @contextmanager

@@ -85,16 +85,28 @@ def free_port() -> int:
 @contextmanager
 def emulator(delay: float, logs: Path) -> Iterator[str]:
     """Start this script's emulator on a free loopback port; yield its endpoint; stop it."""
+    with emulator_process(
+        lambda port: [sys.executable, __file__, "emulator", "--port", str(port)],
+        {"EMULATOR_ROLLOUT_SECONDS": str(delay)},
+        logs,
+    ) as endpoint:
+        yield endpoint
+
+
+@contextmanager
+def emulator_process(argv: Callable[[int], list[str]], env: dict[str, str], logs: Path) -> Iterator[str]:
+    """Run `argv(port)` (an emulator) on a free loopback port until it answers; yield its
+    endpoint; stop its whole process group afterwards."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     with open(logs / "emulator.log", "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, __file__, "emulator", "--port", str(port)],
+            argv(port),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={**os.environ, "EMULATOR_ROLLOUT_SECONDS": str(delay), "PYTHONPATH": str(ROOT)},
+            env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         )
     try:
         deadline = time.monotonic() + 60

@@ -322,13 +322,6 @@ def task_reason(task: dict[str, Any]) -> str:
     return f"task {short(task['taskArn'])}: {task.get('stoppedReason', 'stopped')}; {containers}"
 
 
-def stopped_task_reasons(
-    clients: Clients, cluster: str, service: str, target: str, limit: int = 5
-) -> list[str]:
-    """Why the new revision's tasks stopped: stoppedReason and each container's exit."""
-    return [task_reason(t) for t in stopped_tasks(clients, cluster, service, target, limit)]
-
-
 @dataclass(frozen=True)
 class Revision:
     """A registered task definition and its tags."""
