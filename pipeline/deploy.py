@@ -245,7 +245,7 @@ def deploy(ctx: Context, options: DeployOptions) -> Released | None:
             arn = register(ctx, change.request)
     assert arn is not None  # a change has a request or a target
     if change.request is not None and env.migrate_command:
-        migrate.run(ctx, change, arn, options.timeout, options.sleep)
+        migrate.run(ctx, env, change.service, change.current, arn, options.timeout, options.sleep)
     return roll_out(ctx, change, arn, options)
 
 

@@ -1,4 +1,4 @@
-"""The deploy's migration step: `migrate_command` as a one-off task of the new revision.
+"""The migration step of deploys and releases: `migrate_command` as a one-off task of the new revision.
 
 It runs after every check and the registration, before UpdateService: the new code's
 migrations run once against the database while the old revision still serves, and a
@@ -16,6 +16,7 @@ from typing import Any
 
 from .arns import short
 from .config.project import environment_names
+from .config.settings import Environment
 from .context import Context
 from .errors import DeployFailed
 
@@ -48,19 +49,21 @@ def commands(project: Mapping[str, Any]) -> dict[str, str]:
 
 def run(
     ctx: Context,
-    change: Any,  # deploy.DeployChange: the checked deploy, service as it was
+    environment: Environment,
+    service: dict[str, Any],
+    current: str | None,
     arn: str,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """Run the environment's migrate_command with revision `arn`; DeployFailed unless it exits 0."""
+    """Run `environment`'s migrate_command with revision `arn`, next to `service` (its cluster
+    and network configuration), which still runs `current`; DeployFailed unless it exits 0."""
     from . import runtask  # not at the top: plan.py imports this module for `describe`
 
-    env = change.environment
-    command = env.migrate_command
+    command = environment.migrate_command
     out = ctx.out
     with out.step(f"migrate with {short(arn)}"):
-        started = runtask.start(ctx, env, change.service, arn, words(command), STARTED_BY)
+        started = runtask.start(ctx, environment, service, arn, words(command), STARTED_BY)
         out.detail(f"task {started.task_arn}: {shlex.join(words(command))}")
         try:
             state = runtask.follow(ctx, started, timeout, lambda line: out.detail(f"| {line}"), sleep)
@@ -70,5 +73,5 @@ def run(
         if state.never_started or state.exit_code != 0:
             raise DeployFailed(
                 f"migration failed: {state.summary(started.task_arn)}; nothing was changed: "
-                f"{env.service} still runs {short(change.current or '?')}"
+                f"{environment.service} still runs {short(current or '?')}"
             )

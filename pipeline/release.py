@@ -1,14 +1,17 @@
 """The release verb: several services as one unit — all run the new images, or none does.
 
 `release_plan.check` decides (every problem at once, before any change); `execute` then
-registers every revision, updates every service with bounded parallelism, waits for all
+registers every revision, runs each service's migration (one at a time, in the file's
+order; a failure stops the release before any service is updated), updates every
+service with bounded parallelism, waits for all
 of them with batched polling (pipeline/fleet.py), smoke-tests those with a URL, and on
 any failure returns every service this release changed to the revision that ran before —
 waiting on ECS's own rollback where its circuit breaker already started one, never
 rolling back twice. It ends with one table and one Honeycomb marker.
 
-Exit codes: 0 all released; 1 a service failed and every changed service was rolled
-back; 4 a rollback failed too (a person must look).
+Exit codes: 0 all released; 1 a migration failed (nothing updated) or a service failed and
+every changed service was rolled back; 4 a rollback failed too (a person must look);
+130 interrupted during a migration (nothing updated).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ecs, fleet, markers, smoke
+from . import ecs, fleet, markers, migrate, runtask, smoke
 from .arns import short
 from .clients import aws_errors
 from .context import Context
@@ -100,6 +103,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
             _finish(ctx, plan, rows, started, False)
             raise next(iter(failed.values()))
 
+    _migrate(ctx, plan, arns, rows, options, started)
     begun: dict[str, float] = {}
     touched: set[str] = set()
 
@@ -176,6 +180,42 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         )
     setattr(error, "rows", list(rows.values()))  # noqa: B010 (--json prints them on failure too)
     raise error
+
+
+def _migrate(
+    ctx: Context,
+    plan: ReleasePlan,
+    arns: dict[str, str],
+    rows: dict[str, Row],
+    options: ReleaseOptions,
+    started: datetime,
+) -> None:
+    """Each service's migrate_command with its new revision, one at a time in the file's order
+    (a later service's migration may need an earlier one's); the first failure ends the
+    release before any UpdateService."""
+    done: list[str] = []
+    for s in [s for s in plan.services if s.migrate_command]:
+        try:
+            migrate.run(
+                ctx, s.environment, s.live_service, s.current, arns[s.name], options.timeout, options.sleep
+            )
+        except PipelineError as exc:
+            rows[s.name].status, rows[s.name].reason = "migration failed", exc.message
+            _finish(ctx, plan, rows, started, False)
+            ran = f"; the migrations of {', '.join(done)} had run" if done else ""
+            message = (
+                f"release to {plan.environment} stopped before any update: {s.name}: {exc.message}; "
+                f"no service was updated{ran}"
+            )
+            error = (
+                runtask.Interrupted(message)
+                if isinstance(exc, runtask.Interrupted)
+                else DeployFailed(message)
+            )
+            setattr(error, "rows", list(rows.values()))  # noqa: B010 (--json prints them)
+            raise error from None
+        rows[s.name].status = "migrated"
+        done.append(s.name)
 
 
 def _wait_and_smoke(

@@ -17,6 +17,11 @@ The release file (TOML):
     # optional: cluster, service, family, container, url (smoke test),
     # template + values (paths relative to the file); without a template the live task
     # definition is kept, field for field, with only the container's image replaced.
+    # migrate_command: this service's migration ("" for none); default: the environment's.
+
+Migrations run one at a time, in the file's order, after every revision is registered
+and before the first UpdateService: a failing one stops the release with no service
+updated (those that ran before it have run; migrations must suit the old code too).
 """
 
 from __future__ import annotations
@@ -26,17 +31,28 @@ import time
 import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import config, ecr, ecs, fleet, smoke, taskdef
+from . import config, ecr, ecs, fleet, migrate, smoke, taskdef
 from .arns import short
 from .context import Context
 from .errors import ConfigError, NotFound, PipelineError
 
-_KEYS = ("prefix", "sha", "cluster", "service", "family", "container", "template", "values", "url")
+_KEYS = (
+    "prefix",
+    "sha",
+    "cluster",
+    "service",
+    "family",
+    "container",
+    "template",
+    "values",
+    "url",
+    "migrate_command",
+)
 # The seed's single-service overrides would name the same resource for every prefix.
 _SINGLE_SERVICE_VARIABLES = (
     "ECR_REPOSITORY_NAME",
@@ -60,6 +76,7 @@ class Entry:
     template: Path | None = None
     values: Path | None = None
     url: str | None = None
+    migrate_command: str | None = None  # None: the environment's
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,8 @@ def read_file(path: Path) -> list[Entry]:
         problems += [f"{where}: {k} must be a string" for k in bad]
         if "values" in table and "template" not in table:
             problems.append(f"{where}: values needs a template")
+        if isinstance(table.get("migrate_command"), str):
+            problems += config.command_problems(f"{where}: migrate_command", table["migrate_command"])
         if problems:
             continue
         paths = {k: path.parent / table[k] for k in ("template", "values") if k in table}
@@ -145,6 +164,18 @@ class ServicePlan:
     previous: str  # what a rollback returns to: the last revision that COMPLETED
     request: dict[str, Any]  # RegisterTaskDefinition
     url: str | None
+    # For the migration's one-off task: the command (environment.migrate_command), and the
+    # cluster and network configuration, read from the live service.
+    environment: config.Environment = field(repr=False)
+    live_service: dict[str, Any] = field(repr=False)
+
+    @property
+    def migrate_command(self) -> str:
+        return self.environment.migrate_command
+
+    def to_json(self) -> dict[str, Any]:
+        shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
+        return {**shown, "migrate_command": self.migrate_command}
 
 
 @dataclass(frozen=True)
@@ -153,7 +184,7 @@ class ReleasePlan:
     services: tuple[ServicePlan, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {"environment": self.environment, "services": [asdict(s) for s in self.services]}
+        return {"environment": self.environment, "services": [s.to_json() for s in self.services]}
 
 
 def from_live(
@@ -239,6 +270,8 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
                 previous or current,
                 request,
                 fact.url,
+                environment,
+                fact.service,
             )
         )
     if problems:
@@ -256,9 +289,11 @@ def _settings_for(ctx: Context, entry: Entry, env: str) -> tuple[config.Settings
     environ = {k: v for k, v in ctx.environ.items() if k not in _SINGLE_SERVICE_VARIABLES}
     settings = config.load({**environ, "AWS_RESOURCE_NAME_PREFIX": entry.prefix}, ctx.settings.root)
     environment = settings.environment(env)
-    overrides = {
+    overrides: dict[str, str] = {
         k: getattr(entry, k) for k in ("cluster", "service", "family", "container") if getattr(entry, k)
     }
+    if entry.migrate_command is not None:
+        overrides["migrate_command"] = entry.migrate_command
     return settings, config.Environment(**{**environment.__dict__, **overrides})
 
 
@@ -336,5 +371,7 @@ def describe(plan: ReleasePlan) -> list[str]:
             f"  {s.name} in {s.cluster}: {short(s.current)} → new revision of {s.request['family']} "
             f"with {s.image}; rollback target {short(s.previous)}; smoke {s.url or 'none'}"
         )
+        if s.migrate_command:
+            lines.append(f"    first {migrate.describe(s.migrate_command)}")
     lines.append("dry run: nothing was registered or updated")
     return lines

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,11 +26,11 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import fleet, pace, release, release_plan
+from pipeline import fleet, pace, release, release_plan, runtask
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
 from tests.conftest import default_network, push_image
-from tests.helpers import wait_until
+from tests.helpers import ROOT, wait_until
 
 # The tag each service's first revision runs; the release moves it to the fleet's sha.
 INITIAL = "initial"
@@ -503,6 +504,133 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
 
 
+# --- migrations -------------------------------------------------------------------------
+
+
+def migration_tasks(aws_cli: Callable[..., Any], fleet_: Fleet) -> dict[str, tuple[str, int]]:
+    """family → (revision, exit code) of each migration task in the fleet's cluster (aws CLI)."""
+    arns = aws_cli(
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        fleet_.cluster,
+        "--started-by",
+        "ecs-pipeline/migrate",
+        "--desired-status",
+        "STOPPED",
+    )["taskArns"]
+    if not arns:
+        return {}
+    tasks = aws_cli("ecs", "describe-tasks", "--cluster", fleet_.cluster, "--tasks", *arns)["tasks"]
+    found = {}
+    for task in tasks:
+        revision = task["taskDefinitionArn"].rsplit("/", 1)[-1]
+        found[revision.split(":")[0]] = (revision, task["containers"][0]["exitCode"])
+    return found
+
+
+def test_a_failing_migration_stops_the_release_before_any_update(
+    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+) -> None:
+    fleet_ = make_fleet(
+        3,
+        extra={
+            0: {"migrate_command": "sh -c 'echo migrated s0'"},
+            1: {"migrate_command": "sh -c 'echo migrating s1; exit 3'"},
+        },
+    )
+    first, broken, third = fleet_.services()
+    ctx = fleet_ctx()
+    with pytest.raises(DeployFailed) as info:
+        release.release(ctx, options(fleet_.file))
+    message = info.value.message
+    assert message.startswith(f"release to prod stopped before any update: {broken}: migration failed:")
+    assert "exit code 3" in message
+    assert message.endswith(f"no service was updated; the migrations of {first} had run")
+    # Each migration ran its service's new revision, in the file's order, and the third
+    # service (no migration) ran none; every service still runs revision 1, untouched.
+    assert migration_tasks(aws_cli, fleet_) == {first: (f"{first}:2", 0), broken: (f"{broken}:2", 3)}
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+    for service in aws_cli(
+        "ecs", "describe-services", "--cluster", fleet_.cluster, "--services", *fleet_.services()
+    )["services"]:
+        assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
+    log = ctx.out.stream.getvalue()
+    assert log.index("| migrated s0") < log.index("| migrating s1")
+    assert "==> update " not in log
+    rows = {r.service: r.status for r in info.value.rows}  # type: ignore[attr-defined]
+    assert rows == {first: "migrated", broken: "migration failed", third: "not started"}
+
+
+def test_migrations_run_before_the_updates_and_the_release_file_can_turn_one_off(
+    make_fleet: Callable[..., Fleet],
+    aws_cli: Callable[..., Any],
+    make_context: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    fleet_ = make_fleet(2, extra={1: {"migrate_command": ""}})
+    # The project's migrate_command applies to every service the file does not set it for.
+    project = tmp_path / "project"
+    shutil.copytree(
+        ROOT / "hello_world", project / "hello_world", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (project / "pyproject.toml").write_text(
+        (ROOT / "pyproject.toml")
+        .read_text()
+        .replace("[tool.pipeline]\n", "[tool.pipeline]\nmigrate_command = \"sh -c 'echo schema ok'\"\n", 1)
+    )
+    ctx = make_context(root=project)
+    rows = release.release(ctx, options(fleet_.file))
+    assert isinstance(rows, list) and {r.status for r in rows} == {"released"}
+    first, second = fleet_.services()
+    assert migration_tasks(aws_cli, fleet_) == {first: (f"{first}:2", 0)}
+    assert running(aws_cli, fleet_) == {s: f"{s}:2" for s in fleet_.services()}
+    log = ctx.out.stream.getvalue()
+    assert log.index(f"==> migrate with {first}:2") < log.index("| schema ok") < log.index("==> update ")
+
+
+def test_an_interrupt_during_a_migration_updates_nothing(
+    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+) -> None:
+    fleet_ = make_fleet(2, extra={0: {"migrate_command": "sh -c 'echo migrating'"}})
+
+    def sleep(_seconds: float) -> None:  # Ctrl-C arrives while the migration is followed
+        raise KeyboardInterrupt
+
+    with pytest.raises(runtask.Interrupted) as info:
+        release.release(fleet_ctx(), options(fleet_.file, sleep=sleep))
+    assert info.value.exit_code == 130
+    message = info.value.message
+    assert message.startswith(
+        f"release to prod stopped before any update: {fleet_.services()[0]}: interrupted"
+    )
+    assert "keeps running (stop it: aws ecs stop-task" in message
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+
+
+def test_the_dry_run_shows_each_services_migration(
+    make_fleet: Callable[..., Fleet], run_task: Callable[..., Any], aws_cli: Callable[..., Any]
+) -> None:
+    fleet_ = make_fleet(2, extra={0: {"migrate_command": "python3 -m migrate --to head"}})
+    proc = run_task("release", "--env", "prod", "--file", str(fleet_.file), "--dry-run", "--no-smoke")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"  {fleet_.services()[0]} in "))
+    assert lines[at + 1] == (
+        "    first runs migrate_command as a one-off task of the new revision before UpdateService: "
+        "python3 -m migrate --to head"
+    )
+    assert not any("migrate_command" in line for line in lines[at + 2 :])
+    json_plan = run_task(
+        "release", "--env", "prod", "--file", str(fleet_.file), "--dry-run", "--json", "--no-smoke"
+    )
+    assert [s["migrate_command"] for s in json.loads(json_plan.stdout)["services"]] == [
+        "python3 -m migrate --to head",
+        "",
+    ]
+    assert migration_tasks(aws_cli, fleet_) == {}
+
+
 # --- pure parts ----------------------------------------------------------------------------
 
 
@@ -513,12 +641,17 @@ def test_batches_are_per_cluster_and_at_most_ten() -> None:
 
 def test_the_release_file_names_every_problem(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
-    path.write_text('[[service]]\nprefix = "a"\ncolour = "red"\n[[service]]\nsha = 3\nvalues = "v.json"\n')
+    path.write_text(
+        '[[service]]\nprefix = "a"\ncolour = "red"\nmigrate_command = "sh -c \'x"\n'
+        '[[service]]\nsha = 3\nvalues = "v.json"\n'
+    )
     with pytest.raises(ConfigError) as info:
         release_plan.read_file(path)
+    keys = "prefix, sha, cluster, service, family, container, template, values, url, migrate_command"
     assert info.value.problems == [
-        f"{path}: service 1: unknown key 'colour'; use prefix, sha, cluster, service, family, container, template, values, url",
+        f"{path}: service 1: unknown key 'colour'; use {keys}",
         f"{path}: service 1: sha must be a non-empty string",
+        f'{path}: service 1: migrate_command: "sh -c \'x" does not split into words (No closing quotation)',
         f"{path}: service 2: prefix must be a non-empty string",
         f"{path}: service 2: sha must be a non-empty string",
         f"{path}: service 2: sha must be a string",

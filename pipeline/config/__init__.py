@@ -22,9 +22,9 @@ from .infra import _infra
 from .policy import _ci_policy, has_integration, load_policy
 from .project import (
     _PROJECT_DEFAULTS,
-    _command_problems,
     _environments,
     _smoke,
+    command_problems,
     environment_names,
     find_root,
     read_project_file,
@@ -54,6 +54,7 @@ __all__ = [
     "InfraSettings",
     "Settings",
     "SmokeSettings",
+    "command_problems",
     "find_root",
     "load",
     "load_policy",
@@ -105,7 +106,7 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
 
     smoke = _smoke(cfg["smoke"], problems)
 
-    problems += _command_problems("[tool.pipeline] migrate_command", cfg)
+    problems += command_problems("[tool.pipeline] migrate_command", cfg["migrate_command"])
     environments = _environments(
         cfg["environments"],
         environ,

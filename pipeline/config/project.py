@@ -143,7 +143,9 @@ def _environments(
             "migrate_command": migrate_command,
             **{k: str(v) for k, v in given.items() if k in _ENV_KEYS},
         }
-        problems += _command_problems(f"[tool.pipeline.environments.{name}] migrate_command", given)
+        problems += command_problems(
+            f"[tool.pipeline.environments.{name}] migrate_command", given.get("migrate_command", "")
+        )
         for key in ("cluster", "service", "family", "container"):
             if prefix_ok and not ECS_NAME_RE.match(values[key]):
                 problems.append(f"environment {name} {key}: {values[key]!r} is not a valid ECS name")
@@ -163,9 +165,8 @@ def _environments(
     return result
 
 
-def _command_problems(where: str, table: Any) -> list[str]:
+def command_problems(where: str, command: Any) -> list[str]:
     """migrate_command is split into words as a shell would (no shell runs it)."""
-    command = table.get("migrate_command", "") if isinstance(table, dict) else ""
     if not isinstance(command, str):
         return [f'{where}: must be a command string (e.g. "python manage.py migrate")']
     try:
