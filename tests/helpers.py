@@ -118,3 +118,17 @@ def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> No
         ],
     }
     aws("ecr").put_image(repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag)
+
+
+# `ecs-pipeline init`'s flags for the second service the adoption tests build: greeter,
+# on port 9000 under /greet/ (its smoke text is each test's own).
+GREETER_INIT = [
+    "--service-dir",
+    "app",
+    "--port",
+    "9000",
+    "--base-path",
+    "/greet/",
+    "--health-path",
+    "/greet/healthz",
+]

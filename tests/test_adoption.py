@@ -26,7 +26,7 @@ import docker
 import pytest
 
 from pipeline.cli import version
-from tests.helpers import free_port, http_get
+from tests.helpers import GREETER_INIT, free_port, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = Path.home() / ".cache" / "ecs-pipeline" / "wheelhouse"
@@ -200,14 +200,7 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     run(
         str(venv / "bin" / "ecs-pipeline"),
         "init",
-        "--service-dir",
-        "app",
-        "--port",
-        "9000",
-        "--base-path",
-        "/greet/",
-        "--health-path",
-        "/greet/healthz",
+        *GREETER_INIT,
         "--smoke-text",
         TEXT,
         "--build-command",

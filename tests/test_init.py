@@ -21,21 +21,11 @@ import yaml
 from pipeline import config, init, plan, taskdef
 from pipeline.cli import version
 from pipeline.errors import ConfigError
+from tests.helpers import GREETER_INIT
 from tests.test_circleci import REFS, circleci_jobs, workflow_jobs
 
 BIN = Path(sys.executable).parent
-GREETER = [
-    "--service-dir",
-    "app",
-    "--port",
-    "9000",
-    "--base-path",
-    "/greet/",
-    "--health-path",
-    "/greet/healthz",
-    "--smoke-text",
-    "Hello, greeter",
-]
+GREETER = [*GREETER_INIT, "--smoke-text", "Hello, greeter"]
 OTHER_SECTIONS = """\
 [project]
 name = "greeter"  # kept with its comment
