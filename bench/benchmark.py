@@ -187,7 +187,10 @@ def one_deploy(
     peers.settle(endpoint, [target], timeout=delay + 60)
     environ = env_for(tool, proxy.endpoint, target, scratch)
     argv = peers.command(tool, target, environ, ECS)
-    return run(tool, argv, environ, proxy, delay)
+    result = run(tool, argv, environ, proxy, delay)
+    if result.exit_code:  # a failed deploy's time is no measure of a deploy: stop, don't report it
+        raise SystemExit(f"error: {tool}'s deploy exited {result.exit_code}: {' | '.join(result.said)}")
+    return result
 
 
 ECS = ""  # fabfuel's `ecs`, set in main

@@ -322,12 +322,8 @@ def tool_env(endpoint: str, target: Target, scratch: Path) -> dict[str, str]:
     keep = ("CIRCLE_", "AWS_", "ECR_", "ECS_", "HONEYCOMB_", "OTEL_")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
     port = int(endpoint.rsplit(":", 1)[1])
-    environ.update(
-        stack.env(
-            stack.StackConfig(directory=scratch, emulator_port=port),
-            {"AWS_RESOURCE_NAME_PREFIX": target.prefix},
-        )
-    )
+    environ.update(stack.env(stack.StackConfig(directory=scratch, emulator_port=port)))
+    environ["AWS_RESOURCE_NAME_PREFIX"] = target.prefix  # the service's names (stack.env sets none)
     environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
     environ["AWS_CONFIG_FILE"] = str(
         scratch / f"{target.prefix}.aws-config"

@@ -97,7 +97,7 @@ def section_images(runs: int) -> dict[str, Any]:
     stack.up(cfg, say=lambda _line: None)
     keep = ("CIRCLE_", "AWS_", "ECR_", "ECS_", "HONEYCOMB_", "OTEL_")
     environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
-    environ.update(stack.env(cfg, {}))
+    environ.update(stack.env(cfg))
     environ["AWS_EC2_METADATA_DISABLED"] = "true"
     environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
     client = docker.from_env(timeout=300)

@@ -35,7 +35,7 @@ def stack_environ() -> dict[str, str]:
     cfg = stack.config_from(os.environ)
     stack.up(cfg, say=lambda _line: None)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCLE_", "AWS_", "ECR_", "ECS_"))}
-    environ.update(stack.env(cfg, {}))
+    environ.update(stack.env(cfg))
     # Without credentials, AWS SDKs and the CLI would ask the instance metadata address
     # (169.254.169.254); tests send traffic to loopback only.
     environ["AWS_EC2_METADATA_DISABLED"] = "true"

@@ -115,8 +115,7 @@ def test_invoke_plan_shows_integration_left_out(tmp_path: Path) -> None:
 
 def test_the_local_stack_sets_no_resource_prefix() -> None:
     cfg = stack.config_from({"PIPELINE_STACK_DIR": "/nonexistent"})
-    assert "AWS_RESOURCE_NAME_PREFIX" not in stack.env(cfg, {})
-    assert "AWS_RESOURCE_NAME_PREFIX" not in stack.env(cfg, {"AWS_RESOURCE_NAME_PREFIX": "orders"})
+    assert "AWS_RESOURCE_NAME_PREFIX" not in stack.env(cfg)
 
 
 @pytest.mark.parametrize(

@@ -69,11 +69,11 @@ def config_from(environ: os._Environ[str] | dict[str, str]) -> StackConfig:
     )
 
 
-def env(cfg: StackConfig, environ: os._Environ[str] | dict[str, str]) -> dict[str, str]:
+def env(cfg: StackConfig) -> dict[str, str]:
     """The variables that point the tasks (and the aws CLI) at the stack.
 
     Never AWS_RESOURCE_NAME_PREFIX: it names the service's resources, and a default here
-    would send one service's deploy to another's (`environ` is kept for callers)."""
+    would send one service's deploy to another's."""
     variables = {
         "AWS_ENDPOINT_URL": cfg.endpoint,
         "AWS_ACCESS_KEY_ID": "testing",

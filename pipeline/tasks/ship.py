@@ -134,7 +134,7 @@ def demo(c, port=8080, failure=False):
 
     cfg = stack.config_from(os.environ)
     stack.up(cfg)
-    os.environ.update(stack.env(cfg, os.environ))
+    os.environ.update(stack.env(cfg))
     if not os.environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip():
         # The local stack sets no prefix (it would name another service's resources).
         os.environ["AWS_RESOURCE_NAME_PREFIX"] = demoing.default_prefix(project_root())

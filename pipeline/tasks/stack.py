@@ -34,5 +34,5 @@ def stack_env(c):
     """Print the variables that point the tasks at the local stack: eval "$(invoke stack.env)"."""
     from pipeline import stack
 
-    variables = stack.env(stack.config_from(os.environ), os.environ)
+    variables = stack.env(stack.config_from(os.environ))
     sys.stdout.write("".join(f"export {key}={value}\n" for key, value in variables.items()))
