@@ -1,5 +1,7 @@
 """Failed deploys on real containers: the local ECS runs each broken image, its circuit
-breaker trips and rolls back, and the deploy says why, as it would against ECS.
+breaker trips and rolls back — or, without one, our time-out does; a revision that runs
+but answers wrong fails the smoke test and we roll it back — and the deploy says why, as
+it would against ECS.
 
 Each test sets the service up as `invoke setup --env prod` does (CloudFormation: load
 balancer, circuit breaker with rollback), lets its first revision COMPLETE, deploys a
@@ -9,6 +11,7 @@ service runs (with the aws CLI) and that the load balancer still answers.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -22,6 +25,7 @@ import docker
 import pytest
 
 from pipeline import deploy, infra
+from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
 from tests.conftest import push_image, wait_for_rollout
 from tests.helpers import ROOT, http_get, put_image_record, wait_until
@@ -129,12 +133,68 @@ def test_an_image_that_exits_3_is_caught_and_rolled_back(
 def test_an_image_that_never_becomes_healthy_is_caught_and_rolled_back(
     live: Live, environ: dict[str, str], hello_image: str, aws_cli: Callable[..., Any]
 ) -> None:
-    # Serves files instead of the app, so /hello/health answers 404; stops on SIGTERM at
-    # once (a server that ignored it would be killed after stopTimeout, as on ECS).
-    serve = "trap 'exit 0' TERM; python3 -m http.server --bind 127.0.0.1 $PORT & wait"
-    push_broken(environ, f'FROM {hello_image}\nCMD ["sh", "-c", "{serve}"]\n', live.repository, "c" * 40)
+    push_broken(environ, never_healthy(hello_image), live.repository, "c" * 40)
     output = deploy_fails(live, "c" * 40)
     assert "Task failed container health checks" in output
+    assert_previous_revision_serves(live, aws_cli)
+
+
+def never_healthy(hello_image: str) -> str:
+    """A Dockerfile that serves files instead of the app, so /hello/health answers 404; it
+    stops on SIGTERM at once (a server that ignored it would be killed after stopTimeout)."""
+    return f'FROM {hello_image}\nCMD ["sh", "-c", "{SERVE_FILES}"]\n'
+
+
+SERVE_FILES = "trap 'exit 0' TERM; python3 -m http.server --bind 127.0.0.1 $PORT & wait"
+
+
+def test_a_rollout_that_never_ends_is_rolled_back_when_the_deploy_times_out(
+    live: Live,
+    environ: dict[str, str],
+    hello_image: str,
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+) -> None:
+    # Without a circuit breaker ECS replaces unhealthy tasks forever: only our timeout ends it.
+    aws("ecs").update_service(
+        cluster=live.cluster,
+        service=live.service,
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}},
+    )
+    push_broken(environ, never_healthy(hello_image), live.repository, "f" * 40)
+    with pytest.raises(DeployFailed) as info:
+        deploy.deploy(live.ctx, deploy.DeployOptions("prod", "f" * 40, timeout=20, smoke=True))
+    message = info.value.message
+    assert message.startswith(f"deploy of {live.service}:2 to prod failed: timed out after 20s waiting for ")
+    assert message.endswith(f"rolled back to {live.service}:1, which runs now")
+    assert "Task failed container health checks" in live.ctx.out.stream.getvalue()
+    tags = aws_cli(
+        "ecs", "describe-task-definition", "--task-definition", f"{live.service}:2", "--include", "TAGS"
+    )["tags"]
+    assert "pipeline:verified-at" not in {t["key"] for t in tags}
+    assert_previous_revision_serves(live, aws_cli)
+
+
+def test_a_rollout_that_completes_but_answers_wrong_fails_the_smoke_test_and_is_rolled_back(
+    live: Live, environ: dict[str, str], hello_image: str, aws_cli: Callable[..., Any]
+) -> None:
+    # Healthy to ECS and to the load balancer (/hello/health is a file), wrong to users.
+    site = "mkdir -p /site/hello && echo 'Goodbye World' > /site/hello/index.html && echo ok > /site/hello/health"
+    push_broken(
+        environ,
+        f"FROM {hello_image}\nUSER 0:0\nRUN {site}\nUSER 10001:10001\nWORKDIR /site\n"
+        f'CMD ["sh", "-c", "{SERVE_FILES}"]\n',
+        live.repository,
+        "9" * 40,
+    )
+    live.ctx.settings = dataclasses.replace(
+        live.ctx.settings, smoke=SmokeSettings(text="Hello World!", timeout=5.0)
+    )
+    output = deploy_fails(live, "9" * 40)
+    first = output.splitlines()[0]
+    assert first.startswith(f"deploy of {live.service}:2 to prod failed: smoke test failed: GET {live.url}")
+    assert "Goodbye World" in first
+    assert first.endswith(f"rolled back to {live.service}:1, which runs now")
     assert_previous_revision_serves(live, aws_cli)
 
 

@@ -2,21 +2,18 @@
 COMPLETED; FAILED, circuit-breaker rollbacks and timeouts roll back to the last known
 good revision. ECS's rollout progress comes from the stand-in (tests/ecs_standin.py);
 everything else (registering, updating, tagging, ECR) is the emulator's real API.
-A circuit-breaker rollback and the reasons tasks stopped run on real containers in
+A circuit-breaker rollback, the reasons tasks stopped, a rollout that never ends (our
+time-out rolls it back) and a failed smoke test run on real containers in
 tests/test_failures.py; these are the states real containers cannot produce on demand."""
 
 from __future__ import annotations
 
-import dataclasses
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from pipeline import deploy
-from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed, RollbackFailed, RolloutInProgress
 from tests import ecs_standin as standin
 from tests.conftest import DeployTarget
@@ -77,23 +74,6 @@ def test_throttling_is_retried_within_the_timeout(scripted: Any, deploy_target: 
     assert "throttled; polling again" in ctx.out.stream.getvalue()
 
 
-def test_a_rollout_that_never_ends_is_rolled_back_to_the_last_known_good(
-    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
-) -> None:
-    ctx, fake = scripted([standin.draining], [standin.draining, standin.completed])
-    with pytest.raises(DeployFailed) as info:
-        run(ctx, deploy_target, timeout=0.3)
-    family = deploy_target.family
-    assert info.value.message == (
-        f"deploy of {family}:2 to prod failed: timed out after 0.3s waiting for deployment "
-        f"{fake.updates[0].new_id}; rolled back to {family}:1, which runs now"
-    )
-    assert [u.new_td.rsplit("/", 1)[-1] for u in fake.updates] == [f"{family}:2", f"{family}:1"]
-    assert running(aws, deploy_target) == f"{family}:1"
-    tags = aws("ecs").describe_task_definition(taskDefinition=f"{family}:2", include=["TAGS"])["tags"]
-    assert "pipeline:verified-at" not in {t["key"] for t in tags}
-
-
 def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
     scripted: Any, deploy_target: DeployTarget
 ) -> None:
@@ -136,37 +116,6 @@ def test_a_service_that_never_completed_is_not_rolled_back(
     with pytest.raises(DeployFailed, match=r"not rolled back \(no earlier revision had COMPLETED\)"):
         run(ctx, deploy_target, timeout=0.3, force=True)
     assert len(fake.updates) == 1
-
-
-@pytest.fixture
-def wrong_answer() -> Iterator[str]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            body = b"Goodbye World"
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hello/"
-    server.shutdown()
-
-
-def test_a_failed_smoke_test_rolls_back(
-    scripted: Any, deploy_target: DeployTarget, wrong_answer: str, aws: Callable[[str], Any]
-) -> None:
-    ctx, fake = scripted([standin.completed], [standin.completed])
-    ctx.settings = dataclasses.replace(ctx.settings, smoke=SmokeSettings(text="Hello World!", timeout=0.3))
-    with pytest.raises(DeployFailed) as info:
-        run(ctx, deploy_target, smoke=True, smoke_url=wrong_answer)
-    assert "smoke test failed: GET" in info.value.message and "'Goodbye World'" in info.value.message
-    assert info.value.message.endswith("which runs now")
-    assert running(aws, deploy_target) == f"{deploy_target.family}:1"
 
 
 def test_rollback_redeploys_the_last_verified_revision(
