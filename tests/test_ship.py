@@ -20,6 +20,7 @@ from pipeline import stack, verbs
 from pipeline.errors import StepFailed
 from pipeline.git import Revision
 from tests.helpers import ROOT, free_port, http_get, wait_until
+from tests.registry_faults import Fault, FaultyRegistry
 
 
 @pytest.fixture
@@ -337,3 +338,44 @@ def test_cache_from_an_empty_repository_only_warns(
 ) -> None:
     assert verbs.cache_from_ecr(make_context()) == ()
     assert f"warning: no layer cache: ECR holds no image of {repository} yet" in capsys.readouterr().err
+
+
+# --- a registry that drops pushes -------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["503", "drop"])
+def test_a_push_the_registry_drops_is_retried_and_lands_once(
+    run_task: Callable[..., Any],
+    built: str,
+    repository: str,
+    sha: str,
+    environ: dict[str, str],
+    aws_cli: Callable[..., Any],
+    fault: Fault,
+) -> None:
+    with FaultyRegistry(environ["ECR_ENDPOINT"], failures=2, fault=fault) as registry:
+        proc = run_task("push", "--sha", sha, env={**environ, "ECR_ENDPOINT": registry.address})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert registry.failed == 2
+    assert proc.stderr.count("(retrying)") == 2
+    assert registry_tags(environ, repository) == [sha]
+    images = aws_cli("ecr", "describe-images", "--repository-name", repository)["imageDetails"]
+    assert [i["imageTags"] for i in images] == [[sha]]
+
+
+def test_a_registry_that_keeps_dropping_the_push_is_one_line_and_exit_3(
+    run_task: Callable[..., Any],
+    built: str,
+    repository: str,
+    sha: str,
+    environ: dict[str, str],
+    aws_cli: Callable[..., Any],
+) -> None:
+    with FaultyRegistry(environ["ECR_ENDPOINT"], failures=99) as registry:
+        proc = run_task("push", "--sha", sha, env={**environ, "ECR_ENDPOINT": registry.address})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert registry.failed == 4  # every attempt reached the registry; none more
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert line.startswith(f"error: push to {registry.address} failed after retries: ")
+    assert "Traceback" not in proc.stderr
+    assert aws_cli("ecr", "describe-images", "--repository-name", repository)["imageDetails"] == []
