@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import ci_identity, ecr, ecs, interrupts, markers, migrate, smoke, stopped, taskdef
+from . import ci_identity, ecr, ecs, git, interrupts, markers, migrate, smoke, stopped, taskdef
 from .clients import aws_errors
 from .config import Environment, Settings
 from .context import Context
@@ -42,6 +42,9 @@ class DeployOptions:
 
     env: str
     sha: str | None = None  # the image to deploy (default: CIRCLE_SHA1, else git HEAD)
+    # The exact revision built earlier in this process (the demo): deployed as built, dirty
+    # tag and all, even if HEAD has moved since; overrides `sha`.
+    built: git.Revision | None = None
     # An existing revision to put back instead of a new one from the template: a number,
     # family:revision, an ARN, or LAST_VERIFIED.
     revision: str | None = None
@@ -142,7 +145,7 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
         return _check_rollback(ctx, options)
     settings = ctx.settings
     environment = settings.environment(options.env)
-    revision = ctx.revision(options.sha)
+    revision = options.built or ctx.revision(options.sha)
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
     record = ecr.require_image(settings, ctx.clients, revision.tag)

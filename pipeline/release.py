@@ -3,11 +3,12 @@
 `release_plan.check` decides (every problem at once, before any change); `execute` then
 registers every revision, runs each service's migration (one at a time, in the file's
 order; a failure stops the release before any service is updated), updates every
-service with bounded parallelism, waits for all
-of them with batched polling (pipeline/fleet.py), smoke-tests those with a URL, and on
-any failure returns every service this release changed to the revision that ran before —
-waiting on ECS's own rollback where its circuit breaker already started one, never
-rolling back twice. It ends with one table and one Honeycomb marker.
+service with bounded parallelism, waits for all of them with batched polling
+(pipeline/fleet.py) and smoke-tests those with a URL. On any failure it prints why each
+failed service's new tasks stopped (reason, exit code, last log lines), then returns
+every service this release changed to the revision that ran before — waiting on ECS's
+own rollback where its circuit breaker already started one, never rolling back twice.
+It ends with one table and one Honeycomb marker.
 
 Exit codes: 0 all released; 1 a migration failed (nothing updated) or a service failed and
 every changed service was rolled back; 4 a rollback failed too (a person must look);
@@ -19,15 +20,17 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
-from . import ecs, fleet, markers, migrate, runtask, smoke
+from . import ecs, fleet, markers, migrate, runtask, smoke, stopped
 from .arns import short
 from .clients import aws_errors
 from .context import Context
 from .deploy import mark_verified
 from .errors import DeployFailed, PipelineError, RollbackFailed
 from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_prefix
+from .safety import quietly
 
 __all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_prefix", "release", "table", "to_json"]
 
@@ -165,6 +168,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
 
     broken = [name for name, outcome in outcomes.items() if outcome.state != "succeeded"]
     why = f"{broken[0]}: {outcomes[broken[0]].reason}"
+    _report_stopped(ctx, [s for s in changed if s.name in broken], arns, outcomes)
     rolled_back_ok = _roll_back(ctx, plan, changed, outcomes, rows, options, progress)
     _finish(ctx, plan, rows, started, False)
     error: PipelineError
@@ -216,6 +220,25 @@ def _migrate(
             raise error from None
         rows[s.name].status = "migrated"
         done.append(s.name)
+
+
+def _report_stopped(
+    ctx: Context, failed: list[ServicePlan], arns: dict[str, Any], outcomes: dict[str, ecs.Outcome]
+) -> None:
+    """Why each failed service's new tasks stopped, with their last log lines, before the
+    rollback replaces them (a report only: a failing read is a warning, never the error)."""
+    failed = [
+        s for s in failed if isinstance(arns.get(s.name), str) and outcomes[s.name].reason != "interrupted"
+    ]
+    if not failed:
+        return
+    with ctx.out.step(f"why the tasks of {len(failed)} failed services stopped"):
+        for s in failed:
+            quietly(ctx, f"find out why {s.name}'s tasks stopped", partial(_stopped, ctx, s, arns[s.name]))
+
+
+def _stopped(ctx: Context, s: ServicePlan, arn: str) -> None:
+    stopped.report(ctx, s.environment, arn, say=lambda line: ctx.out.detail(f"{s.name}: {line}"))
 
 
 def _wait_and_smoke(

@@ -8,6 +8,7 @@ repository, cluster and services. That also lets several test runs share the sta
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -161,6 +162,22 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
 
     wait_until(listed, timeout=15)
     return f"{target}:{tag}"
+
+
+def build_image(dockerfile: str) -> str:
+    """A broken variant of hello_world's image (local name)."""
+    name = f"broken-{uuid.uuid4().hex[:8]}:latest"
+    docker.from_env().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
+    return name
+
+
+def push_broken(environ: dict[str, str], dockerfile: str, repository: str, tag: str) -> None:
+    """Build a broken image, push it as repository:tag, and drop the local build."""
+    image = build_image(dockerfile)
+    try:
+        push_image(environ, image, repository, tag)
+    finally:
+        docker.from_env().images.remove(image, noprune=True)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,8 @@ from botocore.exceptions import ClientError
 
 from pipeline import deploy
 from pipeline.errors import ConfigError, Unavailable
-from tests.conftest import DeployTarget
+from pipeline.git import Revision
+from tests.conftest import DeployTarget, push_image
 from tests.helpers import ROOT
 
 
@@ -250,3 +251,26 @@ def test_integration_task_runs_the_projects_tests_against_the_url(
     assert "3 passed" in proc.stdout
     broken = run_task("integration", "--env", "prod", "--url", hello_url.replace("/hello/", "/other/"))
     assert broken.returncode == 1 and broken.stderr.startswith("error: integration tests failed (exit 1)")
+
+
+def test_a_revision_built_in_this_process_is_deployed_as_built_whatever_head_is(
+    make_context: Callable[..., Any],
+    deploy_target: DeployTarget,
+    repository: str,
+    environ: dict[str, str],
+    hello_image: str,
+    aws_cli: Callable[..., Any],
+) -> None:
+    # What the demo built from a work tree with changes: a dirty tag of a sha that is not
+    # this checkout's HEAD (a commit made while the demo ran moves HEAD on).
+    built = Revision(deploy_target.sha, changes="0123abcd")
+    push_image(environ, hello_image, repository, built.tag)
+    ctx = make_context()
+    assert ctx.revision().sha != built.sha
+    deploy.deploy(ctx, deploy.DeployOptions("prod", built=built, timeout=60.0, smoke=False))
+    service = aws_cli(
+        "ecs", "describe-services", "--cluster", deploy_target.cluster, "--services", deploy_target.service
+    )["services"][0]
+    definition = aws_cli("ecs", "describe-task-definition", "--task-definition", service["taskDefinition"])
+    (container,) = definition["taskDefinition"]["containerDefinitions"]
+    assert container["image"].endswith(f"/{repository}:{built.tag}")

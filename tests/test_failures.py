@@ -15,19 +15,17 @@ import dataclasses
 import io
 import json
 import shutil
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from pipeline import deploy, infra
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
-from tests.conftest import push_image, wait_for_rollout
+from tests.conftest import push_broken, push_image, wait_for_rollout
 from tests.helpers import ROOT, http_get, put_image_record, wait_until
 
 
@@ -73,22 +71,6 @@ def _dns_name(ctx: Any, cluster: str, service: str) -> str:
     group = elbv2.describe_target_groups(TargetGroupArns=[found["loadBalancers"][0]["targetGroupArn"]])
     balancer = elbv2.describe_load_balancers(LoadBalancerArns=group["TargetGroups"][0]["LoadBalancerArns"])
     return str(balancer["LoadBalancers"][0]["DNSName"])
-
-
-def build(dockerfile: str) -> str:
-    """A broken variant of hello_world's image (local name)."""
-    name = f"broken-{uuid.uuid4().hex[:8]}:latest"
-    docker.from_env().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
-    return name
-
-
-def push_broken(environ: dict[str, str], dockerfile: str, repository: str, tag: str) -> None:
-    """Build a broken image, push it as repository:tag, and drop the local build."""
-    image = build(dockerfile)
-    try:
-        push_image(environ, image, repository, tag)
-    finally:
-        docker.from_env().images.remove(image, noprune=True)
 
 
 def deploy_fails(live: Live, sha: str) -> str:

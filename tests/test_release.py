@@ -29,7 +29,7 @@ import pytest
 from pipeline import fleet, pace, release, release_plan, runtask
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
-from tests.conftest import default_network, push_image
+from tests.conftest import default_network, push_broken, push_image
 from tests.helpers import ROOT, wait_until
 
 # The tag each service's first revision runs; the release moves it to the fleet's sha.
@@ -376,6 +376,47 @@ def test_one_failure_rolls_back_every_service_the_release_changed(
     assert all(rows[s].status == f"rolled back to {s}:1" for s in fleet_.services() if s != broken)
     (marker,) = api.requests  # one marker per release
     assert marker.json()["type"] == "release-failed"
+
+
+def test_a_service_that_really_crashes_shows_why_and_every_service_goes_back(
+    make_fleet: Callable[..., Fleet],
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    fleet_ctx: Callable[..., Any],
+    environ: dict[str, str],
+    hello_image: str,
+) -> None:
+    fleet_ = make_fleet(3)
+    fine, broken, other = fleet_.services()
+    # The broken service's release tag is an image that crashes at start, on real containers
+    # (its ENTRYPOINT runs before the definition's command); its circuit breaker trips.
+    crash = "echo booting; echo 'fatal: DATABASE_URL is not set' >&2; exit 3"
+    push_broken(
+        environ,
+        f'FROM {hello_image}\nENTRYPOINT ["sh", "-c", "{crash}", "--"]\n',
+        fleet_.prefixes[1],
+        "crash",
+    )
+    fleet_.file.write_text(
+        fleet_.file.read_text().replace(
+            f'prefix = "{fleet_.prefixes[1]}"\nsha = "{fleet_.sha}"',
+            f'prefix = "{fleet_.prefixes[1]}"\nsha = "crash"',
+        )
+    )
+    aws("ecs").update_service(
+        cluster=fleet_.cluster,
+        service=broken,
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+    )
+    ctx = fleet_ctx()
+    with pytest.raises(DeployFailed) as info:
+        release.release(ctx, options(fleet_.file, timeout=120.0))
+    assert info.value.message.startswith(f"release to prod failed ({broken}: ")
+    log = ctx.out.stream.getvalue()
+    assert f"{broken}: stopped: task " in log and f"{broken}:   | fatal: DATABASE_URL is not set" in log
+    assert f"{broken}:   | booting" in log and "exit 3" in log
+    assert f"{fine}: stopped:" not in log and f"{other}: stopped:" not in log
+    assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
 
 
 def test_an_interrupt_during_the_wait_rolls_every_changed_service_back(
