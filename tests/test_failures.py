@@ -157,6 +157,40 @@ def test_a_rollout_that_never_ends_is_rolled_back_when_the_deploy_times_out(
     assert_previous_revision_serves(live, aws_cli)
 
 
+def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
+    live: Live,
+    environ: dict[str, str],
+    hello_image: str,
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+) -> None:
+    aws("ecs").update_service(
+        cluster=live.cluster,
+        service=live.service,
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}},
+    )
+    push_broken(environ, never_healthy(hello_image), live.repository, "a1" * 20)
+    with pytest.raises(DeployFailed) as info:
+        deploy.deploy(
+            live.ctx, deploy.DeployOptions("prod", "a1" * 20, timeout=15, rollback=False, smoke=True)
+        )
+    assert info.value.exit_code == 6  # changed, and left changed
+    message = info.value.message
+    assert (
+        f"not rolled back (--no-rollback); the service now runs {live.service}:2; still rolling out:"
+        in message
+    )
+    # ECS goes on trying :2 while :1's task, never replaced by a healthy one, still serves.
+    service = aws_cli("ecs", "describe-services", "--cluster", live.cluster, "--services", live.service)[
+        "services"
+    ][0]
+    assert service["taskDefinition"].endswith(f"{live.service}:2")
+    rollouts = {d["taskDefinition"].rsplit("/", 1)[-1]: d for d in service["deployments"]}
+    assert rollouts[f"{live.service}:2"]["rolloutState"] == "IN_PROGRESS"
+    assert rollouts[f"{live.service}:1"]["runningCount"] == 1
+    assert http_get(live.url) == (200, "Hello World!\n")
+
+
 def test_a_rollout_that_completes_but_answers_wrong_fails_the_smoke_test_and_is_rolled_back(
     live: Live, environ: dict[str, str], hello_image: str, aws_cli: Callable[..., Any]
 ) -> None:

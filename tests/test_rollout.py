@@ -3,7 +3,7 @@ COMPLETED; FAILED, circuit-breaker rollbacks and timeouts roll back to the last 
 good revision. ECS's rollout progress comes from the stand-in (tests/ecs_standin.py);
 everything else (registering, updating, tagging, ECR) is the emulator's real API.
 A circuit-breaker rollback, the reasons tasks stopped, a rollout that never ends (our
-time-out rolls it back) and a failed smoke test run on real containers in
+time-out rolls it back), --no-rollback and a failed smoke test run on real containers in
 tests/test_failures.py; these are the states real containers cannot produce on demand."""
 
 from __future__ import annotations
@@ -72,21 +72,6 @@ def test_throttling_is_retried_within_the_timeout(scripted: Any, deploy_target: 
     ctx, fake = scripted([standin.throttled, standin.throttled, standin.draining, standin.completed])
     assert run(ctx, deploy_target).task_definition.endswith(":2")
     assert "throttled; polling again" in ctx.out.stream.getvalue()
-
-
-def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
-    scripted: Any, deploy_target: DeployTarget
-) -> None:
-    ctx, fake = scripted([standin.draining])
-    with pytest.raises(
-        DeployFailed, match=r"not rolled back \(--no-rollback\); the service now runs"
-    ) as info:
-        run(ctx, deploy_target, rollback=False, timeout=0.3)
-    assert len(fake.updates) == 1
-    assert (
-        f"the service now runs {deploy_target.family}:2; still rolling out: deployment" in info.value.message
-    )
-    assert info.value.exit_code == 6  # changed and left changed
 
 
 def test_a_failed_rollback_is_exit_code_4(
