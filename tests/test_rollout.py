@@ -103,22 +103,6 @@ def test_a_service_that_never_completed_is_not_rolled_back(
     assert len(fake.updates) == 1
 
 
-def test_rollback_redeploys_the_last_verified_revision(
-    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
-) -> None:
-    ctx, fake = scripted([standin.completed], [standin.completed], [standin.completed])
-    run(ctx, deploy_target)  # :2, verified
-    run(ctx, deploy_target)  # :3, verified, now running
-    aws("ecs").register_task_definition(  # :4 registered but never deployed or verified
-        family=deploy_target.family, containerDefinitions=[{"name": "x", "image": "y", "memory": 64}]
-    )
-    released = deploy.deploy(
-        ctx, deploy.DeployOptions.rollback_to("prod", timeout=5, smoke=False, sleep=NO_SLEEP)
-    )
-    assert released.task_definition.endswith(f"{deploy_target.family}:2")
-    assert running(aws, deploy_target) == f"{deploy_target.family}:2"
-
-
 def test_a_failed_deploy_and_its_rollback_post_markers(
     scripted: Any, deploy_target: DeployTarget, environ: dict[str, str]
 ) -> None:

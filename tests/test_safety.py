@@ -18,7 +18,6 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from pipeline import deploy, ecs
 from pipeline.errors import (
     DeployFailed,
-    NotFound,
     RollbackFailed,
     RolloutInProgress,
     ServiceLeftChanged,
@@ -311,34 +310,6 @@ def test_wait_goes_once_the_other_rollout_is_over(scripted: Any, deploy_target: 
     fake.before = before
     assert run(ctx, deploy_target, wait=True).task_definition.endswith(":2")
     assert len(calls) >= 3 and len(fake.updates) == 1
-
-
-def test_rollback_twice_never_returns_to_the_revision_it_left(
-    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any]
-) -> None:
-    ctx, fake = scripted([standin.completed], [standin.completed], [standin.completed], [standin.completed])
-    run(ctx, deploy_target)  # :2 verified
-    run(ctx, deploy_target)  # :3 verified
-    family = deploy_target.family
-    back = deploy.DeployOptions.rollback_to("prod", timeout=5, smoke=False, sleep=NO_SLEEP)
-    assert deploy.deploy(ctx, back).task_definition.endswith(f"{family}:2")
-    with pytest.raises(NotFound, match=f"no verified revision of {family} older than the running {family}:2"):
-        deploy.deploy(ctx, back)  # :1 was never verified; :3 is forward, not back
-    assert running(aws, deploy_target) == f"{family}:2" and len(fake.updates) == 3
-
-
-def test_a_rollback_target_whose_image_expired_changes_nothing(
-    scripted: Any, deploy_target: DeployTarget, aws: Callable[[str], Any], prefix: str
-) -> None:
-    ctx, fake = scripted([standin.completed], [standin.completed])
-    run(ctx, deploy_target)
-    run(ctx, deploy_target)
-    aws("ecr").batch_delete_image(repositoryName=prefix, imageIds=[{"imageTag": deploy_target.sha}])
-    with pytest.raises(
-        NotFound, match="which is no longer in ECR .*nothing was changed; pick another revision with --to"
-    ):
-        deploy.deploy(ctx, deploy.DeployOptions.rollback_to("prod", timeout=5, smoke=False, sleep=NO_SLEEP))
-    assert len(fake.updates) == 2
 
 
 def test_a_rollback_is_refused_too_while_another_rollout_is_in_progress(
