@@ -91,6 +91,19 @@ def format_line(event: dict[str, Any], stream: str | None = None) -> str:
     return f"{at} {task} {container}  {event.get('message', '').rstrip()}"
 
 
+def to_json(event: dict[str, Any], stream: str | None = None) -> dict[str, Any]:
+    """One log event for scripts (`invoke logs --json`): time (ISO 8601, UTC), task, container, message."""
+    task, container = stream_task(stream or event.get("logStreamName", ""))
+    at = datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)
+    message = str(event.get("message", "")).rstrip()
+    return {
+        "time": at.isoformat(timespec="milliseconds"),
+        "task": task,
+        "container": container,
+        "message": message,
+    }
+
+
 def _client(clients: Clients) -> Any:
     return clients.aws("logs")
 
@@ -195,12 +208,16 @@ def show(
     sleep: Any = None,
     now: Any = None,
     polls: int | None = None,
+    as_json: bool = False,
 ) -> int:
     """`invoke logs`: a service's recent log lines across its tasks; the number printed.
 
     --follow polls every 2 s for new lines (and new tasks' streams) until Ctrl-C;
-    `polls` bounds that for tests.
+    `polls` bounds that for tests. `as_json`: one JSON object a line on stdout (`to_json`),
+    notes on stderr, for scripts.
     """
+    import json
+    import sys
     import time
 
     sleep = sleep or time.sleep
@@ -230,13 +247,20 @@ def show(
                 if key in seen:
                     continue
                 seen.add(key)
-                ctx.out.say(format_line(event))
+                if as_json:
+                    print(json.dumps(to_json(event)), flush=True)
+                else:
+                    ctx.out.say(format_line(event))
                 printed += 1
                 # Overlap by the last millisecond: events written in the same one are kept.
                 start_ms = max(start_ms, int(event.get("timestamp", 0)))
             if not printed and rounds == 0:
                 which = f"task {task_id(task)}" if task else environment.service
-                ctx.out.say(f"(no log lines from {which} in the last {since})")
+                note = f"(no log lines from {which} in the last {since})"
+                if as_json:
+                    print(note, file=sys.stderr)
+                else:
+                    ctx.out.say(note)
             rounds += 1
             if not follow or (polls is not None and rounds >= polls):
                 return printed

@@ -4,8 +4,10 @@ tasks from the emulator's CloudWatch Logs, written there as ECS's awslogs driver
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -112,6 +114,25 @@ def test_logs_shows_the_services_recent_lines_with_task_and_container(
 
     longer = run_task("logs", "--env", "prod", "--since", "2h")
     assert f"task0000 {c}  an hour ago" in longer.stdout
+
+
+def test_logs_json_is_one_object_a_line_for_scripts(
+    run_task: Callable[..., Any], logged_service: dict[str, Any]
+) -> None:
+    proc = run_task("logs", "--env", "prod", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    c = logged_service["container"]
+    assert [(e["task"], e["container"], e["message"]) for e in events] == [
+        ("task1111", c, "one from 1"),
+        ("task1111", c, "two from 1"),
+        ("task2222", c, "one from 2"),
+    ]
+    start = datetime.fromtimestamp((logged_service["now"] - 5000) / 1000, UTC)
+    assert events[0]["time"] == start.isoformat(timespec="milliseconds")
+    none = run_task("logs", "--env", "prod", "--json", "--task", "nosuchtask")
+    assert none.returncode == 0 and none.stdout == ""
+    assert none.stderr.strip() == "(no log lines from task nosuchtask in the last 10m)"
 
 
 def test_logs_follow_prints_new_lines_and_new_tasks_once(

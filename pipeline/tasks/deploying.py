@@ -241,11 +241,12 @@ def run_task(c, env, sha=None, timeout=600, no_wait=False, stop_on_interrupt=Fal
         "since": "how far back: 30s, 10m, 2h, 1d (default 10m)",
         "follow": "keep printing new lines (and new tasks') until Ctrl-C",
         "task": "only this task's lines (its id or ARN)",
+        "json": "one JSON object a line on stdout: time, task, container, message (notes go to stderr)",
     }
 )
 @verb
-def logs(c, env, since="10m", follow=False, task=None):
+def logs(c, env, since="10m", follow=False, task=None, json=False):
     """Show a service's recent log lines from CloudWatch Logs, with task id and container on each."""
     from pipeline import logs as reading
 
-    reading.show(context(environment=env), env, since, follow, task)
+    reading.show(context(environment=env), env, since, follow, task, as_json=json)
