@@ -103,7 +103,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         if failed:
             for name, exc in failed.items():
                 rows[name].status, rows[name].reason = "not registered", exc.message
-            _finish(ctx, plan, rows, started, False)
+            _finish(ctx, plan, rows, started, "failed to register; nothing updated")
             raise next(iter(failed.values()))
 
     _migrate(ctx, plan, arns, rows, options, started)
@@ -163,14 +163,20 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         each(lambda s: mark_verified(ctx, arns[s.name]), plan.services, parallel)
         for row in rows.values():
             row.status = "released"
-        _finish(ctx, plan, rows, started, True)
+        _finish(ctx, plan, rows, started)
         return list(rows.values())
 
     broken = [name for name, outcome in outcomes.items() if outcome.state != "succeeded"]
     why = f"{broken[0]}: {outcomes[broken[0]].reason}"
     _report_stopped(ctx, [s for s in changed if s.name in broken], arns, outcomes)
     rolled_back_ok = _roll_back(ctx, plan, changed, outcomes, rows, options, progress)
-    _finish(ctx, plan, rows, started, False)
+    _finish(
+        ctx,
+        plan,
+        rows,
+        started,
+        "failed; changed services rolled back" if rolled_back_ok else "failed; a rollback failed too",
+    )
     error: PipelineError
     if not rolled_back_ok:
         bad = [r.service for r in rows.values() if "rollback failed" in r.status]
@@ -205,7 +211,7 @@ def _migrate(
             )
         except PipelineError as exc:
             rows[s.name].status, rows[s.name].reason = "migration failed", exc.message
-            _finish(ctx, plan, rows, started, False)
+            _finish(ctx, plan, rows, started, f"stopped by {s.name}'s migration; nothing updated")
             ran = f"; the migrations of {', '.join(done)} had run" if done else ""
             message = (
                 f"release to {plan.environment} stopped before any update: {s.name}: {exc.message}; "
@@ -365,10 +371,14 @@ def table(rows: list[Row]) -> list[str]:
     return [lines[0], "  ".join("-" * w for w in widths), *lines[1:], *reasons]
 
 
-def _finish(ctx: Context, plan: ReleasePlan, rows: dict[str, Row], started: datetime, ok: bool) -> None:
+def _finish(
+    ctx: Context, plan: ReleasePlan, rows: dict[str, Row], started: datetime, failure: str = ""
+) -> None:
+    """The closing table and the release's one marker; `failure` ("": released) says how it
+    ended, so the marker never claims a rollback that did not happen."""
     for line in table(list(rows.values())):
         ctx.out.say(line)
-    revisions = ", ".join(f"{r.service} {r.new or r.old}" for r in rows.values())
+    revisions = ", ".join(f"{r.service} {r.old} → {r.new or '-'}" for r in rows.values())
     markers.post(
         ctx,
         "release",
@@ -377,10 +387,10 @@ def _finish(ctx: Context, plan: ReleasePlan, rows: dict[str, Row], started: date
         "",
         started,
         datetime.now(UTC),
-        ok,
+        not failure,
         message=(
-            f"release of {len(rows)} services to {plan.environment}"
-            f"{'' if ok else ' (failed; changed services rolled back)'}: {revisions}"
+            f"release of {len(rows)} services to {plan.environment}{f' ({failure})' if failure else ''}: "
+            f"{revisions}"
         )[:500],
     )
 

@@ -376,6 +376,9 @@ def test_one_failure_rolls_back_every_service_the_release_changed(
     assert all(rows[s].status == f"rolled back to {s}:1" for s in fleet_.services() if s != broken)
     (marker,) = api.requests  # one marker per release
     assert marker.json()["type"] == "release-failed"
+    assert marker.json()["message"].startswith(
+        "release of 5 services to prod (failed; changed services rolled back): "
+    )
 
 
 def test_a_service_that_really_crashes_shows_why_and_every_service_goes_back(
@@ -571,8 +574,13 @@ def migration_tasks(aws_cli: Callable[..., Any], fleet_: Fleet) -> dict[str, tup
 
 
 def test_a_failing_migration_stops_the_release_before_any_update(
-    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+    make_fleet: Callable[..., Fleet],
+    aws_cli: Callable[..., Any],
+    fleet_ctx: Callable[..., Any],
+    environ: dict[str, str],
 ) -> None:
+    from tests.standins import honeycomb_markers
+
     fleet_ = make_fleet(
         3,
         extra={
@@ -582,8 +590,16 @@ def test_a_failing_migration_stops_the_release_before_any_update(
     )
     first, broken, third = fleet_.services()
     ctx = fleet_ctx()
-    with pytest.raises(DeployFailed) as info:
-        release.release(ctx, options(fleet_.file))
+    with honeycomb_markers(None, None).running() as api:
+        ctx.environ = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api.url}
+        with pytest.raises(DeployFailed) as info:
+            release.release(ctx, options(fleet_.file))
+    (marker,) = api.requests
+    assert marker.json()["type"] == "release-failed"
+    assert marker.json()["message"].startswith(
+        f"release of 3 services to prod (stopped by {broken}'s migration; nothing updated): "
+        f"{first} {first}:1 → {first}:2, "
+    )
     message = info.value.message
     assert message.startswith(f"release to prod stopped before any update: {broken}: migration failed:")
     assert "exit code 3" in message
