@@ -24,19 +24,6 @@ _PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")  # an URL path, no 
 _HEADER_RE = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 
 
-# The flags of `ecs-pipeline init` (pipeline/tasks/infra.py).
-HELP = {
-    "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
-    "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
-    "base_path": "where the service's routes start, behind the load balancer (default /)",
-    "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
-    "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
-    "build_command": "the service's build step (default: none, `invoke build` is skipped)",
-    "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
-    "force": "replace files (and the [tool.pipeline] section) that already exist",
-}
-
-
 @dataclass(frozen=True)
 class InitOptions:
     service_dir: str = "."

@@ -21,6 +21,21 @@ def test_loading_the_tasks_imports_no_heavy_library() -> None:
     assert proc.stdout.strip() == ""
 
 
+def test_loading_the_tasks_reads_no_settings_and_loads_no_verb() -> None:
+    # Settings are read, and verbs imported, when a task runs: the list needs only the tasks.
+    script = "import sys, tasks; print(' '.join(sorted(m for m in sys.modules if m.startswith('pipeline'))))"
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    loaded = set(proc.stdout.split())
+    assert {m for m in loaded if not m.startswith("pipeline.tasks")} <= {
+        "pipeline",
+        "pipeline.clients",  # the seams' factory; it imports botocore only when a client is made
+        "pipeline.errors",
+        "pipeline.output",
+    }, loaded
+
+
 def test_invoke_list_shows_every_task_with_its_help() -> None:
     proc = invoke("--list")
     assert proc.returncode == 0

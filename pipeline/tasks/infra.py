@@ -7,9 +7,21 @@ from pathlib import Path
 
 from invoke import task
 
-from ..init import HELP as INIT_HELP
 from ..output import Output
 from ._base import context, verb
+
+# Here, not in pipeline/init.py: importing that (and the settings it reads) would slow
+# `invoke --list` by about 15 ms.
+INIT_HELP = {
+    "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
+    "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
+    "base_path": "where the service's routes start, behind the load balancer (default /)",
+    "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
+    "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
+    "build_command": "the service's build step (default: none, `invoke build` is skipped)",
+    "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
+    "force": "replace files (and the [tool.pipeline] section) that already exist",
+}
 
 
 @task(
