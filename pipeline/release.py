@@ -229,13 +229,11 @@ def _migrate(
 
 
 def _report_stopped(
-    ctx: Context, failed: list[ServicePlan], arns: dict[str, Any], outcomes: dict[str, ecs.Outcome]
+    ctx: Context, failed: list[ServicePlan], arns: dict[str, str], outcomes: dict[str, ecs.Outcome]
 ) -> None:
     """Why each failed service's new tasks stopped, with their last log lines, before the
     rollback replaces them (a report only: a failing read is a warning, never the error)."""
-    failed = [
-        s for s in failed if isinstance(arns.get(s.name), str) and outcomes[s.name].reason != "interrupted"
-    ]
+    failed = [s for s in failed if outcomes[s.name].reason != "interrupted"]
     if not failed:
         return
     with ctx.out.step(f"why the tasks of {len(failed)} failed services stopped"):

@@ -164,6 +164,15 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
     return f"{target}:{tag}"
 
 
+def set_circuit_breaker(aws: Callable[[str], Any], cluster: str, service: str, on: bool) -> None:
+    """Turn the service's deployment circuit breaker (with rollback) on or off; no new deployment."""
+    aws("ecs").update_service(
+        cluster=cluster,
+        service=service,
+        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": on, "rollback": on}},
+    )
+
+
 def build_image(dockerfile: str) -> str:
     """A broken variant of hello_world's image (local name)."""
     name = f"broken-{uuid.uuid4().hex[:8]}:latest"

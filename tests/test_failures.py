@@ -25,7 +25,7 @@ import pytest
 from pipeline import deploy, infra
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
-from tests.conftest import push_broken, push_image, wait_for_rollout
+from tests.conftest import push_broken, push_image, set_circuit_breaker, wait_for_rollout
 from tests.helpers import ROOT, http_get, put_image_record, wait_until
 
 
@@ -138,11 +138,7 @@ def test_a_rollout_that_never_ends_is_rolled_back_when_the_deploy_times_out(
     aws_cli: Callable[..., Any],
 ) -> None:
     # Without a circuit breaker ECS replaces unhealthy tasks forever: only our timeout ends it.
-    aws("ecs").update_service(
-        cluster=live.cluster,
-        service=live.service,
-        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}},
-    )
+    set_circuit_breaker(aws, live.cluster, live.service, on=False)
     push_broken(environ, never_healthy(hello_image), live.repository, "f" * 40)
     with pytest.raises(DeployFailed) as info:
         deploy.deploy(live.ctx, deploy.DeployOptions("prod", "f" * 40, timeout=20, smoke=True))
@@ -164,11 +160,7 @@ def test_no_rollback_leaves_the_new_revision_and_says_what_runs(
     aws: Callable[[str], Any],
     aws_cli: Callable[..., Any],
 ) -> None:
-    aws("ecs").update_service(
-        cluster=live.cluster,
-        service=live.service,
-        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": False, "rollback": False}},
-    )
+    set_circuit_breaker(aws, live.cluster, live.service, on=False)
     push_broken(environ, never_healthy(hello_image), live.repository, "a1" * 20)
     with pytest.raises(DeployFailed) as info:
         deploy.deploy(

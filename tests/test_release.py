@@ -29,7 +29,7 @@ import pytest
 from pipeline import fleet, pace, release, release_plan, runtask
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
-from tests.conftest import default_network, push_broken, push_image
+from tests.conftest import default_network, push_broken, push_image, set_circuit_breaker
 from tests.helpers import ROOT, wait_until
 
 # The tag each service's first revision runs; the release moves it to the fleet's sha.
@@ -406,11 +406,7 @@ def test_a_service_that_really_crashes_shows_why_and_every_service_goes_back(
             f'prefix = "{fleet_.prefixes[1]}"\nsha = "crash"',
         )
     )
-    aws("ecs").update_service(
-        cluster=fleet_.cluster,
-        service=broken,
-        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
-    )
+    set_circuit_breaker(aws, fleet_.cluster, broken, on=True)
     ctx = fleet_ctx()
     with pytest.raises(DeployFailed) as info:
         release.release(ctx, options(fleet_.file, timeout=120.0))

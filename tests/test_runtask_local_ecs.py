@@ -15,7 +15,7 @@ import pytest
 
 from pipeline import deploy
 from pipeline.errors import DeployFailed
-from tests.conftest import DeployTarget
+from tests.conftest import DeployTarget, set_circuit_breaker
 from tests.helpers import ROOT
 from tests.logged import log_to_cloudwatch
 
@@ -91,11 +91,7 @@ def test_a_deploy_of_an_image_that_crashes_shows_the_crashs_last_log_lines(
     log_group: str,
     crashing_project: Path,
 ) -> None:
-    aws("ecs").update_service(
-        cluster=deploy_target.cluster,
-        service=deploy_target.service,
-        deploymentConfiguration={"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
-    )
+    set_circuit_breaker(aws, deploy_target.cluster, deploy_target.service, on=True)
     ctx = make_context(root=crashing_project)
     with pytest.raises(DeployFailed):
         deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=120.0, smoke=False))
