@@ -19,7 +19,7 @@ from .output import Output
 @dataclass(frozen=True)
 class BuildSpec:
     """Everything `docker build` is given. Labels carry provenance; build args never
-    carry secrets (only the base image)."""
+    carry secrets (only the base images: BASE_IMAGE, and DEPS_BASE for dependencies)."""
 
     context: str
     dockerfile: str
@@ -50,8 +50,13 @@ def labels(settings: Settings, revision: Revision, created: datetime) -> dict[st
 
 
 def build_spec(
-    settings: Settings, revision: Revision, created: datetime, cache_from: Iterable[str] = ()
+    settings: Settings,
+    revision: Revision,
+    created: datetime,
+    cache_from: Iterable[str] = (),
+    deps_base: str = "",
 ) -> BuildSpec:
+    """deps_base: the image the Dockerfile's dependency stage builds from (pipeline/wheelhouse.py)."""
     dockerfile = settings.dockerfile.resolve()
     context = settings.service_dir.resolve()
     return BuildSpec(
@@ -61,7 +66,7 @@ def build_spec(
         else str(dockerfile),
         tag=local_name(settings, revision),
         labels=labels(settings, revision, created),
-        buildargs={"BASE_IMAGE": settings.base_image},
+        buildargs={"BASE_IMAGE": settings.base_image, **({"DEPS_BASE": deps_base} if deps_base else {})},
         cache_from=tuple(cache_from),
         target=settings.docker_target,
     )

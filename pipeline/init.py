@@ -210,7 +210,7 @@ def plan_files(root: Path, c: Checked, version: str, force: bool) -> tuple[dict[
     if (service / "Dockerfile").exists():
         notes.append(f"kept {_shown(root, service / 'Dockerfile')} (check it EXPOSEs {c.port})")
     else:
-        files[service / "Dockerfile"] = _fill(_template("Dockerfile.txt"), values)
+        files[service / "Dockerfile"] = dockerfile_text(service, values)
     if c.service_dir == ".":
         # The repository is the build context: keep its tooling out of the image.
         files[service / ".dockerignore"] += ".circleci\n*.md\ntasks.py\nlocal.env.example\n"
@@ -228,6 +228,32 @@ def plan_files(root: Path, c: Checked, version: str, force: bool) -> tuple[dict[
         )
     files[project] = str(text)
     return files, notes
+
+
+# The dependency stage's list from pyproject.toml's [project] dependencies (Python 3.11+).
+_PYPROJECT_LIST = (
+    "python -c \"import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))"
+    "['project'].get('dependencies', [])))\" > requirements.txt \\\n && "
+)
+
+
+def dockerfile_text(service: Path, values: dict[str, Any]) -> str:
+    """The Dockerfile: with a dependency stage before the code when the service names
+    packages (requirements.txt, else pyproject.toml's [project] dependencies)."""
+    if (service / "requirements.txt").is_file():
+        deps = {"deps_file": "requirements.txt", "deps_list": ""}
+    elif _pyproject_dependencies(service / PROJECT_FILE):
+        deps = {"deps_file": PROJECT_FILE, "deps_list": _PYPROJECT_LIST}
+    else:
+        return _fill(_template("Dockerfile.txt"), values)
+    return _fill(_template("Dockerfile-deps.txt"), {**values, **deps})
+
+
+def _pyproject_dependencies(path: Path) -> list[str]:
+    try:
+        return list(tomllib.loads(path.read_text()).get("project", {}).get("dependencies", []))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
 
 
 def _shown(root: Path, path: Path) -> str:

@@ -6,7 +6,7 @@ import subprocess
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from . import ecr, image, local, selection, service_env
+from . import ecr, image, local, selection, service_env, wheelhouse
 from .context import Context
 from .errors import ConfigError, PipelineError, StepFailed
 from .git import Revision
@@ -44,7 +44,8 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
         ctx.out.warn(
             f"files that go into the image have uncommitted changes: tagging {revision.tag}, not {revision.sha}"
         )
-    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from)
+    deps_base = wheelhouse.prepare(ctx.settings, ctx.clients, ctx.out)
+    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from, deps_base or "")
     image_id = image.build(spec, ctx.clients, ctx.out)
     built = ctx.clients.docker().images.get(image_id)
     problem = image.exposed_port_problem(

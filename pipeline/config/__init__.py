@@ -147,4 +147,5 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
         ci=ci,
         infra=infra,
         pass_env=tuple(pass_env),
+        wheelhouse=env.wheelhouse,
     )
