@@ -1,0 +1,197 @@
+"""Build and push of a dependency-heavy service (bench/heavy: numpy, pandas, pydantic,
+SQLAlchemy, Flask, gunicorn), side by side in one run, on the local stack:
+
+    cold build                  nothing above the base cached: no layer, no wheelhouse
+    code-only rebuild           one line of app code changed
+    requirements change         one package added to requirements.txt
+    push, first                 the whole image to an empty repository
+    push, code-only change      what moves when only the code changed (bytes and time)
+    --cache-from-ecr            CI's empty cache: local images and wheelhouse gone, the
+                                newest image in ECR pulled to seed the build
+
+The service is scaffolded the way a team's is: `ecs-pipeline init` writes its Dockerfile
+(the dependency stage) in a throwaway repository, and every step is a task run as a
+user runs it (`invoke dockerize`, `invoke push`). Each run has its own prefix (its own
+ECR repository), its own base image (the stack's base with one LABEL: a new image id, so
+no layer from an earlier build is reused, without pruning an engine others share) and
+its own wheelhouse cache (XDG_CACHE_HOME). pip's own download cache stays the host's,
+as on a developer's machine.
+
+    python bench/deps_build.py [--runs 1]      # ~5 min a run on a quiet machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = Path(__file__).resolve().parent / "heavy"
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    took = time.perf_counter() - start
+    if proc.returncode:
+        raise SystemExit(f"error: {' '.join(argv)} failed: {(proc.stdout + proc.stderr)[-900:]}")
+    return took
+
+
+def _layers(registry: str, repository: str, tag: str) -> dict[str, int]:
+    """The pushed image's layers as the registry holds them: digest -> compressed bytes."""
+    from pipeline import stack
+
+    request = urllib.request.Request(
+        f"http://{registry}/v2/{repository}/manifests/{tag}",
+        headers={"Accept": MANIFEST, "Authorization": stack.registry_auth_header()},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:
+        manifest = json.load(resp)
+    return {layer["digest"]: int(layer["size"]) for layer in manifest["layers"]}
+
+
+def _remove_images(client: Any, prefix: str) -> None:
+    for image in client.images.list():
+        if any(tag.startswith(f"{prefix}:") or f"/{prefix}:" in tag for tag in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+def _remove_wheelhouse_images(client: Any, base_id: str) -> None:
+    from pipeline import wheelhouse
+
+    for image in client.images.list(name=wheelhouse.IMAGE):
+        if any(tag.endswith(base_id[:12]) for tag in image.tags):
+            client.images.remove(image.id, force=True)
+
+
+def _commit(repo: Path, message: str) -> str:
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com"]
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
+    import boto3
+
+    prefix = f"bdeps{uuid.uuid4().hex[:8]}"
+    boto3.client(
+        "ecr",
+        endpoint_url=environ["AWS_ENDPOINT_URL"],
+        region_name=environ["AWS_DEFAULT_REGION"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_repository(repositoryName=prefix)
+    fresh_base = f"bench-base:{prefix}"
+    client.images.build(
+        fileobj=io.BytesIO(f"FROM {base}\nLABEL bench-run={prefix}\n".encode()), tag=fresh_base, rm=True
+    )
+    base_id = client.images.get(fresh_base).id.split(":")[-1]
+    invoke = [sys.executable, "-m", "invoke"]
+    with tempfile.TemporaryDirectory(prefix="bench-deps-") as tmp:
+        repo, cache = Path(tmp) / "heavy", Path(tmp) / "cache"
+        env = {
+            **environ,
+            "AWS_RESOURCE_NAME_PREFIX": prefix,
+            "BASE_IMAGE": fresh_base,
+            "XDG_CACHE_HOME": str(cache),
+            "PIP_CACHE_DIR": environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
+        }
+        shutil.copytree(HEAVY, repo, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+        init = [sys.executable, "-c", "from pipeline.cli import main; main()", "init"]
+        subprocess.run(
+            [*init, "--service-dir", "app", "--base-path", "/heavy/"],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        app, requirements = repo / "app" / "__main__.py", repo / "app" / "requirements.txt"
+        row: dict[str, Any] = {}
+        try:
+            first = _commit(repo, "heavy")
+            row["cold"] = _timed([*invoke, "dockerize"], repo, env)
+            app.write_text(app.read_text() + "\n# a code-only change\n")
+            code_only = _commit(repo, "code only")
+            row["code_only"] = _timed([*invoke, "dockerize"], repo, env)
+            row["push_first"] = _timed([*invoke, "push", "--sha", first], repo, env)
+            row["push_code_only"] = _timed([*invoke, "push", "--sha", code_only], repo, env)
+            before = _layers(env["ECR_ENDPOINT"], prefix, first)
+            after = _layers(env["ECR_ENDPOINT"], prefix, code_only)
+            row["image_bytes"] = sum(after.values())
+            row["moved_bytes"] = sum(size for digest, size in after.items() if digest not in before)
+            row["moved_layers"] = len(set(after) - set(before))
+            with requirements.open("a") as f:
+                f.write("humanize==4.17.0\n")
+            _commit(repo, "one more package")
+            row["requirements_change"] = _timed([*invoke, "dockerize"], repo, env)
+            # CI's empty cache: no local image of the service, no wheelhouse, no deps stage.
+            subprocess.run(["git", "revert", "--no-edit", "-q", "HEAD"], cwd=repo, check=True)
+            app.write_text(app.read_text() + "# the next commit\n")
+            _commit(repo, "next")
+            _remove_images(client, prefix)
+            _remove_wheelhouse_images(client, base_id)
+            shutil.rmtree(cache, ignore_errors=True)
+            for image in client.images.list(filters={"dangling": True}):
+                if (image.attrs.get("Parent") or "").endswith(base_id):
+                    client.images.remove(image.id, force=True)
+            row["cache_from_ecr"] = _timed([*invoke, "dockerize", "--cache-from-ecr"], repo, env)
+        finally:
+            _remove_images(client, prefix)
+            _remove_wheelhouse_images(client, base_id)
+            client.images.remove(fresh_base, force=True)
+    row["load"] = Path("/proc/loadavg").read_text().split()[:3]
+    return row
+
+
+def section_deps(runs: int) -> dict[str, Any]:
+    import docker
+
+    from pipeline import stack
+
+    cfg = stack.config_from(os.environ)
+    stack.up(cfg, say=lambda _line: None)
+    keep = ("CIRCLE_", "AWS_", "ECR_", "ECS_", "HONEYCOMB_", "OTEL_")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
+    environ.update(stack.env(cfg))
+    environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+    environ["PYTHONPATH"] = str(ROOT)
+    client = docker.from_env(timeout=600)
+    rows = []
+    for i in range(runs):
+        row = one_run(client, environ, environ["BASE_IMAGE"])
+        print(f"  deps run {i + 1}: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+        rows.append(row)
+    return {k: [r[k] for r in rows] for k in rows[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    result = section_deps(args.runs)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
