@@ -14,8 +14,15 @@ def version() -> str:
 
 
 def main() -> None:
+    import sys
+
     from invoke import Program
 
     from .tasks import ns
 
-    Program(namespace=ns, name="ecs-pipeline", binary="ecs-pipeline", version=version()).run()
+    # importlib.metadata costs more than the rest of start-up: read the version only
+    # when it is asked for.
+    asked = any(arg in ("-V", "--version") for arg in sys.argv[1:])
+    Program(
+        namespace=ns, name="ecs-pipeline", binary="ecs-pipeline", version=version() if asked else ""
+    ).run()

@@ -14,6 +14,7 @@ from .ecr import RegistryLogin, unavailable_login
 from .errors import StepFailed, Unavailable
 from .git import Revision
 from .output import Output
+from .wheelhouse import ARG, LABEL, Deps
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,10 @@ def build_spec(
     revision: Revision,
     created: datetime,
     cache_from: Iterable[str] = (),
-    deps_base: str = "",
+    deps: Deps | None = None,
 ) -> BuildSpec:
-    """deps_base: the image the Dockerfile's dependency stage builds from (pipeline/wheelhouse.py)."""
+    """deps: the Dockerfile's dependency stage (pipeline/wheelhouse.py): DEPS_BASE, and a
+    label naming the packages' key, which `push` and --cache-from-ecr go by."""
     dockerfile = settings.dockerfile.resolve()
     context = settings.service_dir.resolve()
     return BuildSpec(
@@ -65,8 +67,8 @@ def build_spec(
         if dockerfile.is_relative_to(context)
         else str(dockerfile),
         tag=local_name(settings, revision),
-        labels=labels(settings, revision, created),
-        buildargs={"BASE_IMAGE": settings.base_image, **({"DEPS_BASE": deps_base} if deps_base else {})},
+        labels={**labels(settings, revision, created), **({LABEL: deps.key} if deps else {})},
+        buildargs={"BASE_IMAGE": settings.base_image, **({ARG: deps.base} if deps and deps.base else {})},
         cache_from=tuple(cache_from),
         target=settings.docker_target,
     )

@@ -51,6 +51,8 @@ DIRECTORY = "/wheelhouse"  # in the DEPS_BASE image
 # Only "no index, find links here": the host's settings stay on the host.
 PIP_CONF = f"[global]\nno-index = true\nfind-links = {DIRECTORY}\n"
 IMAGE = "ecs-pipeline/wheelhouse"  # local only, tagged by content; never pushed
+CACHE_PREFIX = "deps-"  # the dependency stage's image in the service's repository
+LABEL = "ecs-pipeline.dependencies"  # on the image: the key of the packages it was built with
 _IMAGE_DOCKERFILE = f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nCOPY wheelhouse/ {DIRECTORY}/\n"
 MODES = ("auto", "always", "never")  # PIPELINE_WHEELHOUSE; auto: when the engine has no bridge
 _KEEP = 5  # wheelhouses kept in the cache, newest first
@@ -228,11 +230,10 @@ def _host_python() -> str:
     )
 
 
-def resolve(context: Path, names: Iterable[str], target: Target, cache: Path, out: Output) -> Path:
-    """The wheelhouse for these requirement files (made once per content and target)."""
-    names = sorted(set(names))
+def read_files(context: Path, names: Iterable[str]) -> dict[str, bytes]:
+    """The requirement files the dependency stage copies, by context-relative name."""
     files: dict[str, bytes] = {}
-    for name in names:
+    for name in sorted(set(names)):
         path = context / name
         if not path.is_file():
             raise ConfigError(
@@ -240,6 +241,12 @@ def resolve(context: Path, names: Iterable[str], target: Target, cache: Path, ou
                 "(it copies requirement files only: the code comes later)"
             )
         files[name] = path.read_bytes()
+    return files
+
+
+def resolve(context: Path, files: Mapping[str, bytes], target: Target, cache: Path, out: Output) -> Path:
+    """The wheelhouse for these requirement files (made once per content and target)."""
+    names = sorted(files)
     house = cache / cache_key(files, target)
     if (house / "pip.conf").exists():
         os.utime(house)
@@ -329,19 +336,56 @@ def wheelhouse_image(client: Any, base_image: str, house: Path, out: Output) -> 
     return tag
 
 
-def prepare(settings: Settings, clients: Clients, out: Output) -> str | None:
-    """The DEPS_BASE image this build needs, or None: the Dockerfile has no dependency
-    stage, or builds here reach the index themselves (auto, on an engine with a bridge)."""
-    from .local.running import has_bridge
+@dataclass(frozen=True)
+class Deps:
+    """What a build with a dependency stage is given."""
 
+    stage: str  # the Dockerfile's dependency stage
+    key: str  # the requirement files and the base's Python: names the stage's cache image
+    base: str  # DEPS_BASE ("": the Dockerfile's own default)
+
+    @property
+    def cache_tag(self) -> str:
+        return cache_tag(self.key)
+
+
+def cache_tag(key: str) -> str:
+    """The tag of a dependency stage's image in the service's repository: pushed beside the
+    image so that `dockerize --cache-from-ecr` on an empty machine reuses the installed
+    packages (the classic builder cannot take a discarded stage from the image itself)."""
+    return f"{CACHE_PREFIX}{key}"
+
+
+def plan(settings: Settings, clients: Clients) -> tuple[DepsStage, dict[str, bytes], Target, str] | None:
+    """The dependency stage, its files, the base's Python and their key; None without one."""
     stage = deps_stage(settings.dockerfile.read_text()) if settings.dockerfile.is_file() else None
     if stage is None:
         return None
-    client = clients.docker()
-    if not wanted(settings.wheelhouse, has_bridge(client)):
-        return None
     cache = cache_root(os.environ)
     cache.mkdir(parents=True, exist_ok=True)
-    target = probe(client, settings.base_image, cache)
-    house = resolve(settings.service_dir.resolve(), stage.files, target, cache, out)
-    return wheelhouse_image(client, settings.base_image, house, out)
+    target = probe(clients.docker(), settings.base_image, cache)
+    files = read_files(settings.service_dir.resolve(), stage.files)
+    return stage, files, target, cache_key(files, target)
+
+
+def prepare(settings: Settings, clients: Clients, out: Output, cached: str = "") -> Deps | None:
+    """What the build's dependency stage needs, or None when the Dockerfile has none.
+
+    cached: that stage's image from an earlier build of the same requirements (pulled by
+    --cache-from-ecr), which becomes DEPS_BASE: its packages are installed already, so
+    nothing is resolved and pip finds everything satisfied. Otherwise, where builds have
+    no network, a wheelhouse image (auto: an engine without a bridge)."""
+    from .local.running import has_bridge
+
+    planned = plan(settings, clients)
+    if planned is None:
+        return None
+    stage, files, target, key = planned
+    if cached:
+        out.detail(f"dependencies: installed already in {cached}")
+        return Deps(stage.stage, key, cached)
+    client = clients.docker()
+    if not wanted(settings.wheelhouse, has_bridge(client)):
+        return Deps(stage.stage, key, "")
+    house = resolve(settings.service_dir.resolve(), files, target, cache_root(os.environ), out)
+    return Deps(stage.stage, key, wheelhouse_image(client, settings.base_image, house, out))

@@ -201,7 +201,16 @@ def invoke_in(repo: Path, env: dict[str, str], *args: str, check: bool = True) -
     return proc.stdout + proc.stderr
 
 
-def test_a_service_with_a_real_package_builds_deploys_and_its_image_holds_no_host_pip_settings(
+def commit(repo: Path, message: str) -> str:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", message], cwd=repo, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_a_service_with_a_real_package_builds_deploys_holds_no_host_pip_settings_and_ci_reuses_its_packages(
     service: tuple[Path, dict[str, str]], prefix: str, aws_cli: Callable[..., Any]
 ) -> None:
     repo, env = service
@@ -209,17 +218,19 @@ def test_a_service_with_a_real_package_builds_deploys_and_its_image_holds_no_hos
     init_flags = ["--service-dir", "app", "--port", "9000", "--base-path", "/sizes/", "--smoke-text", TEXT]
     subprocess.run([*cli, "init", *init_flags], cwd=repo, env=env, check=True, capture_output=True)
     assert "FROM ${DEPS_BASE} AS deps" in (repo / "app" / "Dockerfile").read_text()
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], [*git, "commit", "-qm", "sizes"]):
-        subprocess.run(argv, cwd=repo, check=True)
-    sha = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-    ).stdout.strip()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    sha = commit(repo, "sizes")
 
     built = invoke_in(repo, env, "dockerize")
     assert "dependencies:" in built  # the wheelhouse was made (or taken from the cache)
     for step in (("setup",), ("push",), ("setup", "--env", "prod")):
         invoke_in(repo, env, *step)
+    # The dependency stage went to ECR beside the image, under its packages' key, first.
+    key = docker.from_env().images.get(f"{prefix}:{sha}").labels[wheelhouse.LABEL]
+    listed = aws_cli("ecr", "describe-images", "--repository-name", prefix)["imageDetails"]
+    by_tag = {tag: d["imagePushedAt"] for d in listed for tag in d.get("imageTags", [])}
+    assert set(by_tag) == {sha, wheelhouse.cache_tag(key)}
+    assert by_tag[wheelhouse.cache_tag(key)] <= by_tag[sha]
     deployed = invoke_in(repo, env, "deploy", "--env", "prod")
     assert "smoke" in deployed
 
@@ -260,3 +271,20 @@ def test_a_service_with_a_real_package_builds_deploys_and_its_image_holds_no_hos
     assert any(n.startswith("opt/venv/") and "humanize" in n for n in names)
     assert not [n for n in names if n.endswith(".whl") or n.rsplit("/", 1)[-1] in ("pip.conf", "pip.ini")]
     assert not [n for n in names if n.startswith(("wheelhouse", "tmp/deps"))]
+
+    # CI's empty machine: no local image of the service, no wheelhouse cache. The next
+    # commit's build takes the dependency stage from ECR: nothing resolved, and the
+    # packages' layer is the pushed one, byte for byte.
+    packages = list(attrs["RootFS"]["Layers"])
+    pulled = [
+        t for i in client.images.list() for t in i.tags if t.startswith(f"{env['ECR_ENDPOINT']}/{prefix}:")
+    ]
+    for tag in (image, f"{prefix}:{wheelhouse.cache_tag(key)}", *pulled):
+        client.images.remove(tag)
+    (repo / "app" / "__main__.py").write_text(APP + "# the next commit\n")
+    next_sha = commit(repo, "next")
+    empty = {**env, "XDG_CACHE_HOME": str(repo.parent / "empty-cache")}
+    seeded = invoke_in(repo, empty, "dockerize", "--cache-from-ecr")
+    assert "installed already in" in seeded and "resolving" not in seeded, seeded
+    rebuilt = client.images.get(f"{prefix}:{next_sha}").attrs["RootFS"]["Layers"]
+    assert rebuilt[:-1] == packages[:-1] and rebuilt[-1] != packages[-1]  # only the code's layer differs
