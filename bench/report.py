@@ -19,7 +19,6 @@ def spread(values: list[float], unit: str = " s", digits: int = 2) -> str:
     return f"{med(values):.{digits}f}{unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-# Why --cache-from-ecr cannot reach its target with the classic builder (bench/notes.md).
 DEPS_CACHE_MISS = "the dependency stage is discarded, so ECR's image cannot seed it: the install runs again"
 
 
