@@ -23,31 +23,20 @@ as on a developer's machine.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
+
+from images import _remove_images, _timed, fresh_run, stack_environ  # bench/ is on the path
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = Path(__file__).resolve().parent / "heavy"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
-    took = time.perf_counter() - start
-    if proc.returncode:
-        raise SystemExit(f"error: {' '.join(argv)} failed: {(proc.stdout + proc.stderr)[-900:]}")
-    return took
 
 
 def _layers(registry: str, repository: str, tag: str) -> dict[str, int]:
@@ -61,12 +50,6 @@ def _layers(registry: str, repository: str, tag: str) -> dict[str, int]:
     with urllib.request.urlopen(request, timeout=30) as resp:
         manifest = json.load(resp)
     return {layer["digest"]: int(layer["size"]) for layer in manifest["layers"]}
-
-
-def _remove_images(client: Any, prefix: str) -> None:
-    for image in client.images.list():
-        if any(tag.startswith(f"{prefix}:") or f"/{prefix}:" in tag for tag in image.tags):
-            client.images.remove(image.id, force=True)
 
 
 def _remove_wheelhouse_images(client: Any, base_id: str) -> None:
@@ -87,20 +70,7 @@ def _commit(repo: Path, message: str) -> str:
 
 
 def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
-    import boto3
-
-    prefix = f"bdeps{uuid.uuid4().hex[:8]}"
-    boto3.client(
-        "ecr",
-        endpoint_url=environ["AWS_ENDPOINT_URL"],
-        region_name=environ["AWS_DEFAULT_REGION"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_repository(repositoryName=prefix)
-    fresh_base = f"bench-base:{prefix}"
-    client.images.build(
-        fileobj=io.BytesIO(f"FROM {base}\nLABEL bench-run={prefix}\n".encode()), tag=fresh_base, rm=True
-    )
+    prefix, fresh_base = fresh_run(client, environ, base, "bdeps")
     base_id = client.images.get(fresh_base).id.split(":")[-1]
     invoke = [sys.executable, "-m", "invoke"]
     with tempfile.TemporaryDirectory(prefix="bench-deps-") as tmp:
@@ -126,12 +96,12 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
         row: dict[str, Any] = {}
         try:
             first = _commit(repo, "heavy")
-            row["cold"] = _timed([*invoke, "dockerize"], repo, env)
+            row["cold"] = _timed([*invoke, "dockerize"], repo, env, 3600)
             app.write_text(app.read_text() + "\n# a code-only change\n")
             code_only = _commit(repo, "code only")
-            row["code_only"] = _timed([*invoke, "dockerize"], repo, env)
-            row["push_first"] = _timed([*invoke, "push", "--sha", first], repo, env)
-            row["push_code_only"] = _timed([*invoke, "push", "--sha", code_only], repo, env)
+            row["code_only"] = _timed([*invoke, "dockerize"], repo, env, 3600)
+            row["push_first"] = _timed([*invoke, "push", "--sha", first], repo, env, 3600)
+            row["push_code_only"] = _timed([*invoke, "push", "--sha", code_only], repo, env, 3600)
             before = _layers(env["ECR_ENDPOINT"], prefix, first)
             after = _layers(env["ECR_ENDPOINT"], prefix, code_only)
             row["image_bytes"] = sum(after.values())
@@ -140,7 +110,7 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
             pinned = requirements.read_text()
             requirements.write_text(pinned + "humanize==4.17.0\n")
             _commit(repo, "one more package")
-            row["requirements_change"] = _timed([*invoke, "dockerize"], repo, env)
+            row["requirements_change"] = _timed([*invoke, "dockerize"], repo, env, 3600)
             # CI's empty cache: no local image of the service, no wheelhouse; the code
             # changed since the pushed image, the requirements did not.
             requirements.write_text(pinned)
@@ -152,7 +122,7 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
             for image in client.images.list(filters={"dangling": True}):
                 if (image.attrs.get("Parent") or "").endswith(base_id):
                     client.images.remove(image.id, force=True)
-            row["cache_from_ecr"] = _timed([*invoke, "dockerize", "--cache-from-ecr"], repo, env)
+            row["cache_from_ecr"] = _timed([*invoke, "dockerize", "--cache-from-ecr"], repo, env, 3600)
         finally:
             _remove_images(client, prefix)
             _remove_wheelhouse_images(client, base_id)
@@ -164,16 +134,7 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
 def section_deps(runs: int) -> dict[str, Any]:
     import docker
 
-    from pipeline import stack
-
-    cfg = stack.config_from(os.environ)
-    stack.up(cfg, say=lambda _line: None)
-    keep = ("CIRCLE_", "AWS_", "ECR_", "ECS_", "HONEYCOMB_", "OTEL_")
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(keep)}
-    environ.update(stack.env(cfg))
-    environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
-    environ["PYTHONPATH"] = str(ROOT)
+    environ = {**stack_environ(), "PYTHONPATH": str(ROOT)}
     client = docker.from_env(timeout=600)
     rows = []
     for i in range(runs):
