@@ -52,6 +52,21 @@ def test_the_scaffold_with_pyproject_dependencies_installs_them_and_without_any_
 
 
 @pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("requirements.txt", "humanize\n"),
+        ("pyproject.toml", '[project]\nname = "x"\ndependencies = ["six"]\n'),
+    ],
+)
+def test_the_scaffolds_with_a_dependency_stage_lint_clean(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / name).write_text(text)
+    (tmp_path / "Dockerfile").write_text(init.dockerfile_text(tmp_path, VALUES))
+    hadolint = Path(sys.executable).parent / "hadolint"
+    lint = subprocess.run([str(hadolint), str(tmp_path / "Dockerfile")], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize(
     ("dockerfile", "expected"),
     [
         ("FROM python:3.11-slim\nCOPY requirements.txt ./\n", None),  # no DEPS_BASE: nothing to resolve
