@@ -1,6 +1,6 @@
-"""The base image: the official python:3.11-slim where it can be pulled, else a stand-in
-built once from Debian's packages that keeps the slim image's contract.
+"""The base image: python:3.11-slim where it can be pulled, else a stand-in from Debian.
 
+The stand-in is built once from Debian's packages and keeps the slim image's contract.
 The contract a Dockerfile written for python:3.11-slim relies on, and that the stand-in
 keeps: `python`, `python3`, `pip` and `pip3` on PATH (also as /usr/local/bin/...), pip
 may install as root (no EXTERNALLY-MANAGED marker), `python -m venv` works, what pip
