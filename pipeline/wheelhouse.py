@@ -208,7 +208,7 @@ def probe(client: Any, base_image: str, cache: Path) -> Target:
         return target_of(json.loads(saved.read_text()))
     try:
         output = client.containers.run(
-            base_image, ["python3", "-c", _PROBE], network_mode="none", remove=True, stderr=True
+            base_image, ["python3", "-c", _PROBE], network_mode="none", remove=True, stderr=False
         )
     except ContainerError as exc:
         raise StepFailed(
@@ -279,8 +279,11 @@ def resolve(context: Path, files: Mapping[str, bytes], target: Target, cache: Pa
         )
     wheels.mkdir(exist_ok=True)
     (wheels / "pip.conf").write_text(PIP_CONF)
-    if not house.exists():  # else another build made it meanwhile
+    try:
         wheels.rename(house)
+    except OSError:  # another build made it meanwhile: the same wheels
+        if not (house / "pip.conf").exists():
+            raise
     shutil.rmtree(staging, ignore_errors=True)
     _prune(cache)
     size = sum(p.stat().st_size for p in house.iterdir())
