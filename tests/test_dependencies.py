@@ -22,6 +22,7 @@ import pytest
 
 from pipeline import init, wheelhouse
 from pipeline.stack import LOCAL_BASE_IMAGE
+from tests.conftest import remove_services
 from tests.helpers import INVOKE, ROOT, http_get
 
 SCAFFOLD = ROOT / "pipeline" / "scaffold"
@@ -291,10 +292,8 @@ def test_a_service_with_a_real_package_builds_deploys_holds_no_host_pip_settings
     # commit's build takes the dependency stage from ECR: nothing resolved, and the
     # packages' layer is the pushed one, byte for byte.
     packages = list(attrs["RootFS"]["Layers"])
-    pulled = [
-        t for i in client.images.list() for t in i.tags if t.startswith(f"{env['ECR_ENDPOINT']}/{prefix}:")
-    ]
-    for tag in (image, f"{prefix}:{wheelhouse.cache_tag(key)}", *pulled):
+    remove_services(env, prefix)  # its task's container, and the image the local ECS pulled
+    for tag in (image, f"{prefix}:{wheelhouse.cache_tag(key)}"):
         client.images.remove(tag)
     (repo / "app" / "__main__.py").write_text(APP + "# the next commit\n")
     next_sha = commit(repo, "next")
