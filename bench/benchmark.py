@@ -471,6 +471,11 @@ def main() -> None:
 
         results["deps"] = section_deps(1)
     results["machine"]["load_after"] = Path("/proc/loadavg").read_text().strip()
+    # Which run each section's figures come from (a section run alone keeps the others').
+    when = results.get("measured", {})
+    for section in only & {"deploy", "detection", "fleet", "startup", "images", "deps"}:
+        when[section] = f"{results['machine']['date']}, load before {load_before.split()[0]}"
+    results["measured"] = when
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str))
     from report import write

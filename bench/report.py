@@ -40,6 +40,13 @@ def write(results: dict[str, Any], report: Path, chart: Path) -> None:
         "(the machine's 2 cores are shared with other engineers' test runs: single figures wander).",
         "",
     ]
+    measured = results.get("measured")
+    if measured:
+        lines += [
+            "Sections measured in different runs (a section run alone keeps the others' figures):",
+            *[f"- {section}: {when}" for section, when in sorted(measured.items())],
+            "",
+        ]
     summary: list[str] = ["| target | measured | verdict |", "|---|---|---|"]
 
     deploy = results.get("deploy")
