@@ -23,6 +23,7 @@ as on a developer's machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import subprocess
@@ -53,11 +54,17 @@ def _layers(registry: str, repository: str, tag: str) -> dict[str, int]:
 
 
 def _remove_wheelhouse_images(client: Any, base_id: str) -> None:
+    """The run's wheelhouse images; one that intermediate images of a build still hang
+    from stays (it is never used again: every run has its own base)."""
+    from docker.errors import APIError
+
     from pipeline import wheelhouse
 
     for image in client.images.list(name=wheelhouse.IMAGE):
         if any(tag.endswith(base_id[:12]) for tag in image.tags):
-            client.images.remove(image.id, force=True)
+            for tag in image.tags:
+                with contextlib.suppress(APIError):
+                    client.images.remove(tag)
 
 
 def _commit(repo: Path, message: str) -> str:
@@ -67,6 +74,14 @@ def _commit(repo: Path, message: str) -> str:
     return subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
     ).stdout.strip()
+
+
+class _Row(dict[str, Any]):
+    """A run's figures, each printed as it is taken (a long run that fails keeps them)."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        print(f"    {key}: {value} (load {Path('/proc/loadavg').read_text().split()[0]})", flush=True)
+        super().__setitem__(key, value)
 
 
 def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
@@ -93,7 +108,7 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
             capture_output=True,
         )
         app, requirements = repo / "app" / "__main__.py", repo / "app" / "requirements.txt"
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = _Row()
         try:
             first = _commit(repo, "heavy")
             row["cold"] = _timed([*invoke, "dockerize"], repo, env, 3600)
@@ -119,14 +134,12 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
             _remove_images(client, prefix)
             _remove_wheelhouse_images(client, base_id)
             shutil.rmtree(cache, ignore_errors=True)
-            for image in client.images.list(filters={"dangling": True}):
-                if (image.attrs.get("Parent") or "").endswith(base_id):
-                    client.images.remove(image.id, force=True)
             row["cache_from_ecr"] = _timed([*invoke, "dockerize", "--cache-from-ecr"], repo, env, 3600)
         finally:
             _remove_images(client, prefix)
             _remove_wheelhouse_images(client, base_id)
-            client.images.remove(fresh_base, force=True)
+            with contextlib.suppress(Exception):
+                client.images.remove(fresh_base, force=True)
     row["load"] = Path("/proc/loadavg").read_text().split()[:3]
     return row
 
