@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import ci, config, demo, plan, smoke, stack, verbs
+from pipeline import ci, config, plan, smoke, stack, verbs
 from pipeline.clients import Clients
 from pipeline.config import CIPolicy, SmokeSettings
 from pipeline.context import Context
@@ -126,13 +126,13 @@ def test_the_local_stack_sets_no_resource_prefix() -> None:
         ("not toml [", "a", "service"),
     ],
 )
-def test_the_demo_derives_its_prefix_from_the_project(
+def test_a_prefix_is_derived_from_the_projects_name(
     tmp_path: Path, pyproject: str, dirname: str, expected: str
 ) -> None:
     root = tmp_path / dirname
     root.mkdir()
     (root / "pyproject.toml").write_text(pyproject)
-    assert demo.default_prefix(root) == expected
+    assert config.name_from_project(root) == expected
 
 
 def test_smoke_checks_the_text_only_where_configured() -> None:

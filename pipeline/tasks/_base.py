@@ -32,13 +32,19 @@ JSON_LOGS = (
 
 
 def context(
-    json_logs: bool = False, sha: str | None = None, environment: str | None = None, prefix: str | None = None
+    json_logs: bool = False,
+    sha: str | None = None,
+    environment: str | None = None,
+    prefix: str | None = None,
+    aws: bool = True,
 ) -> Context:
+    """The Context a task runs with; aws=False for tasks that name no AWS resource (build,
+    test, serve), which then need no prefix."""
     from .. import config
     from ..context import Context
 
     environ = os.environ if prefix is None else {"AWS_RESOURCE_NAME_PREFIX": prefix, **os.environ}
-    settings = config.load(environ, project_root())
+    settings = config.load(environ, project_root(), need_prefix=aws)
     use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
     ctx = Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
     if use_json:
@@ -52,7 +58,7 @@ def _log_fields(ctx: Context, sha: str | None, environment: str | None) -> dict[
         commit: str | None = ctx.revision(sha).tag
     except PipelineError:
         commit = None  # no git and no CIRCLE_SHA1, or a bad --sha that the task itself reports
-    return {"service": ctx.settings.prefix, "environment": environment, "sha": commit}
+    return {"service": ctx.settings.prefix or None, "environment": environment, "sha": commit}
 
 
 def verb(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -20,6 +20,8 @@ INIT_HELP = {
     "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
     "build_command": "the service's build step (default: none, `invoke build` is skipped)",
     "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
+    "command": "how the service starts, run from the repository's root: the image's CMD (exec form, "
+    "no shell) and serve_command (default: found from __main__.py or app.py/main.py/server.py)",
     "force": "replace files (and the [tool.pipeline] section) that already exist",
 }
 
@@ -77,14 +79,18 @@ def init(
     smoke_text=None,
     build_command=None,
     test_command=None,
+    command=None,
     force=False,
 ):
     """Scaffold this repository for the pipeline: tasks.py, settings, templates, Dockerfile, CI."""
     from pipeline import init as scaffolding
+    from pipeline.cli import source
     from pipeline.cli import version as installed
 
-    flags = (service_dir, port, base_path, health_path, smoke_text, build_command, test_command, force)
-    scaffolding.run(Path.cwd(), scaffolding.InitOptions(*flags), installed())
+    options = scaffolding.InitOptions(
+        service_dir, port, base_path, health_path, smoke_text, build_command, test_command, force, command
+    )
+    scaffolding.run(Path.cwd(), options, installed(), source=source())
 
 
 @task

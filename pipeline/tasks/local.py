@@ -45,4 +45,4 @@ def serve(c, env_file=None):
     """Run the service without Docker, with local.env loaded (`serve_command` in [tool.pipeline])."""
     from pipeline import local
 
-    local.serve(context(), env_file)
+    local.serve(context(aws=False), env_file)
