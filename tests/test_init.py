@@ -22,7 +22,7 @@ from pipeline import config, init, plan, start_command, taskdef
 from pipeline.cli import source, version
 from pipeline.errors import ConfigError
 from tests.helpers import GREETER_INIT
-from tests.test_circleci import REFS, circleci_jobs, workflow_jobs
+from tests.test_circleci import REFS, aws_access_problems, circleci_jobs, workflow_jobs
 
 BIN = Path(sys.executable).parent
 GREETER = [*GREETER_INIT, "--smoke-text", "Hello, greeter"]
@@ -294,6 +294,19 @@ def test_the_circleci_config_runs_what_the_services_policy_plans(greeter: Path, 
         ("invoke", *shlex.split(c)[1:]) for job in jobs for c in job.commands if c.startswith("ecs-pipeline ")
     ]
     assert ran == expected, f"{kind} {ref}: CircleCI runs {ran}"
+
+
+@pytest.mark.parametrize(("kind", "ref"), REFS)
+def test_the_circleci_config_follows_the_ci_identity_policy(greeter: Path, kind: Any, ref: str) -> None:
+    """Per-environment deploy contexts, the push role's `aws` only for push, the V2 token."""
+    cfg = yaml.safe_load((greeter / ".circleci" / "config.yml").read_text())
+    assert aws_access_problems(cfg, kind, ref, binary="ecs-pipeline") == []
+
+
+def test_the_circleci_config_installs_the_aws_cli_before_it_calls_sts(greeter: Path) -> None:
+    cfg = yaml.safe_load((greeter / ".circleci" / "config.yml").read_text())
+    commands = [s["run"]["command"] for s in cfg["commands"]["aws-credentials"]["steps"]]
+    assert commands[0] == "python -m pipx install --quiet awscli" and "aws sts" in commands[1]
 
 
 def test_the_circleci_jobs_run_only_ecs_pipeline_tasks(greeter: Path) -> None:
