@@ -37,14 +37,16 @@ def context(
     environment: str | None = None,
     prefix: str | None = None,
     aws: bool = True,
+    root: Path | None = None,
 ) -> Context:
     """The Context a task runs with; aws=False for tasks that name no AWS resource (build,
-    test, serve), which then need no prefix."""
+    test, serve), which then need no prefix. `root`: the project (default: found from the
+    working directory)."""
     from .. import config
     from ..context import Context
 
     environ = os.environ if prefix is None else {"AWS_RESOURCE_NAME_PREFIX": prefix, **os.environ}
-    settings = config.load(environ, project_root(), need_prefix=aws)
+    settings = config.load(environ, root or project_root(), need_prefix=aws)
     use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
     ctx = Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
     if use_json:
