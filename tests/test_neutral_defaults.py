@@ -186,3 +186,18 @@ def test_this_repository_keeps_hello_worlds_values_in_its_own_file() -> None:
     section = config.read_project_file(root)
     assert section["service_dir"] == "hello_world" and section["smoke"] == {"text": "Hello World!"}
     assert json.dumps(config.project._PROJECT_DEFAULTS).lower().count("hello") == 0
+
+
+def test_a_step_over_several_services_ends_failed_when_one_failed_without_raising() -> None:
+    stream = io.StringIO()
+    out = Output(stream=stream, json_logs=True)
+    with out.step("smoke test 2 services"):
+        out.detail("audit: GET ...: HTTP 200")
+        out.fail("1 services failed; ledger: smoke test failed")
+    with out.step("next"):
+        pass  # the mark ends with its step
+    assert [(s.name, s.status, s.error) for s in out.steps] == [
+        ("smoke test 2 services", "failed", "1 services failed; ledger: smoke test failed"),
+        ("next", "ok", ""),
+    ]
+    assert "<== smoke test 2 services: failed" in stream.getvalue()
