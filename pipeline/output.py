@@ -7,12 +7,23 @@ duration, error and the context: service, environment, sha) so CI logs can be se
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+
+# Terminal escape sequences (colours, cursor moves) as programs write them for a terminal.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def plain(text: str) -> str:
+    """Text without terminal escape sequences: a build's coloured stderr reads as text in a
+    CI log or a file instead of `[91m` noise."""
+    return _ESCAPES.sub("", text)
 
 
 @dataclass
