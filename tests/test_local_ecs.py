@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import pytest
 
+from pipeline import ecs as pipeline_ecs
 from pipeline.stack.emulator.engine import (
     CLUSTER_LABEL,
     CONTAINER_LABEL,
@@ -135,6 +136,36 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
     )
     assert final["containers"][0]["exitCode"] == 3
     wait_until(lambda: not containers(environ, f"{prefix}-cluster"), timeout=15)
+
+
+def test_a_task_whose_secret_is_missing_never_starts_and_has_no_exit_code(
+    aws: Aws, prefix: str, repository: str, environ: dict[str, str], hello_image: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "2" * 40)
+    ecs = aws("ecs")
+    ecs.create_cluster(clusterName=f"{prefix}-cluster")
+    definition = hello_task_definition(f"{prefix}-job", image)
+    definition["containerDefinitions"][0]["secrets"] = [{"name": "TOKEN", "valueFrom": f"/{prefix}/absent"}]
+    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    (task,) = ecs.run_task(
+        cluster=f"{prefix}-cluster",
+        taskDefinition=arn,
+        launchType="FARGATE",
+        networkConfiguration=default_network(aws),
+    )["tasks"]
+
+    def stopped() -> dict[str, Any] | None:
+        (now,) = ecs.describe_tasks(cluster=f"{prefix}-cluster", tasks=[task["taskArn"]])["tasks"]
+        return now if now["lastStatus"] == "STOPPED" else None
+
+    final = wait_until(stopped, timeout=30)
+    assert final["stopCode"] == "TaskFailedToStart", final["stoppedReason"]
+    assert "exitCode" not in final["containers"][0]  # as ECS: it never ran, so it has none
+    reason = pipeline_ecs.task_reason(final)
+    assert (
+        reason.endswith(f"{definition['containerDefinitions'][0]['name']}: never ran")
+        and "exit 0" not in reason
+    )
 
 
 def test_ecs_refusals_keep_ecs_messages(aws: Aws, prefix: str, environ: dict[str, str]) -> None:
