@@ -367,10 +367,15 @@ def status(clients: Clients, cluster: str, service: str, events: int = 5) -> dic
         "pendingCount": answer.get("pendingCount", 0),
         "deployments": [d.line() for d in deployments(answer)],
         "events": [
-            {"at": str(e.get("createdAt", "")), "message": e["message"]}
+            {"at": _iso(e.get("createdAt")), "message": e["message"]}
             for e in answer.get("events", [])[:events]
         ],
     }
+
+
+def _iso(at: Any) -> str | None:
+    """An event's time for scripts: ISO 8601 in UTC, to the second."""
+    return at.astimezone(UTC).isoformat(timespec="seconds") if isinstance(at, datetime) else None
 
 
 @dataclass(frozen=True)

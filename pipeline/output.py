@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TextIO
-
 
 # Terminal escape sequences (colours, cursor moves) as programs write them for a terminal.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
@@ -24,6 +24,11 @@ def plain(text: str) -> str:
     """Text without terminal escape sequences: a build's coloured stderr reads as text in a
     CI log or a file instead of `[91m` noise."""
     return _ESCAPES.sub("", text)
+
+
+def when(at: datetime) -> str:
+    """A time as people read it in this tool's output: `2026-12-02 09:51:13 UTC`."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +77,12 @@ def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit(f"error: {exc.message}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except BrokenPipeError:
+            # The reader stopped reading (`invoke status | head`): not our error. Quiet, with
+            # the exit code of a process ended by SIGPIPE; stdout goes to /dev/null so the
+            # interpreter's last flush has nowhere to fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
         except Exit:
             raise
         except Exception as exc:  # a bug or an outside failure nobody mapped: still one line

@@ -206,8 +206,10 @@ def integration(c, env, url=None, json_logs=False):
 def status(c, env, json=False):
     """Show what runs in an environment: revision, image, sha, rollout state, counts, last events."""
     import json as jsonlib
+    from datetime import datetime
 
     from pipeline import ecs
+    from pipeline.output import when
 
     ctx = context()
     environment = ctx.settings.environment(env)
@@ -224,7 +226,8 @@ def status(c, env, json=False):
     for line in report["deployments"]:
         print(f"  deployment {line}")
     for event in report["events"]:
-        print(f"  {event['at']}  {event['message']}")
+        at = when(datetime.fromisoformat(event["at"])) if event["at"] else "(no time)"
+        print(f"  {at}  {event['message']}")
 
 
 @task(
