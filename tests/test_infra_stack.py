@@ -211,6 +211,10 @@ def test_environment_lifecycle_and_a_setup_never_undoes_a_deploy(
     result = infra.setup(again, "staging")
     assert [s["action"] for s in result["stacks"]] == ["unchanged", "unchanged"]
     assert result["stacks"][1]["outputs"]["ServiceName"] == env.service
+    # Nothing to change still ends with every stack's outputs.
+    shown = said(again)
+    assert f"outputs of {prefix}-project (unchanged):" in shown
+    assert f"outputs of {prefix}-staging (unchanged):" in shown and f"  ServiceName = {env.service}" in shown
 
     asked: list[str] = []
     infra.teardown(again, "staging", force=False, confirm=lambda name: asked.append(name) or True)
