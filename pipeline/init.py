@@ -2,7 +2,7 @@
 
 Everything is decided before anything is written: the flags are checked, every file is
 rendered, pyproject.toml's new text is parsed back, and files that exist are refused
-(unless --force). Then the files are written and the next commands printed. The
+(unless --overwrite). Then the files are written and the next commands printed. The
 templates are package data in pipeline/scaffold/; `@@name@@` marks what init fills in,
 so the task definition's own `${placeholders}` pass through untouched.
 """
@@ -67,7 +67,9 @@ def check_options(options: InitOptions) -> Checked:
     except ValueError:
         port = 0
     if not 1 <= port <= 65535:
-        problems.append(f"--port {options.port!r}: must be a port number 1-65535 (e.g. --port 9000)")
+        problems.append(
+            f"--container-port {options.port!r}: must be a port number 1-65535 (e.g. --container-port 9000)"
+        )
     base = options.base_path
     if not (_PATH_RE.match(base) and base.endswith("/")):
         problems.append(f"--base-path {base!r}: must start and end with '/' with no spaces (e.g. /orders/)")
@@ -149,7 +151,7 @@ def pipeline_section(c: Checked, prefix: str, command: tuple[str, ...]) -> str:
 
 
 def _without_pipeline_tables(text: str) -> str:
-    """The text with every [tool.pipeline] / [tool.pipeline.*] table removed (for --force)."""
+    """The text with every [tool.pipeline] / [tool.pipeline.*] table removed (for --overwrite)."""
     kept: list[str] = []
     dropping = False
     for line in text.splitlines(keepends=True):
@@ -287,13 +289,13 @@ def plan_files(
         existing.insert(0, f"[tool.pipeline] in {PROJECT_FILE}")
     if existing and not force:
         raise ConfigError(
-            f"init would overwrite {', '.join(existing)}; pass --force to replace them (nothing was written)"
+            f"init would overwrite {', '.join(existing)}; pass --overwrite to replace them (nothing was written)"
         )
     files[project] = str(text)
     ignore = root / ".gitignore"
     ignored = gitignore_text(ignore.read_text() if ignore.exists() else None)
     if ignored is not None:
-        files[ignore] = ignored  # extended, never replaced: no --force needed
+        files[ignore] = ignored  # extended, never replaced: no --overwrite needed
     return files, notes
 
 

@@ -140,7 +140,7 @@ def test_the_settings_load_as_the_flags_said(greeter: Path) -> None:
 
 def test_a_missing_pyproject_is_created(tmp_path: Path) -> None:
     (tmp_path / "app.py").write_text("if __name__ == '__main__':\n    pass\n")
-    proc = scaffold(tmp_path, "--port", "9000")
+    proc = scaffold(tmp_path, "--container-port", "9000")
     assert proc.returncode == 0, proc.stderr
     data = tomllib.loads((tmp_path / "pyproject.toml").read_text())
     assert set(data) == {"tool"} and data["tool"]["pipeline"]["service_dir"] == "."
@@ -157,13 +157,15 @@ def test_nothing_is_overwritten_without_force(greeter: Path) -> None:
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("error: init would overwrite [tool.pipeline] in pyproject.toml, tasks.py, ")
-    assert "app/deploy/prod.json" in proc.stderr and "pass --force" in proc.stderr
+    assert "app/deploy/prod.json" in proc.stderr and "pass --overwrite" in proc.stderr
     assert snapshot(greeter) == before
 
 
 def test_force_replaces_the_section_and_the_files_but_not_other_tables(greeter: Path) -> None:
     (greeter / "tasks.py").write_text("# a hand-made one\n")
-    proc = scaffold(greeter, "--service-dir", "app", "--port", "9100", "--base-path", "/g/", "--force")
+    proc = scaffold(
+        greeter, "--service-dir", "app", "--container-port", "9100", "--base-path", "/g/", "--overwrite"
+    )
     assert proc.returncode == 0, proc.stderr
     text = (greeter / "pyproject.toml").read_text()
     assert text.startswith(OTHER_SECTIONS) and text.count("[tool.pipeline]") == 1
@@ -176,7 +178,9 @@ def test_force_replaces_the_section_and_the_files_but_not_other_tables(greeter: 
 def test_an_existing_dockerfile_is_kept(tmp_path: Path) -> None:
     (tmp_path / "svc").mkdir()
     (tmp_path / "svc" / "Dockerfile").write_text("FROM scratch\n")
-    proc = scaffold(tmp_path, "--service-dir", "svc", "--port", "9000", "--command", "python -m svc")
+    proc = scaffold(
+        tmp_path, "--service-dir", "svc", "--container-port", "9000", "--command", "python -m svc"
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "svc" / "Dockerfile").read_text() == "FROM scratch\n"
     assert (
@@ -188,8 +192,8 @@ def test_an_existing_dockerfile_is_kept(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--port", "0"], "--port '0': must be a port number 1-65535"),
-        (["--port", "http"], "--port 'http': must be a port number 1-65535"),
+        (["--container-port", "0"], "--container-port '0': must be a port number 1-65535"),
+        (["--container-port", "http"], "--container-port 'http': must be a port number 1-65535"),
         (["--base-path", "greet/"], "--base-path 'greet/': must start and end with '/'"),
         (["--base-path", "/greet"], "--base-path '/greet': must start and end with '/'"),
         (["--base-path", "/a b/"], "--base-path '/a b/'"),

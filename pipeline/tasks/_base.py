@@ -19,6 +19,16 @@ if TYPE_CHECKING:  # config (its validation patterns) loads when a task runs, no
     from ..context import Context
 
 
+def task(*args: Any, **kwargs: Any) -> Any:
+    """Invoke's @task with long flags only. Invoke would give each flag the first free
+    letter of its name, so `-t` meant --timeout in deploy and --to in rollback and `-f`
+    four things, some of them Invoke's own flags (`-f` is --config before the task name);
+    a long name means one thing in every task."""
+    import invoke
+
+    return invoke.task(*args, **{"auto_shortflags": False, **kwargs})
+
+
 def project_root() -> Path:
     """The service repository the tasks act on, found from the working directory."""
     from .. import config

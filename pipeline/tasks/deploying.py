@@ -6,11 +6,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
 
 from ..errors import PipelineError
 from ..output import Output
-from ._base import JSON_LOGS, context, project_root, verb
+from ._base import JSON_LOGS, context, project_root, task, verb
 
 _DEPLOY_HELP = {
     "env": "environment to deploy to (prod, staging, or one from [tool.pipeline.environments])",

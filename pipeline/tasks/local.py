@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from invoke import task
-
-from ._base import context, verb
+from ._base import context, task, verb
 
 
 @task(
-    auto_shortflags=False,  # -h would be --highest-version, not help
     help={
         "sha": "run the image of this commit: a full sha or a unique prefix",
         "latest": "run the most recently pushed image (its local copy is removed first)",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-from invoke import task
-
-from ._base import JSON_LOGS, context, project_root, verb
+from ._base import JSON_LOGS, context, project_root, task, verb
 
 
 @task(help={"json_logs": JSON_LOGS})
