@@ -5,6 +5,9 @@ The command runs from the repository's root in both places it is used: as
 layout (the build context copied to /srv/<service_dir>). So one command, found once,
 means the same thing in both. Pure functions over the paths they are given; the only
 I/O is reading the service's own files.
+
+Detected commands run `python3`: the official python images, Debian's python3 (the local
+stack's base image) and every virtualenv have it, where `python` is missing on Debian.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ _APP_OBJECT = re.compile(
     re.MULTILINE,
 )
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-FLAG_HINT = "pass --command with the service's start command, e.g. --command 'python -m yourservice'"
+PYTHON = "python3"
+FLAG_HINT = "pass --command with the service's start command, e.g. --command 'python3 -m yourservice'"
 
 
 def parse(command: str) -> tuple[str, ...]:
@@ -48,22 +52,22 @@ def detect(root: Path, service_dir: str) -> tuple[str, ...]:
     """The start command init finds, or a ConfigError that says what it saw and names --command.
 
     In order: a package with __main__.py (the service directory itself, or a top-level
-    package when the service directory is the repository) → `python -m <package>`; else one
-    app.py/main.py/server.py with a `__main__` guard → `python <that file>`."""
+    package when the service directory is the repository) → `python3 -m <package>`; else one
+    app.py/main.py/server.py with a `__main__` guard → `python3 <that file>`."""
     service = root / service_dir
     packages = [service] if service_dir != "." else sorted(p for p in service.iterdir() if p.is_dir())
     modules = [_module(root, p) for p in packages if (p / "__main__.py").is_file()]
     if len(modules) == 1:
-        return ("python", "-m", modules[0])
+        return (PYTHON, "-m", modules[0])
     if len(modules) > 1:
-        shown = ", ".join(f"python -m {m}" for m in modules)
+        shown = ", ".join(f"{PYTHON} -m {m}" for m in modules)
         raise ConfigError(f"init found several packages with __main__.py ({shown}); pass --command with one")
     scripts = [service / name for name in SCRIPTS if (service / name).is_file()]
     guarded = [s for s in scripts if _MAIN_GUARD.search(_read(s))]
     if len(guarded) == 1:
-        return ("python", _relative(root, guarded[0]))
+        return (PYTHON, _relative(root, guarded[0]))
     if len(guarded) > 1:
-        shown = ", ".join(f"python {_relative(root, s)}" for s in guarded)
+        shown = ", ".join(f"{PYTHON} {_relative(root, s)}" for s in guarded)
         raise ConfigError(f"init found several start scripts ({shown}); pass --command with one")
     server = _app_server(root, service)
     app = next(((s, m[1]) for s in scripts if (m := _APP_OBJECT.search(_read(s)))), None)

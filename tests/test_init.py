@@ -118,7 +118,7 @@ def test_pyproject_gains_the_section_and_keeps_every_other_table(greeter: Path) 
         "service_dir": "app",
         "container_port": 9000,
         "base_path": "/greet/",
-        "serve_command": "python -m app",
+        "serve_command": "python3 -m app",
         "smoke": {"text": "Hello, greeter"},
         "infra": {"health_check_path": "/greet/healthz"},
     }
@@ -216,7 +216,7 @@ def test_bad_flag_values_are_refused_in_one_line_before_anything_is_written(
 def test_a_section_written_as_dotted_keys_is_not_edited_blindly(tmp_path: Path) -> None:
     original = "[tool]\npipeline = {container_port = 8080}\n"
     with pytest.raises(ConfigError, match="cannot add \\[tool.pipeline\\] without changing other settings"):
-        section = init.pipeline_section(init.check_options(init.InitOptions()), "shop", ("python", "app.py"))
+        section = init.pipeline_section(init.check_options(init.InitOptions()), "shop", ("python3", "app.py"))
         init.project_file_text(original, section, True)
 
 
@@ -346,14 +346,14 @@ MAIN_GUARD = 'import os\n\n\nif __name__ == "__main__":\n    print(os.environ["P
 @pytest.mark.parametrize(
     ("files", "service_dir", "expected"),
     [
-        ({"app/__main__.py": ""}, "app", ("python", "-m", "app")),
-        ({"services/web/__main__.py": ""}, "services/web", ("python", "-m", "services.web")),
-        ({"ledger/__main__.py": "", "README.md": ""}, ".", ("python", "-m", "ledger")),
-        ({"app.py": MAIN_GUARD}, ".", ("python", "app.py")),
-        ({"svc/server.py": MAIN_GUARD, "svc/util.py": ""}, "svc", ("python", "svc/server.py")),
+        ({"app/__main__.py": ""}, "app", ("python3", "-m", "app")),
+        ({"services/web/__main__.py": ""}, "services/web", ("python3", "-m", "services.web")),
+        ({"ledger/__main__.py": "", "README.md": ""}, ".", ("python3", "-m", "ledger")),
+        ({"app.py": MAIN_GUARD}, ".", ("python3", "app.py")),
+        ({"svc/server.py": MAIN_GUARD, "svc/util.py": ""}, "svc", ("python3", "svc/server.py")),
         # __main__.py comes first; a script without a guard is not a start command.
-        ({"app/__main__.py": "", "app/main.py": MAIN_GUARD}, "app", ("python", "-m", "app")),
-        ({"main.py": MAIN_GUARD, "app.py": "x = 1\n"}, ".", ("python", "main.py")),
+        ({"app/__main__.py": "", "app/main.py": MAIN_GUARD}, "app", ("python3", "-m", "app")),
+        ({"main.py": MAIN_GUARD, "app.py": "x = 1\n"}, ".", ("python3", "main.py")),
     ],
 )
 def test_init_finds_how_the_service_starts(
@@ -387,11 +387,11 @@ def test_init_finds_how_the_service_starts(
         ({"app.py": "print(1)\n"}, 'app.py without an `if __name__ == "__main__":` guard); pass --command'),
         (
             {"app.py": MAIN_GUARD, "server.py": MAIN_GUARD},
-            "several start scripts (python app.py, python server.py)",
+            "several start scripts (python3 app.py, python3 server.py)",
         ),
         (
             {"a/__main__.py": "", "b/__main__.py": ""},
-            "several packages with __main__.py (python -m a, python -m b)",
+            "several packages with __main__.py (python3 -m a, python3 -m b)",
         ),
     ],
 )
@@ -443,7 +443,7 @@ def test_a_command_the_image_could_not_run_is_refused(tmp_path: Path, command: s
 
 def test_the_dockerfile_for_a_service_directory_keeps_the_repositorys_layout(greeter: Path) -> None:
     text = (greeter / "app" / "Dockerfile").read_text()
-    assert "COPY --chown=10001:10001 . /srv/app/\n" in text and 'CMD ["python", "-m", "app"]\n' in text
+    assert "COPY --chown=10001:10001 . /srv/app/\n" in text and 'CMD ["python3", "-m", "app"]\n' in text
 
 
 def test_gitignore_is_written_or_extended_never_replaced(tmp_path: Path, greeter: Path) -> None:
