@@ -630,6 +630,7 @@ def test_a_service_with_a_third_party_dependency_builds_from_the_index_and_answe
             image.id,
             ["sh", "-c", "ls /etc/pip.conf ~/.pip ~/.config/pip 2>&1; env | grep -i pip || true"],
             remove=True,
+            network_mode="none",
         )
         .decode()
     )
