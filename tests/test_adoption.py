@@ -579,13 +579,16 @@ DEPENDENCY = "six==1.17.0"  # a real package from the index, pure Python, no dep
 
 
 def _installs_requirements() -> bool:
-    """Whether init writes a Dockerfile that installs requirements.txt (issue 21, item 2)."""
+    """Whether init writes a Dockerfile that installs requirements.txt (issue 21, item 2):
+    asked of init itself, in a scratch repository."""
     from pipeline import init
 
     probe = Path(tempfile.mkdtemp())
     try:
         (probe / "requirements.txt").write_text(DEPENDENCY + "\n")
-        return init.dockerfile_template(probe) != "Dockerfile.txt"
+        options = init.InitOptions(command="python3 app.py")
+        init.run(probe, options, "0+unknown", say=lambda _line: None)
+        return "requirements.txt" in (probe / "Dockerfile").read_text().split("COPY", 1)[-1]
     finally:
         shutil.rmtree(probe)
 
