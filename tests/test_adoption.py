@@ -15,6 +15,7 @@ they are released together from a third directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -184,11 +185,14 @@ def greeter(tmp_path: Path, greeter_env: dict[str, str]) -> Path:
 def cleanup(prefix: str, environ: dict[str, str]) -> Iterator[None]:
     yield
     client = docker.from_env()
+    # The local ECS removes its task containers meanwhile: one already gone is not an error.
     for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
-        container.remove(force=True)
-    images = client.images.list(name=f"{environ['ECR_ENDPOINT']}/{prefix}") + client.images.list(name=prefix)
-    for image_id in {image.id for image in images}:
-        client.images.remove(image_id, force=True)
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+    names = {image.id for image in client.images.list() for tag in image.tags if prefix in tag}
+    for image_id in names:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            client.images.remove(image_id, force=True)
 
 
 def test_a_second_service_goes_from_init_to_a_verified_deployment(
