@@ -5,6 +5,7 @@ wherever it appears."""
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 
 from invoke import Collection, Program
@@ -20,8 +21,11 @@ def flags(collection: Collection, prefix: str = "") -> dict[str, dict[str, str]]
     found: dict[str, dict[str, str]] = {}
     for name, task in collection.tasks.items():
         helps = {k.replace("_", "-"): v for k, v in task.help.items()}
+        # get_arguments pops each flag's help off the task: ask a copy, not the shared ns.
+        probe = copy.copy(task)
+        probe.help = dict(task.help)
         found[prefix + name] = {
-            "/".join(arg.names): helps.get(arg.names[0], "") for arg in task.get_arguments()
+            "/".join(arg.names): helps.get(arg.names[0], "") for arg in probe.get_arguments()
         }
     for name, sub in collection.collections.items():
         found.update(flags(sub, f"{name}."))
