@@ -84,6 +84,28 @@ def test_service_tasks_are_labelled_containers_and_desired_zero_or_delete_leaves
     wait_until(lambda: not containers(environ, deploy_target.cluster), timeout=60)
 
 
+def run_one_task(
+    aws: Aws,
+    cluster: str,
+    definition: dict[str, Any],
+    watch: Callable[[dict[str, Any]], None] = lambda _t: None,
+) -> dict[str, Any]:
+    """Register the definition, RunTask it on Fargate, and wait until it STOPPED, handing
+    each DescribeTasks answer to `watch` on the way; the last answer."""
+    ecs = aws("ecs")
+    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    (task,) = ecs.run_task(
+        cluster=cluster, taskDefinition=arn, launchType="FARGATE", networkConfiguration=default_network(aws)
+    )["tasks"]
+
+    def stopped() -> dict[str, Any] | None:
+        (now,) = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
+        watch(now)
+        return now if now["lastStatus"] == "STOPPED" else None
+
+    return dict(wait_until(stopped, timeout=30))
+
+
 def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
     aws: Aws, prefix: str, repository: str, environ: dict[str, str], hello_image: str
 ) -> None:
@@ -102,25 +124,16 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
             {"name": "DB_PASSWORD", "valueFrom": f"{secret['ARN']}:pw::"},
         ],
     )
-    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
-    (task,) = ecs.run_task(
-        cluster=f"{prefix}-cluster",
-        taskDefinition=arn,
-        launchType="FARGATE",
-        networkConfiguration=default_network(aws),
-    )["tasks"]
     seen: set[Any] = set()
 
-    def stopped() -> dict[str, Any] | None:
-        (now,) = ecs.describe_tasks(cluster=f"{prefix}-cluster", tasks=[task["taskArn"]])["tasks"]
+    def watch(now: dict[str, Any]) -> None:
         seen.add(now["lastStatus"])
         for container in containers(environ, f"{prefix}-cluster") if now["lastStatus"] == "RUNNING" else []:
             env = env_of(container)
             if env:
                 seen.add((env["TOKEN"], env["DB_PASSWORD"]))
-        return now if now["lastStatus"] == "STOPPED" else None
 
-    final = wait_until(stopped, timeout=30)
+    final = run_one_task(aws, f"{prefix}-cluster", definition, watch)
     assert "RUNNING" in seen, (final["stoppedReason"], final["containers"])
     assert ("from-ssm", "from-asm") in seen  # the secrets, resolved when the task started
     assert seen - {("from-ssm", "from-asm")} <= {
@@ -146,19 +159,7 @@ def test_a_task_whose_secret_is_missing_never_starts_and_has_no_exit_code(
     ecs.create_cluster(clusterName=f"{prefix}-cluster")
     definition = hello_task_definition(f"{prefix}-job", image)
     definition["containerDefinitions"][0]["secrets"] = [{"name": "TOKEN", "valueFrom": f"/{prefix}/absent"}]
-    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
-    (task,) = ecs.run_task(
-        cluster=f"{prefix}-cluster",
-        taskDefinition=arn,
-        launchType="FARGATE",
-        networkConfiguration=default_network(aws),
-    )["tasks"]
-
-    def stopped() -> dict[str, Any] | None:
-        (now,) = ecs.describe_tasks(cluster=f"{prefix}-cluster", tasks=[task["taskArn"]])["tasks"]
-        return now if now["lastStatus"] == "STOPPED" else None
-
-    final = wait_until(stopped, timeout=30)
+    final = run_one_task(aws, f"{prefix}-cluster", definition)
     assert final["stopCode"] == "TaskFailedToStart", final["stoppedReason"]
     assert "exitCode" not in final["containers"][0]  # as ECS: it never ran, so it has none
     reason = pipeline_ecs.task_reason(final)
