@@ -101,7 +101,7 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, Any]:
         subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
         init = [sys.executable, "-c", "from pipeline.cli import main; main()", "init"]
         subprocess.run(
-            [*init, "--service-dir", "app", "--base-path", "/heavy/"],
+            [*init, "--service-dir", "app", "--base-path", "/heavy/", "--command", "python3 -m app"],
             cwd=repo,
             env=env,
             check=True,

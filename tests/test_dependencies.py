@@ -26,7 +26,14 @@ from tests.conftest import remove_services
 from tests.helpers import INVOKE, ROOT, http_get
 
 SCAFFOLD = ROOT / "pipeline" / "scaffold"
-VALUES = {"port": 9000, "base_path": "/x/", "module": "app", "service_dir": "app"}
+VALUES = {
+    "port": 9000,
+    "base_path": "/x/",
+    "service_dir": "app",
+    "copy_to": "/srv/app/",
+    "cmd": '["python3", "-m", "app"]',
+    "command_text": "python3 -m app",
+}
 
 # --- deciding (pure) ------------------------------------------------------------
 
