@@ -19,7 +19,7 @@ def spread(values: list[float], unit: str = " s", digits: int = 2) -> str:
     return f"{med(values):.{digits}f}{unit} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-DEPS_CACHE_MISS = "the dependency stage is discarded, so ECR's image cannot seed it: the install runs again"
+DEPS_CACHE_MISS = "see bench/notes.md"
 
 
 def verdict(ok: bool, miss: str = "") -> str:
@@ -31,8 +31,8 @@ def write(results: dict[str, Any], report: Path, chart: Path) -> None:
     lines = [
         "# Benchmarks",
         "",
-        "Written by `python bench/benchmark.py` (one run; see bench/README.md). Every figure below",
-        "comes from that run. Medians, with min–max in brackets.",
+        "Written by `python bench/benchmark.py` (see bench/README.md). Each section's figures come",
+        "from one run, listed below the machine. Medians, with min–max in brackets.",
         "",
         f"**Machine:** {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']},",
         f"moto {m['moto']}, botocore {m['botocore']}, {m.get('ecs-deploy', 'ecs-deploy ?')}, {m.get('aws', '')}, {m.get('jq', '')}.",
@@ -116,7 +116,7 @@ def write(results: dict[str, Any], report: Path, chart: Path) -> None:
             f"{verdict(seeded <= 0.25, DEPS_CACHE_MISS)} |"
         )
         summary.append(
-            f"| dependency-heavy service: a code-only push moves ≤ 5 % of the image's bytes | {moved * 100:.2f} % "
+            f"| dependency-heavy service: a code-only push moves ≤ 5 % of the image's bytes | {moved * 100:.3f} % "
             f"({med(deps['moved_layers']):g} layer) | {verdict(moved <= 0.05)} |"
         )
     if startup and "help_fabfuel" in startup:
@@ -275,7 +275,7 @@ def write(results: dict[str, Any], report: Path, chart: Path) -> None:
             "|---|---|---|---|",
             f"| first push (empty repository) | {spread(deps['push_first'])} | {med(deps['image_bytes']) / mb:.1f} MB | 100 % |",
             f"| code-only change | {spread(deps['push_code_only'])} | {med(deps['moved_bytes']) / 1e3:.1f} kB "
-            f"({med(deps['moved_layers']):g} layer) | {med(deps['moved_bytes']) / med(deps['image_bytes']) * 100:.2f} % |",
+            f"({med(deps['moved_layers']):g} layer) | {med(deps['moved_bytes']) / med(deps['image_bytes']) * 100:.3f} % |",
             "",
             "Bytes are the registry's compressed layer sizes (its manifests), so what moved is exact.",
             "",
