@@ -31,8 +31,8 @@ def main() -> None:
 
     from .tasks import ns
 
-    # importlib.metadata costs more than the rest of start-up: read the version only
-    # when it is asked for.
+    # The installed version is a search of the distributions on sys.path: made only
+    # when --version asks for it.
     asked = any(arg in ("-V", "--version") for arg in sys.argv[1:])
     Program(
         namespace=ns, name="ecs-pipeline", binary="ecs-pipeline", version=version() if asked else ""
