@@ -1,7 +1,7 @@
 """Every speed target of issue 13, measured side by side with the peers, in one run.
 
     python bench/benchmark.py                 # everything (~20 min); writes docs/benchmarks.md + .png
-    python bench/benchmark.py --only fleet    # one section (deploy, detection, fleet, startup, images)
+    python bench/benchmark.py --only fleet    # one section (deploy, detection, fleet, startup, images, deps)
 
 Needs the `test` and `bench` extras (`pip install -e '.[test,bench]'`), `jq`, and for the
 image section the local stack (`invoke stack.up`; its ports from STACK_* as usual).
@@ -306,16 +306,26 @@ def section_startup(runs: int) -> dict[str, Any]:
         Path(bare, "tasks.py").write_text(
             "from invoke import task\n\n\n@task\ndef hello(c):\n    print('hi')\n"
         )
-        invoke = [sys.executable, "-m", "invoke", "--list"]
-        times: dict[str, list[float]] = {"ours": [], "bare": []}
-        for i in range(runs + 1):
-            for name, cwd in (("ours", ROOT), ("bare", Path(bare))):
+        invoke = [sys.executable, "-m", "invoke"]
+        # `invoke --help deploy`: Invoke 3 takes `invoke deploy --help` as deploy's
+        # positional env (= "--help") and runs the deploy.
+        commands = {
+            "ours": ([*invoke, "--list"], ROOT),
+            "bare": ([*invoke, "--list"], Path(bare)),
+            "help_ours": ([*invoke, "--help", "deploy"], ROOT),
+        }
+        if ECS:
+            commands["help_fabfuel"] = ([ECS, "deploy", "--help"], ROOT)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for i in range(runs + 1):  # interleaved; the first round warms caches up and is not counted
+            for name, (argv, cwd) in commands.items():
                 start = time.perf_counter()
-                subprocess.run(invoke, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+                subprocess.run(argv, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
                 if i:
                     times[name].append(time.perf_counter() - start)
     ratios = [a / b for a, b in zip(times["ours"], times["bare"], strict=True)]
-    return {**times, "ratio": ratios}
+    loads = Path("/proc/loadavg").read_text().split()[:3]
+    return {**times, "ratio": ratios, "load": loads}
 
 
 def schedule_table() -> list[dict[str, Any]]:
@@ -413,7 +423,7 @@ def machine(load_before: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", nargs="?", default="all", choices=["all", "emulator"])
-    parser.add_argument("--only", default="deploy,detection,fleet,startup,images")
+    parser.add_argument("--only", default="deploy,detection,fleet,startup,images,deps")
     parser.add_argument("--tools", default="ours,fabfuel,seed")
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--delay", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -444,7 +454,7 @@ def main() -> None:
     if path.exists():  # a section run alone keeps the others' figures
         results = {**json.loads(path.read_text()), "machine": results["machine"]}
     if "deploy" in only:
-        results["deploy"] = section_deploy(5, tools)
+        results["deploy"] = section_deploy(10, tools)
     if "detection" in only:
         results["detection"] = section_detection([(10.0, 3), (30.0, 1)], tools)
         results["schedule"] = schedule_table()
@@ -456,7 +466,16 @@ def main() -> None:
         from images import section_images
 
         results["images"] = section_images(3)
+    if "deps" in only:
+        from deps_build import section_deps
+
+        results["deps"] = section_deps(1)
     results["machine"]["load_after"] = Path("/proc/loadavg").read_text().strip()
+    # Which run each section's figures come from (a section run alone keeps the others').
+    when = results.get("measured", {})
+    for section in only & {"deploy", "detection", "fleet", "startup", "images", "deps"}:
+        when[section] = f"{results['machine']['date']}, load before {load_before.split()[0]}"
+    results["measured"] = when
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str))
     from report import write

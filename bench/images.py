@@ -24,9 +24,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+def _timed(argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     took = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"error: {' '.join(argv)} failed: {(proc.stdout + proc.stderr)[-600:]}")
@@ -46,10 +46,12 @@ def _own_layers(client: Any, name: str, base: str) -> int:
     return sum(int(entry.get("Size", 0)) for entry in history[: len(history) - below])
 
 
-def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, float]:
+def fresh_run(client: Any, environ: dict[str, str], base: str, kind: str) -> tuple[str, str]:
+    """A run's own prefix (with its ECR repository) and its own base image: the stack's
+    base with one LABEL, a new image id, so no layer cached by an earlier build is reused."""
     import boto3
 
-    prefix = f"bimg{uuid.uuid4().hex[:8]}"
+    prefix = f"{kind}{uuid.uuid4().hex[:8]}"
     boto3.client(
         "ecr",
         endpoint_url=environ["AWS_ENDPOINT_URL"],
@@ -61,6 +63,11 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, float]
     client.images.build(
         fileobj=io.BytesIO(f"FROM {base}\nLABEL bench-run={prefix}\n".encode()), tag=fresh_base, rm=True
     )
+    return prefix, fresh_base
+
+
+def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, float]:
+    prefix, fresh_base = fresh_run(client, environ, base, "bimg")
     env = {**environ, "AWS_RESOURCE_NAME_PREFIX": prefix, "BASE_IMAGE": fresh_base}
     invoke = [sys.executable, "-m", "invoke"]
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
@@ -88,9 +95,8 @@ def one_run(client: Any, environ: dict[str, str], base: str) -> dict[str, float]
     return {"cold": cold, "code_only": code_only, "cache_from_ecr": seeded, "own_layers_bytes": own}
 
 
-def section_images(runs: int) -> dict[str, Any]:
-    import docker
-
+def stack_environ() -> dict[str, str]:
+    """The local stack, started if need be; this process's environment pointed at it."""
     from pipeline import stack
 
     cfg = stack.config_from(os.environ)
@@ -100,6 +106,13 @@ def section_images(runs: int) -> dict[str, Any]:
     environ.update(stack.env(cfg))
     environ["AWS_EC2_METADATA_DISABLED"] = "true"
     environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+    return environ
+
+
+def section_images(runs: int) -> dict[str, Any]:
+    import docker
+
+    environ = stack_environ()
     client = docker.from_env(timeout=300)
     rows = []
     for i in range(runs):

@@ -25,8 +25,15 @@ def source() -> str | None:
 
 
 def main() -> None:
+    import sys
+
     from invoke import Program
 
     from .tasks import ns
 
-    Program(namespace=ns, name="ecs-pipeline", binary="ecs-pipeline", version=version()).run()
+    # The installed version is a search of the distributions on sys.path: made only
+    # when --version asks for it.
+    asked = any(arg in ("-V", "--version") for arg in sys.argv[1:])
+    Program(
+        namespace=ns, name="ecs-pipeline", binary="ecs-pipeline", version=version() if asked else ""
+    ).run()

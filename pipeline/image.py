@@ -14,12 +14,13 @@ from .ecr import RegistryLogin, unavailable_login
 from .errors import StepFailed, Unavailable
 from .git import Revision
 from .output import Output, plain
+from .wheelhouse import ARG, LABEL, Deps
 
 
 @dataclass(frozen=True)
 class BuildSpec:
     """Everything `docker build` is given. Labels carry provenance; build args never
-    carry secrets (only the base image)."""
+    carry secrets (only the base images: BASE_IMAGE, and DEPS_BASE for dependencies)."""
 
     context: str
     dockerfile: str
@@ -50,8 +51,14 @@ def labels(settings: Settings, revision: Revision, created: datetime) -> dict[st
 
 
 def build_spec(
-    settings: Settings, revision: Revision, created: datetime, cache_from: Iterable[str] = ()
+    settings: Settings,
+    revision: Revision,
+    created: datetime,
+    cache_from: Iterable[str] = (),
+    deps: Deps | None = None,
 ) -> BuildSpec:
+    """deps: the Dockerfile's dependency stage (pipeline/wheelhouse.py): DEPS_BASE, and a
+    label naming the packages' key, which `push` and --cache-from-ecr go by."""
     dockerfile = settings.dockerfile.resolve()
     context = settings.service_dir.resolve()
     return BuildSpec(
@@ -60,8 +67,8 @@ def build_spec(
         if dockerfile.is_relative_to(context)
         else str(dockerfile),
         tag=local_name(settings, revision),
-        labels=labels(settings, revision, created),
-        buildargs={"BASE_IMAGE": settings.base_image},
+        labels={**labels(settings, revision, created), **({LABEL: deps.key} if deps else {})},
+        buildargs={"BASE_IMAGE": settings.base_image, **({ARG: deps.base} if deps and deps.base else {})},
         cache_from=tuple(cache_from),
         target=settings.docker_target,
     )

@@ -197,10 +197,10 @@ def project_file_text(existing: str | None, section: str, force: bool) -> str | 
 
 
 def dockerfile_template(service: Path) -> str:
-    """The Dockerfile template for the service in `service` (the build context). One
-    place decides, so a variant (one that installs requirements.txt or pyproject.toml's
-    dependencies in their own layer before the code) is chosen here."""
-    return "Dockerfile.txt"
+    """The Dockerfile template for the service in `service` (the build context): with a
+    dependency stage before the code when the service names packages (requirements.txt,
+    else pyproject.toml's [project] dependencies)."""
+    return "Dockerfile-deps.txt" if _deps_values(service) else "Dockerfile.txt"
 
 
 GITIGNORED = ("local.env", ".venv/")
@@ -273,7 +273,7 @@ def plan_files(
             f"with CMD {values['cmd']}, as serve_command does)"
         )
     else:
-        files[service / "Dockerfile"] = _fill(_template(dockerfile_template(service)), values)
+        files[service / "Dockerfile"] = dockerfile_text(service, values)
     if c.service_dir == ".":
         # The repository is the build context: keep its tooling out of the image.
         files[service / ".dockerignore"] += ".circleci\n*.md\ntasks.py\nlocal.env.example\n.gitignore\n"
@@ -297,6 +297,33 @@ def plan_files(
     if ignored is not None:
         files[ignore] = ignored  # extended, never replaced: no --overwrite needed
     return files, notes
+
+
+# The dependency stage's list from pyproject.toml's [project] dependencies (Python 3.11+).
+_PYPROJECT_LIST = (
+    "python -c \"import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))"
+    "['project'].get('dependencies', [])))\" > requirements.txt \\\n && "
+)
+
+
+def dockerfile_text(service: Path, values: dict[str, Any]) -> str:
+    return _fill(_template(dockerfile_template(service)), {**values, **_deps_values(service)})
+
+
+def _deps_values(service: Path) -> dict[str, str]:
+    """What the dependency stage copies and how it lists the packages ({}: no packages)."""
+    if (service / "requirements.txt").is_file():
+        return {"deps_file": "requirements.txt", "deps_list": ""}
+    if _pyproject_dependencies(service / PROJECT_FILE):
+        return {"deps_file": PROJECT_FILE, "deps_list": _PYPROJECT_LIST}
+    return {}
+
+
+def _pyproject_dependencies(path: Path) -> list[str]:
+    try:
+        return list(tomllib.loads(path.read_text()).get("project", {}).get("dependencies", []))
+    except (OSError, tomllib.TOMLDecodeError):
+        return []
 
 
 def _shown(root: Path, path: Path) -> str:

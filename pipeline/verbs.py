@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from . import ecr, image, local, selection, service_env
+from . import ecr, image, local, selection, service_env, wheelhouse
 from .context import Context
 from .errors import ConfigError, PipelineError, StepFailed
 from .git import Revision
@@ -44,8 +45,17 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
         ctx.out.warn(
             f"files that go into the image have uncommitted changes: tagging {revision.tag}, not {revision.sha}"
         )
-    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from)
+    cached = next((ref for ref in cache_from if f":{wheelhouse.CACHE_PREFIX}" in ref), "")
+    deps = wheelhouse.prepare(ctx.settings, ctx.clients, ctx.out, cached)
+    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from, deps)
     image_id = image.build(spec, ctx.clients, ctx.out)
+    if deps:
+        # The dependency stage under its cache tag (all cached now: local layers only), for
+        # `push` to send beside the image and --cache-from-ecr to take back.
+        stage = replace(
+            spec, target=deps.stage, tag=f"{ctx.settings.repository}:{deps.cache_tag}", cache_from=()
+        )
+        image.build(stage, ctx.clients, ctx.out)
     built = ctx.clients.docker().images.get(image_id)
     problem = image.exposed_port_problem(
         (built.attrs.get("Config") or {}).get("ExposedPorts"), ctx.settings.container_port, spec.tag
@@ -68,9 +78,20 @@ def cache_from_ecr(ctx: Context) -> tuple[str, ...]:
         if not records:
             ctx.out.warn(f"no layer cache: ECR holds no image of {settings.repository} yet")
             return ()
-        newest = selection.select(records, selection.Selector(selection.LATEST), settings.repository)
+        images = [r for r in records if not all(t.startswith(wheelhouse.CACHE_PREFIX) for t in r.tags)]
+        newest = selection.select(images, selection.Selector(selection.LATEST), settings.repository)
         login = ecr.login(settings, ctx.clients)
-        return (local.pull(ctx.clients.docker(), login, settings.repository, newest, ctx.out),)
+        pulled = [local.pull(ctx.clients.docker(), login, settings.repository, newest, ctx.out)]
+        planned = wheelhouse.plan(settings, ctx.clients)
+        stage = ecr.find_image(settings, ctx.clients, wheelhouse.cache_tag(planned[3])) if planned else None
+        if planned and stage is not None:
+            chosen = selection.Selection(stage, wheelhouse.cache_tag(planned[3]), "the same requirements")
+            pulled.append(local.pull(ctx.clients.docker(), login, settings.repository, chosen, ctx.out))
+        elif planned:
+            ctx.out.detail(
+                "dependencies: no image of this dependency stage in ECR yet; they are installed anew"
+            )
+        return tuple(pulled)
     except PipelineError as exc:
         ctx.out.warn(f"no layer cache: {exc.message}")
         return ()
@@ -92,10 +113,29 @@ def push(ctx: Context, revision: Revision) -> ecr.ImageRecord:
         )
         return existing
     login = ecr.login(ctx.settings, ctx.clients)
+    push_dependency_stage(ctx, revision, login)
     digest = image.push(ctx.settings, ctx.clients, revision, login, ctx.out)
     record = wait_for_record(ctx, revision.tag, digest)
     ctx.out.detail(f"pushed {image.remote_name(login.registry, ctx.settings, revision.tag)}@{digest}")
     return record
+
+
+def push_dependency_stage(ctx: Context, revision: Revision, login: ecr.RegistryLogin) -> None:
+    """The image's dependency stage, under its cache tag, before the image itself (so the
+    image stays the repository's latest push); once per set of requirements. A cache:
+    failing to send it never fails the push."""
+    try:
+        labels = ctx.clients.docker().images.get(image.local_name(ctx.settings, revision)).labels or {}
+    except Exception:  # no local image: image.push names the problem
+        return
+    key = labels.get(wheelhouse.LABEL)
+    if not key or ecr.find_image(ctx.settings, ctx.clients, wheelhouse.cache_tag(key)) is not None:
+        return
+    try:
+        # Revision names a tag here, not a commit: image.push pushes <repository>:<tag>.
+        image.push(ctx.settings, ctx.clients, Revision(wheelhouse.cache_tag(key)), login, ctx.out)
+    except PipelineError as exc:
+        ctx.out.warn(f"the dependency stage's cache was not pushed: {exc.message}")
 
 
 def wait_for_record(ctx: Context, tag: str, digest: str, timeout: float = 30.0) -> ecr.ImageRecord:

@@ -164,4 +164,5 @@ def load(
         ci=ci,
         infra=infra,
         pass_env=tuple(pass_env),
+        wheelhouse=env.wheelhouse,
     )

@@ -27,6 +27,7 @@ class EnvironValues:
     execution_role: str
     cluster: str
     base_image: str
+    wheelhouse: str  # PIPELINE_WHEELHOUSE: auto, always, never (pipeline/wheelhouse.py)
 
 
 def read_environ(
@@ -88,6 +89,13 @@ def read_environ(
             f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name",
         )
 
+    wheelhouse = environ.get("PIPELINE_WHEELHOUSE", "").strip().lower() or "auto"
+    need(
+        wheelhouse in ("auto", "always", "never"),
+        f"PIPELINE_WHEELHOUSE: {wheelhouse!r} must be auto (a wheelhouse when builds have no network), "
+        "always or never",
+    )
+
     return EnvironValues(
         prefix=prefix,
         prefix_ok=prefix_ok,
@@ -98,4 +106,5 @@ def read_environ(
         execution_role=environ.get("EXECUTION_ROLE_ARN") or f"{prefix}-ecs-execution-role",
         cluster=environ.get("ECS_CLUSTER_NAME") or f"{prefix}-cluster",
         base_image=environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+        wheelhouse=wheelhouse,
     )

@@ -114,6 +114,7 @@ class Settings:
     ci: CIPolicy = field(default_factory=CIPolicy)
     infra: InfraSettings = field(default_factory=InfraSettings)
     pass_env: tuple[str, ...] = ()  # variables the service's commands get despite service_env
+    wheelhouse: str = "auto"  # PIPELINE_WHEELHOUSE: when dockerize resolves dependencies on the host
 
     def environment(self, name: str) -> Environment:
         try:

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from .. import http
-from ..errors import Unavailable, first_line
+from ..errors import Unavailable
+from .base_image import LOCAL_BASE_IMAGE as LOCAL_BASE_IMAGE
+from .base_image import ensure_base_image
 
 ACCOUNT_ID = "123456789012"  # moto's account; its ECR token decodes to AWS:<account>-auth-token
 REGISTRY_USER = "AWS"
 REGISTRY_PASSWORD = f"{ACCOUNT_ID}-auth-token"
-LOCAL_BASE_IMAGE = "ecs-pipeline/python-base:bookworm"
 
 Say = Callable[[str], None]
 
@@ -229,65 +229,6 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
         60,
     )
     say("docker engine: started (no default bridge, host networking)")
-
-
-def ensure_base_image(cfg: StackConfig, say: Say) -> None:
-    """Use the official base image when it can be had; otherwise build one from Debian."""
-    import docker
-    from docker.errors import DockerException, ImageNotFound
-
-    from ..config import DEFAULT_BASE_IMAGE
-
-    client = docker.from_env(timeout=600)
-    marker = cfg.directory / "base_image"
-    for image in (DEFAULT_BASE_IMAGE, LOCAL_BASE_IMAGE):
-        try:
-            client.images.get(image)
-        except ImageNotFound:
-            continue
-        if image == LOCAL_BASE_IMAGE:
-            marker.write_text(image)
-        else:
-            marker.unlink(missing_ok=True)
-        say(f"base image: {image} (present)")
-        return
-    try:
-        say(f"base image: pulling {DEFAULT_BASE_IMAGE}")
-        client.images.pull(DEFAULT_BASE_IMAGE)
-        marker.unlink(missing_ok=True)
-        return
-    except DockerException as exc:
-        say(
-            f"base image: cannot pull {DEFAULT_BASE_IMAGE} ({first_line(exc, 90)}); building {LOCAL_BASE_IMAGE} from Debian packages"
-        )
-    if not shutil.which("debootstrap"):
-        _apt_install(["debootstrap"], say)
-    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cfg.directory) as rootfs:
-        proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", "--include=python3,ca-certificates", "bookworm", rootfs],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise Unavailable(f"debootstrap failed: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
-        for junk in (
-            "var/cache/apt/archives",
-            "var/lib/apt/lists",
-            "usr/share/doc",
-            "usr/share/man",
-            "usr/share/locale",
-        ):
-            shutil.rmtree(Path(rootfs) / junk, ignore_errors=True)
-        archive = Path(rootfs + ".tar")
-        subprocess.run(["tar", "-C", rootfs, "-cf", str(archive), "."], check=True)
-        repository, tag = LOCAL_BASE_IMAGE.split(":")
-        client.api.import_image_from_file(
-            str(archive), repository=repository, tag=tag, changes=['CMD ["python3"]']
-        )
-        archive.unlink()
-    marker.write_text(LOCAL_BASE_IMAGE)
-    say(f"base image: built {LOCAL_BASE_IMAGE}")
 
 
 def _registry_answers(cfg: StackConfig) -> bool:
