@@ -26,6 +26,7 @@ import docker
 import pytest
 
 from pipeline.cli import version
+from tests.conftest import remove_services
 from tests.helpers import GREETER_INIT, free_port, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,12 @@ def wheelhouse(wheel: Path) -> Path:
         _run([sys.executable, "-m", "pip", "download", "-q", "-d", str(partial), f"{wheel}[local]"])
         for own in partial.glob("ecs_pipeline-*"):
             own.unlink()  # the checkout's wheel comes from the build, never from here
-        partial.rename(house)
+        try:
+            partial.rename(house)
+        except OSError:  # another run downloaded the same list first: use its copy
+            shutil.rmtree(partial, ignore_errors=True)
+            if not house.is_dir():
+                raise
     return house
 
 
@@ -170,6 +176,7 @@ def greeter(tmp_path: Path, greeter_env: dict[str, str]) -> Path:
 @pytest.fixture
 def cleanup(prefix: str, environ: dict[str, str]) -> Iterator[None]:
     yield
+    remove_services(environ, prefix)  # the prod service's task still runs greeter's image
     client = docker.from_env()
     for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
         container.remove(force=True)

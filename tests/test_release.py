@@ -29,8 +29,8 @@ import pytest
 from pipeline import fleet, pace, release, release_plan, runtask
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
-from tests.conftest import default_network, push_broken, push_image, set_circuit_breaker
-from tests.helpers import ROOT, wait_until
+from tests.conftest import default_network, local_tags, push_broken, push_image, set_circuit_breaker
+from tests.helpers import ROLLOUT_DEADLINE, ROOT, wait_until
 
 # The tag each service's first revision runs; the release moves it to the fleet's sha.
 INITIAL = "initial"
@@ -120,11 +120,9 @@ def pulled_images(stack_environ: dict[str, str], prefix: str) -> Iterator[None]:
     tags the local ECS pulled for this test's repositories, `<prefix>-s<i>`."""
     yield
     client = docker.from_env()
-    ours = f"{stack_environ['ECR_ENDPOINT']}/{prefix}-s"
-    for image in client.images.list():
-        for tag in [t for t in image.tags if t.startswith(ours)]:  # its other names are not ours
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(tag, noprune=True)
+    for tag in local_tags(f"{stack_environ['ECR_ENDPOINT']}/{prefix}-s"):  # its other names are not ours
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture
@@ -183,7 +181,7 @@ def make_fleet(
                 found += ecs.describe_services(cluster=cluster, services=names)["services"]
             return all([d.get("rolloutState") for d in s["deployments"]] == ["COMPLETED"] for s in found)
 
-        wait_until(settled, timeout=30)
+        wait_until(settled, timeout=ROLLOUT_DEADLINE)
         lines = []
         for i, p in enumerate(prefixes):
             lines += ["[[service]]", f'prefix = "{p}"', f'sha = "{sha}"', f'cluster = "{cluster}"']

@@ -21,7 +21,7 @@ from pipeline import service_env
 from pipeline.context import Context
 from pipeline.ecr import RegistryLogin
 from tests.conftest import DeployTarget
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROLLOUT_DEADLINE, ROOT, free_port
 
 MARK = uuid.uuid4().hex[:12]
 SECRETS = {
@@ -149,7 +149,7 @@ def test_no_secret_reaches_output_images_or_the_task_definition(
         invoke("dockerize", "--sha", sha)
         invoke("push", "--sha", sha)
         invoke("deploy", "--env", "prod", "--sha", sha, "--dry-run", "--no-smoke")
-        invoke("deploy", "--env", "prod", "--sha", sha, "--no-smoke", "--timeout", "60")
+        invoke("deploy", "--env", "prod", "--sha", sha, "--no-smoke", "--timeout", f"{ROLLOUT_DEADLINE:g}")
         invoke("status", "--env", "prod")
         invoke("status", "--env", "prod", "--json")
         invoke("plan", "--branch", "main", "--sha", sha)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -429,10 +430,14 @@ def require_local_extra() -> None:
 def up(cfg: StackConfig, say: Say = print) -> None:
     require_local_extra()
     cfg.directory.mkdir(parents=True, exist_ok=True)
-    ensure_engine(cfg, say)
-    ensure_emulator(cfg, say)
-    ensure_registry(cfg, say)
-    ensure_base_image(cfg, say)
+    # One `up` at a time per stack: two at once (parallel test workers, two terminals)
+    # would both find the emulator down and both start one on the same port.
+    with open(cfg.directory / "up.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_engine(cfg, say)
+        ensure_emulator(cfg, say)
+        ensure_registry(cfg, say)
+        ensure_base_image(cfg, say)
 
 
 def _stop(cfg: StackConfig, name: str) -> bool:
