@@ -36,6 +36,9 @@ from pipeline.selection import HIGHEST_VERSION, LATEST, SHA, Selector
 from tests.conftest import local_tags
 from tests.helpers import INVOKE, ROOT, context, free_port, held_port, http_get, wait_until
 
+# One worker runs them all: `published` (four builds and pushes) is made once per module.
+pytestmark = pytest.mark.xdist_group("local_flow")
+
 A = "abc1234" + "a" * 33
 B = "abc1234" + "b" * 33
 C = "c0ffee1" + "c" * 33

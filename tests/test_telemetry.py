@@ -304,6 +304,7 @@ def logs(container: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in container.logs(stdout=True, stderr=False).decode().splitlines()]
 
 
+@pytest.mark.xdist_group("otel_images")  # one worker: `images` is built once, prepare.py run once
 def test_the_otel_image_sends_a_span_per_request_to_the_otlp_endpoint(
     images: dict[str, Any], receiver: OtlpReceiver
 ) -> None:
@@ -351,6 +352,7 @@ def test_the_otel_image_sends_a_span_per_request_to_the_otlp_endpoint(
     assert SECRET not in json.dumps(lines)
 
 
+@pytest.mark.xdist_group("otel_images")  # one worker: `images` is built once, prepare.py run once
 def test_the_default_image_has_no_opentelemetry_and_still_serves_with_otel_set(
     images: dict[str, Any], receiver: OtlpReceiver
 ) -> None:
