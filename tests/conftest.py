@@ -33,7 +33,7 @@ import pytest
 from pipeline import config, stack
 from pipeline.context import Context
 from pipeline.stack.emulator.engine import CLUSTER_LABEL, OWNER_LABEL
-from tests.helpers import ROLLOUT_DEADLINE, ROOT, context, free_port, http_get, invoke, wait_until
+from tests.helpers import ROLLOUT_DEADLINE, ROOT, context, engine, free_port, http_get, invoke, wait_until
 
 HELLO_LAYOUT = {"service_dir": "hello_world", "base_path": "/hello/"}
 
@@ -81,7 +81,7 @@ class TestRun:
         names = images.read_text().split() if images.exists() else []
         for name in names:
             with contextlib.suppress(docker.errors.APIError):
-                docker.from_env().images.remove(name, noprune=True)
+                engine().images.remove(name, noprune=True)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -225,7 +225,7 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
     repository, so this takes well under a second."""
     import boto3
 
-    client = docker.from_env()
+    client = engine()
     target = f"{environ['ECR_ENDPOINT']}/{repository}"
     client.images.get(source).tag(target, tag=tag)
     try:
@@ -258,7 +258,7 @@ def set_circuit_breaker(aws: Callable[[str], Any], cluster: str, service: str, o
 def build_image(dockerfile: str) -> str:
     """A broken variant of hello_world's image (local name)."""
     name = f"broken-{uuid.uuid4().hex[:8]}:latest"
-    docker.from_env().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
+    engine().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
     return name
 
 
@@ -268,7 +268,7 @@ def push_broken(environ: dict[str, str], dockerfile: str, repository: str, tag: 
     try:
         push_image(environ, image, repository, tag)
     finally:
-        docker.from_env().images.remove(image, noprune=True)
+        engine().images.remove(image, noprune=True)
 
 
 @pytest.fixture(scope="session")
@@ -367,7 +367,7 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
 
     def gone() -> bool:
         # The engine's own list: docker-py's inspect of each races with removals.
-        api = docker.from_env().api
+        api = engine().api
         found = [
             c["Id"]
             for c in api.containers(all=True, filters={"label": owner})
@@ -381,17 +381,17 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
     wait_until(gone, timeout=60)
     # The images the local ECS pulled for the prefix's tasks (ECS's agent cleans its up too).
     pulled = f"{environ['ECR_ENDPOINT']}/{prefix}:"
-    for image in docker.from_env().images.list(name=pulled[:-1]):
+    for image in engine().images.list(name=pulled[:-1]):
         for tag in [t for t in image.tags if t.startswith(pulled)]:  # its other names are not ours
             with contextlib.suppress(docker.errors.APIError):
-                docker.from_env().images.remove(tag, noprune=True)
+                engine().images.remove(tag, noprune=True)
 
 
 def local_tags(*starts: str) -> list[str]:
     """The engine's image tags that start with one of `starts`, in one call. Never
     docker-py's images.list() unfiltered: it inspects every image on the engine one by one,
     and one another worker (or run) removes in between fails the whole list."""
-    images = docker.from_env().api.images()
+    images = engine().api.images()
     return [tag for image in images for tag in image.get("RepoTags") or [] if tag.startswith(starts)]
 
 
@@ -399,7 +399,7 @@ def local_tags(*starts: str) -> list[str]:
 def hello_url(hello_image: str) -> Iterator[str]:
     """A real hello_world container (built by the pipeline, host networking); its base URL."""
     port = free_port()
-    container = docker.from_env().containers.run(
+    container = engine().containers.run(
         hello_image, detach=True, network_mode="host", environment={"PORT": str(port)}
     )
     url = f"http://127.0.0.1:{port}/hello/"

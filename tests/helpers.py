@@ -108,6 +108,15 @@ def free_port() -> int:
 ROLLOUT_DEADLINE = 180.0
 
 
+def engine() -> Any:
+    """The Docker engine with the deadline the pipeline gives it (pipeline.clients): a push
+    or build while other workers build, push and run containers takes longer than
+    docker-py's default 60 s."""
+    import docker
+
+    return docker.from_env(timeout=300)
+
+
 def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
     """Poll `check` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
