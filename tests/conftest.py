@@ -102,6 +102,12 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_RunToWorkers())
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests (@pytest.mark.heavy) start first: under workers, one long test handed
+    out last would run on alone after all the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput") and RUN in config.stash:
         config.stash[RUN].end()

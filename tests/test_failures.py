@@ -39,10 +39,15 @@ class Live:
 
 
 def short_health_checks(project: Path) -> None:
-    """ECS's shortest health-check timings, so a never-healthy task fails in seconds."""
+    """ECS's shortest health-check interval and fewest retries, so a never-healthy task
+    fails in seconds; ECS's default timeout and a short start period, so a healthy one
+    starting or answering slowly on a loaded machine is not failed (a never-healthy one
+    answers 404 at once)."""
     path = project / "hello_world/deploy/taskdef.json"
     template = json.loads(path.read_text())
-    template["containerDefinitions"][0]["healthCheck"].update(interval=5, retries=2, startPeriod=0, timeout=2)
+    template["containerDefinitions"][0]["healthCheck"].update(
+        interval=5, retries=2, startPeriod=20, timeout=5
+    )
     path.write_text(json.dumps(template))
 
 

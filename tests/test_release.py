@@ -36,7 +36,11 @@ from tests.helpers import ROLLOUT_DEADLINE, ROOT, wait_until
 INITIAL = "initial"
 # hello_world's health endpoint on its container port (the local ECS points it at the
 # task's own port under host networking).
-HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/hello/health', timeout=2)"
+HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/hello/health', timeout=4)"
+# One worker runs the fleets one after another: each runs up to ten containers whose health
+# check starts a Python every 0.5 s, and several fleets at once starve the 2 cores until
+# healthy tasks fail their checks.
+pytestmark = pytest.mark.xdist_group("release_fleet")
 
 
 def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[str, Any]:
@@ -81,11 +85,12 @@ def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[s
                 ],
                 "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
                 # ECS's shortest interval (a check every 0.5 s at the local ECS's speed); the start
-                # period keeps a slow start under load from counting as a failure.
+                # period keeps a slow start under load from counting as a failure, and ECS's
+                # default timeout a slow answer (timeouts are never sped up).
                 "healthCheck": {
                     "command": ["CMD", "python3", "-c", HEALTH],
                     "interval": 5,
-                    "timeout": 2,
+                    "timeout": 5,
                     "retries": 3,
                     "startPeriod": 30,
                 },
