@@ -185,6 +185,7 @@ def cleanup(prefix: str, environ: dict[str, str]) -> Iterator[None]:
         client.images.remove(image_id, force=True)
 
 
+@pytest.mark.heavy
 def test_a_second_service_goes_from_init_to_a_verified_deployment(
     greeter: Path,
     greeter_env: dict[str, str],

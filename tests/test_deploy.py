@@ -20,6 +20,7 @@ from tests.conftest import DeployTarget, push_image
 from tests.helpers import ROLLOUT_DEADLINE, ROOT
 
 
+@pytest.mark.heavy
 def test_deploy_registers_updates_waits_and_smoke_tests(
     run_task: Callable[..., Any],
     deploy_target: DeployTarget,
@@ -255,6 +256,7 @@ def test_integration_task_runs_the_projects_tests_against_the_url(
     assert broken.returncode == 1 and broken.stderr.startswith("error: integration tests failed (exit 1)")
 
 
+@pytest.mark.heavy
 def test_a_revision_built_in_this_process_is_deployed_as_built_whatever_head_is(
     make_context: Callable[..., Any],
     deploy_target: DeployTarget,

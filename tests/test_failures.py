@@ -28,6 +28,9 @@ from pipeline.errors import DeployFailed
 from tests.conftest import push_broken, push_image, set_circuit_breaker, wait_for_rollout
 from tests.helpers import ROOT, http_get, put_image_record, wait_until
 
+# Each test sets up a service and deploys a broken revision on real containers.
+pytestmark = pytest.mark.heavy
+
 
 @dataclass
 class Live:

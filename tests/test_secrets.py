@@ -106,6 +106,7 @@ def secret_project(
     return project
 
 
+@pytest.mark.heavy
 def test_no_secret_reaches_output_images_or_the_task_definition(
     secret_project: Path,
     environ: dict[str, str],
