@@ -9,7 +9,7 @@ from pipeline.tasks import ns
 
 # pytest-xdist workers for the suite. Most of a test's time is spent waiting on containers,
 # rollouts and the emulator, not computing, so more workers than the machine's 2 cores
-# overlap those waits (measured in the README, "Running the tests").
+# overlap those waits (README: "Running the tests in parallel").
 WORKERS = 4
 
 
@@ -25,13 +25,12 @@ def check(c, pytest_args="", workers=WORKERS):
 
     # Started here, once, before the workers: each worker's session fixture then only attaches.
     stack.up(stack.config_from(os.environ))
-    parallel = f"-n {workers} --dist loadgroup " if int(workers) > 0 else ""
     for command in (
         "ruff check .",
         "ruff format --check .",
         "mypy",
         "python -m pipeline.audit",  # pip check, then pip-audit of the resolved dependencies
-        f"python -m pytest {parallel}{pytest_args}",
+        f"python -m pytest -n {workers} --dist loadgroup {pytest_args}",
     ):
         print(f"==> {command}", flush=True)
         result = c.run(command, warn=True, pty=False)
