@@ -13,6 +13,17 @@ def version() -> str:
         return "0+unknown"
 
 
+def source() -> str | None:
+    """The package's source repository (its Source project URL), where its tags live."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("ecs-pipeline").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return None
+    return next((url.split(",", 1)[1].strip() for url in urls if url.lower().startswith("source,")), None)
+
+
 def main() -> None:
     from invoke import Program
 

@@ -9,10 +9,7 @@ the local stack instead of an AWS account; re-running deploys a new revision.
 
 from __future__ import annotations
 
-import re
-import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import deploy, ecs, image, infra, local, smoke, verbs
 from .context import Context
@@ -29,17 +26,6 @@ class DemoResult:
     image: str
     url: str
     container: str
-
-
-def default_prefix(root: Path) -> str:
-    """A resource prefix for the demo when AWS_RESOURCE_NAME_PREFIX is unset: the project's
-    name (pyproject.toml [project] name, else the directory's), made a valid ECR/ECS name."""
-    try:
-        name = str(tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get("name", ""))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        name = ""
-    slug = re.sub(r"[^a-z0-9]+", "-", (name or root.name).lower()).strip("-")
-    return slug if len(slug) >= 2 else "service"
 
 
 def _replace_previous_containers(ctx: Context) -> list[str]:

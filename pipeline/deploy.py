@@ -393,7 +393,7 @@ def _recover(
     """After a failure past UpdateService: roll back where possible and always raise."""
     env, kind = change.environment, change.kind
     markers.post(ctx, kind, env.name, change.sha, arn, started, datetime.now(UTC), succeeded=False)
-    what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure}"
+    what = f"{kind} of {ecs.short(arn)} to {env.name} failed: {failure.rstrip('.')}"
     if ecs_rollback is not None:
         # ECS's circuit breaker is already rolling back: wait for it rather than start a
         # second replacement of every task.
@@ -407,7 +407,7 @@ def _recover(
             watcher,
             started,
             (what, f"wait for ECS's rollback to {back_to}", f"ECS's rollback to {back_to}"),
-            f"ECS's circuit breaker rolled back to {back_to}",
+            f"ECS rolled back to {back_to}",  # the failure already names the circuit breaker
         )
     if not options.rollback or previous is None or ecs.same_revision(previous, arn):
         why = "--no-rollback" if not options.rollback else "no earlier revision had COMPLETED"

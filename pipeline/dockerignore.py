@@ -87,13 +87,22 @@ def in_image(root: Path, context: Path, dockerfile: Path) -> Callable[[str], boo
     """A predicate over root-relative paths: does this file go into the image?
 
     The Dockerfile and .dockerignore always count: one says how the image is made, the
-    other which files go in (re-including a file changes the image without changing it)."""
+    other which files go in (re-including a file changes the image without changing it).
+    A path ending in "/" asks about a directory: can any file under it go into the image?"""
     root, context = root.resolve(), context.resolve()
     ignore_file = context / IGNORE_FILE
     patterns = parse(ignore_file.read_text()) if ignore_file.is_file() else []
     always = {dockerfile.resolve(), ignore_file}
+    reincludes = any(p.include for p in patterns)
 
     def counts(path: str) -> bool:
+        if path.endswith("/"):  # a directory: can any file under it go in?
+            inside = (root / path).resolve()
+            if not (inside.is_relative_to(context) or context.is_relative_to(inside)):
+                return dockerfile.resolve().is_relative_to(inside)
+            if context.is_relative_to(inside) or reincludes:
+                return True
+            return not excluded(inside.relative_to(context).as_posix(), patterns)
         # Resolve the directories (the root may sit behind a symlink), not the file itself.
         full = Path((root / path).parent.resolve(), PurePosixPath(path).name)
         if full in always:

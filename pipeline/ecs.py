@@ -107,9 +107,8 @@ def observe(
                 return Outcome("failed", ours.rollout_reason, primary)
             return Outcome(
                 "failed",
-                f"deployment {deployment_id} {'is gone' if ours is None else 'FAILED'} and "
-                f"{short(primary.task_definition)} is PRIMARY again (rolled back by ECS's deployment "
-                "circuit breaker)",
+                f"deployment {deployment_id} {'is gone' if ours is None else 'FAILED'} "
+                "(ECS's deployment circuit breaker)",
                 primary,
             )
         if ours is not None and ours.rollout_state == "COMPLETED":
@@ -314,9 +313,14 @@ def stopped_tasks(
 
 
 def task_reason(task: dict[str, Any]) -> str:
-    """Why one task stopped: stoppedReason and each container's exit. Pure."""
+    """Why one task stopped: stoppedReason and each container's exit. Pure.
+
+    A container without exitCode never ran (a task that failed to start: a secret it could
+    not read, an image it could not pull): it says so, never a made-up exit code."""
     containers = ", ".join(
-        f"{c.get('name')}: exit {c.get('exitCode', '?')}" + (f" ({c['reason']})" if c.get("reason") else "")
+        f"{c.get('name')}: "
+        + (f"exit {c['exitCode']}" if c.get("exitCode") is not None else "never ran")
+        + (f" ({c['reason']})" if c.get("reason") else "")
         for c in task.get("containers", [])
     )
     return f"task {short(task['taskArn'])}: {task.get('stoppedReason', 'stopped')}; {containers}"
@@ -363,10 +367,15 @@ def status(clients: Clients, cluster: str, service: str, events: int = 5) -> dic
         "pendingCount": answer.get("pendingCount", 0),
         "deployments": [d.line() for d in deployments(answer)],
         "events": [
-            {"at": str(e.get("createdAt", "")), "message": e["message"]}
+            {"at": _iso(e.get("createdAt")), "message": e["message"]}
             for e in answer.get("events", [])[:events]
         ],
     }
+
+
+def _iso(at: Any) -> str | None:
+    """An event's time for scripts: ISO 8601 in UTC, to the second."""
+    return at.astimezone(UTC).isoformat(timespec="seconds") if isinstance(at, datetime) else None
 
 
 @dataclass(frozen=True)

@@ -109,8 +109,9 @@ def current(
 ) -> Revision:
     """The revision to build or deploy: --sha, else CIRCLE_SHA1, else HEAD (+ dirty state).
 
-    `counts` says which root-relative paths go into the image (pipeline/dockerignore.py):
-    only their changes make the tree dirty. Without it, any change to a tracked file does."""
+    `counts` says which root-relative paths go into the image (pipeline/dockerignore.py;
+    a path ending in "/" asks whether anything under that directory can): only their
+    changes make the tree dirty. Without it, any change to a tracked file does."""
     if sha:
         return Revision(validate_sha(sha))
     if environ.get("CIRCLE_SHA1"):
@@ -128,20 +129,42 @@ def current(
 
 
 def content_changes(root: Path, counts: Callable[[str], bool]) -> str:
-    """The hash of the files `counts` keeps that differ from HEAD (changed, deleted or new
-    and not git-ignored), over their paths and current content; "" when there are none."""
+    """The hash of the files `counts` keeps that differ from HEAD (changed, deleted or new),
+    over their paths and current content; "" when there are none.
+
+    New files count whether git ignores them or not: Docker's build context is the
+    directory after .dockerignore, not the commit, so a changed file in a gitignored
+    `vendor/` changes the image and must change the tag."""
     changed = _git_bytes(root, "diff", "HEAD", "--name-only", "--no-renames", "--relative", "-z")
-    new = _git_bytes(root, "ls-files", "--others", "--exclude-standard", "-z")
-    paths = sorted({p.decode(errors="surrogateescape") for p in (changed + b"\0" + new).split(b"\0") if p})
-    kept = [path for path in paths if counts(path)]
+    kept = [p for p in _split(changed) if counts(p)]
+    # Untracked files, ignored ones included; whole untracked directories come back as one
+    # entry ("vendor/"), walked here only when the image can take something from them.
+    for entry in _split(_git_bytes(root, "ls-files", "--others", "--directory", "-z")):
+        if not entry.endswith("/"):
+            kept += [entry] if counts(entry) else []
+        elif counts(entry):  # a directory: could anything under it go in?
+            kept += [p for p in _files_under(root, entry) if counts(p)]
     if not kept:
         return ""
     digest = hashlib.sha256()
-    for path in kept:
+    for path in sorted(set(kept)):
         file = root / path
         content = file.read_bytes() if file.is_file() else b"\0deleted"
         digest.update(path.encode(errors="surrogateescape") + b"\0" + content + b"\0")
     return digest.hexdigest()[:8]
+
+
+def _split(listing: bytes) -> list[str]:
+    return [p.decode(errors="surrogateescape") for p in listing.split(b"\0") if p]
+
+
+def _files_under(root: Path, directory: str) -> list[str]:
+    base = root / directory
+    return sorted(
+        path.relative_to(root).as_posix()
+        for path in base.rglob("*")
+        if path.is_file() or (path.is_symlink() and not path.exists())
+    )
 
 
 def ref(root: Path | None, environ: Mapping[str, str]) -> tuple[str, str] | None:

@@ -13,7 +13,7 @@ from .config import Settings
 from .ecr import RegistryLogin, unavailable_login
 from .errors import StepFailed, Unavailable
 from .git import Revision
-from .output import Output
+from .output import Output, plain
 
 
 @dataclass(frozen=True)
@@ -107,9 +107,9 @@ def build(spec: BuildSpec, clients: Clients, out: Output) -> str:
                 shown = "\n".join(step_output[-20:])
                 if shown:
                     out.say(shown)
-                message = chunk["error"].strip().splitlines()[-1]
+                message = plain(chunk["error"]).strip().splitlines()[-1]
                 raise StepFailed(f"docker build failed at step {current_step or '?'}: {message}")
-            text = chunk.get("stream", "")
+            text = plain(chunk.get("stream", ""))
             for line in text.splitlines():
                 match = _STEP_RE.match(line)
                 if match:

@@ -29,10 +29,10 @@ from .clients import aws_errors
 from .context import Context
 from .deploy import mark_verified
 from .errors import DeployFailed, PipelineError, RollbackFailed
-from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_prefix
+from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_service
 from .safety import quietly
 
-__all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_prefix", "release", "table", "to_json"]
+__all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_service", "release", "table", "to_json"]
 
 
 @dataclass
@@ -136,6 +136,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         started_ids = dict(
             zip([s.name for s in plan.services], each(update, plan.services, parallel), strict=True)
         )
+        _fail_step(out, {n: e.message for n, e in started_ids.items() if isinstance(e, PipelineError)})
     # Every service whose UpdateService was answered is changed, deployment seen or not.
     changed = [s for s in plan.services if s.name in touched]
     outcomes: dict[str, ecs.Outcome] = {
@@ -145,10 +146,13 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
     }
     finished: dict[str, float] = {}
     try:
-        _wait_and_smoke(ctx, plan, options, changed, started_ids, arns, outcomes, finished, progress)
+        smoke_failed = _wait_and_smoke(
+            ctx, plan, options, changed, started_ids, arns, outcomes, finished, progress
+        )
     except KeyboardInterrupt:
         # All or nothing holds for an interrupt too: a half-released fleet is the worst state
         # to leave behind. A second interrupt stops the rollback as well.
+        smoke_failed = set()
         out.warn("interrupted: rolling back every service this release changed")
         for s in plan.services:
             outcomes.setdefault(s.name, ecs.Outcome("failed", "interrupted"))
@@ -168,7 +172,9 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
 
     broken = [name for name, outcome in outcomes.items() if outcome.state != "succeeded"]
     why = f"{broken[0]}: {outcomes[broken[0]].reason}"
-    _report_stopped(ctx, [s for s in changed if s.name in broken], arns, outcomes)
+    # Only a failed rollout has stopped tasks to explain; a failed smoke test's tasks run on.
+    stopped_ones = [s for s in changed if s.name in broken and s.name not in smoke_failed]
+    _report_stopped(ctx, stopped_ones, arns, outcomes)
     rolled_back_ok = _roll_back(ctx, plan, changed, outcomes, rows, options, progress)
     _finish(
         ctx,
@@ -255,9 +261,9 @@ def _wait_and_smoke(
     outcomes: dict[str, ecs.Outcome],
     finished: dict[str, float],
     progress: fleet.Progress,
-) -> None:
+) -> set[str]:
     """Wait for every started deployment (batched), then smoke-test all with a URL if all
-    rolled out; each verdict lands in `outcomes`."""
+    rolled out; each verdict lands in `outcomes`. Returns the services whose smoke test failed."""
     out, sleep = ctx.out, options.sleep
     watched = [s for s in changed if isinstance(started_ids[s.name], str)]
     if watched:
@@ -268,19 +274,31 @@ def _wait_and_smoke(
             outcomes.update(
                 fleet.wait_all(ctx.clients, watches, progress, options.timeout, sleep, finished=finished)
             )
+            _fail_step(
+                out, {w.key: outcomes[w.key].reason for w in watches if outcomes[w.key].state != "succeeded"}
+            )
     targets = [s for s in plan.services if s.url]
     if not targets or any(o.state != "succeeded" for o in outcomes.values()):
-        return
+        return set()
+    failed: dict[str, str] = {}
     with out.step(f"smoke test {len(targets)} services"):
 
         def probe(s: ServicePlan) -> None:
-            smoke.check(
-                str(s.url), ctx.settings.smoke, lambda line: out.detail(f"{s.name}: {line}"), sleep=sleep
-            )
+            smoke.check(str(s.url), s.smoke, lambda line: out.detail(f"{s.name}: {line}"), sleep=sleep)
 
         for s, problem in zip(targets, each(probe, targets, options.parallel), strict=True):
             if isinstance(problem, PipelineError):
                 outcomes[s.name] = ecs.Outcome("failed", problem.message)
+                failed[s.name] = problem.message
+        _fail_step(out, failed)
+    return set(failed)
+
+
+def _fail_step(out: Any, failed: dict[str, str]) -> None:
+    """End the current step "failed" when any of its services failed, naming the first."""
+    if failed:
+        name, reason = next(iter(failed.items()))
+        out.fail(f"{len(failed)} services failed; {name}: {reason}")
 
 
 def _roll_back(
@@ -353,6 +371,9 @@ def _roll_back(
             else:
                 row.status, row.reason, ok = f"rollback failed ({short(watch.target)})", result.reason, False
             row.seconds += finished.get(watch.key, time.monotonic()) - begun[watch.key]
+        _fail_step(
+            ctx.out, {r.service: r.reason for r in rows.values() if r.status.startswith("rollback failed")}
+        )
     return ok
 
 

@@ -12,12 +12,20 @@ started one. It ends with one table and one Honeycomb marker.
 The release file (TOML):
 
     [[service]]
+    project = "../orders"  # its repository: that [tool.pipeline] (prefix, environments, smoke)
     prefix = "orders"    # names repository, cluster, service, family, container as the settings do
-    sha = "<commit>"     # the image tag to release
-    # optional: cluster, service, family, container, url (smoke test),
-    # template + values (paths relative to the file); without a template the live task
-    # definition is kept, field for field, with only the container's image replaced.
+    sha = "<commit>"     # the image tag to release, or a unique prefix of it (7+ characters)
+    # optional: cluster, service, family, container, url (smoke test), smoke_text,
+    # base_path, smoke_path, template + values (paths relative to the file); without a
+    # template the live task definition is kept, field for field, with only the
+    # container's image replaced.
     # migrate_command: this service's migration ("" for none); default: the environment's.
+
+A service's settings come from its `project` (relative to the file), else from the
+repository the release runs in; `prefix` is needed only where those settings name none.
+Each service is smoke-tested with its own settings: its smoke text, and a URL from its
+own load balancer listener rule (the rule's path pattern gives the path; smoke_path
+overrides it).
 
 Migrations run one at a time, in the file's order, after every revision is registered
 and before the first UpdateService: a failing one stops the release with no service
@@ -31,17 +39,18 @@ import time
 import tomllib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import config, ecr, ecs, fleet, migrate, smoke, taskdef
+from . import config, ecr, ecs, fleet, migrate, selection, smoke, taskdef
 from .arns import short
 from .context import Context
 from .errors import ConfigError, NotFound, PipelineError
 
 _KEYS = (
+    "project",
     "prefix",
     "sha",
     "cluster",
@@ -51,10 +60,16 @@ _KEYS = (
     "template",
     "values",
     "url",
+    "smoke_text",
+    "base_path",
+    "smoke_path",
     "migrate_command",
 )
-# The seed's single-service overrides would name the same resource for every prefix.
+_PATHS = ("project", "template", "values")  # relative to the release file
+# The seed's single-service overrides would name the same resource for every prefix; the
+# prefix comes from the entry or the service's own settings, never the invoking shell.
 _SINGLE_SERVICE_VARIABLES = (
+    "AWS_RESOURCE_NAME_PREFIX",
     "ECR_REPOSITORY_NAME",
     "ECS_CLUSTER_NAME",
     "ECS_SERVICE_NAME",
@@ -65,10 +80,11 @@ _SINGLE_SERVICE_VARIABLES = (
 
 @dataclass(frozen=True)
 class Entry:
-    """One [[service]] of the release file, as written."""
+    """One [[service]] of the release file, as written (paths made relative to the file)."""
 
-    prefix: str
     sha: str
+    prefix: str | None = None  # None: the project's prefix setting
+    project: Path | None = None  # None: the repository the release runs in
     cluster: str | None = None
     service: str | None = None
     family: str | None = None
@@ -76,7 +92,15 @@ class Entry:
     template: Path | None = None
     values: Path | None = None
     url: str | None = None
+    smoke_text: str | None = None  # None: the service's [tool.pipeline.smoke] text
+    base_path: str | None = None  # None: the service's base_path
+    smoke_path: str | None = None  # None: the listener rule's path, else base_path
     migrate_command: str | None = None  # None: the environment's
+
+    @property
+    def name(self) -> str:
+        """How problems name the entry before its settings are read."""
+        return self.prefix or (self.project.name if self.project else "?")
 
 
 @dataclass(frozen=True)
@@ -88,6 +112,10 @@ class ReleaseOptions:
     smoke: bool = True
     dry_run: bool = False
     sleep: Callable[[float], None] = time.sleep
+    # The repository a service without `project` takes its settings from (None: the
+    # context's), and whether there is one (outside any, every service names its project).
+    home: Path | None = None
+    in_repository: bool = True
 
 
 def read_file(path: Path) -> list[Entry]:
@@ -108,32 +136,45 @@ def read_file(path: Path) -> list[Entry]:
         problems += [
             f"{where}: unknown key {k!r}; use {', '.join(_KEYS)}" for k in sorted(set(table) - set(_KEYS))
         ]
-        for key in ("prefix", "sha"):
-            if not isinstance(table.get(key), str) or not table[key].strip():
-                problems.append(f"{where}: {key} must be a non-empty string")
+        if not isinstance(table.get("sha"), str) or not table["sha"].strip():
+            problems.append(f"{where}: sha must be a non-empty string")
         bad = [k for k in _KEYS if k in table and not isinstance(table[k], str)]
         problems += [f"{where}: {k} must be a string" for k in bad]
         if "values" in table and "template" not in table:
             problems.append(f"{where}: values needs a template")
+        for key in ("base_path", "smoke_path"):
+            value = table.get(key)
+            if isinstance(value, str) and not (value.startswith("/") and " " not in value):
+                problems.append(f"{where}: {key} {value!r} must be a path starting with '/'")
+        if isinstance(table.get("base_path"), str) and not table["base_path"].endswith("/"):
+            problems.append(f"{where}: base_path {table['base_path']!r} must end with '/' (e.g. /audit/)")
+        project = path.parent / table["project"] if isinstance(table.get("project"), str) else None
+        if project is not None and not (project / config.PROJECT_FILE).is_file():
+            problems.append(f"{where}: project {table['project']!r}: no {config.PROJECT_FILE} in {project}")
         if isinstance(table.get("migrate_command"), str):
             problems += config.command_problems(f"{where}: migrate_command", table["migrate_command"])
         if problems:
             continue
-        paths = {k: path.parent / table[k] for k in ("template", "values") if k in table}
+        paths = {k: path.parent / table[k] for k in _PATHS if k in table}
         entries.append(Entry(**{k: v for k, v in table.items() if k not in paths}, **paths))
     if problems:
         raise ConfigError(problems)
     return entries
 
 
-def first_prefix(path: Path) -> str:
-    """The first service's prefix, for the settings the release itself runs under (markers'
-    dataset, smoke settings); a file `check` will reject gives a placeholder."""
+def first_service(path: Path) -> tuple[str | None, Path | None]:
+    """The first service's prefix and project, for the settings the release itself runs
+    under (its clients' region, the markers' dataset); (None, None) for a file `check`
+    will reject, which then names the problem."""
     try:
-        first = tomllib.loads(path.read_text())["service"][0]["prefix"]
-        return first if isinstance(first, str) and first else "release"
-    except (OSError, tomllib.TOMLDecodeError, KeyError, IndexError, TypeError):
-        return "release"
+        first = tomllib.loads(path.read_text())["service"][0]
+        prefix, project = first.get("prefix"), first.get("project")
+    except (OSError, tomllib.TOMLDecodeError, KeyError, IndexError, TypeError, AttributeError):
+        return None, None
+    return (
+        prefix if isinstance(prefix, str) and prefix else None,
+        path.parent / project if isinstance(project, str) and project else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -151,6 +192,7 @@ class Facts:
     values: taskdef.EnvironmentValues | None = None
     url: str | None = None
     problems: tuple[str, ...] = ()  # found while looking (a missing repository, a broken template)
+    tag: str = ""  # the image tag the sha resolved to ("": the sha as written)
 
 
 @dataclass(frozen=True)
@@ -164,6 +206,7 @@ class ServicePlan:
     previous: str  # what a rollback returns to: the last revision that COMPLETED
     request: dict[str, Any]  # RegisterTaskDefinition
     url: str | None
+    smoke: config.SmokeSettings = field(repr=False)  # this service's own expectations
     # For the migration's one-off task: the command (environment.migrate_command), and the
     # cluster and network configuration, read from the live service.
     environment: config.Environment = field(repr=False)
@@ -175,7 +218,7 @@ class ServicePlan:
 
     def to_json(self) -> dict[str, Any]:
         shown = {f.name: getattr(self, f.name) for f in fields(self) if f.repr}
-        return {**shown, "migrate_command": self.migrate_command}
+        return {**shown, "migrate_command": self.migrate_command, "smoke_text": self.smoke.text}
 
 
 @dataclass(frozen=True)
@@ -219,13 +262,14 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
     for fact in facts:
         entry, environment, settings = fact.entry, fact.environment, fact.settings
         name = environment.service
-        where = f"{entry.prefix} ({name} in {environment.cluster})"
+        where = f"{settings.prefix} ({name} in {environment.cluster})"
         if (environment.cluster, name) in names:
             problems.append(f"{where}: listed twice in the release file")
         names[(environment.cluster, name)] = name
         problems += [f"{where}: {p}" for p in fact.problems]
+        tag = fact.tag or entry.sha
         if fact.image is None and not fact.problems:
-            problems.append(f"{where}: no image {settings.repository}:{entry.sha} in ECR; push it first")
+            problems.append(f"{where}: no image {settings.repository}:{tag} in ECR; push it first")
         if fact.service is None:
             problems.append(f"{where}: ECS service {name!r} not found in cluster {environment.cluster!r}")
         if fact.image is None or fact.service is None or fact.problems:
@@ -242,7 +286,7 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
                 f"{where}: no deployment ever COMPLETED, so there is nothing safe to roll back to"
             )
         account = fact.image.registry_id or settings.account_id or ""
-        image = f"{settings.ecr_endpoint or settings.registry(account)}/{settings.repository}:{entry.sha}"
+        image = f"{settings.ecr_endpoint or settings.registry(account)}/{settings.repository}:{tag}"
         try:
             if fact.template is not None:
                 request = taskdef.render(
@@ -253,7 +297,7 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
                 )
             else:
                 request = from_live(
-                    fact.live or {}, fact.live_tags, environment.container, image, entry.sha, created
+                    fact.live or {}, fact.live_tags, environment.container, image, tag, created
                 )
             taskdef.validate_request(request, where, model)
         except ConfigError as exc:
@@ -264,12 +308,13 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
                 name,
                 environment.cluster,
                 name,
-                entry.sha,
+                tag,
                 image,
                 current,
                 previous or current,
                 request,
                 fact.url,
+                settings.smoke,
                 environment,
                 fact.service,
             )
@@ -282,12 +327,22 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
 def _inputs(fact: Facts, image: str, account: str, created: datetime) -> taskdef.RenderInputs:
     from .deploy import render_inputs
 
-    return render_inputs(fact.settings, fact.environment, image, fact.entry.sha, account, created)
+    return render_inputs(fact.settings, fact.environment, image, fact.tag or fact.entry.sha, account, created)
 
 
-def _settings_for(ctx: Context, entry: Entry, env: str) -> tuple[config.Settings, config.Environment]:
+def _settings_for(
+    ctx: Context, entry: Entry, env: str, home: Path | None = None
+) -> tuple[config.Settings, config.Environment]:
+    """The service's own settings (its project's, else the invoking repository's), with the
+    entry's overrides."""
     environ = {k: v for k, v in ctx.environ.items() if k not in _SINGLE_SERVICE_VARIABLES}
-    settings = config.load({**environ, "AWS_RESOURCE_NAME_PREFIX": entry.prefix}, ctx.settings.root)
+    if entry.prefix:
+        environ["AWS_RESOURCE_NAME_PREFIX"] = entry.prefix
+    settings = config.load(environ, (entry.project or home or ctx.settings.root).resolve())
+    if entry.base_path is not None:
+        settings = replace(settings, base_path=entry.base_path)
+    if entry.smoke_text is not None:
+        settings = replace(settings, smoke=replace(settings.smoke, text=entry.smoke_text))
     environment = settings.environment(env)
     overrides: dict[str, str] = {
         k: getattr(entry, k) for k in ("cluster", "service", "family", "container") if getattr(entry, k)
@@ -302,11 +357,17 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
     entries = read_file(options.file)
     problems: list[str] = []
     named: list[tuple[Entry, config.Settings, config.Environment]] = []
-    for entry in entries:
+    for index, entry in enumerate(entries, 1):
+        if entry.project is None and not options.in_repository:
+            problems.append(
+                f"{options.file}: service {index} ({entry.name}): no project, and the release runs "
+                'outside a service repository; add project = "<path to its repository>"'
+            )
+            continue
         try:
-            named.append((entry, *_settings_for(ctx, entry, options.env)))
+            named.append((entry, *_settings_for(ctx, entry, options.env, options.home)))
         except ConfigError as exc:
-            problems += [f"{entry.prefix}: {p}" for p in exc.problems]
+            problems += [f"{entry.name}: {p}" for p in exc.problems]
     if problems:
         raise ConfigError(problems)
     for name in ("ecs", "ecr", "elbv2"):  # made here: creating boto3 clients is not thread-safe
@@ -318,11 +379,14 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
         found: list[str] = []  # problems that do not stop the other look-ups
         service = services[(environment.cluster, environment.service)]
         image = template = values = live = None
+        tag = entry.sha
         tags: list[dict[str, str]] = []
         try:
-            image = ecr.find_image(settings, ctx.clients, entry.sha)
+            image, tag = resolve_image(settings, ctx, entry.sha)
         except NotFound as exc:  # no repository: its message says how to create it
             found.append(exc.message)
+        except ConfigError as exc:  # a short sha that matches several images
+            found += exc.problems
         try:
             if entry.template is not None:
                 template = taskdef.load_template(entry.template)
@@ -334,9 +398,20 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
             found += exc.problems
         url = entry.url if options.smoke else None
         if options.smoke and url is None and service is not None and service.get("loadBalancers"):
-            url = smoke.discover_url(settings, environment, ctx.clients)
+            url = smoke.discover_url(settings, environment, ctx.clients, path=entry.smoke_path)
         return Facts(
-            entry, environment, settings, image, service, live, tags, template, values, url, tuple(found)
+            entry,
+            environment,
+            settings,
+            image,
+            service,
+            live,
+            tags,
+            template,
+            values,
+            url,
+            tuple(found),
+            tag if image is not None else "",
         )
 
     facts = []
@@ -348,6 +423,25 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
     if problems:
         raise ConfigError(problems)
     return make_plan(options.env, facts, datetime.now(UTC), ctx.clients.aws("ecs").meta.service_model)
+
+
+def resolve_image(settings: config.Settings, ctx: Context, sha: str) -> tuple[ecr.ImageRecord | None, str]:
+    """The image for a sha as pull-and-run finds it: the exact tag, else the one image whose
+    sha tag starts with it (a short sha); several are refused, naming them. (None, sha)
+    when nothing matches."""
+    exact = ecr.find_image(settings, ctx.clients, sha)
+    if exact is not None or not selection.SHORT_SHA_RE.match(sha):
+        return exact, sha
+    try:
+        chosen = selection.select(
+            ecr.list_images(settings, ctx.clients),
+            selection.Selector(selection.SHA, sha),
+            settings.repository,
+            f"sha {sha}",
+        )
+    except NotFound:
+        return None, sha
+    return chosen.record, chosen.tag or sha
 
 
 def each(fn: Callable[[Any], Any], items: Iterable[Any], parallel: int) -> list[Any]:
@@ -370,6 +464,7 @@ def describe(plan: ReleasePlan) -> list[str]:
         lines.append(
             f"  {s.name} in {s.cluster}: {short(s.current)} → new revision of {s.request['family']} "
             f"with {s.image}; rollback target {short(s.previous)}; smoke {s.url or 'none'}"
+            + (f" expecting {s.smoke.text!r}" if s.url and s.smoke.text else "")
         )
         if s.migrate_command:
             lines.append(f"    first {migrate.describe(s.migrate_command)}")

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any, TypeVar
 
 from . import ecr, ecs, taskdef
 from .config import Environment
 from .context import Context
 from .errors import NotFound, PipelineError, RolloutInProgress
+from .output import when
 
 T = TypeVar("T")
 
@@ -62,7 +62,7 @@ def name_deployment(ctx: Context, d: ecs.Deployment) -> str:
         ctx, "read the revision's tags", lambda: ecs.describe_revision(ctx.clients, d.task_definition).tags
     )
     sha = (tags or {}).get(taskdef.TAG_SHA, "unknown")
-    at = d.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if d.created_at else "unknown"
+    at = when(d.created_at) if d.created_at else "unknown"
     return f"deployment {d.id} of {ecs.short(d.task_definition)} (sha {sha[:12]}, started {at})"
 
 

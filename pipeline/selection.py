@@ -23,6 +23,7 @@ from .errors import ConfigError, NotFound
 from .git import DIRTY_SUFFIX, TAG_RE, validate_sha
 
 _SHA_TAG_RE = TAG_RE
+SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,39}$")  # a commit id's unique prefix, as git abbreviates
 _SEMVER_RE = re.compile(
     r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
@@ -114,7 +115,10 @@ def newest_first(records: Iterable[ImageRecord]) -> list[ImageRecord]:
     return sorted(records, key=push_key, reverse=True)
 
 
-def select(records: Sequence[ImageRecord], selector: Selector, repository: str) -> Selection:
+def select(
+    records: Sequence[ImageRecord], selector: Selector, repository: str, asked: str | None = None
+) -> Selection:
+    """`asked`: how the caller's user named the image, for the errors (default: the flag)."""
     if not records:
         raise NotFound(
             f"no images in ECR repository {repository!r}; push one with `invoke dockerize && invoke push` "
@@ -126,14 +130,14 @@ def select(records: Sequence[ImageRecord], selector: Selector, repository: str) 
         return Selection(newest, _pull_tag(newest), f"latest push ({when})")
     if selector.kind == HIGHEST_VERSION:
         return _highest_version(records, repository)
-    return _by_sha(records, selector.sha, repository)
+    return _by_sha(records, selector.sha, repository, asked or f"--sha {selector.sha}")
 
 
 def _pull_tag(record: ImageRecord) -> str | None:
     return sha_tag(record) or (sorted(record.tags)[0] if record.tags else None)
 
 
-def _by_sha(records: Sequence[ImageRecord], sha: str, repository: str) -> Selection:
+def _by_sha(records: Sequence[ImageRecord], sha: str, repository: str, asked: str) -> Selection:
     exact = [r for r in records if sha in r.tags]
     if exact:
         return Selection(exact[0], sha, f"sha {sha}")
@@ -147,7 +151,7 @@ def _by_sha(records: Sequence[ImageRecord], sha: str, repository: str) -> Select
             f"{sha_tag(r)} (pushed {r.pushed_at.isoformat(timespec='seconds') if r.pushed_at else 'unknown'})"
             for r in newest_first(matches.values())
         )
-        raise ConfigError(f"--sha {sha} matches {len(matches)} images: {candidates}; give more of the sha")
+        raise ConfigError(f"{asked} matches {len(matches)} images: {candidates}; give more of the sha")
     record = next(iter(matches.values()))
     return Selection(record, sha_tag(record), f"sha prefix {sha}")
 

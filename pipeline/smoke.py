@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from . import http
 from .clients import Clients, aws_errors
@@ -32,9 +34,15 @@ class Probe:
 
 
 def discover_url(
-    settings: Settings, environment: Environment, clients: Clients, instead: str = "pass --url URL"
+    settings: Settings,
+    environment: Environment,
+    clients: Clients,
+    instead: str = "pass --url URL",
+    path: str | None = None,
 ) -> str:
-    """The seed's way: service → target group → load balancer → its DNS name + base path.
+    """The seed's way: service → target group → load balancer → its DNS name, plus the path
+    of the listener rule that forwards to the group (its path pattern: `/audit/*` gives
+    /audit/), else the base path. `path` (a release's smoke_path) replaces that path.
 
     `instead` is the calling task's own way around a missing load balancer (its flags
     differ: smoke --url, deploy --smoke-url/--no-smoke, ci --base-url)."""
@@ -56,7 +64,60 @@ def discover_url(
         balancer = elbv2.describe_load_balancers(LoadBalancerArns=group["LoadBalancerArns"][:1])[
             "LoadBalancers"
         ][0]
-    return f"http://{balancer['DNSName']}{settings.base_path}"
+    if path is None:
+        path = _rule_path(elbv2, balancer["LoadBalancerArn"], group["TargetGroupArn"]) or settings.base_path
+    return f"http://{balancer['DNSName']}{path}"
+
+
+def _rule_path(elbv2: Any, balancer_arn: str, group_arn: str) -> str | None:
+    """The path of the first listener rule forwarding to the group, by listener then priority."""
+    with aws_errors("elasticloadbalancing:DescribeListeners"):
+        listeners = elbv2.describe_listeners(LoadBalancerArn=balancer_arn)["Listeners"]
+    for listener in sorted(listeners, key=lambda item: (item.get("Protocol") != "HTTP", item.get("Port", 0))):
+        with aws_errors("elasticloadbalancing:DescribeRules"):
+            rules = elbv2.describe_rules(ListenerArn=listener["ListenerArn"])["Rules"]
+        for rule in sorted(rules, key=lambda r: (r.get("IsDefault", False), _priority(r))):
+            if group_arn in _forwards_to(rule):
+                found = rule_path(_path_patterns(rule))
+                if found:
+                    return found
+    return None
+
+
+def _priority(rule: dict[str, Any]) -> int:
+    value = str(rule.get("Priority", ""))
+    return int(value) if value.isdigit() else 1 << 30
+
+
+def _forwards_to(rule: dict[str, Any]) -> set[str]:
+    groups = set()
+    for action in rule.get("Actions", []):
+        if action.get("TargetGroupArn"):
+            groups.add(action["TargetGroupArn"])
+        for weighted in (action.get("ForwardConfig") or {}).get("TargetGroups", []):
+            groups.add(weighted.get("TargetGroupArn", ""))
+    return groups
+
+
+def _path_patterns(rule: dict[str, Any]) -> list[str]:
+    patterns: list[str] = []
+    for condition in rule.get("Conditions", []):
+        if condition.get("Field") == "path-pattern":
+            patterns += (
+                (condition.get("PathPatternConfig") or {}).get("Values") or condition.get("Values") or []
+            )
+    return patterns
+
+
+def rule_path(patterns: list[str]) -> str | None:
+    """The path a listener rule's path patterns route: the fixed part of the first pattern
+    that covers a directory (`/audit/*` → /audit/), else of the first pattern. Pure."""
+    ordered = sorted(patterns, key=lambda p: not p.endswith("/*"))
+    for pattern in ordered:
+        fixed = re.split(r"[*?]", pattern, maxsplit=1)[0]
+        if fixed.startswith("/"):
+            return fixed
+    return None
 
 
 def probe(url: str, timeout: float = 5.0) -> Probe:

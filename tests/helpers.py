@@ -171,7 +171,7 @@ def put_image_record(aws: Callable[[str], Any], repository: str, tag: str) -> No
 GREETER_INIT = [
     "--service-dir",
     "app",
-    "--port",
+    "--container-port",
     "9000",
     "--base-path",
     "/greet/",

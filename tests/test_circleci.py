@@ -237,22 +237,48 @@ def test_jobs_hold_no_logic_of_their_own(circleci: dict[str, Any]) -> None:
     assert set(circleci["commands"]) == SETUP_COMMANDS
 
 
+def aws_access_problems(cfg: dict[str, Any], kind: str, ref: str, binary: str = "invoke") -> list[str]:
+    """Where a config breaks the CI identity policy for a ref (README, "CI identity"): jobs that
+    push or deploy get credentials from the V2 OIDC token (its subject names the ref, which
+    the deploy roles require); deploy jobs get their environment's own context (its deploy
+    role), never the push role's `aws`; push jobs get `aws`; jobs any branch can trigger
+    get no context, so no secret reaches an unreviewed branch."""
+    problems = []
+    for job in circleci_jobs(cfg, kind, ref):
+        argvs = [_argv(c) for c in job.own_commands if c.startswith(f"{binary} ")]
+        steps = {argv[1] for argv in argvs}
+        credentials = [c for c in job.commands if "assume-role-with-web-identity" in c]
+        if steps & AWS_STEPS:
+            deploys = [argv for argv in argvs if argv[1] == "deploy"]
+            wanted = {f"aws-{argv[argv.index('--env') + 1]}" for argv in deploys} or {"aws"}
+            if not wanted <= set(job.context):
+                problems.append(f"{job.name}: contexts {job.context}, needs {sorted(wanted)}")
+            if deploys and "aws" in job.context:
+                problems.append(f"{job.name}: a deploy job with the push role's context `aws`")
+            if not credentials or not all(
+                "$CIRCLE_OIDC_TOKEN_V2" in c or "${CIRCLE_OIDC_TOKEN_V2" in c for c in credentials
+            ):
+                problems.append(f"{job.name}: no credentials from the V2 OIDC token")
+        elif job.context or credentials:
+            problems.append(f"{job.name}: contexts or credentials for a job that needs no AWS")
+    return problems
+
+
 @pytest.mark.parametrize(("kind", "ref"), REFS)
 def test_aws_access_only_where_a_step_needs_it(circleci: dict[str, Any], kind: Any, ref: str) -> None:
-    """Jobs that push or deploy get the AWS context and its OIDC credentials; jobs any
-    branch can trigger get no context, so no secret reaches an unreviewed branch."""
-    for job in circleci_jobs(circleci, kind, ref):
-        steps = {_argv(c)[1] for c in job.own_commands}
-        credentials = any("assume-role-with-web-identity" in c for c in job.commands)
-        if steps & AWS_STEPS:
-            # Deploy jobs get their environment's own context (its deploy role), never the
-            # push role's `aws`; push jobs get `aws`.
-            deploys = [_argv(c) for c in job.own_commands if _argv(c)[1] == "deploy"]
-            wanted = {f"aws-{argv[argv.index('--env') + 1]}" for argv in deploys} or {"aws"}
-            assert wanted <= set(job.context) and credentials, job.name
-            assert not (deploys and "aws" in job.context), job.name
-        else:
-            assert not job.context and not credentials, job.name
+    assert aws_access_problems(circleci, kind, ref) == []
+
+
+def test_the_access_check_catches_a_deploy_with_the_push_context(circleci: dict[str, Any]) -> None:
+    broken = yaml.safe_load(CONFIG.read_text().replace("- aws-prod  #", "- aws  #"))
+    assert aws_access_problems(broken, "branch", "main") == [
+        "deploy-prod: contexts ('aws', 'honeycomb'), needs ['aws-prod']",
+        "deploy-prod: a deploy job with the push role's context `aws`",
+    ]
+    v1 = yaml.safe_load(
+        CONFIG.read_text().replace("${CIRCLE_OIDC_TOKEN_V2:-$CIRCLE_OIDC_TOKEN}", "$CIRCLE_OIDC_TOKEN")
+    )
+    assert "deploy-prod: no credentials from the V2 OIDC token" in aws_access_problems(v1, "branch", "main")
 
 
 def test_tag_jobs_ignore_branches(circleci: dict[str, Any]) -> None:

@@ -97,9 +97,24 @@ def test_this_repositorys_project_file_loads() -> None:
 
 def test_missing_prefix_is_named() -> None:
     assert problems({}) == [
-        "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=orders; "
-        "it names the ECR repository and ECS resources)"
+        '[tool.pipeline] prefix: not set; add prefix = "orders" (`ecs-pipeline init` writes one) or '
+        "export AWS_RESOURCE_NAME_PREFIX=orders; it names the ECR repository and ECS resources"
     ]
+
+
+def test_the_prefix_setting_names_resources_and_the_variable_overrides_it() -> None:
+    s = load({}, {"prefix": "ledger"})
+    assert (s.prefix, s.repository, s.environment("prod").service) == ("ledger", "ledger", "ledger-service")
+    assert load({"AWS_RESOURCE_NAME_PREFIX": "ledger-pr-7"}, {"prefix": "ledger"}).prefix == "ledger-pr-7"
+    (problem,) = problems({}, {"prefix": "Ledger Service"})
+    assert problem.startswith("[tool.pipeline] prefix: 'Ledger Service' is not a valid name")
+
+
+def test_tasks_that_touch_no_aws_load_without_a_prefix() -> None:
+    s = config.load({}, ROOT, {"test_command": "python -m pytest"}, need_prefix=False)
+    assert (s.prefix, s.test_command) == ("", "python -m pytest")
+    with pytest.raises(ConfigError, match=r"base_path"):  # everything else is still checked
+        config.load({}, ROOT, {"base_path": "x"}, need_prefix=False)
 
 
 @pytest.mark.parametrize("prefix", ["Shop", "shop service", "-shop", "shop--", "a", "shop/web"])
@@ -123,7 +138,7 @@ def test_every_problem_is_reported_at_once() -> None:
     names = [p.split(":")[0] for p in found]
     assert names == [
         "[tool.pipeline] colour",
-        "AWS_RESOURCE_NAME_PREFIX",
+        "[tool.pipeline] prefix",
         "AWS_DEFAULT_REGION",
         "AWS_ACCOUNT_ID",
         "ECR_ENDPOINT",

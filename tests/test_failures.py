@@ -109,7 +109,10 @@ def test_an_image_that_exits_3_is_caught_and_rolled_back(
     )
     output = deploy_fails(live, "b" * 40)
     assert output.startswith(f"deploy of {live.service}:2 to prod failed: ")
-    assert f"ECS's circuit breaker rolled back to {live.service}:1, which runs now" in output.splitlines()[0]
+    first = output.splitlines()[0]
+    assert first.endswith(f"; ECS rolled back to {live.service}:1, which runs now"), first
+    assert first.lower().count("circuit breaker") == 1, first  # said once
+    assert ".;" not in first
     assert "stopped: task " in output and "Essential container in task exited" in output
     assert f"{live.service}: exit 3" in output
     # ECS's own rollback was waited on, not repeated: no third revision, no second update.

@@ -110,6 +110,38 @@ def test_changes_to_the_image_make_it_dirty(repo: Path, path: str, change: str |
     assert revision(repo) == found  # the same content, the same tag
 
 
+def test_a_changed_file_in_a_gitignored_directory_in_the_context_makes_it_dirty(repo: Path) -> None:
+    """The issue's `vendor/`: gitignored, yet in the build context, so in the image."""
+    (repo / ".gitignore").write_text("app/vendor/\n*.log\n")
+    (repo / "app/vendor").mkdir()
+    (repo / "app/vendor/lib.py").write_text("VERSION = 1\n")
+    sh(repo, "add", "-A")
+    sh(repo, "commit", "-qm", "ignore vendor/")
+    head = sh(repo, "rev-parse", "HEAD")
+    assert not sh(repo, "status", "--porcelain")  # git sees nothing to commit...
+    first = revision(repo)
+    assert first.dirty and first.sha == head  # ...but the image holds vendor/lib.py
+    (repo / "app/vendor/lib.py").write_text("VERSION = 2\n")
+    assert not sh(repo, "status", "--porcelain")
+    second = revision(repo)
+    assert second.dirty and second.tag != first.tag
+    (repo / "app/vendor/lib.py").write_text("VERSION = 1\n")
+    assert revision(repo) == first  # the same content, the same tag
+
+
+def test_gitignored_files_the_dockerignore_keeps_out_leave_the_commits_tag(repo: Path) -> None:
+    (repo / ".gitignore").write_text("app/deploy/secret.json\n__pycache__/\n*.log\n")
+    sh(repo, "add", "-A")
+    sh(repo, "commit", "-qm", "ignore")
+    head = sh(repo, "rev-parse", "HEAD")
+    (repo / "app/deploy/secret.json").write_text("{}\n")  # deploy/ is dockerignored
+    (repo / "app/sub/__pycache__").mkdir(parents=True)
+    (repo / "app/sub/__pycache__/x.pyc").write_bytes(b"\0")
+    assert revision(repo) == git.Revision(head)
+    (repo / "app/build.log").write_text("a gitignored file the image takes\n")
+    assert revision(repo).dirty
+
+
 def test_the_hash_follows_the_content(repo: Path) -> None:
     (repo / "app/__main__.py").write_text("print(1)\n")
     first = revision(repo).tag

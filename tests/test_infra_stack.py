@@ -212,9 +212,13 @@ def test_environment_lifecycle_and_a_setup_never_undoes_a_deploy(
     result = infra.setup(again, "staging")
     assert [s["action"] for s in result["stacks"]] == ["unchanged", "unchanged"]
     assert result["stacks"][1]["outputs"]["ServiceName"] == env.service
+    # Nothing to change still ends with every stack's outputs.
+    shown = said(again)
+    assert f"outputs of {prefix}-project (unchanged):" in shown
+    assert f"outputs of {prefix}-staging (unchanged):" in shown and f"  ServiceName = {env.service}" in shown
 
     asked: list[str] = []
-    infra.teardown(again, "staging", force=False, confirm=lambda name: asked.append(name) or True)
+    infra.teardown(again, "staging", delete_images=False, confirm=lambda name: asked.append(name) or True)
     assert asked == [f"{prefix}-staging"]
     assert stack_status(aws, f"{prefix}-staging") is None and stack_status(aws, f"{prefix}-project") is None
     assert [i["imageTags"] for i in aws("ecr").describe_images(repositoryName=prefix)["imageDetails"]] == [
@@ -239,15 +243,15 @@ def test_two_environments_coexist_and_the_last_teardown_takes_the_project_and_wi
             == "ACTIVE"
         )
 
-    infra.teardown(ctx, "staging", force=True, confirm=lambda _name: True)
+    infra.teardown(ctx, "staging", delete_images=True, confirm=lambda _name: True)
     assert stack_status(aws, f"{prefix}-staging") is None
     assert stack_status(aws, f"{prefix}-prod") == stack_status(aws, f"{prefix}-project") == "CREATE_COMPLETE"
     assert "the project stack stays: environment stacks remain" in said(ctx)
 
     with pytest.raises(ConfigError, match=f"environment stacks remain \\({prefix}-prod\\)"):
-        infra.teardown(ctx, None, force=True, confirm=lambda _name: True)
+        infra.teardown(ctx, None, delete_images=True, confirm=lambda _name: True)
 
-    infra.teardown(ctx, "prod", force=True, confirm=lambda _name: True)
+    infra.teardown(ctx, "prod", delete_images=True, confirm=lambda _name: True)
     assert stack_status(aws, f"{prefix}-prod") is None and stack_status(aws, f"{prefix}-project") is None
     repositories = aws("ecr").describe_repositories()["repositories"]
     assert prefix not in {r["repositoryName"] for r in repositories}
@@ -257,7 +261,7 @@ def test_a_repository_kept_by_teardown_is_used_again(infra_ctx: MakeCtx, aws: Aw
     ctx = infra_ctx()
     infra.setup(ctx)
     put_image_record(aws, prefix, "abc1234")
-    infra.teardown(ctx, None, force=False, confirm=lambda _name: True)
+    infra.teardown(ctx, None, delete_images=False, confirm=lambda _name: True)
 
     again = infra_ctx()
     result = infra.setup(again, "staging")
@@ -457,7 +461,7 @@ def test_a_domain_gets_https_and_an_alias_record(infra_ctx: MakeCtx, aws: Aws, p
     assert set(by_port) == {80, 443}
     assert by_port[443]["Certificates"][0]["CertificateArn"] == certificate
     assert by_port[80]["DefaultActions"][0]["Type"] == "redirect"  # plain HTTP only sends people to HTTPS
-    infra.teardown(ctx, "prod", force=True, confirm=lambda _name: True)
+    infra.teardown(ctx, "prod", delete_images=True, confirm=lambda _name: True)
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ def test_teardown_plan_lines() -> None:
     assert kept.lines() == [
         "delete stack shop-prod (1 resources)",
         "delete stack shop-project (0 resources)",
-        "keep ECR repository shop and its 4 images (--force deletes them)",
+        "keep ECR repository shop and its 4 images (--delete-images deletes them)",
     ]
     forced = infra.TeardownPlan((env, project), "shop", 4, True, ())
-    assert forced.lines()[-1] == "delete ECR repository shop and its 4 images (--force)"
+    assert forced.lines()[-1] == "delete ECR repository shop and its 4 images (--delete-images)"
     staying = infra.TeardownPlan((env,), "shop", 4, False, ("shop-staging",))
     assert staying.lines()[1:] == [
         "the project stack stays: environment stacks remain (shop-staging)",

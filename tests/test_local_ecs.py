@@ -13,6 +13,7 @@ from typing import Any
 import docker
 import pytest
 
+from pipeline import ecs as pipeline_ecs
 from pipeline.stack.emulator.engine import (
     CLUSTER_LABEL,
     CONTAINER_LABEL,
@@ -83,6 +84,28 @@ def test_service_tasks_are_labelled_containers_and_desired_zero_or_delete_leaves
     wait_until(lambda: not containers(environ, deploy_target.cluster), timeout=60)
 
 
+def run_one_task(
+    aws: Aws,
+    cluster: str,
+    definition: dict[str, Any],
+    watch: Callable[[dict[str, Any]], None] = lambda _t: None,
+) -> dict[str, Any]:
+    """Register the definition, RunTask it on Fargate, and wait until it STOPPED, handing
+    each DescribeTasks answer to `watch` on the way; the last answer."""
+    ecs = aws("ecs")
+    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    (task,) = ecs.run_task(
+        cluster=cluster, taskDefinition=arn, launchType="FARGATE", networkConfiguration=default_network(aws)
+    )["tasks"]
+
+    def stopped() -> dict[str, Any] | None:
+        (now,) = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
+        watch(now)
+        return now if now["lastStatus"] == "STOPPED" else None
+
+    return dict(wait_until(stopped, timeout=30))
+
+
 def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
     aws: Aws, prefix: str, repository: str, environ: dict[str, str], hello_image: str
 ) -> None:
@@ -101,25 +124,16 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
             {"name": "DB_PASSWORD", "valueFrom": f"{secret['ARN']}:pw::"},
         ],
     )
-    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
-    (task,) = ecs.run_task(
-        cluster=f"{prefix}-cluster",
-        taskDefinition=arn,
-        launchType="FARGATE",
-        networkConfiguration=default_network(aws),
-    )["tasks"]
     seen: set[Any] = set()
 
-    def stopped() -> dict[str, Any] | None:
-        (now,) = ecs.describe_tasks(cluster=f"{prefix}-cluster", tasks=[task["taskArn"]])["tasks"]
+    def watch(now: dict[str, Any]) -> None:
         seen.add(now["lastStatus"])
         for container in containers(environ, f"{prefix}-cluster") if now["lastStatus"] == "RUNNING" else []:
             env = env_of(container)
             if env:
                 seen.add((env["TOKEN"], env["DB_PASSWORD"]))
-        return now if now["lastStatus"] == "STOPPED" else None
 
-    final = wait_until(stopped, timeout=30)
+    final = run_one_task(aws, f"{prefix}-cluster", definition, watch)
     assert "RUNNING" in seen, (final["stoppedReason"], final["containers"])
     assert ("from-ssm", "from-asm") in seen  # the secrets, resolved when the task started
     assert seen - {("from-ssm", "from-asm")} <= {
@@ -135,6 +149,24 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
     )
     assert final["containers"][0]["exitCode"] == 3
     wait_until(lambda: not containers(environ, f"{prefix}-cluster"), timeout=15)
+
+
+def test_a_task_whose_secret_is_missing_never_starts_and_has_no_exit_code(
+    aws: Aws, prefix: str, repository: str, environ: dict[str, str], hello_image: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "2" * 40)
+    ecs = aws("ecs")
+    ecs.create_cluster(clusterName=f"{prefix}-cluster")
+    definition = hello_task_definition(f"{prefix}-job", image)
+    definition["containerDefinitions"][0]["secrets"] = [{"name": "TOKEN", "valueFrom": f"/{prefix}/absent"}]
+    final = run_one_task(aws, f"{prefix}-cluster", definition)
+    assert final["stopCode"] == "TaskFailedToStart", final["stoppedReason"]
+    assert "exitCode" not in final["containers"][0]  # as ECS: it never ran, so it has none
+    reason = pipeline_ecs.task_reason(final)
+    assert (
+        reason.endswith(f"{definition['containerDefinitions'][0]['name']}: never ran")
+        and "exit 0" not in reason
+    )
 
 
 def test_ecs_refusals_keep_ecs_messages(aws: Aws, prefix: str, environ: dict[str, str]) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import ci, config, demo, plan, smoke, stack, verbs
+from pipeline import ci, config, plan, smoke, stack, verbs
 from pipeline.clients import Clients
 from pipeline.config import CIPolicy, SmokeSettings
 from pipeline.context import Context
@@ -126,13 +126,13 @@ def test_the_local_stack_sets_no_resource_prefix() -> None:
         ("not toml [", "a", "service"),
     ],
 )
-def test_the_demo_derives_its_prefix_from_the_project(
+def test_a_prefix_is_derived_from_the_projects_name(
     tmp_path: Path, pyproject: str, dirname: str, expected: str
 ) -> None:
     root = tmp_path / dirname
     root.mkdir()
     (root / "pyproject.toml").write_text(pyproject)
-    assert demo.default_prefix(root) == expected
+    assert config.name_from_project(root) == expected
 
 
 def test_smoke_checks_the_text_only_where_configured() -> None:
@@ -186,3 +186,18 @@ def test_this_repository_keeps_hello_worlds_values_in_its_own_file() -> None:
     section = config.read_project_file(root)
     assert section["service_dir"] == "hello_world" and section["smoke"] == {"text": "Hello World!"}
     assert json.dumps(config.project._PROJECT_DEFAULTS).lower().count("hello") == 0
+
+
+def test_a_step_over_several_services_ends_failed_when_one_failed_without_raising() -> None:
+    stream = io.StringIO()
+    out = Output(stream=stream, json_logs=True)
+    with out.step("smoke test 2 services"):
+        out.detail("audit: GET ...: HTTP 200")
+        out.fail("1 services failed; ledger: smoke test failed")
+    with out.step("next"):
+        pass  # the mark ends with its step
+    assert [(s.name, s.status, s.error) for s in out.steps] == [
+        ("smoke test 2 services", "failed", "1 services failed; ledger: smoke test failed"),
+        ("next", "ok", ""),
+    ]
+    assert "<== smoke test 2 services: failed" in stream.getvalue()

@@ -703,16 +703,86 @@ def test_the_release_file_names_every_problem(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError) as info:
         release_plan.read_file(path)
-    keys = "prefix, sha, cluster, service, family, container, template, values, url, migrate_command"
+    keys = (
+        "project, prefix, sha, cluster, service, family, container, template, values, url, "
+        "smoke_text, base_path, smoke_path, migrate_command"
+    )
     assert info.value.problems == [
         f"{path}: service 1: unknown key 'colour'; use {keys}",
         f"{path}: service 1: sha must be a non-empty string",
         f'{path}: service 1: migrate_command: "sh -c \'x" does not split into words (No closing quotation)',
-        f"{path}: service 2: prefix must be a non-empty string",
         f"{path}: service 2: sha must be a non-empty string",
         f"{path}: service 2: sha must be a string",
         f"{path}: service 2: values needs a template",
     ]
+
+
+def test_a_service_names_its_repository_and_its_own_smoke_settings(tmp_path: Path) -> None:
+    (tmp_path / "audit").mkdir()
+    (tmp_path / "audit" / "pyproject.toml").write_text('[tool.pipeline]\nprefix = "audit"\n')
+    path = tmp_path / "releases" / "r.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[[service]]\nproject = "../audit"\nsha = "e8fb3c9"\nsmoke_text = "audited"\n'
+        'base_path = "/audit/"\nsmoke_path = "/audit/health"\n'
+        '[[service]]\nproject = "../nowhere"\nsha = "abc1234"\nbase_path = "audit/"\nsmoke_path = "health"\n'
+        '[[service]]\nprefix = "x"\nsha = "abc1234"\nbase_path = "/x"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        release_plan.read_file(path)
+    assert info.value.problems == [
+        f"{path}: service 2: base_path 'audit/' must be a path starting with '/'",
+        f"{path}: service 2: smoke_path 'health' must be a path starting with '/'",
+        f"{path}: service 2: project '../nowhere': no pyproject.toml in {path.parent / '../nowhere'}",
+        f"{path}: service 3: base_path '/x' must end with '/' (e.g. /audit/)",
+    ]
+    path.write_text(path.read_text().split('[[service]]\nproject = "../nowhere')[0])
+    (entry,) = release_plan.read_file(path)
+    assert entry == release_plan.Entry(
+        "e8fb3c9",
+        project=path.parent / "../audit",
+        smoke_text="audited",
+        base_path="/audit/",
+        smoke_path="/audit/health",
+    )
+    assert release_plan.first_service(path) == (None, path.parent / "../audit")
+
+
+def test_the_settings_of_a_service_are_its_repositorys_with_the_entrys_overrides(
+    tmp_path: Path, fleet_ctx: Callable[..., Any]
+) -> None:
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "pyproject.toml").write_text(
+        '[tool.pipeline]\nprefix = "audit"\nbase_path = "/a/"\n[tool.pipeline.smoke]\ntext = "audit ok"\n'
+    )
+    ctx = fleet_ctx()  # runs under this test's AWS_RESOURCE_NAME_PREFIX: never the service's
+    entry = release_plan.Entry("abc1234", project=audit)
+    settings, environment = release_plan._settings_for(ctx, entry, "prod")
+    assert (settings.prefix, settings.base_path, settings.smoke.text) == ("audit", "/a/", "audit ok")
+    assert environment.service == "audit-service"
+    entry = release_plan.Entry("abc1234", project=audit, prefix="audit-pr", smoke_text="hi", base_path="/b/")
+    settings, environment = release_plan._settings_for(ctx, entry, "prod")
+    assert (settings.prefix, settings.base_path, settings.smoke.text) == ("audit-pr", "/b/", "hi")
+    assert environment.service == "audit-pr-service"
+
+
+def test_a_short_sha_resolves_to_the_one_image_it_names_or_is_refused_naming_them(
+    aws: Callable[[str], Any], fleet_ctx: Callable[..., Any], prefix: str
+) -> None:
+    from tests.helpers import put_image_record
+
+    aws("ecr").create_repository(repositoryName=prefix)
+    full, other, twin = "e8fb3c9" + "1" * 33, "abcdef0" + "2" * 33, "abcdef0" + "3" * 33
+    for tag in (full, other, twin):
+        put_image_record(aws, prefix, tag)
+    ctx = fleet_ctx()
+    record, tag = release_plan.resolve_image(ctx.settings, ctx, "e8fb3c9")
+    assert tag == full and record is not None and full in record.tags
+    assert release_plan.resolve_image(ctx.settings, ctx, full)[1] == full
+    assert release_plan.resolve_image(ctx.settings, ctx, "0000000") == (None, "0000000")
+    with pytest.raises(ConfigError, match=r"^sha abcdef0 matches 2 images: abcdef0(2|3)+ \(pushed .*abcdef0"):
+        release_plan.resolve_image(ctx.settings, ctx, "abcdef0")
 
 
 def test_the_table_says_old_and_new_revision_status_and_duration() -> None:

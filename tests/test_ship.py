@@ -121,7 +121,7 @@ def test_a_code_only_change_rebuilds_only_the_last_layer(
 def test_a_failing_build_shows_the_failing_step(make_context: Callable[..., Any], tmp_path: Path) -> None:
     (tmp_path / "hello_world").mkdir()
     (tmp_path / "hello_world" / "Dockerfile").write_text(
-        f"FROM {stack.LOCAL_BASE_IMAGE}\nRUN echo compiling-widgets && exit 3\n"
+        f"FROM {stack.LOCAL_BASE_IMAGE}\nRUN echo compiling-widgets && echo 'widget missing' >&2 && exit 3\n"
     )
     ctx = make_context(root=tmp_path)
     with pytest.raises(
@@ -129,7 +129,10 @@ def test_a_failing_build_shows_the_failing_step(make_context: Callable[..., Any]
     ) as info:
         verbs.dockerize(ctx, Revision("ccccccc"))
     assert "returned a non-zero code: 3" in info.value.message
-    assert "compiling-widgets" in ctx.out.stream.getvalue()
+    shown = ctx.out.stream.getvalue()
+    # The step's stderr (which Docker wraps in terminal colours) reads as plain text.
+    assert "compiling-widgets" in shown and "widget missing" in shown
+    assert "\x1b" not in shown + info.value.message and "[91m" not in shown, repr(shown)
 
 
 def registry_tags(environ: dict[str, str], repo: str) -> list[str]:

@@ -48,12 +48,12 @@ def test_smoke_url_is_discovered_through_the_alb(
     group = elbv2.create_target_group(
         Name=f"{deploy_target.cluster[:20]}-tg", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip"
     )["TargetGroups"][0]
-    elbv2.create_listener(
+    listener = elbv2.create_listener(
         LoadBalancerArn=alb["LoadBalancerArn"],
         Protocol="HTTP",
         Port=80,
         DefaultActions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
-    )
+    )["Listeners"][0]
     ecs.create_service(
         cluster=deploy_target.cluster,
         serviceName="with-alb",
@@ -77,6 +77,19 @@ def test_smoke_url_is_discovered_through_the_alb(
     assert wait_until(lambda: http_get(url) == (200, "Hello World!\n"), timeout=30)
     with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
         smoke.discover_url(ctx.settings, env, ctx.clients)
+    # A listener rule forwarding to the group gives the path (another repository's service
+    # routed at /audit/ is smoke-tested there, whatever the invoking settings' base path).
+    elbv2.create_rule(
+        ListenerArn=listener["ListenerArn"],
+        Priority=7,
+        Conditions=[{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/audit", "/audit/*"]}}],
+        Actions=[{"Type": "forward", "TargetGroupArn": group["TargetGroupArn"]}],
+    )
+    with_alb = type(env)(**{**env.__dict__, "service": "with-alb"})
+    assert smoke.discover_url(ctx.settings, with_alb, ctx.clients) == f"http://{alb['DNSName']}/audit/"
+    assert smoke.discover_url(ctx.settings, with_alb, ctx.clients, path="/audit/ping") == (
+        f"http://{alb['DNSName']}/audit/ping"
+    )
 
 
 EXPECT = SmokeSettings(status=200, text="Hello World!", timeout=0.5)
@@ -111,3 +124,20 @@ def test_check_retries_until_the_answer_passes(hello_url: str) -> None:
     with pytest.raises(StepFailed, match=r"expected HTTP 200 with 'Hello World!', got HTTP 404"):
         smoke.check(hello_url + "nope", EXPECT, said.append, sleep=waits.append)
     assert waits  # retried before giving up
+
+
+@pytest.mark.parametrize(
+    ("patterns", "path"),
+    [
+        (["/audit", "/audit/*"], "/audit/"),  # what `invoke setup` writes for base_path /audit/
+        (["/*"], "/"),
+        (["/api/v1*"], "/api/v1"),
+        (["/ledger/*", "/ledger"], "/ledger/"),
+        (["*.png"], None),
+        ([], None),
+    ],
+)
+def test_a_listener_rules_path_patterns_give_the_smoke_tests_path(
+    patterns: list[str], path: str | None
+) -> None:
+    assert smoke.rule_path(patterns) == path

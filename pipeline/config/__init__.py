@@ -27,6 +27,7 @@ from .project import (
     command_problems,
     environment_names,
     find_root,
+    name_from_project,
     read_project_file,
     unknown_keys,
 )
@@ -58,12 +59,21 @@ __all__ = [
     "find_root",
     "load",
     "load_policy",
+    "name_from_project",
     "read_project_file",
 ]
 
 
-def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | None = None) -> Settings:
-    """Build Settings from the environment and the project file; every problem at once."""
+def load(
+    environ: Mapping[str, str],
+    root: Path,
+    project: Mapping[str, Any] | None = None,
+    need_prefix: bool = True,
+) -> Settings:
+    """Build Settings from the environment and the project file; every problem at once.
+
+    need_prefix=False: for tasks that touch no AWS resource (build, test, serve), which
+    then run without a prefix (Settings.prefix is "" and the names derived from it unused)."""
     project = read_project_file(root) if project is None else project
     problems: list[str] = []
 
@@ -74,7 +84,14 @@ def load(environ: Mapping[str, str], root: Path, project: Mapping[str, Any] | No
     problems += unknown_keys("[tool.pipeline]", project, _PROJECT_DEFAULTS)
     cfg = {**_PROJECT_DEFAULTS, **{k: v for k, v in project.items() if k in _PROJECT_DEFAULTS}}
 
-    env = read_environ(environ, problems)
+    project_prefix = cfg["prefix"]
+    need(
+        isinstance(project_prefix, str),
+        f'[tool.pipeline] prefix: {project_prefix!r} must be a string (e.g. prefix = "orders")',
+    )
+    env = read_environ(
+        environ, problems, project_prefix if isinstance(project_prefix, str) else "", need_prefix
+    )
     prefix = env.prefix
 
     base_path = str(cfg["base_path"])

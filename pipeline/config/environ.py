@@ -29,27 +29,36 @@ class EnvironValues:
     base_image: str
 
 
-def read_environ(environ: Mapping[str, str], problems: list[str]) -> EnvironValues:
-    """The seed's variables, with defaults derived from the prefix; problems appended."""
+def read_environ(
+    environ: Mapping[str, str], problems: list[str], project_prefix: str = "", need_prefix: bool = True
+) -> EnvironValues:
+    """The seed's variables, with defaults derived from the prefix; problems appended.
+
+    The prefix is AWS_RESOURCE_NAME_PREFIX, else `prefix` in [tool.pipeline]. A task that
+    names no AWS resource (build, test, serve) passes need_prefix=False and runs without."""
 
     def need(cond: bool, message: str) -> None:
         if not cond:
             problems.append(message)
 
-    prefix = environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip()
+    from_environ = environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip()
+    prefix = from_environ or project_prefix.strip()
+    where = "AWS_RESOURCE_NAME_PREFIX" if from_environ else "[tool.pipeline] prefix"
     problems_before_prefix = len(problems)
     if not prefix:
-        problems.append(
-            "AWS_RESOURCE_NAME_PREFIX: must be set (e.g. export AWS_RESOURCE_NAME_PREFIX=orders; it names the ECR repository and ECS resources)"
-        )
+        if need_prefix:
+            problems.append(
+                '[tool.pipeline] prefix: not set; add prefix = "orders" (`ecs-pipeline init` writes '
+                "one) or export AWS_RESOURCE_NAME_PREFIX=orders; it names the ECR repository and ECS resources"
+            )
     elif not (2 <= len(prefix) <= 200 and _REPO_RE.match(prefix) and ECS_NAME_RE.match(prefix)):
         problems.append(
-            f"AWS_RESOURCE_NAME_PREFIX: {prefix!r} is not a valid name; use lowercase letters, "
+            f"{where}: {prefix!r} is not a valid name; use lowercase letters, "
             "digits and single hyphens or underscores (it names the ECR repository and ECS resources)"
         )
 
     # Derived names are only worth checking when the prefix they derive from is valid.
-    prefix_ok = len(problems) == problems_before_prefix
+    prefix_ok = bool(prefix) and len(problems) == problems_before_prefix
     region = environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or DEFAULT_REGION
     need(
         bool(_REGION_RE.match(region)),

@@ -22,6 +22,7 @@ _ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 # names or commands): an unset command is a step that is skipped (build, test) or left
 # out of the plan (integration), never another project's command.
 _PROJECT_DEFAULTS: dict[str, Any] = {
+    "prefix": "",  # names the AWS resources; AWS_RESOURCE_NAME_PREFIX overrides it
     "service_dir": ".",
     "dockerfile": None,  # <service_dir>/Dockerfile
     "docker_target": "",  # a multi-stage Dockerfile's stage to build; "" = the last one
@@ -85,6 +86,18 @@ def read_project_file(root: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
     section = data.get("tool", {}).get("pipeline", {})
     return section if isinstance(section, dict) else {}
+
+
+def name_from_project(root: Path) -> str:
+    """A resource prefix made from the repository's name: pyproject.toml's [project] name,
+    else the directory's, as a valid ECR/ECS name (what `init` writes, what the demo uses
+    when nothing is set)."""
+    try:
+        name = str(tomllib.loads((root / PROJECT_FILE).read_text()).get("project", {}).get("name", ""))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        name = ""
+    slug = re.sub(r"[^a-z0-9]+", "-", (name or root.resolve().name).lower()).strip("-")
+    return slug if len(slug) >= 2 else "service"
 
 
 def environment_names(table: Any) -> list[str]:

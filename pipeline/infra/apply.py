@@ -248,9 +248,6 @@ def execute(ctx: Context, plan: ChangeSetPlan, timeout: float, sleep: Sleep) -> 
     if status not in DONE:
         raise StepFailed(failure_message(request.name, status, events))
     outputs = describe_stack(ctx.clients, request.name).outputs
-    out.detail("outputs:")
-    for key, value in outputs.items():
-        out.detail(f"  {key} = {value}")
     return StackResult(
         request.name, "created" if plan.action == "create" else "updated", plan.changes, outputs
     )
@@ -291,6 +288,12 @@ def setup(
         ctx.out.say("dry run: the change sets were shown and deleted; nothing was changed")
     elif env_name:
         _wait_for_the_services_rollout(ctx, env_name, timeout, sleep)
+    # Always the stacks' outputs, changed or not: a second setup is how people look them up.
+    for result in results:
+        if result.outputs:
+            ctx.out.say(f"outputs of {result.name} ({result.action}):")
+            for key, value in result.outputs.items():
+                ctx.out.say(f"  {key} = {value}")
     if env_name:  # the CircleCI side of the environment's CI identity, which no API here sets
         role = results[-1].outputs.get("CiDeployRoleArn")
         for line in ci_identity.setup_lines(ctx.settings, env_name, role):

@@ -33,18 +33,18 @@ class TeardownPlan:
         if self.images is not None:
             if self.delete_repository:
                 lines.append(
-                    f"delete ECR repository {self.repository} and its {self.images} images (--force)"
+                    f"delete ECR repository {self.repository} and its {self.images} images (--delete-images)"
                 )
             elif self.remaining:
                 lines.append(f"ECR repository {self.repository} stays with the project stack")
             else:
                 lines.append(
-                    f"keep ECR repository {self.repository} and its {self.images} images (--force deletes them)"
+                    f"keep ECR repository {self.repository} and its {self.images} images (--delete-images deletes them)"
                 )
         return lines
 
 
-def teardown_plan(ctx: Context, env_name: str | None, force: bool) -> TeardownPlan:
+def teardown_plan(ctx: Context, env_name: str | None, delete_images: bool) -> TeardownPlan:
     settings, clients = ctx.settings, ctx.clients
     if env_name:
         settings.environment(env_name)
@@ -78,7 +78,7 @@ def teardown_plan(ctx: Context, env_name: str | None, force: bool) -> TeardownPl
         stacks=tuple(stacks),
         repository=settings.repository,
         images=images,
-        delete_repository=force and last and images is not None,
+        delete_repository=delete_images and last and images is not None,
         remaining=tuple(s.name for s in others.values()),
     )
 
@@ -104,14 +104,14 @@ def ask(yes: bool, stdin: TextIO | None = None, prompt_to: TextIO | None = None)
 def teardown(
     ctx: Context,
     env_name: str | None,
-    force: bool,
+    delete_images: bool,
     confirm: Callable[[str], bool],
     timeout: float = 3600.0,
     sleep: Sleep = time.sleep,
 ) -> None:
     """Delete an environment's stack, and the project stack with the last environment."""
     with ctx.out.step(f"check teardown{' of ' + env_name if env_name else ''}"):
-        plan = teardown_plan(ctx, env_name, force)
+        plan = teardown_plan(ctx, env_name, delete_images)
         for line in plan.lines():
             ctx.out.detail(line)
     if not confirm(plan.stacks[0].name):

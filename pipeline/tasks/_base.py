@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,16 @@ from ..output import Output
 
 if TYPE_CHECKING:  # config (its validation patterns) loads when a task runs, not for --list
     from ..context import Context
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """Invoke's @task with long flags only. Invoke would give each flag the first free
+    letter of its name, so `-t` meant --timeout in deploy and --to in rollback and `-f`
+    four things, some of them Invoke's own flags (`-f` is --config before the task name);
+    a long name means one thing in every task."""
+    import invoke
+
+    return invoke.task(*args, **{"auto_shortflags": False, **kwargs})
 
 
 def project_root() -> Path:
@@ -32,13 +43,21 @@ JSON_LOGS = (
 
 
 def context(
-    json_logs: bool = False, sha: str | None = None, environment: str | None = None, prefix: str | None = None
+    json_logs: bool = False,
+    sha: str | None = None,
+    environment: str | None = None,
+    prefix: str | None = None,
+    aws: bool = True,
+    root: Path | None = None,
 ) -> Context:
+    """The Context a task runs with; aws=False for tasks that name no AWS resource (build,
+    test, serve), which then need no prefix. `root`: the project (default: found from the
+    working directory)."""
     from .. import config
     from ..context import Context
 
     environ = os.environ if prefix is None else {"AWS_RESOURCE_NAME_PREFIX": prefix, **os.environ}
-    settings = config.load(environ, project_root())
+    settings = config.load(environ, root or project_root(), need_prefix=aws)
     use_json = json_logs or os.environ.get("PIPELINE_JSON_LOGS") == "1"
     ctx = Context(settings, Clients(region=settings.region), Output(json_logs=use_json), os.environ)
     if use_json:
@@ -52,7 +71,7 @@ def _log_fields(ctx: Context, sha: str | None, environment: str | None) -> dict[
         commit: str | None = ctx.revision(sha).tag
     except PipelineError:
         commit = None  # no git and no CIRCLE_SHA1, or a bad --sha that the task itself reports
-    return {"service": ctx.settings.prefix, "environment": environment, "sha": commit}
+    return {"service": ctx.settings.prefix or None, "environment": environment, "sha": commit}
 
 
 def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,6 +87,12 @@ def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise Exit(f"error: {exc.message}", code=exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except BrokenPipeError:
+            # The reader stopped reading (`invoke status | head`): not our error. Quiet, with
+            # the exit code of a process ended by SIGPIPE; stdout goes to /dev/null so the
+            # interpreter's last flush has nowhere to fail.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise Exit(code=141) from None
         except Exit:
             raise
         except Exception as exc:  # a bug or an outside failure nobody mapped: still one line

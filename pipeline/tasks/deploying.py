@@ -6,11 +6,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from invoke import Exit, task
+from invoke import Exit
 
 from ..errors import PipelineError
 from ..output import Output
-from ._base import JSON_LOGS, context, verb
+from ._base import JSON_LOGS, context, project_root, task, verb
 
 _DEPLOY_HELP = {
     "env": "environment to deploy to (prod, staging, or one from [tool.pipeline.environments])",
@@ -79,11 +79,27 @@ def release(
     import json as jsonlib
 
     from pipeline import release as releasing
+    from pipeline.errors import ConfigError
 
+    prefix, project = releasing.first_service(Path(file))
+    try:
+        home: Path | None = project_root()
+    except ConfigError:
+        if project is None:
+            raise
+        home = None  # a third directory: every service names its repository
     options = releasing.ReleaseOptions(
-        env, Path(file), int(parallel), float(timeout), smoke=not no_smoke, dry_run=dry_run
+        env,
+        Path(file),
+        int(parallel),
+        float(timeout),
+        smoke=not no_smoke,
+        dry_run=dry_run,
+        home=home,
+        in_repository=home is not None,
     )
-    ctx = context(json_logs, environment=env, prefix=releasing.first_prefix(options.file))
+    # The release's own settings (region, markers) are its first service's.
+    ctx = context(json_logs, environment=env, prefix=prefix, root=(project or home))
     if json:
         ctx.out = Output(stream=sys.stderr, json_logs=ctx.out.json_logs, context=ctx.out.context)
     try:
@@ -190,8 +206,10 @@ def integration(c, env, url=None, json_logs=False):
 def status(c, env, json=False):
     """Show what runs in an environment: revision, image, sha, rollout state, counts, last events."""
     import json as jsonlib
+    from datetime import datetime
 
     from pipeline import ecs
+    from pipeline.output import when
 
     ctx = context()
     environment = ctx.settings.environment(env)
@@ -208,7 +226,8 @@ def status(c, env, json=False):
     for line in report["deployments"]:
         print(f"  deployment {line}")
     for event in report["events"]:
-        print(f"  {event['at']}  {event['message']}")
+        at = when(datetime.fromisoformat(event["at"])) if event["at"] else "(no time)"
+        print(f"  {at}  {event['message']}")
 
 
 @task(

@@ -5,22 +5,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from invoke import task
-
 from ..output import Output
-from ._base import context, verb
+from ._base import context, task, verb
 
 # Here, not in pipeline/init.py: importing that (and the settings it reads) would slow
 # `invoke --list` by about 15 ms.
 INIT_HELP = {
     "service_dir": "the service's directory, its Docker build context (default: the repository, '.')",
-    "port": "the port the service listens on: container_port, EXPOSE, the task definition (default 8080)",
+    "container_port": "the port the service listens on: container_port, EXPOSE, the task definition "
+    "(default 8080)",
     "base_path": "where the service's routes start, behind the load balancer (default /)",
     "health_path": "the health route the container check and the load balancer ask (default <base-path>health)",
     "smoke_text": "text the smoke test expects in the answer at the base path (default: the status alone)",
     "build_command": "the service's build step (default: none, `invoke build` is skipped)",
     "test_command": "the service's unit tests (default: none, `invoke test` is skipped)",
-    "force": "replace files (and the [tool.pipeline] section) that already exist",
+    "command": "how the service starts, run from the repository's root: the image's CMD (exec form, "
+    "no shell) and serve_command (default: found from __main__.py or app.py/main.py/server.py)",
+    "overwrite": "replace files (and the [tool.pipeline] section) that already exist",
 }
 
 
@@ -53,17 +54,17 @@ def setup(c, env=None, dry_run=False, image_tag=None, timeout=3600, json=False):
         "env": "environment whose stack to delete (the project stack goes with the last one); "
         "without it only the project stack, once no environment is left",
         "yes": "do not ask for confirmation (for scripts)",
-        "force": "also delete the ECR repository and its images when the project stack goes",
+        "delete_images": "also delete the ECR repository and its images when the project stack goes",
         "timeout": "seconds to wait for CloudFormation per stack (default 3600)",
     }
 )
 @verb
-def teardown(c, env=None, yes=False, force=False, timeout=3600):
-    """Delete an environment's stack after confirmation; ECR images are kept unless --force."""
+def teardown(c, env=None, yes=False, delete_images=False, timeout=3600):
+    """Delete an environment's stack after confirmation; ECR images are kept unless --delete-images."""
     from pipeline import infra
 
     ctx = context()
-    infra.teardown(ctx, env, force, infra.ask(yes), float(timeout))
+    infra.teardown(ctx, env, delete_images, infra.ask(yes), float(timeout))
 
 
 @task(help=INIT_HELP)
@@ -71,20 +72,32 @@ def teardown(c, env=None, yes=False, force=False, timeout=3600):
 def init(
     c,
     service_dir=".",
-    port=None,  # a string, checked by init itself: a bad value gets its one-line error
+    container_port=None,  # a string, checked by init itself: a bad value gets its one-line error
     base_path="/",
     health_path=None,
     smoke_text=None,
     build_command=None,
     test_command=None,
-    force=False,
+    command=None,
+    overwrite=False,
 ):
     """Scaffold this repository for the pipeline: tasks.py, settings, templates, Dockerfile, CI."""
     from pipeline import init as scaffolding
+    from pipeline.cli import source
     from pipeline.cli import version as installed
 
-    flags = (service_dir, port, base_path, health_path, smoke_text, build_command, test_command, force)
-    scaffolding.run(Path.cwd(), scaffolding.InitOptions(*flags), installed())
+    options = scaffolding.InitOptions(
+        service_dir,
+        container_port,
+        base_path,
+        health_path,
+        smoke_text,
+        build_command,
+        test_command,
+        overwrite,
+        command,
+    )
+    scaffolding.run(Path.cwd(), options, installed(), source=source())
 
 
 @task

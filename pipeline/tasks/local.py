@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from invoke import task
-
-from ._base import context, verb
+from ._base import context, task, verb
 
 
 @task(
-    auto_shortflags=False,  # -h would be --highest-version, not help
     help={
         "sha": "run the image of this commit: a full sha or a unique prefix",
         "latest": "run the most recently pushed image (its local copy is removed first)",
@@ -45,4 +42,4 @@ def serve(c, env_file=None):
     """Run the service without Docker, with local.env loaded (`serve_command` in [tool.pipeline])."""
     from pipeline import local
 
-    local.serve(context(), env_file)
+    local.serve(context(aws=False), env_file)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-from invoke import task
-
-from ._base import JSON_LOGS, context, project_root, verb
+from ._base import JSON_LOGS, context, project_root, task, verb
 
 
 @task(help={"json_logs": JSON_LOGS})
@@ -15,7 +13,7 @@ def build(c, json_logs=False):
     """Run the service's build step (the seed's build.sh; `build_command` in [tool.pipeline])."""
     from pipeline import verbs
 
-    ctx = context(json_logs)
+    ctx = context(json_logs, aws=False)
     with ctx.out.step("build"):
         verbs.build(ctx)
 
@@ -26,7 +24,7 @@ def test(c, json_logs=False):
     """Run the service's unit tests (the seed's test.sh; `test_command` in [tool.pipeline])."""
     from pipeline import verbs
 
-    ctx = context(json_logs)
+    ctx = context(json_logs, aws=False)
     with ctx.out.step("test"):
         verbs.test(ctx)
 
@@ -129,17 +127,20 @@ def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout
 @verb
 def demo(c, port=8080, failure=False):
     """Run the whole mainline flow for this service on the local stack, no AWS account needed."""
+    from pipeline import config, stack
     from pipeline import demo as demoing
-    from pipeline import stack
 
     cfg = stack.config_from(os.environ)
     stack.up(cfg)
     os.environ.update(stack.env(cfg))
-    if not os.environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip():
+    root = project_root()
+    if not (
+        os.environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip() or config.read_project_file(root).get("prefix")
+    ):
         # The local stack sets no prefix (it would name another service's resources).
-        os.environ["AWS_RESOURCE_NAME_PREFIX"] = demoing.default_prefix(project_root())
+        os.environ["AWS_RESOURCE_NAME_PREFIX"] = config.name_from_project(root)
         print(
-            f"AWS_RESOURCE_NAME_PREFIX is not set: the demo uses {os.environ['AWS_RESOURCE_NAME_PREFIX']} "
-            "(from the project's name); export it to choose another"
+            f"no prefix set: the demo uses {os.environ['AWS_RESOURCE_NAME_PREFIX']} (from the "
+            "project's name); set prefix in [tool.pipeline] or AWS_RESOURCE_NAME_PREFIX to choose another"
         )
     demoing.run(context(), int(port), failure=failure)

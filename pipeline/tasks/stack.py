@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from invoke import task
-
-from ._base import verb
+from ._base import task, verb
 
 
 @task(name="up")

@@ -168,8 +168,9 @@ def sync_task(task: Any) -> None:
             continue
         container.last_status = state.status
         container.health_status = state.health if state.status == "RUNNING" else "UNKNOWN"
-        if state.exit_code is not None:
-            container.exitCode = state.exit_code
+        # ECS gives no exitCode for a container that has not exited or never ran (moto
+        # starts every container at 0); None leaves the field out of DescribeTasks.
+        container.exitCode = state.exit_code
         if state.reason:
             container.reason = state.reason
         if run.port:
