@@ -14,10 +14,11 @@ WORKERS = 4
 
 
 @task(
+    auto_shortflags=False,  # long flags only, as every task of the package
     help={
         "pytest_args": 'extra arguments for pytest, e.g. "-k deploy -x"',
         "workers": f"pytest-xdist workers (default {WORKERS}; 0 runs the tests one at a time in one process)",
-    }
+    },
 )
 def check(c, pytest_args="", workers=WORKERS):
     """Run every check on the local stack: ruff, ruff format, mypy, the dependency audit, the whole pytest suite."""

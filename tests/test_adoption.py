@@ -32,7 +32,7 @@ import docker
 import pytest
 
 from pipeline.cli import version
-from tests.conftest import remove_services
+from tests.conftest import local_tags, remove_services
 from tests.helpers import GREETER_INIT, free_port, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,10 +196,9 @@ def cleanup(prefix: str, environ: dict[str, str]) -> Iterator[None]:
     for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    names = {image.id for image in client.images.list() for tag in image.tags if prefix in tag}
-    for image_id in names:
+    for tag in local_tags(prefix, f"{environ['ECR_ENDPOINT']}/{prefix}"):  # every repository under it
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            client.images.remove(image_id, force=True)
+            client.images.remove(tag, force=True)
 
 
 @pytest.mark.heavy
