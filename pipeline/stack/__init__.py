@@ -461,7 +461,12 @@ def task_containers(cfg: StackConfig) -> list[Any]:
     from .emulator.engine import OWNER_LABEL
 
     client = docker.from_env(timeout=30)
-    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={cfg.endpoint}"}))
+    # ignore_removed: the emulator removes its containers itself as it stops, between the
+    # engine's list and docker-py's inspect of each.
+    found = client.containers.list(
+        all=True, filters={"label": f"{OWNER_LABEL}={cfg.endpoint}"}, ignore_removed=True
+    )
+    return list(found)
 
 
 def down(cfg: StackConfig, say: Say = print) -> None:
@@ -471,9 +476,12 @@ def down(cfg: StackConfig, say: Say = print) -> None:
     for name in ("emulator", "registry"):
         if _stop(cfg, name):
             say(f"{name}: stopped")
+    from docker.errors import NotFound
+
     leftovers = task_containers(cfg)
     for container in leftovers:
-        container.remove(force=True)
+        with contextlib.suppress(NotFound):  # removed by the stopping emulator meanwhile
+            container.remove(force=True)
     if leftovers:
         say(f"task containers: removed {len(leftovers)}")
     if _stop(cfg, "dockerd"):
