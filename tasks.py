@@ -7,19 +7,31 @@ from invoke import Exit, task
 
 from pipeline.tasks import ns
 
+# pytest-xdist workers for the suite. Most of a test's time is spent waiting on containers,
+# rollouts and the emulator, not computing, so more workers than the machine's 2 cores
+# overlap those waits (README: "Running the tests in parallel").
+WORKERS = 4
 
-@task(help={"pytest_args": 'extra arguments for pytest, e.g. "-k deploy -x"'})
-def check(c, pytest_args=""):
+
+@task(
+    auto_shortflags=False,  # long flags only, as every task of the package
+    help={
+        "pytest_args": 'extra arguments for pytest, e.g. "-k deploy -x"',
+        "workers": f"pytest-xdist workers (default {WORKERS}; 0 runs the tests one at a time in one process)",
+    },
+)
+def check(c, pytest_args="", workers=WORKERS):
     """Run every check on the local stack: ruff, ruff format, mypy, the dependency audit, the whole pytest suite."""
     from pipeline import stack
 
+    # Started here, once, before the workers: each worker's session fixture then only attaches.
     stack.up(stack.config_from(os.environ))
     for command in (
         "ruff check .",
         "ruff format --check .",
         "mypy",
         "python -m pipeline.audit",  # pip check, then pip-audit of the resolved dependencies
-        f"python -m pytest {pytest_args}",
+        f"python -m pytest -n {workers} --dist loadgroup {pytest_args}",
     ):
         print(f"==> {command}", flush=True)
         result = c.run(command, warn=True, pty=False)

@@ -3,16 +3,24 @@
 The stack is one per machine (fixed loopback ports), so tests never reset it: each
 test works under its own AWS_RESOURCE_NAME_PREFIX, which names its own ECR
 repository, cluster and services. That also lets several test runs share the stack.
+
+The suite runs in parallel (pytest-xdist workers, `invoke check`). What the workers of one
+run share goes through `TestRun`: the stack is started under `stack.up`'s own lock, and
+expensive things (hello_world's image) are made once per run, under a file lock, by
+whichever worker needs them first; the controller removes them when the run ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,9 +33,89 @@ import pytest
 from pipeline import config, stack
 from pipeline.context import Context
 from pipeline.stack.emulator.engine import CLUSTER_LABEL, OWNER_LABEL
-from tests.helpers import ROOT, context, free_port, http_get, invoke, wait_until
+from tests.helpers import ROLLOUT_DEADLINE, ROOT, context, engine, free_port, http_get, invoke, wait_until
 
 HELLO_LAYOUT = {"service_dir": "hello_world", "base_path": "/hello/"}
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """What every worker of one test run shares: an id, a directory, and things made once."""
+
+    __test__ = False  # not a test class, whatever its name
+    id: str
+
+    @property
+    def directory(self) -> Path:
+        return Path(tempfile.gettempdir()) / f"ecs-pipeline-run-{self.id}"
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        self.directory.mkdir(exist_ok=True)
+        with open(self.directory / f"{name}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def once(self, key: str, make: Callable[[], str]) -> str:
+        """make() in the first worker to ask; the others wait for it and get its result."""
+        result = self.directory / f"{key}.result"
+        with self.lock(key):
+            if not result.exists():  # a worker whose make() failed left none: the next one tries
+                result.write_text(make())
+            return result.read_text()
+
+    def image(self, key: str, build: Callable[[], str]) -> str:
+        """A local image built once for the run (build returns its name); removed at the end."""
+
+        def build_and_record() -> str:
+            name = build()
+            with self.lock("images"), open(self.directory / "images", "a") as images:
+                images.write(name + "\n")
+            return name
+
+        return self.once(f"image-{key}", build_and_record)
+
+    def end(self) -> None:
+        """In the controller, once every worker is done: remove what the run made."""
+        images = self.directory / "images"
+        names = images.read_text().split() if images.exists() else []
+        for name in names:
+            with contextlib.suppress(docker.errors.APIError):
+                engine().images.remove(name, noprune=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+RUN = pytest.StashKey[TestRun]()
+
+
+class _RunToWorkers:
+    """xdist's hook: each worker is told the controller's run id."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["ecs_pipeline_run"] = node.config.stash[RUN].id
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    workerinput = getattr(config, "workerinput", None)  # set in an xdist worker
+    config.stash[RUN] = TestRun(workerinput["ecs_pipeline_run"] if workerinput else uuid.uuid4().hex[:10])
+    if workerinput is None and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_RunToWorkers())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Heavy tests (@pytest.mark.heavy) start first: under workers, one long test handed
+    out last would run on alone after all the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and RUN in config.stash:
+        config.stash[RUN].end()
+
+
+@pytest.fixture(scope="session")
+def test_run(request: pytest.FixtureRequest) -> TestRun:
+    return request.config.stash[RUN]
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +231,7 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
     repository, so this takes well under a second."""
     import boto3
 
-    client = docker.from_env()
+    client = engine()
     target = f"{environ['ECR_ENDPOINT']}/{repository}"
     client.images.get(source).tag(target, tag=tag)
     try:
@@ -176,7 +264,7 @@ def set_circuit_breaker(aws: Callable[[str], Any], cluster: str, service: str, o
 def build_image(dockerfile: str) -> str:
     """A broken variant of hello_world's image (local name)."""
     name = f"broken-{uuid.uuid4().hex[:8]}:latest"
-    docker.from_env().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
+    engine().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
     return name
 
 
@@ -186,21 +274,22 @@ def push_broken(environ: dict[str, str], dockerfile: str, repository: str, tag: 
     try:
         push_image(environ, image, repository, tag)
     finally:
-        docker.from_env().images.remove(image, noprune=True)
+        engine().images.remove(image, noprune=True)
 
 
 @pytest.fixture(scope="session")
-def hello_image(stack_environ: dict[str, str]) -> Iterator[str]:
-    """hello_world's image, built once by the pipeline (the local name). Named for this
-    session: the engine is shared, and another run removing its own must not take ours."""
+def hello_image(stack_environ: dict[str, str], test_run: TestRun) -> str:
+    """hello_world's image, built by the pipeline once per test run, whatever the number of
+    workers (the local name). Named for this run: the engine is shared, and another run
+    removing its own must not take ours."""
     from pipeline import verbs
     from pipeline.git import Revision
 
-    ctx = context({**stack_environ, "AWS_RESOURCE_NAME_PREFIX": f"hello-fixture-{uuid.uuid4().hex[:8]}"})
-    name = verbs.dockerize(ctx, Revision("f1f1f1f"))
-    yield name
-    with contextlib.suppress(docker.errors.APIError):
-        docker.from_env().images.remove(name, noprune=True)
+    def build() -> str:
+        ctx = context({**stack_environ, "AWS_RESOURCE_NAME_PREFIX": f"hello-fixture-{test_run.id}"})
+        return verbs.dockerize(ctx, Revision("f1f1f1f"))
+
+    return test_run.image("hello", build)
 
 
 def default_network(aws: Callable[[str], Any]) -> dict[str, Any]:
@@ -231,7 +320,9 @@ def hello_task_definition(family: str, image: str, **extra: Any) -> dict[str, An
     }
 
 
-def wait_for_rollout(aws: Callable[[str], Any], cluster: str, service: str, timeout: float = 30) -> None:
+def wait_for_rollout(
+    aws: Callable[[str], Any], cluster: str, service: str, timeout: float = ROLLOUT_DEADLINE
+) -> None:
     def completed() -> bool:
         found = aws("ecs").describe_services(cluster=cluster, services=[service])["services"][0]
         return [d.get("rolloutState") for d in found["deployments"]] == ["COMPLETED"]
@@ -282,7 +373,7 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
 
     def gone() -> bool:
         # The engine's own list: docker-py's inspect of each races with removals.
-        api = docker.from_env().api
+        api = engine().api
         found = [
             c["Id"]
             for c in api.containers(all=True, filters={"label": owner})
@@ -296,17 +387,25 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
     wait_until(gone, timeout=60)
     # The images the local ECS pulled for the prefix's tasks (ECS's agent cleans its up too).
     pulled = f"{environ['ECR_ENDPOINT']}/{prefix}:"
-    for image in docker.from_env().images.list(name=pulled[:-1]):
+    for image in engine().images.list(name=pulled[:-1]):
         for tag in [t for t in image.tags if t.startswith(pulled)]:  # its other names are not ours
             with contextlib.suppress(docker.errors.APIError):
-                docker.from_env().images.remove(tag, noprune=True)
+                engine().images.remove(tag, noprune=True)
+
+
+def local_tags(*starts: str) -> list[str]:
+    """The engine's image tags that start with one of `starts`, in one call. Never
+    docker-py's images.list() unfiltered: it inspects every image on the engine one by one,
+    and one another worker (or run) removes in between fails the whole list."""
+    images = engine().api.images()
+    return [tag for image in images for tag in image.get("RepoTags") or [] if tag.startswith(starts)]
 
 
 @pytest.fixture(scope="session")
 def hello_url(hello_image: str) -> Iterator[str]:
     """A real hello_world container (built by the pipeline, host networking); its base URL."""
     port = free_port()
-    container = docker.from_env().containers.run(
+    container = engine().containers.run(
         hello_image, detach=True, network_mode="host", environment={"PORT": str(port)}
     )
     url = f"http://127.0.0.1:{port}/hello/"

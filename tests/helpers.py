@@ -4,11 +4,14 @@ condition, a GET."""
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -16,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from pipeline import config
 from pipeline.clients import Clients
@@ -65,10 +68,53 @@ def invoke(
     )
 
 
+def _test_ports() -> range:
+    """Below the kernel's ephemeral range: no bind(0) and no outgoing connection (the local
+    ECS's tasks, its load balancers, any client) is ever given one of these."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return range(low // 2, low)
+
+
+# Reservations this process holds until it exits: an flock on one file per port, shared by
+# every worker and every test run on the machine.
+_PORT_LOCKS = Path(tempfile.gettempdir()) / "ecs-pipeline-test-ports"
+_reserved: list[IO[str]] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on and no other test (this run's other workers,
+    another run on the machine) is handed until this process exits: the server a test
+    starts on it binds it later, and bind(0)'s ports could go to anyone in between."""
+    _PORT_LOCKS.mkdir(exist_ok=True)
+    ports = _test_ports()
+    for port in random.sample(ports, len(ports)):
+        lock = open(_PORT_LOCKS / str(port), "a")  # noqa: SIM115 (held until the process exits)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", port))
+        except OSError:  # reserved by another process, or something listens there
+            lock.close()
+            continue
+        _reserved.append(lock)
+        return port
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+# The deadline for what is expected to happen but takes long on a loaded machine: a rollout
+# on real containers, a service settling. The suite runs several workers on 2 cores beside
+# other runs, so these take many times longer than alone. Generous on purpose: a wait ends
+# as soon as its condition holds, so only a broken test ever waits this long.
+ROLLOUT_DEADLINE = 180.0
+
+
+def engine() -> Any:
+    """The Docker engine with the deadline the pipeline gives it (pipeline.clients): a push
+    or build while other workers build, push and run containers takes longer than
+    docker-py's default 60 s."""
+    import docker
+
+    return docker.from_env(timeout=300)
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:

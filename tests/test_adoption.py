@@ -32,6 +32,7 @@ import docker
 import pytest
 
 from pipeline.cli import version
+from tests.conftest import local_tags, remove_services
 from tests.helpers import GREETER_INIT, free_port, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +120,12 @@ def wheelhouse(wheel: Path) -> Path:
         _run([sys.executable, "-m", "pip", "download", "-q", "-d", str(partial), f"{wheel}[local]"])
         for own in partial.glob("ecs_pipeline-*"):
             own.unlink()  # the checkout's wheel comes from the build, never from here
-        partial.rename(house)
+        try:
+            partial.rename(house)
+        except OSError:  # another run downloaded the same list first: use its copy
+            shutil.rmtree(partial, ignore_errors=True)
+            if not house.is_dir():
+                raise
     return house
 
 
@@ -184,17 +190,18 @@ def greeter(tmp_path: Path, greeter_env: dict[str, str]) -> Path:
 @pytest.fixture
 def cleanup(prefix: str, environ: dict[str, str]) -> Iterator[None]:
     yield
+    remove_services(environ, prefix)  # the prod service's task still runs greeter's image
     client = docker.from_env()
     # The local ECS removes its task containers meanwhile: one already gone is not an error.
     for container in client.containers.list(all=True, filters={"name": prefix}, ignore_removed=True):
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True)
-    names = {image.id for image in client.images.list() for tag in image.tags if prefix in tag}
-    for image_id in names:
+    for tag in local_tags(prefix, f"{environ['ECR_ENDPOINT']}/{prefix}"):  # every repository under it
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            client.images.remove(image_id, force=True)
+            client.images.remove(tag, force=True)
 
 
+@pytest.mark.heavy
 def test_a_second_service_goes_from_init_to_a_verified_deployment(
     greeter: Path,
     greeter_env: dict[str, str],

@@ -72,6 +72,7 @@ def test_dry_run_prints_the_commands(run_task: Callable[..., Any]) -> None:
     assert "invoke integration --env staging" in proc.stdout
 
 
+@pytest.mark.heavy
 def test_mainline_runs_every_step_and_deploys(
     run_task: Callable[..., Any], deploy_target: DeployTarget, hello_url: str, aws_cli: Callable[..., Any]
 ) -> None:
@@ -134,6 +135,7 @@ def test_the_first_failing_step_stops_the_run(make_context: Callable[..., Any], 
     ]
 
 
+@pytest.mark.heavy
 def test_demo_runs_the_mainline_flow_and_can_run_again(
     run_task: Callable[..., Any], environ: dict[str, str], prefix: str, aws_cli: Callable[..., Any]
 ) -> None:

@@ -17,9 +17,10 @@ from pipeline import deploy
 from pipeline.errors import ConfigError, Unavailable
 from pipeline.git import Revision
 from tests.conftest import DeployTarget, push_image
-from tests.helpers import ROOT
+from tests.helpers import ROLLOUT_DEADLINE, ROOT
 
 
+@pytest.mark.heavy
 def test_deploy_registers_updates_waits_and_smoke_tests(
     run_task: Callable[..., Any],
     deploy_target: DeployTarget,
@@ -99,7 +100,9 @@ def test_every_field_of_the_template_survives_registration(
     # ECS resolves the secret when the task starts: it must exist.
     aws("ssm").put_parameter(Name="/app/prod/db", Value="s3cret", Type="SecureString", Overwrite=True)
     ctx = make_context(root=project)
-    released = deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=30, smoke=False))
+    released = deploy.deploy(
+        ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=ROLLOUT_DEADLINE, smoke=False)
+    )
 
     live = aws_cli(
         "ecs", "describe-task-definition", "--task-definition", released.task_definition, "--include", "TAGS"
@@ -253,6 +256,7 @@ def test_integration_task_runs_the_projects_tests_against_the_url(
     assert broken.returncode == 1 and broken.stderr.startswith("error: integration tests failed (exit 1)")
 
 
+@pytest.mark.heavy
 def test_a_revision_built_in_this_process_is_deployed_as_built_whatever_head_is(
     make_context: Callable[..., Any],
     deploy_target: DeployTarget,
@@ -267,7 +271,7 @@ def test_a_revision_built_in_this_process_is_deployed_as_built_whatever_head_is(
     push_image(environ, hello_image, repository, built.tag)
     ctx = make_context()
     assert ctx.revision().sha != built.sha
-    deploy.deploy(ctx, deploy.DeployOptions("prod", built=built, timeout=60.0, smoke=False))
+    deploy.deploy(ctx, deploy.DeployOptions("prod", built=built, timeout=ROLLOUT_DEADLINE, smoke=False))
     service = aws_cli(
         "ecs", "describe-services", "--cluster", deploy_target.cluster, "--services", deploy_target.service
     )["services"][0]

@@ -28,6 +28,9 @@ from pipeline.errors import DeployFailed
 from tests.conftest import push_broken, push_image, set_circuit_breaker, wait_for_rollout
 from tests.helpers import ROOT, http_get, put_image_record, wait_until
 
+# Each test sets up a service and deploys a broken revision on real containers.
+pytestmark = pytest.mark.heavy
+
 
 @dataclass
 class Live:
@@ -39,10 +42,15 @@ class Live:
 
 
 def short_health_checks(project: Path) -> None:
-    """ECS's shortest health-check timings, so a never-healthy task fails in seconds."""
+    """ECS's shortest health-check interval and fewest retries, so a never-healthy task
+    fails in seconds; ECS's default timeout and a short start period, so a healthy one
+    starting or answering slowly on a loaded machine is not failed (a never-healthy one
+    answers 404 at once)."""
     path = project / "hello_world/deploy/taskdef.json"
     template = json.loads(path.read_text())
-    template["containerDefinitions"][0]["healthCheck"].update(interval=5, retries=2, startPeriod=0, timeout=2)
+    template["containerDefinitions"][0]["healthCheck"].update(
+        interval=5, retries=2, startPeriod=20, timeout=5
+    )
     path.write_text(json.dumps(template))
 
 

@@ -93,6 +93,7 @@ def vpc(aws: Aws) -> dict[str, Any]:
 # --- the project stack, through the tasks ----------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_project_stack_create_no_op_and_delete_through_invoke(
     run_task: Callable[..., Any], aws: Aws, aws_cli: Callable[..., Any], prefix: str
 ) -> None:

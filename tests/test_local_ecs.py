@@ -427,6 +427,7 @@ def test_a_deploy_ecs_refuses_is_reported_in_one_line_and_changes_no_service(
     assert found["taskDefinition"] == plain and len(found["deployments"]) == 1
 
 
+@pytest.mark.heavy
 def test_setup_push_and_deploy_smoke_test_through_the_local_load_balancer(
     run_task: Callable[..., Any], environ: dict[str, str], prefix: str, aws_cli: Callable[..., Any]
 ) -> None:

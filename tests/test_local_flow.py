@@ -33,7 +33,11 @@ from pipeline import ecr, local, verbs
 from pipeline.context import Context
 from pipeline.git import Revision
 from pipeline.selection import HIGHEST_VERSION, LATEST, SHA, Selector
+from tests.conftest import local_tags
 from tests.helpers import INVOKE, ROOT, context, free_port, held_port, http_get, wait_until
+
+# One worker runs them all: `published` (four builds and pushes) is made once per module.
+pytestmark = pytest.mark.xdist_group("local_flow")
 
 A = "abc1234" + "a" * 33
 B = "abc1234" + "b" * 33
@@ -94,10 +98,8 @@ def published(stack_environ: dict[str, str]) -> Iterator[Published]:
     finally:
         for container in containers_of(prefix):
             container.remove(force=True)
-        for image in client.images.list():
-            for tag in image.tags:
-                if tag.startswith((f"{prefix}:", f"{login.registry}/{prefix}:")):
-                    client.images.remove(tag, force=True)
+        for tag in local_tags(f"{prefix}:", f"{login.registry}/{prefix}:"):
+            client.images.remove(tag, force=True)
 
 
 @pytest.fixture

@@ -29,14 +29,18 @@ import pytest
 from pipeline import fleet, pace, release, release_plan, runtask
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
-from tests.conftest import default_network, push_broken, push_image, set_circuit_breaker
-from tests.helpers import ROOT, wait_until
+from tests.conftest import default_network, local_tags, push_broken, push_image, set_circuit_breaker
+from tests.helpers import ROLLOUT_DEADLINE, ROOT, wait_until
 
 # The tag each service's first revision runs; the release moves it to the fleet's sha.
 INITIAL = "initial"
 # hello_world's health endpoint on its container port (the local ECS points it at the
 # task's own port under host networking).
-HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/hello/health', timeout=2)"
+HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/hello/health', timeout=4)"
+# One worker runs the fleets one after another: each runs up to ten containers whose health
+# check starts a Python every 0.5 s, and several fleets at once starve the 2 cores until
+# healthy tasks fail their checks.
+pytestmark = pytest.mark.xdist_group("release_fleet")
 
 
 def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[str, Any]:
@@ -81,11 +85,12 @@ def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[s
                 ],
                 "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
                 # ECS's shortest interval (a check every 0.5 s at the local ECS's speed); the start
-                # period keeps a slow start under load from counting as a failure.
+                # period keeps a slow start under load from counting as a failure, and ECS's
+                # default timeout a slow answer (timeouts are never sped up).
                 "healthCheck": {
                     "command": ["CMD", "python3", "-c", HEALTH],
                     "interval": 5,
-                    "timeout": 2,
+                    "timeout": 5,
                     "retries": 3,
                     "startPeriod": 30,
                 },
@@ -120,11 +125,9 @@ def pulled_images(stack_environ: dict[str, str], prefix: str) -> Iterator[None]:
     tags the local ECS pulled for this test's repositories, `<prefix>-s<i>`."""
     yield
     client = docker.from_env()
-    ours = f"{stack_environ['ECR_ENDPOINT']}/{prefix}-s"
-    for image in client.images.list():
-        for tag in [t for t in image.tags if t.startswith(ours)]:  # its other names are not ours
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(tag, noprune=True)
+    for tag in local_tags(f"{stack_environ['ECR_ENDPOINT']}/{prefix}-s"):  # its other names are not ours
+        with contextlib.suppress(docker.errors.APIError):
+            client.images.remove(tag, noprune=True)
 
 
 @pytest.fixture
@@ -183,7 +186,7 @@ def make_fleet(
                 found += ecs.describe_services(cluster=cluster, services=names)["services"]
             return all([d.get("rolloutState") for d in s["deployments"]] == ["COMPLETED"] for s in found)
 
-        wait_until(settled, timeout=30)
+        wait_until(settled, timeout=ROLLOUT_DEADLINE)
         lines = []
         for i, p in enumerate(prefixes):
             lines += ["[[service]]", f'prefix = "{p}"', f'sha = "{sha}"', f'cluster = "{cluster}"']

@@ -13,13 +13,16 @@ import pytest
 from pipeline import deploy
 from pipeline.errors import NotFound
 from tests.conftest import DeployTarget
+from tests.helpers import ROLLOUT_DEADLINE
 
-BACK = deploy.DeployOptions.rollback_to("prod", timeout=60.0, smoke=False)
+BACK = deploy.DeployOptions.rollback_to("prod", timeout=ROLLOUT_DEADLINE, smoke=False)
 
 
 def deploy_again(ctx: Any, target: DeployTarget) -> str:
     """A deploy of the target's image: a new revision, verified once it COMPLETED."""
-    released = deploy.deploy(ctx, deploy.DeployOptions("prod", target.sha, timeout=60.0, smoke=False))
+    released = deploy.deploy(
+        ctx, deploy.DeployOptions("prod", target.sha, timeout=ROLLOUT_DEADLINE, smoke=False)
+    )
     return str(released.task_definition).rsplit("/", 1)[-1]
 
 

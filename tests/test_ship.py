@@ -286,6 +286,7 @@ def test_the_dockerfile_is_hadolint_clean() -> None:
     assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.heavy
 def test_a_commit_already_in_ecr_is_not_pushed_again(
     run_task: Callable[..., Any], built: str, repository: str, sha: str, aws_cli: Callable[..., Any]
 ) -> None:
@@ -346,6 +347,7 @@ def test_cache_from_an_empty_repository_only_warns(
 # --- a registry that drops pushes -------------------------------------------------------
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("fault", ["503", "drop"])
 def test_a_push_the_registry_drops_is_retried_and_lands_once(
     run_task: Callable[..., Any],
@@ -366,6 +368,7 @@ def test_a_push_the_registry_drops_is_retried_and_lands_once(
     assert [i["imageTags"] for i in images] == [[sha]]
 
 
+@pytest.mark.heavy
 def test_a_registry_that_keeps_dropping_the_push_is_one_line_and_exit_3(
     run_task: Callable[..., Any],
     built: str,

@@ -21,7 +21,7 @@ import pytest
 
 from hello_world import telemetry
 from hello_world.telemetry import Misconfigured, TraceSettings
-from tests.helpers import ROOT, free_port
+from tests.helpers import ROOT, engine, free_port
 from tests.standins import OtlpReceiver, Span
 
 SERVICE_DIR = ROOT / "hello_world"
@@ -252,8 +252,6 @@ def test_the_process_exports_a_span_per_request(receiver: OtlpReceiver) -> None:
 @pytest.fixture(scope="module")
 def images(stack_environ: dict[str, str]) -> Iterator[dict[str, Any]]:
     """Both targets of hello_world/Dockerfile, built from the local base image."""
-    import docker
-
     prepared = subprocess.run(
         [sys.executable, str(SERVICE_DIR / "otel" / "prepare.py")],
         capture_output=True,
@@ -261,7 +259,7 @@ def images(stack_environ: dict[str, str]) -> Iterator[dict[str, Any]]:
         timeout=300,
     )
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
-    client = docker.from_env()
+    client = engine()
     tag = f"ecs-pipeline-test/hello-world-{uuid.uuid4().hex[:8]}"
     built = {}
     for target in ("otel", "default"):
@@ -304,6 +302,7 @@ def logs(container: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in container.logs(stdout=True, stderr=False).decode().splitlines()]
 
 
+@pytest.mark.xdist_group("otel_images")  # one worker: `images` is built once, prepare.py run once
 def test_the_otel_image_sends_a_span_per_request_to_the_otlp_endpoint(
     images: dict[str, Any], receiver: OtlpReceiver
 ) -> None:
@@ -351,6 +350,7 @@ def test_the_otel_image_sends_a_span_per_request_to_the_otlp_endpoint(
     assert SECRET not in json.dumps(lines)
 
 
+@pytest.mark.xdist_group("otel_images")  # one worker: `images` is built once, prepare.py run once
 def test_the_default_image_has_no_opentelemetry_and_still_serves_with_otel_set(
     images: dict[str, Any], receiver: OtlpReceiver
 ) -> None:

@@ -121,6 +121,7 @@ def deploy(svc: Service, sha: str, *flags: str, env: dict[str, str] | None = Non
 WAITING = "waiting for the stale deployments to drain"
 
 
+@pytest.mark.heavy
 def test_a_second_deploy_is_refused_then_forced_and_the_first_says_who_replaced_it(service: Service) -> None:
     family = service.service
     first = deploy(service, service.shas[0])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -370,10 +371,14 @@ def require_local_extra() -> None:
 def up(cfg: StackConfig, say: Say = print) -> None:
     require_local_extra()
     cfg.directory.mkdir(parents=True, exist_ok=True)
-    ensure_engine(cfg, say)
-    ensure_emulator(cfg, say)
-    ensure_registry(cfg, say)
-    ensure_base_image(cfg, say)
+    # One `up` at a time per stack: two at once (parallel test workers, two terminals)
+    # would both find the emulator down and both start one on the same port.
+    with open(cfg.directory / "up.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_engine(cfg, say)
+        ensure_emulator(cfg, say)
+        ensure_registry(cfg, say)
+        ensure_base_image(cfg, say)
 
 
 def _stop(cfg: StackConfig, name: str) -> bool:
@@ -397,7 +402,12 @@ def task_containers(cfg: StackConfig) -> list[Any]:
     from .emulator.engine import OWNER_LABEL
 
     client = docker.from_env(timeout=30)
-    return list(client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={cfg.endpoint}"}))
+    # ignore_removed: the emulator removes its containers itself as it stops, between the
+    # engine's list and docker-py's inspect of each.
+    found = client.containers.list(
+        all=True, filters={"label": f"{OWNER_LABEL}={cfg.endpoint}"}, ignore_removed=True
+    )
+    return list(found)
 
 
 def down(cfg: StackConfig, say: Say = print) -> None:
@@ -407,9 +417,12 @@ def down(cfg: StackConfig, say: Say = print) -> None:
     for name in ("emulator", "registry"):
         if _stop(cfg, name):
             say(f"{name}: stopped")
+    from docker.errors import NotFound
+
     leftovers = task_containers(cfg)
     for container in leftovers:
-        container.remove(force=True)
+        with contextlib.suppress(NotFound):  # removed by the stopping emulator meanwhile
+            container.remove(force=True)
     if leftovers:
         say(f"task containers: removed {len(leftovers)}")
     if _stop(cfg, "dockerd"):
