@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
-from . import ci_identity, ecr, ecs, git, interrupts, markers, migrate, smoke, stopped, taskdef
+from . import ci_identity, ecs, git, interrupts, markers, migrate, prepare, runtask, smoke, stopped, taskdef
 from .clients import aws_errors
-from .config import Environment, Settings
+from .config import Environment
 from .context import Context
 from .errors import (
     DeployFailed,
@@ -107,76 +106,22 @@ def _settle_smoke_url(ctx: Context, environment: Environment, run_smoke: bool, u
     )
 
 
-def render_inputs(
-    settings: Settings,
-    environment: Environment,
-    image: str,
-    sha: str,
-    account: str,
-    created_at: datetime,
-    build_url: str = "",
-) -> taskdef.RenderInputs:
-    """What a template's placeholders are filled with, for one environment and image."""
-    return taskdef.RenderInputs(
-        family=environment.family,
-        container=environment.container,
-        image=image,
-        sha=sha,
-        environment=environment.name,
-        region=settings.region,
-        account_id=account,
-        prefix=settings.prefix,
-        cluster=environment.cluster,
-        service=environment.service,
-        execution_role_arn=settings.execution_role_arn(account),
-        log_group=settings.log_group,
-        port=settings.container_port,
-        base_path=settings.base_path,
-        created_at=created_at,
-        build_url=build_url,
-        task_role_arn=settings.task_role_arn(account),
-    )
-
-
 def check(ctx: Context, options: DeployOptions) -> DeployChange:
     """Every check that needs no change: fails with one line before anything happens."""
     ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
     if options.revision is not None:
         return _check_rollback(ctx, options)
-    settings = ctx.settings
-    environment = settings.environment(options.env)
-    revision = options.built or ctx.revision(options.sha)
-    template = taskdef.load_template(environment.template)
-    values = taskdef.load_values(environment.values)
-    record = ecr.require_image(settings, ctx.clients, revision.tag)
-    # The account owns the registry DescribeImages answered from: no STS call on the path.
-    account = settings.account_id or record.registry_id or ecr.account_id(settings, ctx.clients)
-    registry = settings.ecr_endpoint or settings.registry(account)
-    inputs = render_inputs(
-        settings,
-        environment,
-        f"{registry}/{settings.repository}:{revision.tag}",
-        revision.tag,
-        account,
-        datetime.now(UTC),
-        ctx.environ.get("CIRCLE_BUILD_URL", ""),
-    )
-
-    def shown(path: Path) -> str:
-        return str(path.relative_to(settings.root) if path.is_relative_to(settings.root) else path)
-
-    where = shown(environment.template)
-    request = taskdef.render(template, values, inputs, where, shown(environment.values))
-    taskdef.validate_request(request, where, ctx.clients.aws("ecs").meta.service_model)
+    environment = ctx.settings.environment(options.env)
+    new = prepare.new_revision(ctx, environment, options.built or ctx.revision(options.sha))
     service = _idle_service(ctx, environment, options)
     return DeployChange(
         "deploy",
         environment,
-        revision.tag,
+        new.sha,
         service,
         _settle_smoke_url(ctx, environment, options.smoke, options.smoke_url),
-        image=inputs.image,
-        request=request,
+        image=new.image,
+        request=new.request,
     )
 
 
@@ -245,20 +190,11 @@ def deploy(ctx: Context, options: DeployOptions) -> Released | None:
     arn = change.target
     if change.request is not None:
         with out.step(f"register task definition {env.family}"):
-            arn = register(ctx, change.request)
+            arn = prepare.register(ctx, change.request)
     assert arn is not None  # a change has a request or a target
     if change.request is not None and env.migrate_command:
-        migrate.run(ctx, env, change.service, change.current, arn, options.timeout, options.sleep)
+        runtask.migrate_with(ctx, env, change.service, change.current, arn, options.timeout, options.sleep)
     return roll_out(ctx, change, arn, options)
-
-
-def register(ctx: Context, request: dict[str, Any]) -> str:
-    """Register a rendered revision (deploys and one-off tasks with --sha); its ARN."""
-    with aws_errors("ecs:RegisterTaskDefinition"):
-        registered = ctx.clients.aws("ecs").register_task_definition(**request)["taskDefinition"]
-    arn = str(registered["taskDefinitionArn"])
-    ctx.out.detail(f"registered {ecs.short(arn)}")
-    return arn
 
 
 def _update(ctx: Context, env: Environment, arn: str) -> ecs.Deployment:

@@ -229,6 +229,27 @@ def describe_service(
     return dict(services[0])
 
 
+def drain_seconds(clients: Clients, service: dict[str, Any]) -> float:
+    """The longest deregistration delay of the service's target groups (ELB's default 300 s);
+    0 when it cannot be read — polling then just stays on the fast side."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    longest = 0.0
+    for balancer in service.get("loadBalancers", []):
+        if not balancer.get("targetGroupArn"):
+            continue
+        try:
+            attributes = clients.aws("elbv2").describe_target_group_attributes(
+                TargetGroupArn=balancer["targetGroupArn"]
+            )["Attributes"]
+        except (BotoCoreError, ClientError):
+            continue
+        for attribute in attributes:
+            if attribute["Key"] == "deregistration_delay.timeout_seconds":
+                longest = max(longest, float(attribute["Value"]))
+    return longest
+
+
 @dataclass
 class Watcher:
     """Prints deployments when they change and each service event once."""
@@ -273,7 +294,6 @@ def wait(
     """
     from botocore.exceptions import ClientError
 
-    from .fleet import drain_seconds
     from .pace import Pace
 
     pace = Pace(slow=max_interval, drain_lookup=lambda answer: drain_seconds(clients, answer))

@@ -70,27 +70,6 @@ def describe_many(
     return found
 
 
-def drain_seconds(clients: Clients, service: dict[str, Any]) -> float:
-    """The longest deregistration delay of the service's target groups (ELB's default 300 s);
-    0 when it cannot be read — polling then just stays on the fast side."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    longest = 0.0
-    for balancer in service.get("loadBalancers", []):
-        if not balancer.get("targetGroupArn"):
-            continue
-        try:
-            attributes = clients.aws("elbv2").describe_target_group_attributes(
-                TargetGroupArn=balancer["targetGroupArn"]
-            )["Attributes"]
-        except (BotoCoreError, ClientError):
-            continue
-        for attribute in attributes:
-            if attribute["Key"] == "deregistration_delay.timeout_seconds":
-                longest = max(longest, float(attribute["Value"]))
-    return longest
-
-
 @dataclass
 class Progress:
     """Prints each service's deployments when they change and each new event once."""
@@ -129,7 +108,7 @@ def wait_all(
     from botocore.exceptions import ClientError
 
     started = clock()
-    paces = {w.key: Pace(drain_lookup=lambda service: drain_seconds(clients, service)) for w in watches}
+    paces = {w.key: Pace(drain_lookup=lambda service: ecs.drain_seconds(clients, service)) for w in watches}
     outcomes: dict[str, ecs.Outcome] = {}
     while True:
         pending = [w for w in watches if w.key not in outcomes]

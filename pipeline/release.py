@@ -23,13 +23,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from . import ecs, fleet, markers, migrate, runtask, smoke, stopped
+from . import ecs, fleet, markers, runtask, smoke, stopped
 from .arns import short
 from .clients import aws_errors
 from .context import Context
-from .deploy import mark_verified
 from .errors import DeployFailed, PipelineError, RollbackFailed
 from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_service
+from .revisions import mark_verified
 from .safety import quietly
 
 __all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_service", "release", "table", "to_json"]
@@ -212,7 +212,7 @@ def _migrate(
     done: list[str] = []
     for s in [s for s in plan.services if s.migrate_command]:
         try:
-            migrate.run(
+            runtask.migrate_with(
                 ctx, s.environment, s.live_service, s.current, arns[s.name], options.timeout, options.sleep
             )
         except PipelineError as exc:

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import config, ecr, ecs, fleet, migrate, selection, smoke, taskdef
+from . import config, ecr, ecs, fleet, migrate, prepare, selection, smoke, taskdef
 from .arns import short
 from .context import Context
 from .errors import ConfigError, NotFound, PipelineError
@@ -325,9 +325,9 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
 
 
 def _inputs(fact: Facts, image: str, account: str, created: datetime) -> taskdef.RenderInputs:
-    from .deploy import render_inputs
-
-    return render_inputs(fact.settings, fact.environment, image, fact.tag or fact.entry.sha, account, created)
+    return prepare.render_inputs(
+        fact.settings, fact.environment, image, fact.tag or fact.entry.sha, account, created
+    )
 
 
 def _settings_for(
