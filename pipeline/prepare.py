@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from . import ecr, taskdef
-from .arns import short
 from .clients import aws_errors
 from .config import Environment, Settings
 from .context import Context
@@ -93,6 +92,4 @@ def register(ctx: Context, request: dict[str, Any]) -> str:
     """Register a rendered revision; its ARN."""
     with aws_errors("ecs:RegisterTaskDefinition"):
         registered = ctx.clients.aws("ecs").register_task_definition(**request)["taskDefinition"]
-    arn = str(registered["taskDefinitionArn"])
-    ctx.out.detail(f"registered {short(arn)}")
-    return arn
+    return str(registered["taskDefinitionArn"])

@@ -285,6 +285,7 @@ def _revision(ctx: Context, options: RunOptions) -> tuple[Environment, dict[str,
     service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
     with ctx.out.step(f"register task definition {environment.family}"):
         arn = prepare.register(ctx, new.request)
+        ctx.out.detail(f"registered {short(arn)}")
     return environment, service, arn
 
 

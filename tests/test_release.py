@@ -26,7 +26,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import fleet, pace, release, release_plan, runtask
+from pipeline import ecs, pace, release, release_plan, runtask
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from tests import ecs_standin as standin
 from tests.conftest import default_network, local_tags, push_broken, push_image, set_circuit_breaker
@@ -692,7 +692,7 @@ def test_the_dry_run_shows_each_services_migration(
 
 def test_batches_are_per_cluster_and_at_most_ten() -> None:
     pairs = [("a", f"s{i}") for i in range(12)] + [("b", "x"), ("a", "s0")]
-    assert [(c, len(n)) for c, n in fleet.batches(pairs)] == [("a", 10), ("a", 2), ("b", 1)]
+    assert [(c, len(n)) for c, n in ecs.batches(pairs)] == [("a", 10), ("a", 2), ("b", 1)]
 
 
 def test_the_release_file_names_every_problem(tmp_path: Path) -> None:
