@@ -21,7 +21,7 @@ from .arns import short
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
-from .errors import ConfigError, DeployFailed, PipelineError, StepFailed
+from .errors import ConfigError, MigrationFailed, PipelineError, StepFailed
 
 STARTED_BY = "ecs-pipeline/run-task"
 # Seconds to keep reading a stopped task's stream: the log driver ships a container's
@@ -328,7 +328,7 @@ def migrate_with(
 ) -> None:
     """The migration step: `environment`'s migrate_command as a one-off task of revision `arn`,
     next to `service` (its cluster and network configuration), which still runs `current`;
-    DeployFailed unless it exits 0."""
+    MigrationFailed unless it exits 0."""
     command = migrate.words(environment.migrate_command)
     out = ctx.out
     with out.step(f"migrate with {short(arn)}"):
@@ -340,7 +340,7 @@ def migrate_with(
             raise on_interrupt(ctx, started, stop_it=False) from None
         out.detail(state.summary(started.task_arn))
         if state.never_started or state.exit_code != 0:
-            raise DeployFailed(
+            raise MigrationFailed(
                 f"migration failed: {state.summary(started.task_arn)}; nothing was changed: "
                 f"{environment.service} still runs {short(current or '?')}"
             )
