@@ -286,11 +286,11 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
     if result.succeeded:
         # Verified: a failing tag only costs this revision its place as a rollback target.
         quietly(ctx, "tag the revision as verified", lambda: mark_verified(ctx, arn))
-        markers.post(ctx, kind, env.name, change.sha, arn, started, datetime.now(UTC))
+        markers.post(ctx, markers.Marker(kind, env.name, change.sha, arn, started, datetime.now(UTC)))
         url = change.smoke_url
         out.say(f"{kind} of {ecs.short(arn)} to {env.name} succeeded" + (f": {url} answers" if url else ""))
         return Released(env.name, arn, url, result.probe)
-    markers.post(ctx, kind, env.name, change.sha, arn, started, datetime.now(UTC), succeeded=False)
+    markers.post(ctx, markers.Marker(kind, env.name, change.sha, arn, started, datetime.now(UTC), False))
     replaced = result.outcome.replaced_by
     if result.outcome.state == State.REPLACED and replaced is not None:
         # Another deploy took over: undoing it would undo someone else's change.
@@ -336,4 +336,4 @@ def _post_rollback_marker(
     if not ctx.environ.get("HONEYCOMB_API_KEY"):
         return
     sha = quietly(ctx, "look up the rolled-back revision's sha", lambda: revision_sha(ctx, arn)) or "unknown"
-    markers.post(ctx, "rollback", env.name, sha, arn, started, datetime.now(UTC), succeeded)
+    markers.post(ctx, markers.Marker("rollback", env.name, sha, arn, started, datetime.now(UTC), succeeded))

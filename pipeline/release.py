@@ -253,19 +253,12 @@ def _finish(
     for line in table(list(rows.values())):
         ctx.out.say(line)
     revisions = ", ".join(f"{r.service} {r.old} → {r.new or '-'}" for r in rows.values())
+    ended = f" ({failure})" if failure else ""
+    message = f"release of {len(rows)} services to {plan.environment}{ended}: {revisions}"
+    # A release has no one sha or revision: the message names every service's.
+    now = datetime.now(UTC)
     markers.post(
-        ctx,
-        "release",
-        plan.environment,
-        "",
-        "",
-        started,
-        datetime.now(UTC),
-        not failure,
-        message=(
-            f"release of {len(rows)} services to {plan.environment}{f' ({failure})' if failure else ''}: "
-            f"{revisions}"
-        )[:500],
+        ctx, markers.Marker("release", plan.environment, "", "", started, now, not failure, message[:500])
     )
 
 
