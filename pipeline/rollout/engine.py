@@ -93,8 +93,7 @@ def each(fn: Callable[[Any], T], items: Iterable[Any], parallel: int) -> list[T 
         except PipelineError as exc:
             return exc
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(safe, items))
+    return _pool(safe, list(items), parallel)
 
 
 def retrying(fn: Callable[[], T], sleep: Callable[[float], None], attempts: int = 5) -> T:
@@ -171,31 +170,26 @@ def advance(
     after a failure: that is `recover`'s."""
     out, clock = ctx.out, options.clock
     results = {u.key: Result(u) for u in units}
-    begun: dict[str, float] = {}
     for unit in units:
         progress.prime(unit.key, unit.live)
 
-    def start(unit: Unit) -> Watch:
-        begun[unit.key] = clock()
+    def start(unit: Unit) -> Started:
+        """One unit's start, as a value: the workers share nothing."""
+        at = clock()
         try:
-            return retrying(lambda: STRATEGIES[unit.strategy].start(ctx.clients, unit), options.sleep)
-        except StartedNothing:
-            results[unit.key].updated = True
-            raise
+            watch = retrying(lambda: STRATEGIES[unit.strategy].start(ctx.clients, unit), options.sleep)
+        except StartedNothing as exc:  # UpdateService answered: the service changed
+            return Started(unit.key, at, None, exc, updated=True)
+        except PipelineError as exc:
+            return Started(unit.key, at, None, exc, updated=False)
+        return Started(unit.key, at, watch, None, updated=True)
 
     if options.fleet:
         with out.step(f"update {len(units)} services, at most {options.parallel} at a time"):
-            started = each(start, units, options.parallel)
-            _fail_step(
-                out,
-                {
-                    u.key: e.message
-                    for u, e in zip(units, started, strict=True)
-                    if isinstance(e, PipelineError)
-                },
-            )
+            started = _pool(start, units, options.parallel)
+            _fail_step(out, {s.key: s.error.message for s in started if s.error is not None})
         with out.step(f"wait for {len(units)} rollouts (one DescribeServices per cluster per round)"):
-            _started(results, units, started)
+            _started(results, started)
             try:
                 _wait(ctx, results, options, progress)
             except KeyboardInterrupt:
@@ -211,8 +205,8 @@ def advance(
     else:
         (unit,) = units
         with out.step(f"{options.kind} {ecs.short(unit.arn)} to {unit.service}"):
-            started = [_one(start, unit)]
-            _started(results, units, started)
+            started = [start(unit)]
+            _started(results, started)
             _wait(ctx, results, options, progress)
             if not results[unit.key].succeeded:
                 out.fail(results[unit.key].outcome.reason)
@@ -222,20 +216,35 @@ def advance(
     finally:
         now = clock()
         for result in results.values():
-            start_at = begun.get(result.unit.key, now)
-            result.seconds = (result.finished or now) - start_at
+            result.seconds = (result.finished or now) - (result.started_at or now)
     return results
 
 
-def _started(results: dict[str, Result], units: list[Unit], started: list[Watch | PipelineError]) -> None:
-    for unit, watch in zip(units, started, strict=True):
-        result = results[unit.key]
-        if isinstance(watch, Watch):
-            result.watch, result.updated = watch, True
+@dataclass(frozen=True)
+class Started:
+    """What starting one unit came to."""
+
+    key: str
+    at: float  # the clock time it was started
+    watch: Watch | None
+    error: PipelineError | None
+    updated: bool  # UpdateService answered: the service changed
+
+
+def _pool(fn: Callable[[Any], T], items: list[Any], parallel: int) -> list[T]:
+    """fn over items with at most `parallel` at once; fn returns what happened, never raises."""
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(fn, items))
+
+
+def _started(results: dict[str, Result], started: list[Started]) -> None:
+    for s in started:
+        result = results[s.key]
+        result.started_at, result.updated, result.watch, result.error = s.at, s.updated, s.watch, s.error
+        if s.error is None:
             result.outcome = Outcome(State.ROLLING)
         else:
-            result.error = watch
-            what = watch.message if result.updated else f"not updated: {watch.message}"
+            what = s.error.message if s.updated else f"not updated: {s.error.message}"
             result.outcome = Outcome(State.FAILED, what)
 
 
@@ -259,17 +268,24 @@ def _smoke_all(ctx: Context, targets: list[Result], options: RolloutOptions, pro
     out = ctx.out
     with out.step(f"smoke test {len(targets)} services" if options.fleet else "smoke test"):
 
-        def probe(result: Result) -> None:
+        def probe(result: Result) -> smoke.Probe | PipelineError:
             unit = result.unit
             assert unit.url is not None and unit.smoke is not None
             say = lambda line: progress.say(unit.key, line)  # noqa: E731
-            result.probe = smoke.check(unit.url, unit.smoke, say, sleep=options.sleep)
+            try:
+                return smoke.check(unit.url, unit.smoke, say, sleep=options.sleep)
+            except PipelineError as exc:
+                return exc
 
+        # A single deploy's probe stays on this thread, where a signal interrupts it.
+        probes = _pool(probe, targets, options.parallel) if options.fleet else [probe(targets[0])]
         failed = {}
-        for result, problem in zip(targets, each(probe, targets, options.parallel), strict=True):
-            if isinstance(problem, PipelineError):
-                result.outcome, result.smoke_failed = Outcome(State.FAILED, problem.message), True
-                failed[result.unit.key] = problem.message
+        for result, answer in zip(targets, probes, strict=True):
+            if isinstance(answer, PipelineError):
+                result.outcome, result.smoke_failed = Outcome(State.FAILED, answer.message), True
+                failed[result.unit.key] = answer.message
+            else:
+                result.probe = answer
         if failed:
             _fail_step(out, failed) if options.fleet else out.fail(next(iter(failed.values())))
 
@@ -344,16 +360,23 @@ def _may_roll_back(unit: Unit, options: RolloutOptions) -> bool:
 def _go_back(
     ctx: Context, results: dict[str, Result], going: list[Result], options: RolloutOptions, progress: Progress
 ) -> None:
-    begun: dict[str, float] = {}
-
-    def back(r: Result) -> tuple[Way, Watch] | None:
-        begun[r.unit.key] = options.clock()
-        strategy, allowed = STRATEGIES[r.unit.strategy], _may_roll_back(r.unit, options)
-        return retrying(lambda: strategy.recover(ctx.clients, r.unit, r.outcome, allowed), options.sleep)
+    def back(r: Result) -> tuple[float, tuple[Way, Watch] | None | PipelineError]:
+        """One unit's way back, as a value: the workers share nothing. An unexpected error in
+        starting it is a failed rollback too."""
+        at, strategy, allowed = options.clock(), STRATEGIES[r.unit.strategy], _may_roll_back(r.unit, options)
+        try:
+            return at, retrying(
+                lambda: strategy.recover(ctx.clients, r.unit, r.outcome, allowed), options.sleep
+            )
+        except PipelineError as exc:
+            return at, exc
+        except Exception as exc:
+            return at, PipelineError(one_line(exc))
 
     watches: list[Watch] = []
-    ways = each(back, going, options.parallel) if options.fleet else [_single(back, going[0])]
-    for r, way in zip(going, ways, strict=True):
+    begun: dict[str, float] = {}
+    for r, (at, way) in zip(going, _pool(back, going, options.parallel), strict=True):
+        begun[r.unit.key] = at
         if isinstance(way, PipelineError):
             r.way, r.back_reason = Way.ROLLBACK_FAILED, way.message
         elif way is None:
@@ -388,20 +411,3 @@ def _wait_safely(
     except Exception as exc:
         reason = one_line(exc)
         return {w.key: Outcome(State.FAILED, reason) for w in watches}, {}
-
-
-def _one(fn: Callable[[Unit], T], unit: Unit) -> T | PipelineError:
-    try:
-        return fn(unit)
-    except PipelineError as exc:
-        return exc
-
-
-def _single(back: Callable[[Result], T], result: Result) -> T | PipelineError:
-    """A deploy's way back: an unexpected error in starting it is a failed rollback too."""
-    try:
-        return back(result)
-    except PipelineError as exc:
-        return exc
-    except Exception as exc:
-        return PipelineError(one_line(exc))

@@ -94,6 +94,7 @@ class Result:
     smoke_failed: bool = False
     probe: Probe | None = None  # the smoke test that passed
     watch: Watch | None = None
+    started_at: float | None = None  # the clock time it was started
     seconds: float = 0.0
     finished: float | None = None  # the clock time its verdict was seen
     way: Way | None = None  # after a failure
