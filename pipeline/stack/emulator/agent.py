@@ -330,7 +330,10 @@ class TaskRun:
             if exited:
                 self._finish("EssentialContainerExited", "Essential container in task exited")
                 return
-            time.sleep(0.2)
+            # Each round is an inspect per container on the engine: quick while a start-up
+            # probe runs, then enough to see an exit within half a second.
+            starting = any(c.probe and c.health == "UNKNOWN" for c in self.containers.values())
+            time.sleep(0.2 if starting else 0.5)
 
     @property
     def healthy(self) -> bool:
