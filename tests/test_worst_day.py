@@ -1,6 +1,11 @@
 """Real `invoke deploy` processes on a real (local) ECS: two deploys at once, and
 SIGINT/SIGTERM during the wait.
 
+The first sha's image is gated: its app starts only once something listens on the
+service's gate port (host networking shares loopback), so that rollout stays in progress
+until the test opens the gate, however loaded the machine. The other shas roll out as
+below.
+
 The tests need rollouts long enough to start a second process or send a signal while
 the first one waits. The local ECS runs each task's containers for real and counts a
 new task only once its container health check passes: the deploy's task definition
@@ -12,7 +17,9 @@ processes print and on the service's state, never on sleeps.
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -25,8 +32,8 @@ from typing import Any
 import pytest
 
 from pipeline.stack.emulator.engine import SPEED_TAG
-from tests.conftest import default_network, hello_task_definition, push_image, wait_for_rollout
-from tests.helpers import ROOT, wait_until
+from tests.conftest import default_network, hello_task_definition, push_broken, push_image, wait_for_rollout
+from tests.helpers import ROOT, free_port, wait_until
 
 # The cluster's health-check speed-up: 15 s / 2 = a first health check 7.5 s after the
 # new task starts, the rollout's length (ECS's real timings would be 15 s and more).
@@ -40,6 +47,13 @@ class Service:
     service: str
     shas: list[str]
     client: Callable[[str], Any]
+    gate_port: int
+
+    def open_gate(self) -> socket.socket:
+        """Let the gated image's app start; keep the socket until the test ends."""
+        listener = socket.create_server(("127.0.0.1", self.gate_port))
+        listener.listen(16)
+        return listener
 
     def describe(self) -> dict[str, Any]:
         found = self.client("ecs").describe_services(cluster=self.cluster, services=[self.service])
@@ -58,7 +72,9 @@ def service(aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hel
     aws("logs").create_log_group(logGroupName=f"/ecs/{prefix}")  # the task definition's awslogs group
     initial, *shas = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(4)]
     image = push_image(environ, hello_image, prefix, initial)
-    for sha in shas:
+    gate_port = free_port()
+    push_broken(environ, gated(hello_image, gate_port), prefix, shas[0])
+    for sha in shas[1:]:
         push_image(environ, hello_image, prefix, sha)
     ecs = aws("ecs")
     cluster, name = f"{prefix}-cluster", f"{prefix}-service"
@@ -73,7 +89,26 @@ def service(aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hel
         networkConfiguration=default_network(aws),
     )
     wait_for_rollout(aws, cluster, name)
-    return Service(environ, cluster, name, shas, aws)
+    return Service(environ, cluster, name, shas, aws, gate_port)
+
+
+def gated(hello_image: str, port: int) -> str:
+    """hello_world's image whose app starts once 127.0.0.1:port accepts a connection; it
+    exits at once on SIGTERM meanwhile (PID 1 has no default handler)."""
+    script = "\n".join(
+        [
+            "import os, signal, socket, time",
+            "signal.signal(signal.SIGTERM, lambda *_: os._exit(0))",
+            "while True:",
+            "    try:",
+            f"        socket.create_connection(('127.0.0.1', {port}), 1).close()",
+            "        break",
+            "    except OSError:",
+            "        time.sleep(0.2)",
+            "os.execvp('python3', ['python3', '-m', 'hello_world.app'])",
+        ]
+    )
+    return f"FROM {hello_image}\nCMD {json.dumps(['python3', '-c', script])}\n"
 
 
 @dataclass
@@ -149,7 +184,7 @@ def test_a_second_deploy_is_refused_then_forced_and_the_first_says_who_replaced_
 
 def test_two_deploys_at_once_exactly_one_wins(service: Service) -> None:
     family = service.service
-    runs = [deploy(service, service.shas[0]), deploy(service, service.shas[1])]
+    runs = [deploy(service, service.shas[1]), deploy(service, service.shas[2])]
     codes = [r.finish() for r in runs]
     assert sorted(codes) in ([0, 5], [0, 6]), [r.text() for r in runs]
     winner, loser = (runs[0], runs[1]) if codes[0] == 0 else (runs[1], runs[0])
@@ -166,8 +201,10 @@ def test_wait_goes_after_the_rollout_in_progress(service: Service) -> None:
     first = deploy(service, service.shas[0])
     wait_until(lambda: WAITING in first.text() or first.proc.poll() is not None, 30)
     second = deploy(service, service.shas[1], "--wait")
-    assert first.finish() == 0, first.text()
-    assert second.finish() == 0, second.text()
+    wait_until(lambda: "waiting for the rollout in progress to end" in second.text(), 60)
+    with service.open_gate():
+        assert first.finish(timeout=120) == 0, first.text()
+        assert second.finish(timeout=120) == 0, second.text()
     assert "waiting for the rollout in progress to end: deployment" in second.text()
     assert service.running() == f"{family}:3"
 
