@@ -16,7 +16,10 @@ What the platforms really enforce (README, "CI identity"):
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .config import CIPolicy, Settings
@@ -26,6 +29,13 @@ from .errors import ConfigError
 # A CircleCI user id is a UUID: 36 "?" pin its length, so no "*" before the ref can
 # absorb a crafted branch name such as "x/vcs-ref/refs/heads/main".
 _UUID_CHARS = "?" * 36
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# What a trusted subject must look like once rendered: literal ids, exactly the 36 "?" of the
+# user, a literal origin, and a ref whose only wildcard is the one before a tag suffix.
+_SUBJECT = re.compile(
+    rf"^org/{_UUID}/project/{_UUID}/user/\?{{36}}/vcs-origin/[a-z0-9.-]+(?:/[A-Za-z0-9_.-]+)+"
+    r"/vcs-ref/refs/(?:heads/[A-Za-z0-9_./-]+|tags/\*[A-Za-z0-9_.-]+)$"
+)
 
 
 def trusted_refs(policy: CIPolicy, env: str) -> list[str]:
@@ -95,6 +105,13 @@ def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
         if oidc
         else []
     )
+    # Checked as what it becomes: a subject that any setting widened never reaches IAM.
+    for subject in subjects:
+        if not _SUBJECT.match(subject):
+            raise ConfigError(
+                f"[tool.pipeline.infra] the {env} deploy role would trust {subject!r}, which is not one "
+                "repository's ref: check circleci_org_id, circleci_project_id, source_url and [tool.pipeline.ci]"
+            )
     return {
         "CiIdentity": infra.ci_identity,
         "CiDeployRoleName": role_name(settings.prefix, env),
@@ -104,8 +121,29 @@ def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
     }
 
 
-def setup_lines(settings: Settings, env: str, role_arn: str | None) -> list[str]:
-    """What `invoke setup` prints for the CircleCI side, which no API here can set."""
+def trusted_patterns(trust: Mapping[str, Any]) -> list[str]:
+    """The `sub` patterns a trust policy (as IAM returns it) admits, in every statement."""
+    patterns: list[str] = []
+    for statement in trust.get("Statement", []):
+        for test in ("StringLike", "StringEquals"):
+            for key, value in (statement.get("Condition", {}).get(test) or {}).items():
+                if key.endswith(":sub"):
+                    patterns += value if isinstance(value, list) else [value]
+    return patterns
+
+
+def trust_lines(role: str, trust: Mapping[str, Any]) -> list[str]:
+    """A role's trust policy as IAM returned it: what it really admits, not what setup meant."""
+    return [
+        f"  {role} trusts (read back from IAM) the sub of tokens matching:",
+        *(f"    {pattern}" for pattern in trusted_patterns(trust) or ["(no subject condition)"]),
+        f"  trust policy of {role}: {json.dumps(trust, sort_keys=True)}",
+    ]
+
+
+def setup_lines(settings: Settings, env: str, role_arn: str | None, trust: Mapping[str, Any]) -> list[str]:
+    """What `invoke setup` prints for the CircleCI side, which no API here can set, and the
+    deploy role's trust policy read back from IAM."""
     if settings.infra.ci_identity != "oidc":
         return []
     name = context_name(env)
@@ -113,7 +151,7 @@ def setup_lines(settings: Settings, env: str, role_arn: str | None) -> list[str]
         f"CircleCI: context {name} holds AWS_ROLE_ARN={role_arn or '<the CiDeployRoleArn output>'}",
         f"  restrict it (Organization Settings → Contexts → {name} → Add Expression Restriction) to:",
         f"  {context_expression(settings.ci, env)}",
-        f"  the role itself trusts only $CIRCLE_OIDC_TOKEN_V2 of: {', '.join(trusted_refs(settings.ci, env)) or 'no ref'}",
+        *trust_lines(role_name(settings.prefix, env), trust),
     ]
 
 
