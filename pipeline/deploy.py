@@ -149,6 +149,12 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
     record = ecr.require_image(settings, ctx.clients, revision.tag)
+    pushed = ctx.pushed.get(revision.tag)
+    if pushed and pushed != record.digest:
+        raise StepFailed(
+            f"{settings.repository}:{revision.tag} is {record.digest} in ECR, not {pushed}, which this "
+            "run pushed: the tag was moved after the push; nothing was deployed"
+        )
     # The account owns the registry DescribeImages answered from: no STS call on the path.
     account = settings.account_id or record.registry_id or ecr.account_id(settings, ctx.clients)
     registry = settings.ecr_endpoint or settings.registry(account)

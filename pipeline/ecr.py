@@ -102,6 +102,30 @@ def list_images(settings: Settings, clients: Clients) -> list[ImageRecord]:
     return records
 
 
+_MANIFEST_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+]
+
+
+def config_digest(settings: Settings, clients: Clients, record: ImageRecord) -> str | None:
+    """The image config's digest (what `docker images` calls the image ID) of an image in
+    ECR: the same for the same build wherever it is, unlike the manifest digest, which a
+    local image has only once pushed. None for a manifest without one (a multi-arch index)."""
+    import json
+
+    with aws_errors("ecr:BatchGetImage"):
+        found = clients.aws("ecr").batch_get_image(
+            repositoryName=settings.repository,
+            imageIds=[{"imageDigest": record.digest}],
+            acceptedMediaTypes=_MANIFEST_TYPES,
+        )
+    for item in found.get("images", []):
+        config = json.loads(item.get("imageManifest", "{}")).get("config") or {}
+        return str(config["digest"]) if config.get("digest") else None
+    return None
+
+
 def require_image(settings: Settings, clients: Clients, tag: str) -> ImageRecord:
     """The image for `tag`, or a NotFound saying which push creates it."""
     record = find_image(settings, clients, tag)

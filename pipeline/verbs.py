@@ -100,24 +100,50 @@ def cache_from_ecr(ctx: Context) -> tuple[str, ...]:
 def push(ctx: Context, revision: Revision) -> ecr.ImageRecord:
     """Log in to ECR, push <registry>/<repository>:<tag>, and confirm ECR lists that digest.
 
-    A tag is pushed once: when ECR already has it (a CI re-run, the -dev branch's push
-    before the merge, the same uncommitted changes built again) it is left alone, as
-    immutable tags require. Tags name content (git.Revision), so nothing is lost.
+    A tag is pushed once, as immutable tags require: when ECR already has it, it is left
+    alone if it is this very image (the same image ID: a CI step run again, the same
+    build pushed twice), and an error naming both digests otherwise — someone else's
+    image under this commit's tag (a squatted tag), or another build of the commit.
+    What was pushed is remembered in the context: a deploy in the same run checks it.
     """
     ecr.ensure_repository(ctx.settings, ctx.clients)
     existing = ecr.find_image(ctx.settings, ctx.clients, revision.tag)
     if existing is not None:
+        _require_same_image(ctx, revision, existing)
         ctx.out.detail(
-            f"{ctx.settings.repository}:{revision.tag} is already in ECR ({existing.digest}); "
-            "not pushed again (build once, deploy many)"
+            f"{ctx.settings.repository}:{revision.tag} is already in ECR ({existing.digest}), "
+            "the same image; not pushed again (build once, deploy many)"
         )
+        ctx.pushed[revision.tag] = existing.digest
         return existing
     login = ecr.login(ctx.settings, ctx.clients)
     push_dependency_stage(ctx, revision, login)
     digest = image.push(ctx.settings, ctx.clients, revision, login, ctx.out)
     record = wait_for_record(ctx, revision.tag, digest)
+    ctx.pushed[revision.tag] = digest
     ctx.out.detail(f"pushed {image.remote_name(login.registry, ctx.settings, revision.tag)}@{digest}")
     return record
+
+
+def _require_same_image(ctx: Context, revision: Revision, existing: ecr.ImageRecord) -> None:
+    from docker.errors import ImageNotFound
+
+    name = image.local_name(ctx.settings, revision)
+    try:
+        local = str(ctx.clients.docker().images.get(name).id)
+    except ImageNotFound:
+        raise StepFailed(
+            f"no local image {name}; build it first with `invoke dockerize --sha {revision.sha}`"
+        ) from None
+    remote = ecr.config_digest(ctx.settings, ctx.clients, existing)
+    if remote != local:
+        raise StepFailed(
+            f"{ctx.settings.repository}:{revision.tag} is already in ECR as another image: ECR's "
+            f"{existing.digest} (image {remote or 'unknown'}) is not the local image {local}; nothing was "
+            "pushed. If an earlier run of this commit's pipeline pushed it, deploy that image as it is "
+            f"(`invoke deploy --sha {revision.sha}`); if not, someone pushed under this commit's tag first: "
+            "find out who (CloudTrail: PutImage) before deleting it"
+        )
 
 
 def push_dependency_stage(ctx: Context, revision: Revision, login: ecr.RegistryLogin) -> None:
