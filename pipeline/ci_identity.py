@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import git
 from .config import CIPolicy, Settings
 from .errors import ConfigError
 
@@ -153,6 +155,35 @@ def setup_lines(settings: Settings, env: str, role_arn: str | None, trust: Mappi
         f"  {context_expression(settings.ci, env)}",
         *trust_lines(role_name(settings.prefix, env), trust),
     ]
+
+
+def require_reviewed_commit(
+    root: Path, policy: CIPolicy, environ: Mapping[str, str], env: str, sha: str
+) -> None:
+    """In a CircleCI tag job that deploys the mainline's environment (a -prod tag), the
+    tagged commit must be on a mainline branch: a tag on an unreviewed commit of a feature
+    branch must not reach prod. IAM cannot see commits (the token names the ref only), so
+    this is the tool's check, made with git against origin's branches."""
+    if environ.get("CIRCLECI") != "true" or not environ.get("CIRCLE_TAG"):
+        return
+    if env != policy.mainline_environment or not policy.mainline_branches:
+        return
+    containing, missing = git.on_branches(root, sha, policy.mainline_branches)
+    if containing:
+        return
+    tag = environ["CIRCLE_TAG"]
+    if len(missing) == len(policy.mainline_branches):
+        fetch = " ".join(policy.mainline_branches)
+        raise ConfigError(
+            f"--env {env}: tag {tag!r} deploys {env} only if {sha[:12]} is on a mainline branch, and this "
+            f"clone has none of origin/{', origin/'.join(policy.mainline_branches)}; fetch them first "
+            f"(`git fetch origin {fetch}`)"
+        )
+    raise ConfigError(
+        f"--env {env}: tag {tag!r} names {sha[:12]}, which is not on "
+        f"{' or '.join(b for b in policy.mainline_branches if b not in missing)}: only reviewed (merged) "
+        f"commits deploy {env}; merge it, then tag the merge"
+    )
 
 
 def require_ci_ref(policy: CIPolicy, environ: Mapping[str, str], env: str) -> None:

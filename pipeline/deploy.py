@@ -146,6 +146,7 @@ def check(ctx: Context, options: DeployOptions) -> DeployChange:
     settings = ctx.settings
     environment = settings.environment(options.env)
     revision = options.built or ctx.revision(options.sha)
+    ci_identity.require_reviewed_commit(settings.root, settings.ci, ctx.environ, options.env, revision.sha)
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
     record = ecr.require_image(settings, ctx.clients, revision.tag)

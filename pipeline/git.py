@@ -96,6 +96,19 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def on_branches(root: Path, sha: str, branches: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the branches whose remote-tracking ref, origin/<branch>, contains `sha`; the branches
+    with no such ref in this clone). Remote-tracking refs only: a job can make local branches."""
+    containing, missing = [], []
+    for branch in branches:
+        ref = f"refs/remotes/origin/{branch}"
+        if _git(root, "rev-parse", "--verify", "--quiet", ref) is None:
+            missing.append(branch)
+        elif _git(root, "merge-base", "--is-ancestor", sha, ref) is not None:
+            containing.append(branch)
+    return containing, missing
+
+
 def _git_bytes(root: Path, *args: str) -> bytes:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, check=False)
     return proc.stdout if proc.returncode == 0 else b""
