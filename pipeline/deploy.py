@@ -128,13 +128,13 @@ def render_inputs(
         prefix=settings.prefix,
         cluster=environment.cluster,
         service=environment.service,
-        execution_role_arn=settings.execution_role_arn(account),
+        execution_role_arn=settings.execution_role_arn(account, environment.name),
         log_group=settings.log_group,
         port=settings.container_port,
         base_path=settings.base_path,
         created_at=created_at,
         build_url=build_url,
-        task_role_arn=settings.task_role_arn(account),
+        task_role_arn=settings.task_role_arn(account, environment.name),
     )
 
 

@@ -120,9 +120,12 @@ def test_every_field_of_the_template_survives_registration(
         assert definition[key] == template[key], key
     assert (
         definition["executionRoleArn"]
-        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-ecs-execution-role"
+        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-prod-ecs-execution-role"
     )
-    assert definition["taskRoleArn"] == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-ecs-task-role"
+    assert (
+        definition["taskRoleArn"]
+        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-prod-ecs-task-role"
+    )
     (container,) = definition["containerDefinitions"]
     assert container["mountPoints"] == [{"sourceVolume": "scratch", "containerPath": "/tmp"}]
     assert container["secrets"] == [

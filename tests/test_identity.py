@@ -142,5 +142,5 @@ def test_what_dry_run_prints_is_what_the_deploy_registers(
         == f"{environ['ECR_ENDPOINT']}/{environ['AWS_RESOURCE_NAME_PREFIX']}:{deploy_target.sha}"
     )
     assert registered["executionRoleArn"].endswith(
-        f":role/{environ['AWS_RESOURCE_NAME_PREFIX']}-ecs-execution-role"
+        f":role/{environ['AWS_RESOURCE_NAME_PREFIX']}-prod-ecs-execution-role"
     )

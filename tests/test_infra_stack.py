@@ -118,8 +118,7 @@ def test_project_stack_create_no_op_and_delete_through_invoke(
     )
     assert outputs["ClusterName"] == f"{prefix}-cluster"
     assert outputs["LogGroupName"] == f"/ecs/{prefix}"
-    assert outputs["ExecutionRoleArn"] == f"arn:aws:iam::123456789012:role/{prefix}-ecs-execution-role"
-    assert outputs["TaskRoleArn"] == f"arn:aws:iam::123456789012:role/{prefix}-ecs-task-role"
+    assert "ExecutionRoleArn" not in outputs  # each environment's own (environment stack)
     assert outputs["CiUserName"] == f"{prefix}-ci"
 
     # The aws CLI, an independent client, sees what the pipeline's other tasks will use.
@@ -131,10 +130,8 @@ def test_project_stack_create_no_op_and_delete_through_invoke(
         aws_cli("ecs", "describe-clusters", "--clusters", f"{prefix}-cluster")["clusters"][0]["status"]
         == "ACTIVE"
     )
-    role = aws_cli("iam", "get-role", "--role-name", f"{prefix}-ecs-execution-role")["Role"]
-    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-        "Service": "ecs-tasks.amazonaws.com"
-    }
+    roles = {r["RoleName"] for r in aws_cli("iam", "list-roles")["Roles"]}
+    assert not {f"{prefix}-prod-ecs-execution-role", f"{prefix}-ecs-execution-role"} & roles
 
     again = run_task("setup")
     assert again.returncode == 0, again.stderr
@@ -424,8 +421,10 @@ def test_each_environment_has_its_own_deploy_role_for_its_refs_only(
             arn("ecs", f"service/{e.cluster}/{e.service}"),
             arn("ecs", f"task-definition/{e.family}:*"),
             arn("ecs", f"task/{e.cluster}/*"),
-            f"arn:aws:iam::123456789012:role/{prefix}-ecs-execution-role",
-            f"arn:aws:iam::123456789012:role/{prefix}-ecs-task-role",
+            f"arn:aws:iam::123456789012:role/{prefix}-prod-ecs-execution-role",
+            f"arn:aws:iam::123456789012:role/{prefix}-prod-ecs-task-role",
+            arn("logs", f"log-group:/ecs/{prefix}:*"),
+            arn("logs", f"log-group:/ecs/{prefix}:log-stream:prod/*"),
         },
         prefix,
     )

@@ -92,9 +92,9 @@ def read_environ(
             f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name",
         )
 
-    execution_role = environ.get("EXECUTION_ROLE_ARN") or f"{prefix}-ecs-execution-role"
+    execution_role = environ.get("EXECUTION_ROLE_ARN", "")
     need(
-        not environ.get("EXECUTION_ROLE_ARN") or bool(_ROLE_RE.match(execution_role)),
+        not execution_role or bool(_ROLE_RE.match(execution_role)),
         f"EXECUTION_ROLE_ARN: {execution_role!r} must be an IAM role ARN "
         "(arn:aws:iam::123456789012:role/NAME) or role name; no wildcard or comma",
     )
