@@ -36,7 +36,7 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # user, a literal origin, and a ref whose only wildcard is the one before a tag suffix.
 _SUBJECT = re.compile(
     rf"^org/{_UUID}/project/{_UUID}/user/\?{{36}}/vcs-origin/[a-z0-9.-]+(?:/[A-Za-z0-9_.-]+)+"
-    r"/vcs-ref/refs/(?:heads/[A-Za-z0-9_./-]+|tags/\*[A-Za-z0-9_.-]+)$"
+    r"/vcs-ref/refs/(?:heads/\*?[A-Za-z0-9_./-]+|tags/\*[A-Za-z0-9_.-]+)$"
 )
 
 
@@ -46,6 +46,19 @@ def trusted_refs(policy: CIPolicy, env: str) -> list[str]:
     if policy.mainline_environment == env:
         refs += [f"refs/heads/{branch}" for branch in policy.mainline_branches]
     refs += [f"refs/tags/*{suffix}" for suffix, name in policy.tag_environments if name == env]
+    return refs
+
+
+def push_refs(policy: CIPolicy) -> list[str]:
+    """The git refs whose CI jobs push images: the mainline's and the dev branches' (when
+    their plans push). Feature branches and tags never push (tags deploy what was pushed)."""
+    refs = (
+        [f"refs/heads/{branch}" for branch in policy.mainline_branches]
+        if "push" in policy.mainline_steps
+        else []
+    )
+    if policy.dev_suffix and "push" in policy.dev_steps:
+        refs.append(f"refs/heads/*{policy.dev_suffix}")
     return refs
 
 
@@ -87,33 +100,32 @@ def role_name(prefix: str, env: str) -> str:
     return f"{prefix}-deploy-{env}"[:64]
 
 
-def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
-    """The environment stack's parameters for its own CI deploy role."""
+def role_subjects(settings: Settings, refs: list[str], role: str) -> list[str]:
+    """The checked `sub` patterns a CI role trusts for `refs` (none without OIDC)."""
     infra = settings.infra
-    oidc = infra.ci_identity == "oidc"
+    if infra.ci_identity != "oidc":
+        return []
     origin = vcs_origin(settings.source_url)
-    if oidc and not origin:
+    if not origin:
         raise ConfigError(
-            '[tool.pipeline] source_url: needed with ci_identity = "oidc": the deploy roles trust '
+            '[tool.pipeline] source_url: needed with ci_identity = "oidc": the CI roles trust '
             "only this repository's refs (e.g. https://github.com/example/service)"
         )
-    subjects = (
-        trusted_subjects(
-            infra.circleci_org_id or "",
-            infra.circleci_project_id or "",
-            origin,
-            trusted_refs(settings.ci, env),
-        )
-        if oidc
-        else []
-    )
+    subjects = trusted_subjects(infra.circleci_org_id or "", infra.circleci_project_id or "", origin, refs)
     # Checked as what it becomes: a subject that any setting widened never reaches IAM.
     for subject in subjects:
         if not _SUBJECT.match(subject):
             raise ConfigError(
-                f"[tool.pipeline.infra] the {env} deploy role would trust {subject!r}, which is not one "
+                f"[tool.pipeline.infra] the {role} would trust {subject!r}, which is not one "
                 "repository's ref: check circleci_org_id, circleci_project_id, source_url and [tool.pipeline.ci]"
             )
+    return subjects
+
+
+def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
+    """The environment stack's parameters for its own CI deploy role."""
+    infra = settings.infra
+    subjects = role_subjects(settings, trusted_refs(settings.ci, env), f"{env} deploy role")
     return {
         "CiIdentity": infra.ci_identity,
         "CiDeployRoleName": role_name(settings.prefix, env),

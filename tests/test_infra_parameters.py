@@ -87,7 +87,12 @@ def test_project_parameters_follow_the_settings() -> None:
     assert p["ClusterName"] == s.environment("prod").cluster
     assert p["LogGroupName"] == s.log_group
     assert (p["ImageTagMutability"], p["MutableTagPattern"]) == ("IMMUTABLE_WITH_EXCLUSION", "latest")
-    assert (p["CiIdentity"], p["CircleCiOrgId"], p["CircleCiProjectId"]) == ("oidc", ORG, PROJECT)
+    assert (p["CiIdentity"], p["CircleCiOrgId"]) == ("oidc", ORG)
+    # The push role: only the jobs of the refs that push (mainline and -dev branches).
+    head = f"org/{ORG}/project/{PROJECT}/user/{'?' * 36}/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/"
+    assert p["CiPushSubjects"].split(",") == [
+        head + ref for ref in ("refs/heads/main", "refs/heads/master", "refs/heads/*-dev")
+    ]
     assert p["OidcProviderArn"] == "arn:aws:iam::123456789012:oidc-provider/x"
     assert p["CiServiceArns"].split(",") == [
         "arn:aws:ecs:eu-west-1:123456789012:service/shop-cluster/shop-service",

@@ -315,13 +315,28 @@ def test_ci_role_trusts_only_this_project_and_only_pushes_to_its_repository(
     issuer = f"oidc.circleci.com/org/{circleci['org']}"
     assert trust["Principal"] == {"Federated": circleci["provider"]}  # the account's provider, not a new one
     assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert trust["Condition"] == {
-        "StringEquals": {f"{issuer}:aud": circleci["org"]},
-        "StringLike": {f"{issuer}:sub": f"org/{circleci['org']}/project/{circleci['project']}/user/*"},
-    }
+    assert trust["Condition"]["StringEquals"] == {f"{issuer}:aud": circleci["org"]}
+    subjects = listed(trust["Condition"]["StringLike"][f"{issuer}:sub"])
 
-    # Any job of the project may push (-dev branches do); deploying is each environment's
+    def sub(ref: str) -> str:
+        return (
+            f"org/{circleci['org']}/project/{circleci['project']}/user/{uuid.uuid4()}"
+            f"/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/{ref}"
+        )
+
+    # Only the jobs of the refs that push (mainline and -dev branches) may push; feature
+    # branches, tags and the V1 token (no ref) may not. Deploying is each environment's
     # own role (test_each_environment_has_its_own_deploy_role_for_its_refs_only).
+    for ref, pushes in (
+        ("refs/heads/main", True),
+        ("refs/heads/master", True),
+        ("refs/heads/feature-dev", True),
+        ("refs/heads/feature", False),
+        ("refs/tags/v1-prod", False),
+    ):
+        assert any(iam_string_like(p, sub(ref)) for p in subjects) == pushes, ref
+    v1 = f"org/{circleci['org']}/project/{circleci['project']}/user/{uuid.uuid4()}"
+    assert not any(iam_string_like(p, v1) for p in subjects)
     s = ctx.settings
     arn = "arn:aws:{}:us-east-1:123456789012:{}".format
     expected = {arn("ecr", f"repository/{s.repository}")}

@@ -63,8 +63,10 @@ def project_parameters(settings: Settings, facts: Facts) -> dict[str, str]:
         "CiIdentity": infra.ci_identity,
         "CiRoleName": ci_name(settings),
         "CircleCiOrgId": infra.circleci_org_id or "",
-        "CircleCiProjectId": infra.circleci_project_id or "",
         "OidcProviderArn": facts.oidc_provider_arn,
+        "CiPushSubjects": ",".join(
+            ci_identity.role_subjects(settings, ci_identity.push_refs(settings.ci), "push role")
+        ),
         "CiServiceArns": ",".join(
             f"arn:{part}:ecs:{region}:{account}:service/{e.cluster}/{e.service}" for e in envs
         ),
