@@ -126,6 +126,37 @@ def config_digest(settings: Settings, clients: Clients, record: ImageRecord) -> 
     return None
 
 
+# An image a verified revision runs gets this second tag; the lifecycle policy never
+# expires images tagged so (pipeline/templates/project.yaml), so neither what a service
+# runs nor any rollback target can expire under dev pushes.
+KEEP_PREFIX = "keep-"
+
+
+def keep(settings: Settings, clients: Clients, tag: str) -> bool:
+    """Tag the image `tag` names as kept (keep-<tag>); False when it already was."""
+    ecr = clients.aws("ecr")
+    with aws_errors("ecr:BatchGetImage"):
+        found = ecr.batch_get_image(
+            repositoryName=settings.repository,
+            imageIds=[{"imageTag": tag}],
+            acceptedMediaTypes=_MANIFEST_TYPES,
+        )
+    if not found.get("images"):
+        return False
+    image = found["images"][0]
+    with aws_errors("ecr:PutImage", handled=("ImageAlreadyExistsException",)):
+        try:
+            ecr.put_image(
+                repositoryName=settings.repository,
+                imageManifest=image["imageManifest"],
+                imageManifestMediaType=image.get("imageManifestMediaType", _MANIFEST_TYPES[0]),
+                imageTag=KEEP_PREFIX + tag,
+            )
+        except ecr.exceptions.ImageAlreadyExistsException:
+            return False
+    return True
+
+
 def require_image(settings: Settings, clients: Clients, tag: str) -> ImageRecord:
     """The image for `tag`, or a NotFound saying which push creates it."""
     record = find_image(settings, clients, tag)

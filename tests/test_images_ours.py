@@ -4,6 +4,7 @@ refuses a tag ECR moved after this run's push. Real engine, registry, emulator, 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ import pytest
 from pipeline import deploy, stack
 from pipeline.errors import StepFailed
 from tests.conftest import DeployTarget, build_image, push_image
+from tests.helpers import ROOT
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -91,3 +93,20 @@ def test_a_deploy_refuses_a_tag_moved_since_this_runs_push(
         "taskDefinitionArns"
     ]
     assert len(arns) == 1
+
+
+def test_a_verified_revisions_image_is_kept_from_the_lifecycle(
+    run_task: Run, deploy_target: DeployTarget, aws_cli: Callable[..., Any], repository: str
+) -> None:
+    proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--no-smoke")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tags = digests(aws_cli, repository)
+    assert tags[f"keep-{deploy_target.sha}"] == tags[deploy_target.sha]  # the same image, a second tag
+    # The lifecycle's first rule matches keep-* and expires none of them in practice; ECR
+    # never lets a lower rule expire an image a higher one matched.
+    body = (ROOT / "pipeline/templates/project.yaml").read_text()
+    text = body[body.index('{"rules"') : body.index("]}", body.index('{"rules"')) + 2]
+    rules = json.loads(text.replace("${UntaggedImageDays}", "14").replace("${KeepImages}", "100"))["rules"]
+    first = min(rules, key=lambda r: r["rulePriority"])
+    assert first["selection"]["tagPatternList"] == ["keep-*"] and first["selection"]["countNumber"] >= 10000
+    assert max(rules, key=lambda r: r["rulePriority"])["selection"]["tagStatus"] == "any"
