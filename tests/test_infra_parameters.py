@@ -74,14 +74,13 @@ def test_what_a_teardown_keeps_and_what_a_setup_never_rolls_back() -> None:
 
 
 def test_project_parameters_follow_the_settings() -> None:
-    s = load(
-        {
-            "ci_identity": "oidc",
-            "circleci_org_id": ORG,
-            "circleci_project_id": PROJECT,
-            "mutable_tags": "latest",
-        }
-    )
+    table = {
+        "ci_identity": "oidc",
+        "circleci_org_id": ORG,
+        "circleci_project_id": PROJECT,
+        "mutable_tags": "latest",
+    }
+    s = config.load(BASE, ROOT, {"infra": table, "source_url": "https://github.com/example/ecs-pipeline"})
     p = infra.project_parameters(s, facts(s, oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/x"))
     assert p["RepositoryName"] == s.repository == "shop"
     assert p["ClusterName"] == s.environment("prod").cluster
