@@ -239,7 +239,7 @@ def test_throttled_failure_reporting_never_hides_the_failure(
     ctx, _ = scripted([standin.failed, standin.rolled_back], cls=ThrottledReports)
     with pytest.raises(DeployFailed) as info:
         run(ctx, deploy_target)
-    assert "ECS deployment circuit breaker: tasks failed to start." in info.value.message
+    assert "ECS deployment circuit breaker: tasks failed to start;" in info.value.message
     assert info.value.message.endswith(f"rolled back to {deploy_target.family}:1, which runs now")
     assert "(the stopped tasks could not be listed: ecs:ListTasks was throttled" in ctx.out.stream.getvalue()
 
