@@ -49,6 +49,8 @@ def main() -> None:
 
     from . import cloudformation, ecr_records, ecs_api, engine, loadbalancer, refusals, scheduler
 
+    ecr_records.RegistryBridge.identity = identity()
+
     engine.Settings.owner = f"http://127.0.0.1:{args.port}"
     engine.Settings.speed = max(float(os.environ.get("EMULATOR_SPEED", "10")), 1.0)
     engine.Settings.registry = args.registry.removeprefix("http://")

@@ -45,6 +45,7 @@ class RegistryBridge(BaseHTTPRequestHandler):
     registry_auth = ""
     aws_endpoint = "http://127.0.0.1:4566"
     region = "us-east-1"
+    identity: dict[str, str] = {}  # taken when the emulator started: the code it loaded
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -103,9 +104,7 @@ class RegistryBridge(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         """GET /identity: which code and checkout this emulator runs (stack.up asks)."""
-        from . import identity
-
-        body = json.dumps(identity()).encode() if self.path == "/identity" else b""
+        body = json.dumps(self.identity).encode() if self.path == "/identity" else b""
         self.send_response(200 if body else 404)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
