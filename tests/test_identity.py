@@ -144,3 +144,26 @@ def test_what_dry_run_prints_is_what_the_deploy_registers(
     assert registered["executionRoleArn"].endswith(
         f":role/{environ['AWS_RESOURCE_NAME_PREFIX']}-prod-ecs-execution-role"
     )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"secrets": {"DB_PASSWORD": "Tr0ub4dor&3-not-a-reference"}},  # a value where a reference goes
+        {"environment": {"DB_PASS": "Tr0ub4dor&3-not-a-reference"}},  # a credential as a plain variable
+        {"environment": {"DATABASE_URL": "postgres://app:Tr0ub4dor&3-not-a-reference@db/app"}},
+    ],
+)
+def test_a_secret_value_in_the_wrong_place_is_never_echoed(
+    service: Path, run_task: Run, deploy_target: DeployTarget, values: dict[str, Any]
+) -> None:
+    (service / "hello_world/deploy/prod.json").write_text(
+        json.dumps({"values": {"cpu": "256", "memory": "512"}, **values})
+    )
+    for args in (("--json-logs",), ("--dry-run",)):
+        proc = run_task(
+            "deploy", "--env", "prod", "--sha", deploy_target.sha, "--no-smoke", *args, cwd=service
+        )
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "Tr0ub4dor" not in proc.stdout + proc.stderr
+        assert "hello_world/deploy/prod.json: " in proc.stderr  # the file and the key are named
