@@ -185,11 +185,10 @@ def require_reviewed_commit(
         return
     tag = environ["CIRCLE_TAG"]
     if len(missing) == len(policy.mainline_branches):
-        fetch = " ".join(policy.mainline_branches)
         raise ConfigError(
-            f"--env {env}: tag {tag!r} deploys {env} only if {sha[:12]} is on a mainline branch, and this "
-            f"clone has none of origin/{', origin/'.join(policy.mainline_branches)}; fetch them first "
-            f"(`git fetch origin {fetch}`)"
+            f"--env {env}: tag {tag!r} deploys {env} only if {sha[:12]} is on a mainline branch, and none "
+            f"of origin/{', origin/'.join(policy.mainline_branches)} could be read (git fetch failed); "
+            "check the clone's remote origin"
         )
     raise ConfigError(
         f"--env {env}: tag {tag!r} names {sha[:12]}, which is not on "

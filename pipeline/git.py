@@ -98,10 +98,15 @@ def _git(root: Path, *args: str) -> str | None:
 
 def on_branches(root: Path, sha: str, branches: tuple[str, ...]) -> tuple[list[str], list[str]]:
     """(the branches whose remote-tracking ref, origin/<branch>, contains `sha`; the branches
-    with no such ref in this clone). Remote-tracking refs only: a job can make local branches."""
+    origin does not have, or this clone cannot fetch). Remote-tracking refs only: a job can
+    make local branches."""
     containing, missing = [], []
     for branch in branches:
         ref = f"refs/remotes/origin/{branch}"
+        # A CI clone of a tag may lack the branches: fetch the one asked about (CI jobs hold no
+        # logic of their own, so the tool does it).
+        if _git(root, "rev-parse", "--verify", "--quiet", ref) is None:
+            _git(root, "fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{ref}")
         if _git(root, "rev-parse", "--verify", "--quiet", ref) is None:
             missing.append(branch)
         elif _git(root, "merge-base", "--is-ancestor", sha, ref) is not None:

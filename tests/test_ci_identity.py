@@ -165,17 +165,25 @@ def test_a_prod_tag_deploys_only_a_commit_on_the_mainline(clone: tuple[Path, str
     ci_identity.require_reviewed_commit(root, POLICY, {"CIRCLE_TAG": "v1-prod"}, "prod", unreviewed)
 
 
-def test_a_clone_without_the_mainline_is_told_to_fetch_it(clone: tuple[Path, str, str]) -> None:
-    root, reviewed, _ = clone
+def test_a_clone_without_the_mainline_fetches_it_and_without_origin_says_so(
+    clone: tuple[Path, str, str],
+) -> None:
+    root, reviewed, unreviewed = clone
+    job = {**CIRCLE, "CIRCLE_TAG": "v1-prod"}
     subprocess.run(["git", "update-ref", "-d", "refs/remotes/origin/main"], cwd=root, check=True)
+    ci_identity.require_reviewed_commit(root, POLICY, job, "prod", reviewed)  # fetched origin's main itself
+    with pytest.raises(ConfigError, match="which is not on main"):
+        ci_identity.require_reviewed_commit(root, POLICY, job, "prod", unreviewed)
+    subprocess.run(["git", "update-ref", "-d", "refs/remotes/origin/main"], cwd=root, check=True)
+    subprocess.run(["git", "remote", "remove", "origin"], cwd=root, check=True)
     # A local branch named main proves nothing: any job can make one.
     subprocess.run(["git", "branch", "-f", "main", "HEAD"], cwd=root, check=True)
-    with pytest.raises(
-        ConfigError, match="this clone has none of origin/main, origin/master; fetch them first"
-    ):
-        ci_identity.require_reviewed_commit(
-            root, POLICY, {**CIRCLE, "CIRCLE_TAG": "v1-prod"}, "prod", reviewed
-        )
+    with pytest.raises(ConfigError) as info:
+        ci_identity.require_reviewed_commit(root, POLICY, job, "prod", reviewed)
+    assert info.value.message == (
+        f"--env prod: tag 'v1-prod' deploys prod only if {reviewed[:12]} is on a mainline branch, and none of "
+        "origin/main, origin/master could be read (git fetch failed); check the clone's remote origin"
+    )
 
 
 def test_invoke_deploy_refuses_a_prod_tag_on_a_feature_commit(
