@@ -50,6 +50,10 @@ class Unavailable(PipelineError):
     exit_code = 3
 
 
+class Throttled(Unavailable):
+    """AWS still throttled the call after botocore's own retries: a caller may try again later."""
+
+
 class NotFound(PipelineError):
     """Something the step needs does not exist yet (repository, image, cluster...)."""
 
@@ -60,6 +64,10 @@ class DeployFailed(PipelineError):
     """The new revision did not become healthy; the service was rolled back."""
 
     exit_code = 1
+
+
+class MigrationFailed(DeployFailed):
+    """The migration step's one-off task did not exit 0: no service was updated."""
 
 
 class RollbackFailed(PipelineError):

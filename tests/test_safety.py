@@ -22,6 +22,8 @@ from pipeline.errors import (
     RolloutInProgress,
     ServiceLeftChanged,
 )
+from pipeline.rollout import rolling
+from pipeline.safety import Busy
 from tests import ecs_standin as standin
 from tests.conftest import DeployTarget
 from tests.test_rollout import NO_SLEEP, run, running
@@ -73,7 +75,7 @@ def rollback_event(at: datetime) -> dict[str, Any]:
 def test_a_deployment_we_did_not_start_is_never_taken_for_ecs_rollback(
     deployments: list[dict[str, Any]], events: list[dict[str, Any]], state: str, by_ecs: bool
 ) -> None:
-    outcome = ecs.observe(
+    outcome = rolling.judge(
         {"status": "ACTIVE", "deployments": deployments, "events": events}, "new", NEW, previous=OLD, since=T0
     )
     assert outcome.state == state
@@ -308,7 +310,7 @@ def test_wait_goes_once_the_other_rollout_is_over(scripted: Any, deploy_target: 
         return {"deployments": [standin.deployment("ecs-svc/theirs", r.old_td)]}
 
     fake.before = before
-    assert run(ctx, deploy_target, wait=True).task_definition.endswith(":2")
+    assert run(ctx, deploy_target, busy=Busy.WAIT).task_definition.endswith(":2")
     assert len(calls) >= 3 and len(fake.updates) == 1
 
 

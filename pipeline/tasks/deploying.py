@@ -8,7 +8,6 @@ from pathlib import Path
 
 from invoke import Exit
 
-from ..errors import PipelineError
 from ..output import Output
 from ._base import JSON_LOGS, context, project_root, task, verb
 
@@ -43,6 +42,7 @@ def deploy(
 ):
     """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
     from pipeline import deploy as deploying
+    from pipeline.safety import Busy
 
     ctx = context(json_logs, sha, env)
     options = deploying.DeployOptions(
@@ -53,8 +53,7 @@ def deploy(
         rollback=not no_rollback,
         smoke=not no_smoke,
         smoke_url=smoke_url,
-        wait=wait,
-        force=force,
+        busy=Busy.from_flags(wait, force),
     )
     deploying.deploy(ctx, options)
 
@@ -104,9 +103,9 @@ def release(
         ctx.out = Output(stream=sys.stderr, json_logs=ctx.out.json_logs, context=ctx.out.context)
     try:
         result = releasing.release(ctx, options)
-    except PipelineError as exc:
-        if json and getattr(exc, "rows", None):
-            print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))  # type: ignore[attr-defined]
+    except releasing.ReleaseFailed as exc:
+        if json:
+            print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))
         raise
     if json:
         shown = result.to_json() if isinstance(result, releasing.ReleasePlan) else releasing.to_json(result)
@@ -141,6 +140,7 @@ def rollback(
 ):
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
+    from pipeline.safety import Busy
 
     ctx = context(json_logs, environment=env)
     options = deploying.DeployOptions.rollback_to(
@@ -150,8 +150,7 @@ def rollback(
         smoke=not no_smoke,
         smoke_url=smoke_url,
         dry_run=dry_run,
-        wait=wait,
-        force=force,
+        busy=Busy.from_flags(wait, force),
     )
     deploying.deploy(ctx, options)
 
