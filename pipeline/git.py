@@ -13,6 +13,7 @@ import re
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +95,15 @@ def _git(root: Path, *args: str) -> str | None:
     except FileNotFoundError:
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def commit_time(root: Path, sha: str) -> datetime | None:
+    """When `sha` was committed (UTC), or None without git or the commit."""
+    found = _git(root, "show", "-s", "--format=%cI", sha)
+    try:
+        return datetime.fromisoformat(found).astimezone(UTC) if found else None
+    except ValueError:
+        return None
 
 
 def on_branches(root: Path, sha: str, branches: tuple[str, ...]) -> tuple[list[str], list[str]]:

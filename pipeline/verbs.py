@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from . import ecr, image, local, selection, service_env, wheelhouse
 from .context import Context
 from .errors import ConfigError, PipelineError, StepFailed
-from .git import Revision
+from .git import Revision, commit_time
 
 
 def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, str] | None = None) -> None:
@@ -47,7 +47,10 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
         )
     cached = next((ref for ref in cache_from if f":{wheelhouse.CACHE_PREFIX}" in ref), "")
     deps = wheelhouse.prepare(ctx.settings, ctx.clients, ctx.out, cached)
-    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from, deps)
+    # Created: the commit's time, so the same content built again is the same image (same
+    # image ID): push then finds ECR's image is this one (a "now" label would differ each time).
+    created = commit_time(ctx.settings.root, revision.sha) or datetime.now(UTC)
+    spec = image.build_spec(ctx.settings, revision, created, cache_from, deps)
     image_id = image.build(spec, ctx.clients, ctx.out)
     if deps:
         # The dependency stage under its cache tag (all cached now: local layers only), for
