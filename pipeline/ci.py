@@ -58,12 +58,15 @@ def ci_ref(
     return found[0], found[1], validate_sha(commit, "--sha" if sha else "CIRCLE_SHA1")
 
 
-def preflight(ctx: Context, the_plan: plan.Plan) -> None:
+def preflight(ctx: Context, the_plan: plan.Plan, revision: Revision) -> None:
     """Fail before the first step on what a later step would trip over."""
     if the_plan.environment is None:
         return
     # --branch/--tag may name another ref than the job's own: CircleCI's ref decides.
     ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, the_plan.environment)
+    ci_identity.require_reviewed_commit(
+        ctx.settings.root, ctx.settings.ci, ctx.environ, the_plan.environment, revision.sha
+    )
     environment = ctx.settings.environment(the_plan.environment)
     taskdef.load_template(environment.template)
     taskdef.load_values(environment.values)
@@ -94,7 +97,7 @@ RUNNERS: dict[str, Runner] = {
 
 def run(ctx: Context, the_plan: plan.Plan, revision: Revision, options: Options) -> list[StepResult]:
     """Run the steps in order; raises the first failure after printing the summary."""
-    preflight(ctx, the_plan)
+    preflight(ctx, the_plan, revision)
     if not the_plan.steps:
         ctx.out.say(f"nothing to do for {the_plan.kind} {the_plan.ref}: {the_plan.reason}")
     results: list[StepResult] = []

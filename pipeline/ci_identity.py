@@ -16,9 +16,14 @@ What the platforms really enforce (README, "CI identity"):
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from . import git
 from .config import CIPolicy, Settings
 from .errors import ConfigError
 
@@ -26,6 +31,13 @@ from .errors import ConfigError
 # A CircleCI user id is a UUID: 36 "?" pin its length, so no "*" before the ref can
 # absorb a crafted branch name such as "x/vcs-ref/refs/heads/main".
 _UUID_CHARS = "?" * 36
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# What a trusted subject must look like once rendered: literal ids, exactly the 36 "?" of the
+# user, a literal origin, and a ref whose only wildcard is the one before a tag suffix.
+_SUBJECT = re.compile(
+    rf"^org/{_UUID}/project/{_UUID}/user/\?{{36}}/vcs-origin/[a-z0-9.-]+(?:/[A-Za-z0-9_.-]+)+"
+    r"/vcs-ref/refs/(?:heads/\*?[A-Za-z0-9_./-]+|tags/\*[A-Za-z0-9_.-]+)$"
+)
 
 
 def trusted_refs(policy: CIPolicy, env: str) -> list[str]:
@@ -34,6 +46,19 @@ def trusted_refs(policy: CIPolicy, env: str) -> list[str]:
     if policy.mainline_environment == env:
         refs += [f"refs/heads/{branch}" for branch in policy.mainline_branches]
     refs += [f"refs/tags/*{suffix}" for suffix, name in policy.tag_environments if name == env]
+    return refs
+
+
+def push_refs(policy: CIPolicy) -> list[str]:
+    """The git refs whose CI jobs push images: the mainline's and the dev branches' (when
+    their plans push). Feature branches and tags never push (tags deploy what was pushed)."""
+    refs = (
+        [f"refs/heads/{branch}" for branch in policy.mainline_branches]
+        if "push" in policy.mainline_steps
+        else []
+    )
+    if policy.dev_suffix and "push" in policy.dev_steps:
+        refs.append(f"refs/heads/*{policy.dev_suffix}")
     return refs
 
 
@@ -75,26 +100,32 @@ def role_name(prefix: str, env: str) -> str:
     return f"{prefix}-deploy-{env}"[:64]
 
 
+def role_subjects(settings: Settings, refs: list[str], role: str) -> list[str]:
+    """The checked `sub` patterns a CI role trusts for `refs` (none without OIDC)."""
+    infra = settings.infra
+    if infra.ci_identity != "oidc":
+        return []
+    origin = vcs_origin(settings.source_url)
+    if not origin:
+        raise ConfigError(
+            '[tool.pipeline] source_url: needed with ci_identity = "oidc": the CI roles trust '
+            "only this repository's refs (e.g. https://github.com/example/service)"
+        )
+    subjects = trusted_subjects(infra.circleci_org_id or "", infra.circleci_project_id or "", origin, refs)
+    # Checked as what it becomes: a subject that any setting widened never reaches IAM.
+    for subject in subjects:
+        if not _SUBJECT.match(subject):
+            raise ConfigError(
+                f"[tool.pipeline.infra] the {role} would trust {subject!r}, which is not one "
+                "repository's ref: check circleci_org_id, circleci_project_id, source_url and [tool.pipeline.ci]"
+            )
+    return subjects
+
+
 def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
     """The environment stack's parameters for its own CI deploy role."""
     infra = settings.infra
-    oidc = infra.ci_identity == "oidc"
-    origin = vcs_origin(settings.source_url)
-    if oidc and not origin:
-        raise ConfigError(
-            '[tool.pipeline] source_url: needed with ci_identity = "oidc": the deploy roles trust '
-            "only this repository's refs (e.g. https://github.com/example/service)"
-        )
-    subjects = (
-        trusted_subjects(
-            infra.circleci_org_id or "",
-            infra.circleci_project_id or "",
-            origin,
-            trusted_refs(settings.ci, env),
-        )
-        if oidc
-        else []
-    )
+    subjects = role_subjects(settings, trusted_refs(settings.ci, env), f"{env} deploy role")
     return {
         "CiIdentity": infra.ci_identity,
         "CiDeployRoleName": role_name(settings.prefix, env),
@@ -104,8 +135,29 @@ def deploy_role_parameters(settings: Settings, env: str) -> dict[str, str]:
     }
 
 
-def setup_lines(settings: Settings, env: str, role_arn: str | None) -> list[str]:
-    """What `invoke setup` prints for the CircleCI side, which no API here can set."""
+def trusted_patterns(trust: Mapping[str, Any]) -> list[str]:
+    """The `sub` patterns a trust policy (as IAM returns it) admits, in every statement."""
+    patterns: list[str] = []
+    for statement in trust.get("Statement", []):
+        for test in ("StringLike", "StringEquals"):
+            for key, value in (statement.get("Condition", {}).get(test) or {}).items():
+                if key.endswith(":sub"):
+                    patterns += value if isinstance(value, list) else [value]
+    return patterns
+
+
+def trust_lines(role: str, trust: Mapping[str, Any]) -> list[str]:
+    """A role's trust policy as IAM returned it: what it really admits, not what setup meant."""
+    return [
+        f"  {role} trusts (read back from IAM) the sub of tokens matching:",
+        *(f"    {pattern}" for pattern in trusted_patterns(trust) or ["(no subject condition)"]),
+        f"  trust policy of {role}: {json.dumps(trust, sort_keys=True)}",
+    ]
+
+
+def setup_lines(settings: Settings, env: str, role_arn: str | None, trust: Mapping[str, Any]) -> list[str]:
+    """What `invoke setup` prints for the CircleCI side, which no API here can set, and the
+    deploy role's trust policy read back from IAM."""
     if settings.infra.ci_identity != "oidc":
         return []
     name = context_name(env)
@@ -113,8 +165,36 @@ def setup_lines(settings: Settings, env: str, role_arn: str | None) -> list[str]
         f"CircleCI: context {name} holds AWS_ROLE_ARN={role_arn or '<the CiDeployRoleArn output>'}",
         f"  restrict it (Organization Settings → Contexts → {name} → Add Expression Restriction) to:",
         f"  {context_expression(settings.ci, env)}",
-        f"  the role itself trusts only $CIRCLE_OIDC_TOKEN_V2 of: {', '.join(trusted_refs(settings.ci, env)) or 'no ref'}",
+        *trust_lines(role_name(settings.prefix, env), trust),
     ]
+
+
+def require_reviewed_commit(
+    root: Path, policy: CIPolicy, environ: Mapping[str, str], env: str, sha: str
+) -> None:
+    """In a CircleCI tag job that deploys the mainline's environment (a -prod tag), the
+    tagged commit must be on a mainline branch: a tag on an unreviewed commit of a feature
+    branch must not reach prod. IAM cannot see commits (the token names the ref only), so
+    this is the tool's check, made with git against origin's branches."""
+    if environ.get("CIRCLECI") != "true" or not environ.get("CIRCLE_TAG"):
+        return
+    if env != policy.mainline_environment or not policy.mainline_branches:
+        return
+    containing, missing = git.on_branches(root, sha, policy.mainline_branches)
+    if containing:
+        return
+    tag = environ["CIRCLE_TAG"]
+    if len(missing) == len(policy.mainline_branches):
+        raise ConfigError(
+            f"--env {env}: tag {tag!r} deploys {env} only if {sha[:12]} is on a mainline branch, and none "
+            f"of origin/{', origin/'.join(policy.mainline_branches)} could be read (git fetch failed); "
+            "check the clone's remote origin"
+        )
+    raise ConfigError(
+        f"--env {env}: tag {tag!r} names {sha[:12]}, which is not on "
+        f"{' or '.join(b for b in policy.mainline_branches if b not in missing)}: only reviewed (merged) "
+        f"commits deploy {env}; merge it, then tag the merge"
+    )
 
 
 def require_ci_ref(policy: CIPolicy, environ: Mapping[str, str], env: str) -> None:

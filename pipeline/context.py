@@ -17,6 +17,9 @@ class Context:
     clients: Clients
     out: Output
     environ: Mapping[str, str] = field(repr=False)  # holds credentials: never in a repr
+    # tag → the digest this run pushed (or found to be its own image): a deploy in the same
+    # run refuses a tag that ECR has since moved to another digest.
+    pushed: dict[str, str] = field(default_factory=dict)
 
     def revision(self, sha: str | None = None) -> git.Revision:
         """The commit, and whether what goes into the image differs from it."""

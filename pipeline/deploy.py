@@ -137,7 +137,12 @@ def gather(ctx: Context, options: DeployOptions) -> DeployFacts:
     environment = ctx.settings.environment(options.env)
     new = None
     if options.revision is None:
-        new = prepare.new_revision(ctx, environment, options.built or ctx.revision(options.sha))
+        revision = options.built or ctx.revision(options.sha)
+        settings = ctx.settings
+        ci_identity.require_reviewed_commit(
+            settings.root, settings.ci, ctx.environ, options.env, revision.sha
+        )
+        new = prepare.new_revision(ctx, environment, revision)
     live = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
     service = idle_service(ctx, environment, live, options.busy, options.timeout, options.sleep)
     target, target_sha = None, "unknown"

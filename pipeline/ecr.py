@@ -102,6 +102,61 @@ def list_images(settings: Settings, clients: Clients) -> list[ImageRecord]:
     return records
 
 
+_MANIFEST_TYPES = [
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+]
+
+
+def config_digest(settings: Settings, clients: Clients, record: ImageRecord) -> str | None:
+    """The image config's digest (what `docker images` calls the image ID) of an image in
+    ECR: the same for the same build wherever it is, unlike the manifest digest, which a
+    local image has only once pushed. None for a manifest without one (a multi-arch index)."""
+    import json
+
+    with aws_errors("ecr:BatchGetImage"):
+        found = clients.aws("ecr").batch_get_image(
+            repositoryName=settings.repository,
+            imageIds=[{"imageDigest": record.digest}],
+            acceptedMediaTypes=_MANIFEST_TYPES,
+        )
+    for item in found.get("images", []):
+        config = json.loads(item.get("imageManifest", "{}")).get("config") or {}
+        return str(config["digest"]) if config.get("digest") else None
+    return None
+
+
+# An image a verified revision runs gets this second tag; the lifecycle policy never
+# expires images tagged so (pipeline/templates/project.yaml), so neither what a service
+# runs nor any rollback target can expire under dev pushes.
+KEEP_PREFIX = "keep-"
+
+
+def keep(settings: Settings, clients: Clients, tag: str) -> bool:
+    """Tag the image `tag` names as kept (keep-<tag>); False when it already was."""
+    ecr = clients.aws("ecr")
+    with aws_errors("ecr:BatchGetImage"):
+        found = ecr.batch_get_image(
+            repositoryName=settings.repository,
+            imageIds=[{"imageTag": tag}],
+            acceptedMediaTypes=_MANIFEST_TYPES,
+        )
+    if not found.get("images"):
+        return False
+    image = found["images"][0]
+    with aws_errors("ecr:PutImage", handled=("ImageAlreadyExistsException",)):
+        try:
+            ecr.put_image(
+                repositoryName=settings.repository,
+                imageManifest=image["imageManifest"],
+                imageManifestMediaType=image.get("imageManifestMediaType", _MANIFEST_TYPES[0]),
+                imageTag=KEEP_PREFIX + tag,
+            )
+        except ecr.exceptions.ImageAlreadyExistsException:
+            return False
+    return True
+
+
 def require_image(settings: Settings, clients: Clients, tag: str) -> ImageRecord:
     """The image for `tag`, or a NotFound saying which push creates it."""
     record = find_image(settings, clients, tag)

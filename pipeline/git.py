@@ -13,6 +13,7 @@ import re
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -94,6 +95,33 @@ def _git(root: Path, *args: str) -> str | None:
     except FileNotFoundError:
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def commit_time(root: Path, sha: str) -> datetime | None:
+    """When `sha` was committed (UTC), or None without git or the commit."""
+    found = _git(root, "show", "-s", "--format=%cI", sha)
+    try:
+        return datetime.fromisoformat(found).astimezone(UTC) if found else None
+    except ValueError:
+        return None
+
+
+def on_branches(root: Path, sha: str, branches: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(the branches whose remote-tracking ref, origin/<branch>, contains `sha`; the branches
+    origin does not have, or this clone cannot fetch). Remote-tracking refs only: a job can
+    make local branches."""
+    containing, missing = [], []
+    for branch in branches:
+        ref = f"refs/remotes/origin/{branch}"
+        # A CI clone of a tag may lack the branches: fetch the one asked about (CI jobs hold no
+        # logic of their own, so the tool does it).
+        if _git(root, "rev-parse", "--verify", "--quiet", ref) is None:
+            _git(root, "fetch", "--quiet", "--no-tags", "origin", f"+refs/heads/{branch}:{ref}")
+        if _git(root, "rev-parse", "--verify", "--quiet", ref) is None:
+            missing.append(branch)
+        elif _git(root, "merge-base", "--is-ancestor", sha, ref) is not None:
+            containing.append(branch)
+    return containing, missing
 
 
 def _git_bytes(root: Path, *args: str) -> bytes:

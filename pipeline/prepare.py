@@ -16,6 +16,7 @@ from . import ecr, taskdef
 from .clients import aws_errors
 from .config import Environment, Settings
 from .context import Context
+from .errors import StepFailed
 from .git import Revision
 
 
@@ -40,13 +41,13 @@ def render_inputs(
         prefix=settings.prefix,
         cluster=environment.cluster,
         service=environment.service,
-        execution_role_arn=settings.execution_role_arn(account),
+        execution_role_arn=settings.execution_role_arn(account, environment.name),
         log_group=settings.log_group,
         port=settings.container_port,
         base_path=settings.base_path,
         created_at=created_at,
         build_url=build_url,
-        task_role_arn=settings.task_role_arn(account),
+        task_role_arn=settings.task_role_arn(account, environment.name),
     )
 
 
@@ -66,6 +67,12 @@ def new_revision(ctx: Context, environment: Environment, revision: Revision) -> 
     template = taskdef.load_template(environment.template)
     values = taskdef.load_values(environment.values)
     record = ecr.require_image(settings, ctx.clients, revision.tag)
+    pushed = ctx.pushed.get(revision.tag)
+    if pushed and pushed != record.digest:
+        raise StepFailed(
+            f"{settings.repository}:{revision.tag} is {record.digest} in ECR, not {pushed}, which this "
+            "run pushed: the tag was moved after the push; nothing was deployed"
+        )
     # The account owns the registry DescribeImages answered from: no STS call on the path.
     account = settings.account_id or record.registry_id or ecr.account_id(settings, ctx.clients)
     registry = settings.ecr_endpoint or settings.registry(account)

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from . import ecs, taskdef
+from . import ecr, ecs, taskdef
 from .clients import aws_errors
 from .context import Context
-from .errors import NotFound
+from .errors import NotFound, PipelineError
 
 
 def mark_verified(ctx: Context, arn: str) -> None:
-    """Tag a revision that rolled out and passed its smoke test: rollback targets come from these."""
+    """Tag a revision that rolled out and passed its smoke test: rollback targets come from
+    these; and keep its images in ECR for as long as it may be one (ecr.KEEP_PREFIX)."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     with aws_errors("ecs:TagResource"):
         ctx.clients.aws("ecs").tag_resource(
             resourceArn=arn, tags=[{"key": taskdef.TAG_VERIFIED, "value": stamp}]
         )
+    try:
+        for tag in own_image_tags(ctx, ecs.describe_revision(ctx.clients, arn).definition):
+            ecr.keep(ctx.settings, ctx.clients, tag)
+    except PipelineError as exc:  # the deploy succeeded; the image is only not protected yet
+        ctx.out.warn(f"could not mark {ecs.short(arn)}'s image as kept in ECR: {exc.message}")
+
+
+def own_image_tags(ctx: Context, definition: dict[str, Any]) -> list[str]:
+    """The tags of this project's repository that a task definition's containers run."""
+    tags = []
+    for container in definition.get("containerDefinitions", []):
+        name, _, tag = str(container.get("image", "")).rpartition(":")
+        if tag and "/" not in tag and name.endswith(f"/{ctx.settings.repository}"):
+            tags.append(tag)
+    return tags
 
 
 def revision_sha(ctx: Context, arn: str) -> str:

@@ -23,7 +23,15 @@ _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # ECS accepts a Secrets Manager or SSM ARN, or (same region) an SSM parameter name.
 _SECRET_ARN = re.compile(r"^arn:aws[a-z-]*:(ssm|secretsmanager):[a-z0-9-]+:\d{12}:(parameter/.+|secret:.+)$")
 _SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-/]{1,2048}$")
-_LOOKS_SECRET = re.compile(r"(^|_)(SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|ACCESS_KEY)$")
+# Names of credentials (DB_PASS, SECRET_KEY, GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY...), and values
+# that carry one (a URL with a password, a private key, an AWS access key id).
+_LOOKS_SECRET = re.compile(
+    r"(^|_)(PASSWORD|PASSWD|PASS|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIALS?|SIGNING_KEY)$"
+    r"|(^|_)SECRETS?(_|$)"
+)
+_SECRET_VALUE = re.compile(
+    r"://[^/\s:@]*:[^/\s@]+@|-----BEGIN [A-Z ]*PRIVATE KEY|\b(AKIA|ASIA)[0-9A-Z]{16}\b"
+)
 _ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # Fields DescribeTaskDefinition returns that RegisterTaskDefinition does not take:
@@ -55,15 +63,52 @@ class EnvironmentValues:
     secrets: dict[str, str] = field(default_factory=dict)
 
 
+# Deeper than any task definition needs (ECS's own nest about 5); Python's JSON parser would
+# otherwise recurse until RecursionError.
+_MAX_DEPTH = 32
+
+
 def _read_json(path: Path, what: str) -> Any:
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{what} {path}: not found; create it (`ecs-pipeline init` writes one)") from None
     try:
-        return json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 (byte {exc.start}); save it as UTF-8 JSON") from None
+    # Brackets before parsing: the parser recurses per level, and a deep enough file exhausts the stack.
+    if _nesting(text) > _MAX_DEPTH:
+        raise ConfigError(
+            f"{what} {path}: nested deeper than {_MAX_DEPTH} levels; no task definition needs that"
+        )
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {path}:{exc.lineno}:{exc.colno}: not valid JSON: {exc.msg}") from None
+    return data
+
+
+def _nesting(text: str) -> int:
+    """The deepest bracket nesting in JSON text, outside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -86,6 +131,12 @@ def load_values(path: Path) -> EnvironmentValues:
     for key in ("values", "environment", "secrets"):
         if not isinstance(data.get(key, {}), dict):
             problems.append(f"{path}: {key} must be an object of NAME: value")
+    values = data.get("values", {})
+    for key in sorted(set(values) & BUILT_IN if isinstance(values, dict) else ()):
+        problems.append(
+            f"{path}: values.{key}: set by the pipeline (the settings and the checked sha), "
+            "never by a values file; remove it"
+        )
     if problems:
         raise ConfigError(problems)
     return EnvironmentValues(
@@ -120,13 +171,40 @@ def _substitute(node: Any, values: dict[str, Any], missing: set[str]) -> Any:
 
 
 def check_secret_reference(name: str, value_from: str) -> str | None:
-    """None when value_from is an ARN or parameter name ECS accepts, else the problem."""
+    """None when value_from is an ARN or parameter name ECS accepts, else the problem.
+
+    The problem names the key, never the value: a secret's value put there by mistake
+    must not reach an error line or a JSON log."""
     if _SECRET_ARN.match(value_from) or (not value_from.startswith("arn:") and _SSM_NAME.match(value_from)):
         return None
     return (
-        f"secret {name}: {value_from!r} is not a Secrets Manager/SSM ARN or an SSM parameter name "
-        "(e.g. arn:aws:ssm:us-east-1:123456789012:parameter/app/prod/key or /app/prod/key)"
+        f"secret {name}: its value is not a Secrets Manager/SSM ARN or an SSM parameter name "
+        "(e.g. arn:aws:ssm:us-east-1:123456789012:parameter/app/prod/key or /app/prod/key); "
+        "if it is the secret itself, store it in SSM and rotate it"
     )
+
+
+# The placeholders the pipeline fills: the identity the checks checked (image, family,
+# container, roles...) and names from the settings. A values file may not set them.
+BUILT_IN = frozenset(
+    {
+        "family",
+        "container",
+        "image",
+        "sha",
+        "environment",
+        "region",
+        "account_id",
+        "prefix",
+        "cluster",
+        "service",
+        "execution_role_arn",
+        "task_role_arn",
+        "log_group",
+        "port",
+        "base_path",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -151,7 +229,7 @@ class RenderInputs:
     build_url: str = ""
     task_role_arn: str = ""  # the role `invoke setup` creates for the service's code
 
-    def placeholders(self) -> dict[str, Any]:
+    def placeholders(self) -> dict[str, Any]:  # keys: BUILT_IN
         return {
             "family": self.family,
             "container": self.container,
@@ -218,7 +296,7 @@ def render(
     for name in env_values.environment:
         if not _ENV_VAR_NAME.match(name):
             problems.append(f"{in_values}: environment variable name {name!r} is not valid")
-        elif _LOOKS_SECRET.search(name.upper()):
+        elif _LOOKS_SECRET.search(name.upper()) or _SECRET_VALUE.search(env_values.environment[name]):
             problems.append(
                 f"{in_values}: {name} looks like a secret but is a plain environment value; "
                 'move it to "secrets" as an SSM parameter or Secrets Manager reference'
@@ -228,6 +306,7 @@ def render(
         if problem:
             problems.append(f"{in_values}: {problem}")
     problems += port_problems(containers, inputs.container, inputs.port, where)
+    problems += identity_problems(request, containers, inputs, where)
     if problems:
         raise ConfigError(problems)
 
@@ -253,6 +332,32 @@ def render(
         tags[TAG_BUILD] = inputs.build_url
     request["tags"] = [{"key": k, "value": v} for k, v in sorted(tags.items())]
     return request
+
+
+def identity_problems(
+    request: dict[str, Any], containers: list[Any], inputs: RenderInputs, where: str
+) -> list[str]:
+    """What the checks checked is what registers: the family, the service container's image
+    (the sha's image in ECR) and the roles (the environment's own). A template that writes
+    another one literally would deploy what nothing checked."""
+    checked = (
+        ("family", inputs.family, "family"),
+        ("executionRoleArn", inputs.execution_role_arn, "execution_role_arn"),
+        ("taskRoleArn", inputs.task_role_arn, "task_role_arn"),
+    )
+    problems = [
+        f'{where}: {key} is {request[key]!r}, not the checked {want!r}; write "${{{name}}}"'
+        for key, want, name in checked
+        if key in request and want and request[key] != want
+    ]
+    for definition in containers:
+        service_container = isinstance(definition, dict) and definition.get("name") == inputs.container
+        if service_container and definition.get("image") != inputs.image:
+            problems.append(
+                f"{where}: container {inputs.container} runs {definition.get('image')!r}, not the checked "
+                f'image {inputs.image}; write "image": "${{image}}"'
+            )
+    return problems
 
 
 def port_problems(containers: list[Any], container: str, port: int, where: str) -> list[str]:

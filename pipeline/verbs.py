@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from . import ecr, image, local, selection, service_env, wheelhouse
 from .context import Context
 from .errors import ConfigError, PipelineError, StepFailed
-from .git import Revision
+from .git import Revision, commit_time
 
 
 def run_command(ctx: Context, what: str, command: str, extra_env: Mapping[str, str] | None = None) -> None:
@@ -47,7 +47,10 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
         )
     cached = next((ref for ref in cache_from if f":{wheelhouse.CACHE_PREFIX}" in ref), "")
     deps = wheelhouse.prepare(ctx.settings, ctx.clients, ctx.out, cached)
-    spec = image.build_spec(ctx.settings, revision, datetime.now(UTC), cache_from, deps)
+    # Created: the commit's time, so the same content built again is the same image (same
+    # image ID): push then finds ECR's image is this one (a "now" label would differ each time).
+    created = commit_time(ctx.settings.root, revision.sha) or datetime.now(UTC)
+    spec = image.build_spec(ctx.settings, revision, created, cache_from, deps)
     image_id = image.build(spec, ctx.clients, ctx.out)
     if deps:
         # The dependency stage under its cache tag (all cached now: local layers only), for
@@ -100,24 +103,50 @@ def cache_from_ecr(ctx: Context) -> tuple[str, ...]:
 def push(ctx: Context, revision: Revision) -> ecr.ImageRecord:
     """Log in to ECR, push <registry>/<repository>:<tag>, and confirm ECR lists that digest.
 
-    A tag is pushed once: when ECR already has it (a CI re-run, the -dev branch's push
-    before the merge, the same uncommitted changes built again) it is left alone, as
-    immutable tags require. Tags name content (git.Revision), so nothing is lost.
+    A tag is pushed once, as immutable tags require: when ECR already has it, it is left
+    alone if it is this very image (the same image ID: a CI step run again, the same
+    build pushed twice), and an error naming both digests otherwise — someone else's
+    image under this commit's tag (a squatted tag), or another build of the commit.
+    What was pushed is remembered in the context: a deploy in the same run checks it.
     """
     ecr.ensure_repository(ctx.settings, ctx.clients)
     existing = ecr.find_image(ctx.settings, ctx.clients, revision.tag)
     if existing is not None:
+        _require_same_image(ctx, revision, existing)
         ctx.out.detail(
-            f"{ctx.settings.repository}:{revision.tag} is already in ECR ({existing.digest}); "
-            "not pushed again (build once, deploy many)"
+            f"{ctx.settings.repository}:{revision.tag} is already in ECR ({existing.digest}), "
+            "the same image; not pushed again (build once, deploy many)"
         )
+        ctx.pushed[revision.tag] = existing.digest
         return existing
     login = ecr.login(ctx.settings, ctx.clients)
     push_dependency_stage(ctx, revision, login)
     digest = image.push(ctx.settings, ctx.clients, revision, login, ctx.out)
     record = wait_for_record(ctx, revision.tag, digest)
+    ctx.pushed[revision.tag] = digest
     ctx.out.detail(f"pushed {image.remote_name(login.registry, ctx.settings, revision.tag)}@{digest}")
     return record
+
+
+def _require_same_image(ctx: Context, revision: Revision, existing: ecr.ImageRecord) -> None:
+    from docker.errors import ImageNotFound
+
+    name = image.local_name(ctx.settings, revision)
+    try:
+        local = str(ctx.clients.docker().images.get(name).id)
+    except ImageNotFound:
+        raise StepFailed(
+            f"no local image {name}; build it first with `invoke dockerize --sha {revision.sha}`"
+        ) from None
+    remote = ecr.config_digest(ctx.settings, ctx.clients, existing)
+    if remote != local:
+        raise StepFailed(
+            f"{ctx.settings.repository}:{revision.tag} is already in ECR as another image: ECR's "
+            f"{existing.digest} (image {remote or 'unknown'}) is not the local image {local}; nothing was "
+            "pushed. If an earlier run of this commit's pipeline pushed it, deploy that image as it is "
+            f"(`invoke deploy --sha {revision.sha}`); if not, someone pushed under this commit's tag first: "
+            "find out who (CloudTrail: PutImage) before deleting it"
+        )
 
 
 def push_dependency_stage(ctx: Context, revision: Revision, login: ecr.RegistryLogin) -> None:

@@ -266,13 +266,13 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     invoke("setup")
     repositories = aws_cli("ecr", "describe-repositories", "--repository-names", prefix)["repositories"]
     assert [r["repositoryName"] for r in repositories] == [prefix]
-    task_role = aws_cli("iam", "get-role", "--role-name", f"{prefix}-ecs-task-role")["Role"]["Arn"]
 
     assert f"<== push {sha}: ok" in invoke("push")
     pushed = aws_cli("ecr", "describe-images", "--repository-name", prefix)["imageDetails"]
     assert [d["imageTags"] for d in pushed] == [[sha]]
 
     invoke("setup", "--env", "prod")
+    task_role = aws_cli("iam", "get-role", "--role-name", f"{prefix}-prod-ecs-task-role")["Role"]["Arn"]
     cluster, service = f"{prefix}-cluster", f"{prefix}-service"
     assert aws_cli("ecs", "describe-services", "--cluster", cluster, "--services", service)["services"]
 

@@ -4,7 +4,10 @@ deploy an environment the CI policy does not map to the job's ref (defence in de
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 from pipeline import ci_identity
 from pipeline.config import CIPolicy
 from pipeline.errors import ConfigError
+from tests.helpers import ROOT
 
 POLICY = CIPolicy()
 SHA = "1234567890abcdef1234567890abcdef12345678"
@@ -108,3 +112,93 @@ def test_invoke_deploy_and_ci_refuse_in_a_feature_branch_job(
     assert ci.returncode == 2, ci.stdout + ci.stderr
     assert "this CircleCI job runs for branch 'feature-x'" in ci.stderr
     assert "==> test" not in ci.stdout  # refused before the first step
+
+
+# --- a -prod tag deploys only a commit on the mainline -------------------------------------------
+
+GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+
+
+def commit(root: Path, name: str) -> str:
+    (root / name).write_text(name)
+    subprocess.run([*GIT, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*GIT, "commit", "-qm", name], cwd=root, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> tuple[Path, str, str]:
+    """A CI job's clone of a repository whose main has one reviewed commit and whose
+    feature branch has one more, unmerged: (clone, main's sha, the feature's sha)."""
+    work, origin, ci = tmp_path / "work", tmp_path / "origin.git", tmp_path / "ci"
+    subprocess.run(["git", "init", "-q", "--bare", str(origin)], check=True)
+    shutil.copytree(ROOT / "hello_world", work / "hello_world", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "tasks.py", work / "tasks.py")
+    (work / "pyproject.toml").write_text(
+        '[tool.pipeline]\nservice_dir = "hello_world"\nbase_path = "/hello/"\n'
+    )
+    subprocess.run([*GIT, "init", "-q", "-b", "main", str(work)], check=True)
+    reviewed = commit(work, "reviewed")
+    subprocess.run([*GIT, "checkout", "-q", "-b", "feature"], cwd=work, check=True)
+    unreviewed = commit(work, "unreviewed")
+    subprocess.run([*GIT, "push", "-q", str(origin), "main", "feature"], cwd=work, check=True)
+    subprocess.run(["git", "clone", "-q", "-b", "feature", str(origin), str(ci)], check=True)
+    return ci, reviewed, unreviewed
+
+
+def test_a_prod_tag_deploys_only_a_commit_on_the_mainline(clone: tuple[Path, str, str]) -> None:
+    root, reviewed, unreviewed = clone
+    job = {**CIRCLE, "CIRCLE_TAG": "v1-prod"}
+    ci_identity.require_reviewed_commit(root, POLICY, job, "prod", reviewed)
+    with pytest.raises(ConfigError) as info:
+        ci_identity.require_reviewed_commit(root, POLICY, job, "prod", unreviewed)
+    assert info.value.message == (
+        f"--env prod: tag 'v1-prod' names {unreviewed[:12]}, which is not on main: only reviewed "
+        "(merged) commits deploy prod; merge it, then tag the merge"
+    )
+    # Staging tags and jobs outside CircleCI are not held to the mainline.
+    ci_identity.require_reviewed_commit(
+        root, POLICY, {**CIRCLE, "CIRCLE_TAG": "v1-staging"}, "staging", unreviewed
+    )
+    ci_identity.require_reviewed_commit(root, POLICY, {"CIRCLE_TAG": "v1-prod"}, "prod", unreviewed)
+
+
+def test_a_clone_without_the_mainline_fetches_it_and_without_origin_says_so(
+    clone: tuple[Path, str, str],
+) -> None:
+    root, reviewed, unreviewed = clone
+    job = {**CIRCLE, "CIRCLE_TAG": "v1-prod"}
+    subprocess.run(["git", "update-ref", "-d", "refs/remotes/origin/main"], cwd=root, check=True)
+    ci_identity.require_reviewed_commit(root, POLICY, job, "prod", reviewed)  # fetched origin's main itself
+    with pytest.raises(ConfigError, match="which is not on main"):
+        ci_identity.require_reviewed_commit(root, POLICY, job, "prod", unreviewed)
+    subprocess.run(["git", "update-ref", "-d", "refs/remotes/origin/main"], cwd=root, check=True)
+    subprocess.run(["git", "remote", "remove", "origin"], cwd=root, check=True)
+    # A local branch named main proves nothing: any job can make one.
+    subprocess.run(["git", "branch", "-f", "main", "HEAD"], cwd=root, check=True)
+    with pytest.raises(ConfigError) as info:
+        ci_identity.require_reviewed_commit(root, POLICY, job, "prod", reviewed)
+    assert info.value.message == (
+        f"--env prod: tag 'v1-prod' deploys prod only if {reviewed[:12]} is on a mainline branch, and none of "
+        "origin/main, origin/master could be read (git fetch failed); check the clone's remote origin"
+    )
+
+
+def test_invoke_deploy_refuses_a_prod_tag_on_a_feature_commit(
+    clone: tuple[Path, str, str],
+    run_task: Callable[..., Any],
+    environ: dict[str, str],
+    aws_cli: Callable[..., Any],
+) -> None:
+    root, _, unreviewed = clone
+    job = {**environ, **CIRCLE, "CIRCLE_SHA1": unreviewed, "CIRCLE_TAG": "v1-prod"}
+    proc = run_task("deploy", "--env", "prod", "--sha", unreviewed, "--no-smoke", env=job, cwd=root)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip() == (
+        f"error: --env prod: tag 'v1-prod' names {unreviewed[:12]}, which is not on main: only reviewed "
+        "(merged) commits deploy prod; merge it, then tag the merge"
+    )
+    family = f"{environ['AWS_RESOURCE_NAME_PREFIX']}-service"
+    assert not aws_cli("ecs", "list-task-definitions", "--family-prefix", family)["taskDefinitionArns"]

@@ -23,7 +23,7 @@ def problems(environ: dict[str, str], project: dict | None = None) -> list[str]:
 
 def test_names_follow_the_seed() -> None:
     s = load(BASE)
-    assert (s.repository, s.execution_role) == ("shop", "shop-ecs-execution-role")
+    assert (s.repository, s.execution_role) == ("shop", "")  # "": one per environment, made by setup
     prod, staging = s.environment("prod"), s.environment("staging")
     assert (prod.cluster, prod.service, prod.family, prod.container) == (
         "shop-cluster",
@@ -37,7 +37,17 @@ def test_names_follow_the_seed() -> None:
         "shop-staging-service",
     )
     assert s.registry("123456789012") == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-    assert s.execution_role_arn("123456789012") == "arn:aws:iam::123456789012:role/shop-ecs-execution-role"
+    # Each environment its own roles and secrets: staging's hold none of prod's rights.
+    assert (
+        s.execution_role_arn("123456789012", "prod")
+        == "arn:aws:iam::123456789012:role/shop-prod-ecs-execution-role"
+    )
+    assert s.execution_role_arn("123456789012", "staging").endswith(":role/shop-staging-ecs-execution-role")
+    assert (
+        s.task_role_arn("123456789012", "staging")
+        == "arn:aws:iam::123456789012:role/shop-staging-ecs-task-role"
+    )
+    assert (s.secrets_path("prod"), s.secrets_path("staging")) == ("shop/prod", "shop/staging")
 
 
 def test_seed_variables_override_the_derived_names() -> None:
@@ -62,7 +72,8 @@ def test_seed_variables_override_the_derived_names() -> None:
         "web",
     )
     assert s.environment("staging").cluster == "shared"
-    assert s.execution_role_arn("123456789012") == "arn:aws:iam::111111111111:role/custom"
+    assert s.execution_role_arn("123456789012", "prod") == "arn:aws:iam::111111111111:role/custom"
+    assert s.execution_role_arn("123456789012", "staging") == "arn:aws:iam::111111111111:role/custom"
     assert s.registry("123456789012") == "127.0.0.1:5000"
 
 
@@ -177,8 +188,8 @@ def test_an_unknown_setting_suggests_the_nearest_known_one(project: dict, messag
 def test_the_execution_role_arn_names_the_regions_partition() -> None:
     china = load({**BASE, "AWS_DEFAULT_REGION": "cn-north-1"})
     assert (
-        china.execution_role_arn("123456789012")
-        == "arn:aws-cn:iam::123456789012:role/shop-ecs-execution-role"
+        china.execution_role_arn("123456789012", "prod")
+        == "arn:aws-cn:iam::123456789012:role/shop-prod-ecs-execution-role"
     )
     gov = load({**BASE, "AWS_DEFAULT_REGION": "us-gov-west-1"})
-    assert gov.execution_role_arn("123456789012").startswith("arn:aws-us-gov:iam::")
+    assert gov.execution_role_arn("123456789012", "prod").startswith("arn:aws-us-gov:iam::")

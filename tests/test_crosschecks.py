@@ -15,7 +15,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import config, deploy, image, infra, stack, taskdef, verbs
+from pipeline import config, deploy, image, stack, taskdef, verbs
 from pipeline.errors import ConfigError
 from pipeline.git import Revision
 from tests.conftest import DeployTarget
@@ -32,12 +32,12 @@ INPUTS = taskdef.RenderInputs(
     prefix="greeter",
     cluster="greeter-cluster",
     service="greeter-service",
-    execution_role_arn="arn:aws:iam::123456789012:role/greeter-ecs-execution-role",
+    execution_role_arn="arn:aws:iam::123456789012:role/greeter-prod-ecs-execution-role",
     log_group="/ecs/greeter",
     port=9000,
     base_path="/greet/",
     created_at=datetime(2026, 5, 6, tzinfo=UTC),
-    task_role_arn="arn:aws:iam::123456789012:role/greeter-ecs-task-role",
+    task_role_arn="arn:aws:iam::123456789012:role/greeter-prod-ecs-task-role",
 )
 
 
@@ -96,8 +96,8 @@ def test_task_role_arn_is_a_placeholder() -> None:
     with pytest.raises(ConfigError, match=r"unknown placeholder \$\{task_role_arn\}"):
         render(template(taskRoleArn="${task_role_arn}"), task_role_arn="")
     settings = config.load({"AWS_RESOURCE_NAME_PREFIX": "greeter"}, ROOT)
-    assert infra.task_role_name(settings) == "greeter-ecs-task-role"  # what `invoke setup` creates
-    assert settings.task_role_arn("123456789012") == INPUTS.task_role_arn
+    assert settings.task_role_name("prod") == "greeter-prod-ecs-task-role"  # what `invoke setup` creates
+    assert settings.task_role_arn("123456789012", "prod") == INPUTS.task_role_arn
 
 
 @pytest.mark.parametrize(
@@ -158,7 +158,7 @@ def test_deploy_checks_ports_and_names_the_values_file_before_any_change(
 
     change = deploy.check(ctx, options)
     assert change.request is not None
-    assert change.request["taskRoleArn"].endswith(f":role/{ctx.settings.prefix}-ecs-task-role")
+    assert change.request["taskRoleArn"].endswith(f":role/{ctx.settings.prefix}-prod-ecs-task-role")
     assert change.request["containerDefinitions"][0]["portMappings"][0]["containerPort"] == 9000
 
     sizes = {"cpu": "256", "memory": "512"}

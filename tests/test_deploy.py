@@ -80,7 +80,7 @@ def test_every_field_of_the_template_survives_registration(
             "ephemeralStorage": {"sizeInGiB": 30},
             "volumes": [{"name": "scratch"}],
             "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
-            "taskRoleArn": "arn:aws:iam::123456789012:role/app-task-role",
+            "taskRoleArn": "${task_role_arn}",
             "cpu": "512",
             "memory": "1024",
         }
@@ -112,7 +112,6 @@ def test_every_field_of_the_template_survives_registration(
         "ephemeralStorage",
         "volumes",
         "runtimePlatform",
-        "taskRoleArn",
         "cpu",
         "memory",
         "networkMode",
@@ -121,7 +120,11 @@ def test_every_field_of_the_template_survives_registration(
         assert definition[key] == template[key], key
     assert (
         definition["executionRoleArn"]
-        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-ecs-execution-role"
+        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-prod-ecs-execution-role"
+    )
+    assert (
+        definition["taskRoleArn"]
+        == f"arn:aws:iam::123456789012:role/{ctx.settings.prefix}-prod-ecs-task-role"
     )
     (container,) = definition["containerDefinitions"]
     assert container["mountPoints"] == [{"sourceVolume": "scratch", "containerPath": "/tmp"}]
@@ -210,7 +213,7 @@ def test_a_missing_cluster_says_how_to_create_it(
             '{"family": "x",\n "containerDefinitions": [}',
             "hello_world/deploy/taskdef.json:2:27: not valid JSON: Expecting value",
         ),
-        ('{"family": "x"}', "containerDefinitions must list at least one container"),
+        ('{"family": "${family}"}', "containerDefinitions must list at least one container"),
     ],
 )
 def test_a_broken_template_is_named(

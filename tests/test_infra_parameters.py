@@ -14,7 +14,7 @@ import pytest
 
 from pipeline import config, infra
 from tests.helpers import ROOT
-from tests.infra_fixtures import ACCOUNT, BASE, CERT, LISTENER, ORG, PROJECT, TEMPLATES, facts, load
+from tests.infra_fixtures import BASE, CERT, LISTENER, ORG, PROJECT, TEMPLATES, facts, load
 
 # --- the templates ---------------------------------------------------------------------
 
@@ -74,21 +74,24 @@ def test_what_a_teardown_keeps_and_what_a_setup_never_rolls_back() -> None:
 
 
 def test_project_parameters_follow_the_settings() -> None:
-    s = load(
-        {
-            "ci_identity": "oidc",
-            "circleci_org_id": ORG,
-            "circleci_project_id": PROJECT,
-            "mutable_tags": "latest",
-        }
-    )
+    table = {
+        "ci_identity": "oidc",
+        "circleci_org_id": ORG,
+        "circleci_project_id": PROJECT,
+        "mutable_tags": "latest",
+    }
+    s = config.load(BASE, ROOT, {"infra": table, "source_url": "https://github.com/example/ecs-pipeline"})
     p = infra.project_parameters(s, facts(s, oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/x"))
     assert p["RepositoryName"] == s.repository == "shop"
     assert p["ClusterName"] == s.environment("prod").cluster
     assert p["LogGroupName"] == s.log_group
-    assert (p["ExecutionRoleName"], p["ExistingExecutionRoleArn"]) == (s.execution_role, "")
     assert (p["ImageTagMutability"], p["MutableTagPattern"]) == ("IMMUTABLE_WITH_EXCLUSION", "latest")
-    assert (p["CiIdentity"], p["CircleCiOrgId"], p["CircleCiProjectId"]) == ("oidc", ORG, PROJECT)
+    assert (p["CiIdentity"], p["CircleCiOrgId"]) == ("oidc", ORG)
+    # The push role: only the jobs of the refs that push (mainline and -dev branches).
+    head = f"org/{ORG}/project/{PROJECT}/user/{'?' * 36}/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/"
+    assert p["CiPushSubjects"].split(",") == [
+        head + ref for ref in ("refs/heads/main", "refs/heads/master", "refs/heads/*-dev")
+    ]
     assert p["OidcProviderArn"] == "arn:aws:iam::123456789012:oidc-provider/x"
     assert p["CiServiceArns"].split(",") == [
         "arn:aws:ecs:eu-west-1:123456789012:service/shop-cluster/shop-service",
@@ -98,13 +101,20 @@ def test_project_parameters_follow_the_settings() -> None:
         "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop-service:*",
         "arn:aws:ecs:eu-west-1:123456789012:task-definition/shop-staging-service:*",
     ]
+    # The seed's IAM user deploys every environment: it may pass each one's own roles.
+    assert p["CiPassRoleArns"].split(",") == [
+        f"arn:aws:iam::123456789012:role/shop-{env}-ecs-{kind}-role"
+        for env in ("prod", "staging")
+        for kind in ("execution", "task")
+    ]
 
 
 def test_an_execution_role_made_elsewhere_is_not_created() -> None:
     role = "arn:aws:iam::123456789012:role/team-exec"
     s = load(environ={**BASE, "EXECUTION_ROLE_ARN": role})
-    p = infra.project_parameters(s, facts(s))
-    assert (p["ExecutionRoleName"], p["ExistingExecutionRoleArn"]) == ("team-exec", role)
+    for env in ("prod", "staging"):
+        p = infra.environment_parameters(s, s.environment(env), facts(s))
+        assert (p["ExecutionRoleName"], p["ExistingExecutionRoleArn"]) == ("team-exec", role)
 
 
 @pytest.mark.parametrize(
@@ -142,8 +152,14 @@ def test_environment_parameters_follow_the_settings() -> None:
         "/hello/health",
     )
     assert (p["DesiredCount"], p["HealthCheckGraceSeconds"]) == ("3", "90")
-    assert p["ExecutionRoleArn"] == s.execution_role_arn(ACCOUNT)
-    assert p["TaskRoleArn"] == "arn:aws:iam::123456789012:role/shop-ecs-task-role"
+    assert (p["ExecutionRoleName"], p["ExistingExecutionRoleArn"]) == ("shop-prod-ecs-execution-role", "")
+    assert (p["TaskRoleName"], p["SecretsPath"]) == ("shop-prod-ecs-task-role", "shop/prod")
+    staging = infra.environment_parameters(s, s.environment("staging"), facts(s))
+    assert (staging["ExecutionRoleName"], staging["TaskRoleName"], staging["SecretsPath"]) == (
+        "shop-staging-ecs-execution-role",
+        "shop-staging-ecs-task-role",
+        "shop/staging",
+    )
     assert p["LogGroupName"] == s.log_group
     assert (p["Subnets"], p["AssignPublicIp"], p["ListenerArn"], p["RulePriority"]) == (
         "subnet-0aaaaaaaaaaaaaaaa,subnet-0bbbbbbbbbbbbbbbb",

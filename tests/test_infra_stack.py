@@ -118,8 +118,7 @@ def test_project_stack_create_no_op_and_delete_through_invoke(
     )
     assert outputs["ClusterName"] == f"{prefix}-cluster"
     assert outputs["LogGroupName"] == f"/ecs/{prefix}"
-    assert outputs["ExecutionRoleArn"] == f"arn:aws:iam::123456789012:role/{prefix}-ecs-execution-role"
-    assert outputs["TaskRoleArn"] == f"arn:aws:iam::123456789012:role/{prefix}-ecs-task-role"
+    assert "ExecutionRoleArn" not in outputs  # each environment's own (environment stack)
     assert outputs["CiUserName"] == f"{prefix}-ci"
 
     # The aws CLI, an independent client, sees what the pipeline's other tasks will use.
@@ -131,10 +130,8 @@ def test_project_stack_create_no_op_and_delete_through_invoke(
         aws_cli("ecs", "describe-clusters", "--clusters", f"{prefix}-cluster")["clusters"][0]["status"]
         == "ACTIVE"
     )
-    role = aws_cli("iam", "get-role", "--role-name", f"{prefix}-ecs-execution-role")["Role"]
-    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
-        "Service": "ecs-tasks.amazonaws.com"
-    }
+    roles = {r["RoleName"] for r in aws_cli("iam", "list-roles")["Roles"]}
+    assert not {f"{prefix}-prod-ecs-execution-role", f"{prefix}-ecs-execution-role"} & roles
 
     again = run_task("setup")
     assert again.returncode == 0, again.stderr
@@ -318,13 +315,28 @@ def test_ci_role_trusts_only_this_project_and_only_pushes_to_its_repository(
     issuer = f"oidc.circleci.com/org/{circleci['org']}"
     assert trust["Principal"] == {"Federated": circleci["provider"]}  # the account's provider, not a new one
     assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert trust["Condition"] == {
-        "StringEquals": {f"{issuer}:aud": circleci["org"]},
-        "StringLike": {f"{issuer}:sub": f"org/{circleci['org']}/project/{circleci['project']}/user/*"},
-    }
+    assert trust["Condition"]["StringEquals"] == {f"{issuer}:aud": circleci["org"]}
+    subjects = listed(trust["Condition"]["StringLike"][f"{issuer}:sub"])
 
-    # Any job of the project may push (-dev branches do); deploying is each environment's
+    def sub(ref: str) -> str:
+        return (
+            f"org/{circleci['org']}/project/{circleci['project']}/user/{uuid.uuid4()}"
+            f"/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/{ref}"
+        )
+
+    # Only the jobs of the refs that push (mainline and -dev branches) may push; feature
+    # branches, tags and the V1 token (no ref) may not. Deploying is each environment's
     # own role (test_each_environment_has_its_own_deploy_role_for_its_refs_only).
+    for ref, pushes in (
+        ("refs/heads/main", True),
+        ("refs/heads/master", True),
+        ("refs/heads/feature-dev", True),
+        ("refs/heads/feature", False),
+        ("refs/tags/v1-prod", False),
+    ):
+        assert any(iam_string_like(p, sub(ref)) for p in subjects) == pushes, ref
+    v1 = f"org/{circleci['org']}/project/{circleci['project']}/user/{uuid.uuid4()}"
+    assert not any(iam_string_like(p, v1) for p in subjects)
     s = ctx.settings
     arn = "arn:aws:{}:us-east-1:123456789012:{}".format
     expected = {arn("ecr", f"repository/{s.repository}")}
@@ -424,8 +436,10 @@ def test_each_environment_has_its_own_deploy_role_for_its_refs_only(
             arn("ecs", f"service/{e.cluster}/{e.service}"),
             arn("ecs", f"task-definition/{e.family}:*"),
             arn("ecs", f"task/{e.cluster}/*"),
-            f"arn:aws:iam::123456789012:role/{prefix}-ecs-execution-role",
-            f"arn:aws:iam::123456789012:role/{prefix}-ecs-task-role",
+            f"arn:aws:iam::123456789012:role/{prefix}-prod-ecs-execution-role",
+            f"arn:aws:iam::123456789012:role/{prefix}-prod-ecs-task-role",
+            arn("logs", f"log-group:/ecs/{prefix}:*"),
+            arn("logs", f"log-group:/ecs/{prefix}:log-stream:prod/*"),
         },
         prefix,
     )

@@ -235,18 +235,18 @@ def test_the_template_renders_to_a_valid_request_with_the_task_role(greeter: Pat
             prefix=s.prefix,
             cluster=env.cluster,
             service=env.service,
-            execution_role_arn=s.execution_role_arn("123456789012"),
+            execution_role_arn=s.execution_role_arn("123456789012", name),
             log_group=s.log_group,
             port=s.container_port,
             base_path=s.base_path,
             created_at=datetime.now(UTC),
-            task_role_arn=s.task_role_arn("123456789012"),
+            task_role_arn=s.task_role_arn("123456789012", name),
         )
         request = taskdef.render(
             taskdef.load_template(env.template), taskdef.load_values(env.values), inputs, "taskdef.json"
         )
         taskdef.validate_request(request, "taskdef.json")
-        assert request["taskRoleArn"] == "arn:aws:iam::123456789012:role/greeter-ecs-task-role"
+        assert request["taskRoleArn"] == f"arn:aws:iam::123456789012:role/greeter-{name}-ecs-task-role"
         (container,) = request["containerDefinitions"]
         assert container["portMappings"][0]["containerPort"] == 9000
         assert container["user"] == "10001:10001"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,13 @@ def test_staging_renders_its_own_values() -> None:
 def test_fields_the_user_writes_pass_through_untouched() -> None:
     template = {
         **MINIMAL,
-        "family": "custom-family",
         "ephemeralStorage": {"sizeInGiB": 40},
         "volumes": [{"name": "scratch", "host": {}}],
         "pidMode": "task",
         "runtimePlatform": {"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
     }
     request = render(template)
-    for key in ("family", "ephemeralStorage", "volumes", "pidMode", "runtimePlatform"):
+    for key in ("ephemeralStorage", "volumes", "pidMode", "runtimePlatform"):
         assert request[key] == template[key]
 
 
@@ -147,12 +147,12 @@ def test_values_read_back_from_the_api_are_dropped() -> None:
         (
             MINIMAL,
             taskdef.EnvironmentValues(secrets={"KEY": "s3cr3t value"}),
-            "taskdef.json: secret KEY: 's3cr3t value' is not a Secrets Manager/SSM ARN or an SSM parameter name",
+            "taskdef.json: secret KEY: its value is not a Secrets Manager/SSM ARN or an SSM parameter name",
         ),
         (
             MINIMAL,
             taskdef.EnvironmentValues(secrets={"KEY": "arn:aws:s3:::bucket/key"}),
-            "taskdef.json: secret KEY: 'arn:aws:s3:::bucket/key' is not",
+            "taskdef.json: secret KEY: its value is not",
         ),
         (
             MINIMAL,
@@ -165,6 +165,112 @@ def test_bad_templates_and_values_are_named(template: dict[str, Any], values: An
     with pytest.raises(ConfigError) as info:
         render(template, values)
     assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+    for secret in values.secrets.values() if values else ():
+        assert secret not in info.value.message  # the key is named, the value never echoed
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "DB_PASS",
+        "SECRET_KEY",
+        "DJANGO_SECRET_KEY",
+        "GITHUB_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "GOOGLE_CREDENTIALS",
+    ],
+)
+def test_plain_variables_named_like_credentials_are_refused(name: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        render(MINIMAL, taskdef.EnvironmentValues(environment={name: "Tr0ub4dor&3"}))
+    assert info.value.problems == [
+        f"taskdef.json: {name} looks like a secret but is a plain environment value; "
+        'move it to "secrets" as an SSM parameter or Secrets Manager reference'
+    ]
+    assert "Tr0ub4dor" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "postgres://app:Tr0ub4dor&3@db.internal:5432/app",
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIE",
+        "AKIAIOSFODNN7EXAMPLE",
+    ],
+)
+def test_plain_values_that_carry_a_credential_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="DATABASE looks like a secret") as info:
+        render(MINIMAL, taskdef.EnvironmentValues(environment={"DATABASE": value}))
+    assert value not in info.value.message
+
+
+@pytest.mark.parametrize("name", ["PASSWORD_FILE", "TOKEN_URL", "AUTH_MODE", "PWD", "LOG_LEVEL"])
+def test_ordinary_names_pass(name: str) -> None:
+    render(MINIMAL, taskdef.EnvironmentValues(environment={name: "x", "DATABASE_URL": "postgres://db/app"}))
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"family": "other-family"},
+            "taskdef.json: family is 'other-family', not the checked 'shop-service'",
+        ),
+        (
+            {"executionRoleArn": "arn:aws:iam::999999999999:role/admin"},
+            "taskdef.json: executionRoleArn is 'arn:aws:iam::999999999999:role/admin', not the checked",
+        ),
+        (
+            {"containerDefinitions": [{"name": "${container}", "image": "docker.io/attacker/evil:latest"}]},
+            "taskdef.json: container shop-service runs 'docker.io/attacker/evil:latest', not the checked image",
+        ),
+    ],
+)
+def test_a_template_cannot_register_another_identity_than_the_checked_one(
+    change: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        render({**MINIMAL, **change})
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
+
+
+def test_a_values_file_that_sets_the_identity_is_refused_with_its_path_and_keys(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    attack = {
+        "image": "docker.io/attacker/evil:latest",
+        "family": "x",
+        "execution_role_arn": "arn:aws:iam::999999999999:role/admin",
+        "cpu": "256",
+    }
+    path.write_text(json.dumps({"values": attack}))
+    with pytest.raises(ConfigError) as info:
+        taskdef.load_values(path)
+    assert info.value.problems == [
+        f"{path}: values.{key}: set by the pipeline (the settings and the checked sha), never by a values file; remove it"
+        for key in ("execution_role_arn", "family", "image")
+    ]
+
+
+def test_every_built_in_placeholder_is_reserved() -> None:
+    assert set(INPUTS.placeholders()) | {"task_role_arn"} == taskdef.BUILT_IN
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"values": {"cpu": "\xff\xfe"}}', "not UTF-8 (byte 20)"),
+        (b'{"values": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", "nested deeper than 32 levels"),
+        (b'{"values": {"x": "' + b"[" * 100 + b'"}}', None),  # brackets inside a string are text
+    ],
+)
+def test_unreadable_values_files_are_bad_input(tmp_path: Path, content: bytes, problem: str | None) -> None:
+    path = tmp_path / "prod.json"
+    path.write_bytes(content)
+    if problem is None:
+        assert taskdef.load_values(path).values == {"x": "[" * 100}
+        return
+    with pytest.raises(ConfigError, match=re.escape(f"environment values {path}: {problem}")):
+        taskdef.load_values(path)
 
 
 def test_the_api_model_catches_misspelt_or_mistyped_fields() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .environ import read_environ
+from .grammar import SOURCE_URL_RULE, source_url_problem
 from .infra import _infra
 from .policy import _ci_policy, has_integration, load_policy
 from .project import (
@@ -120,6 +121,10 @@ def load(
     service_dir = root / str(cfg["service_dir"])
     need(service_dir.is_dir(), f"[tool.pipeline] service_dir: {service_dir} is not a directory")
     dockerfile = root / str(cfg["dockerfile"]) if cfg["dockerfile"] else service_dir / "Dockerfile"
+
+    source_url = cfg["source_url"]
+    why = source_url_problem(source_url) if isinstance(source_url, str) else SOURCE_URL_RULE
+    need(why is None, f"[tool.pipeline] source_url: {source_url!r} {why}")
 
     smoke = _smoke(cfg["smoke"], problems)
 

@@ -14,6 +14,9 @@ _REPO_RE = re.compile(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:\d{1,5})?$")
+# IAM's role names without the comma it allows: the role reaches iam:PassRole's resource,
+# where "*" would pass any role of the account.
+_ROLE_RE = re.compile(r"^(?:arn:aws[a-z-]*:iam::\d{12}:role/(?:[\w+=.@-]+/)*)?[\w+=.@-]{1,64}$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,13 @@ def read_environ(
             f"ECR_REPOSITORY_NAME: {repository!r} is not a valid ECR repository name",
         )
 
+    execution_role = environ.get("EXECUTION_ROLE_ARN", "")
+    need(
+        not execution_role or bool(_ROLE_RE.match(execution_role)),
+        f"EXECUTION_ROLE_ARN: {execution_role!r} must be an IAM role ARN "
+        "(arn:aws:iam::123456789012:role/NAME) or role name; no wildcard or comma",
+    )
+
     wheelhouse = environ.get("PIPELINE_WHEELHOUSE", "").strip().lower() or "auto"
     need(
         wheelhouse in ("auto", "always", "never"),
@@ -103,7 +113,7 @@ def read_environ(
         account_id=account_id,
         ecr_endpoint=ecr_endpoint,
         repository=repository,
-        execution_role=environ.get("EXECUTION_ROLE_ARN") or f"{prefix}-ecs-execution-role",
+        execution_role=execution_role,
         cluster=environ.get("ECS_CLUSTER_NAME") or f"{prefix}-cluster",
         base_image=environ.get("BASE_IMAGE") or DEFAULT_BASE_IMAGE,
         wheelhouse=wheelhouse,

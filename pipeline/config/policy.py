@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..git import ref_problem
 from ..steps import ENVIRONMENT_STEPS, STEP_NAMES
+from .grammar import branch_problem, suffix_problem
 from .project import environment_names, read_project_file, unknown_keys
 from .settings import CIPolicy
 
@@ -74,7 +75,7 @@ def _ci_policy(
                 value = sorted(set(value) & set(STEP_NAMES), key=STEP_NAMES.index)
             else:
                 for branch in value:
-                    why = ref_problem(branch, "branch")
+                    why = ref_problem(branch, "branch") or branch_problem(branch)
                     if why:
                         problems.append(f"[tool.pipeline.ci] {key}: {branch!r} is not a branch name ({why})")
             kwargs[key] = tuple(value)
@@ -83,6 +84,10 @@ def _ci_policy(
             problems.append(f'[tool.pipeline.ci] {key}: must be a string ("" for none)')
         elif key in table:
             kwargs[key] = table[key] or (None if key == "mainline_environment" else "")
+    if isinstance(table.get("dev_suffix"), str) and table["dev_suffix"]:
+        why = suffix_problem(table["dev_suffix"])
+        if why:
+            problems.append(f"[tool.pipeline.ci] dev_suffix: {table['dev_suffix']!r} {why}")
     if "tag_environments" in table:
         value = table["tag_environments"]
         if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
@@ -90,6 +95,10 @@ def _ci_policy(
                 '[tool.pipeline.ci] tag_environments: must map a tag suffix to an environment, e.g. {"-prod" = "prod"}'
             )
         else:
+            for suffix in value:
+                why = suffix_problem(suffix)
+                if why:
+                    problems.append(f"[tool.pipeline.ci] tag_environments: tag suffix {suffix!r} {why}")
             kwargs["tag_environments"] = tuple(value.items())
     ci = CIPolicy(**kwargs, left_out=left_out)
 

@@ -96,7 +96,7 @@ class Settings:
     account_id: str | None
     ecr_endpoint: str | None
     repository: str
-    execution_role: str
+    execution_role: str  # EXECUTION_ROLE_ARN (an ARN or a name); "": one per environment, made by setup
     service_dir: Path
     dockerfile: Path
     docker_target: str
@@ -129,15 +129,26 @@ class Settings:
     def registry(self, account_id: str) -> str:
         return self.ecr_endpoint or f"{account_id}.dkr.ecr.{self.region}.amazonaws.com"
 
-    @property
-    def task_role_name(self) -> str:
-        """The role the service's code runs as; `invoke setup` creates it (pipeline/infra)."""
-        return f"{self.prefix}-ecs-task-role"
+    def task_role_name(self, env: str) -> str:
+        """The role the service's code runs as in `env`; `invoke setup` creates one per
+        environment (pipeline/infra), so staging's code holds none of prod's rights."""
+        return f"{self.prefix}-{env}-ecs-task-role"
 
-    def task_role_arn(self, account_id: str) -> str:
-        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.task_role_name}"
+    def task_role_arn(self, account_id: str, env: str) -> str:
+        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.task_role_name(env)}"
 
-    def execution_role_arn(self, account_id: str) -> str:
+    def execution_role_name(self, env: str) -> str:
+        """`env`'s execution role: EXECUTION_ROLE_ARN's (one role made elsewhere, for every
+        environment), else the one `invoke setup` makes for `env`, reading `env`'s secrets only."""
+        if self.execution_role:
+            return self.execution_role.rsplit("/", 1)[-1]
+        return f"{self.prefix}-{env}-ecs-execution-role"
+
+    def execution_role_arn(self, account_id: str, env: str) -> str:
         if self.execution_role.startswith("arn:"):
             return self.execution_role
-        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.execution_role}"
+        return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.execution_role_name(env)}"
+
+    def secrets_path(self, env: str) -> str:
+        """Where `env`'s secrets live: SSM /<path>/..., Secrets Manager <path>/..."""
+        return f"{self.prefix}/{env}"

@@ -72,7 +72,6 @@ from .names import (
     name_problems,
     path_patterns,
     project_stack_name,
-    task_role_name,
 )
 from .parameters import (
     BOOTSTRAP_CPU,
@@ -135,7 +134,6 @@ __all__ = [
     "setup",
     "stack_requests",
     "summary",
-    "task_role_name",
     "teardown",
     "teardown_plan",
     "template_body",

@@ -24,6 +24,7 @@ from .changesets import (
 )
 from .facts import StackState
 from .lookups import describe_stack, gather
+from .names import ci_name
 from .parameters import StackRequest, stack_requests, template_body
 
 POLL_SECONDS = 5.0
@@ -294,11 +295,33 @@ def setup(
             ctx.out.say(f"outputs of {result.name} ({result.action}):")
             for key, value in result.outputs.items():
                 ctx.out.say(f"  {key} = {value}")
+    trusts = {} if dry_run else read_trusts(ctx, env_name)
     if env_name:  # the CircleCI side of the environment's CI identity, which no API here sets
         role = results[-1].outputs.get("CiDeployRoleArn")
-        for line in ci_identity.setup_lines(ctx.settings, env_name, role):
+        deploy_role = ci_identity.role_name(ctx.settings.prefix, env_name)
+        for line in ci_identity.setup_lines(ctx.settings, env_name, role, trusts.get(deploy_role, {})):
             ctx.out.say(line)
-    return {"dryRun": dry_run, "stacks": [r.to_json() for r in results]}
+    push_role = ci_name(ctx.settings)
+    if push_role in trusts:
+        ctx.out.say("CircleCI: the push role")
+        for line in ci_identity.trust_lines(push_role, trusts[push_role]):
+            ctx.out.say(line)
+    return {"dryRun": dry_run, "stacks": [r.to_json() for r in results], "trust": trusts}
+
+
+def read_trusts(ctx: Context, env_name: str | None) -> dict[str, Any]:
+    """The trust policies of the CI roles setup made, as IAM holds them (what is printed and
+    returned is what IAM enforces, whatever the templates meant)."""
+    settings = ctx.settings
+    if settings.infra.ci_identity != "oidc":
+        return {}
+    roles = [ci_name(settings)] + ([ci_identity.role_name(settings.prefix, env_name)] if env_name else [])
+    iam = ctx.clients.aws("iam")
+    trusts = {}
+    for role in roles:
+        with aws_errors("iam:GetRole"):
+            trusts[role] = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+    return trusts
 
 
 def _wait_for_the_services_rollout(ctx: Context, env_name: str, timeout: float, sleep: Sleep) -> None:

@@ -26,10 +26,6 @@ def environment_stack_name(settings: Settings, env_name: str) -> str:
     return f"{settings.prefix.replace('_', '-')}-{env_name}"
 
 
-def task_role_name(settings: Settings) -> str:
-    return settings.task_role_name  # one name: templates refer to it as ${task_role_arn}
-
-
 def ci_name(settings: Settings) -> str:
     """The CI role (or user) and its policy."""
     return f"{settings.prefix}-ci"
@@ -59,9 +55,11 @@ def name_problems(settings: Settings) -> list[str]:
             "[tool.pipeline.environments] project: that name is taken by the project stack "
             f"({project_stack_name(settings)}); rename the environment"
         )
-    roles = [task_role_name(settings), ci_name(settings)]
-    if not settings.execution_role.startswith("arn:"):
-        roles.append(settings.execution_role)
+    roles = [ci_name(settings)]
+    for env in sorted(settings.environments):
+        roles.append(settings.task_role_name(env))
+        if not settings.execution_role:
+            roles.append(settings.execution_role_name(env))
     for role in roles:
         if len(role) > _IAM_NAME_MAX:
             problems.append(

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from importlib import resources
 
 from .. import ci_identity
-from ..arns import short
 from ..config import Environment, Settings
 from .facts import Facts
 from .names import (
@@ -17,7 +16,6 @@ from .names import (
     environment_stack_name,
     path_patterns,
     project_stack_name,
-    task_role_name,
 )
 
 PROJECT_TEMPLATE = "project.yaml"
@@ -43,7 +41,6 @@ class StackRequest:
 def project_parameters(settings: Settings, facts: Facts) -> dict[str, str]:
     infra = settings.infra
     region, account, part = settings.region, facts.account_id, facts.partition
-    existing_role = settings.execution_role if settings.execution_role.startswith("arn:") else ""
     if not infra.immutable_tags:
         mutability = "MUTABLE"
     else:
@@ -63,21 +60,25 @@ def project_parameters(settings: Settings, facts: Facts) -> dict[str, str]:
         "ClusterName": facts.cluster,
         "LogGroupName": settings.log_group,
         "LogRetentionDays": str(infra.log_retention_days),
-        "ExecutionRoleName": short(existing_role) if existing_role else settings.execution_role,
-        "ExistingExecutionRoleArn": existing_role,
-        "TaskRoleName": task_role_name(settings),
-        "SecretsPath": settings.prefix,
         "CiIdentity": infra.ci_identity,
         "CiRoleName": ci_name(settings),
         "CircleCiOrgId": infra.circleci_org_id or "",
-        "CircleCiProjectId": infra.circleci_project_id or "",
         "OidcProviderArn": facts.oidc_provider_arn,
+        "CiPushSubjects": ",".join(
+            ci_identity.role_subjects(settings, ci_identity.push_refs(settings.ci), "push role")
+        ),
         "CiServiceArns": ",".join(
             f"arn:{part}:ecs:{region}:{account}:service/{e.cluster}/{e.service}" for e in envs
         ),
         "CiTaskDefinitionArns": ",".join(
             f"arn:{part}:ecs:{region}:{account}:task-definition/{family}:*"
             for family in sorted({e.family for e in envs})
+        ),
+        "CiPassRoleArns": ",".join(
+            sorted(
+                {settings.execution_role_arn(account, e.name) for e in envs}
+                | {settings.task_role_arn(account, e.name) for e in envs}
+            )
         ),
     }
 
@@ -103,8 +104,12 @@ def environment_parameters(settings: Settings, env: Environment, facts: Facts) -
         "Cpu": BOOTSTRAP_CPU,
         "Memory": BOOTSTRAP_MEMORY,
         "DesiredCount": str(infra.desired_count),
-        "ExecutionRoleArn": settings.execution_role_arn(facts.account_id),
-        "TaskRoleArn": f"arn:{facts.partition}:iam::{facts.account_id}:role/{task_role_name(settings)}",
+        "ExecutionRoleName": settings.execution_role_name(env.name),
+        "ExistingExecutionRoleArn": (
+            settings.execution_role_arn(facts.account_id, env.name) if settings.execution_role else ""
+        ),
+        "TaskRoleName": settings.task_role_name(env.name),
+        "SecretsPath": settings.secrets_path(env.name),
         "LogGroupName": settings.log_group,
         "LiveTaskDefinition": facts.live_task_definition,
         "VpcId": network.vpc_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -307,24 +308,36 @@ def _emulator_answers(cfg: StackConfig) -> bool:
         return False
 
 
-def _emulator_version() -> str:
-    """The stand-ins' code: an emulator started from other code is restarted by `up`."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for source in sorted((Path(__file__).parent / "emulator").rglob("*.py")):
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:16]
+def _running_identity(cfg: StackConfig) -> dict[str, str] | None:
+    """What the emulator answering on the port says it is (its bridge's GET /identity)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{cfg.bridge_port}/identity", timeout=5) as resp:
+            found = json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def ensure_emulator(cfg: StackConfig, say: Say) -> None:
-    stamp = cfg.directory / "emulator.version"
+    from .emulator import identity
+
     if _emulator_answers(cfg):
-        ours = _alive(cfg.directory / "emulator.pid")
-        if not ours or (stamp.exists() and stamp.read_text() == _emulator_version()):
+        mine, running = identity(), _running_identity(cfg)
+        if running == mine:
             say(f"aws emulator: running on {cfg.endpoint} (local ECS timings x{cfg.speed:g})")
             return
-        say("aws emulator: its code changed; restarting it (its state is lost)")
+        what = (
+            "an emulator of an older version (no identity)"
+            if running is None
+            else f"an emulator of another version ({running.get('version')}, from {running.get('checkout')})"
+        )
+        if not _alive(cfg.directory / "emulator.pid"):
+            raise Unavailable(
+                f"{what} answers on {cfg.endpoint}, not this checkout's ({mine['version']}, from "
+                f"{mine['checkout']}); stop it (`invoke stack.down` in its checkout) or give this stack "
+                "other ports (STACK_EMULATOR_PORT, STACK_BRIDGE_PORT)"
+            )
+        say(f"aws emulator: {what} was running; restarting it with this checkout's code (its state is lost)")
         _stop(cfg, "emulator")
     _start(
         "emulator",
@@ -350,7 +363,6 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
         },
     )
-    stamp.write_text(_emulator_version())
     say(
         f"aws emulator: started on {cfg.endpoint} (moto server + ECS scheduler and load balancer "
         f"stand-ins; health-check and deregistration timings x{cfg.speed:g}, EMULATOR_SPEED)"

@@ -26,6 +26,19 @@ import threading
 from http.server import ThreadingHTTPServer
 
 
+def identity() -> dict[str, str]:
+    """This emulator's code (a digest of the stand-ins' sources) and checkout: `stack.up`
+    reuses a running emulator only when both are its own."""
+    import hashlib
+    from pathlib import Path
+
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for source in sorted(here.rglob("*.py")):
+        digest.update(source.read_bytes())
+    return {"version": digest.hexdigest()[:16], "checkout": str(here.parents[2])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--port", type=int, default=4566)
@@ -35,6 +48,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from . import cloudformation, ecr_records, ecs_api, engine, loadbalancer, refusals, scheduler
+
+    ecr_records.RegistryBridge.identity = identity()
 
     engine.Settings.owner = f"http://127.0.0.1:{args.port}"
     engine.Settings.speed = max(float(os.environ.get("EMULATOR_SPEED", "10")), 1.0)

@@ -8,8 +8,9 @@ in the container, see Probe), and labels each container as ECS's agent does.
 
 One port per task: on an engine with a bridge network the containerPort is published on
 a free 127.0.0.1 port; on one without (this machine, CI) the task uses host networking
-and is told its port in PORT, and health-check commands that name the containerPort on
-loopback are pointed at that port. That is the stand-in's limit: a service must read PORT.
+and is told its port in PORT and the address to bind in HOST (127.0.0.1: nothing listens
+beyond loopback), and health-check commands that name the containerPort on loopback are
+pointed at that port. That is the stand-in's limit: a service must read PORT and HOST.
 """
 
 from __future__ import annotations
@@ -258,7 +259,9 @@ class TaskRun:
             kwargs["ports"] = {f"{p}/tcp": ("127.0.0.1", self.port) for p in ports[:1]}
         else:
             kwargs["network_mode"] = "host"
+            # The host's network is shared: bind loopback only, as ECS gives the port (PORT).
             environment["PORT"] = str(self.port)
+            environment["HOST"] = "127.0.0.1"
         health = cdef.get("healthCheck")
         if health:
             command = list(health["command"])

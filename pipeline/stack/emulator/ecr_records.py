@@ -38,12 +38,14 @@ def install_image_sizes() -> None:
 
 
 class RegistryBridge(BaseHTTPRequestHandler):
-    """Receives docker-registry notifications; records pushed manifests in moto's ECR."""
+    """Receives docker-registry notifications; records pushed manifests in moto's ECR; and
+    says which emulator it belongs to (GET /identity)."""
 
     registry_url = "http://127.0.0.1:5000"
     registry_auth = ""
     aws_endpoint = "http://127.0.0.1:4566"
     region = "us-east-1"
+    identity: dict[str, str] = {}  # taken when the emulator started: the code it loaded
 
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -99,6 +101,15 @@ class RegistryBridge(BaseHTTPRequestHandler):
                 imageDigest=digest,
             )
         print(f"registry bridge: recorded {repo}:{target['tag']} {digest}", flush=True)
+
+    def do_GET(self) -> None:  # noqa: N802
+        """GET /identity: which code and checkout this emulator runs (stack.up asks)."""
+        body = json.dumps(self.identity).encode() if self.path == "/identity" else b""
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
