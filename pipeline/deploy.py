@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import ci_identity, ecr, ecs, git, interrupts, markers, migrate, smoke, stopped, taskdef
+from . import ci_identity, ecr, ecs, git, interrupts, lock, markers, migrate, smoke, stopped, taskdef
 from .clients import aws_errors
 from .config import Environment, Settings
 from .context import Context
@@ -228,7 +228,21 @@ def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
 
 
 def deploy(ctx: Context, options: DeployOptions) -> Released | None:
-    """Check, then register (a new revision) and roll it out; None after a dry run."""
+    """Check, then register (a new revision) and roll it out; None after a dry run.
+
+    A real run holds the environment's deploy lock (pipeline/lock.py) from its check to its
+    end: migrations, the update, the wait, the smoke test and any rollback."""
+    if options.dry_run:
+        return _deploy(ctx, options)
+    # Whatever can be refused without AWS is refused before the lock is taken.
+    ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
+    env = ctx.settings.environment(options.env)
+    sha = options.built.tag if options.built else options.sha or ctx.environ.get("CIRCLE_SHA1", "")
+    with lock.held(ctx, [lock.name(env)], options.kind, sha, options.wait, options.timeout, options.sleep):
+        return _deploy(ctx, options)
+
+
+def _deploy(ctx: Context, options: DeployOptions) -> Released | None:
     out = ctx.out
     with out.step(f"check {options.kind} to {options.env}"):
         change = check(ctx, options)

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from . import ecs, fleet, markers, migrate, runtask, smoke, stopped
+from . import ecs, fleet, lock, markers, migrate, runtask, smoke, stopped
 from .arns import short
 from .clients import aws_errors
 from .context import Context
@@ -57,7 +57,23 @@ def release(ctx: Context, options: ReleaseOptions) -> ReleasePlan | list[Row]:
         for line in describe(plan):
             ctx.out.say(line)
         return plan
-    return execute(ctx, plan, options)
+    # Every service's deploy lock, in one order, for the whole window (pipeline/lock.py).
+    locks = [lock.name(s.environment) for s in plan.services]
+    with lock.held(ctx, locks, "release", "", sleep=options.sleep, timeout=options.timeout):
+        if _changed_since(ctx, plan):  # another pipeline finished between the check and the lock
+            with ctx.out.step(f"check release to {options.env} again (a service changed meanwhile)"):
+                plan = check(ctx, options)
+        return execute(ctx, plan, options)
+
+
+def _changed_since(ctx: Context, plan: ReleasePlan) -> bool:
+    live = fleet.describe_many(ctx.clients, [(s.cluster, s.service) for s in plan.services])
+    return any(
+        (found := live[(s.cluster, s.service)]) is None
+        or not ecs.same_revision(str(found.get("taskDefinition", "")), s.current)
+        or ecs.in_progress(found)
+        for s in plan.services
+    )
 
 
 def _throttled(exc: PipelineError) -> bool:

@@ -1,14 +1,5 @@
 """Real `invoke deploy` processes on a real (local) ECS: two deploys at once, and
-SIGINT/SIGTERM during the wait.
-
-The tests need rollouts long enough to start a second process or send a signal while
-the first one waits. The local ECS runs each task's containers for real and counts a
-new task only once its container health check passes: the deploy's task definition
-(hello_world/deploy/taskdef.json) checks every 15 s, and the cluster's speed tag
-(ecs-pipeline:emulator-speed) runs that SPEED times faster, so each rollout of ours takes
-about 15/SPEED s (the first check) plus the old task's stop. The tests wait on what the
-processes print and on the service's state, never on sleeps.
-"""
+SIGINT/SIGTERM during the wait (tests/processes.py: the service and the processes)."""
 
 from __future__ import annotations
 
@@ -16,109 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
-from pipeline.stack.emulator.engine import SPEED_TAG
-from tests.conftest import default_network, hello_task_definition, push_image, wait_for_rollout
 from tests.helpers import ROOT, wait_until
+from tests.processes import WAITING, Running, Service, deploy, service
 
-# The cluster's health-check speed-up: 15 s / 2 = a first health check 7.5 s after the
-# new task starts, the rollout's length (ECS's real timings would be 15 s and more).
-SPEED = 2.0
-
-
-@dataclass
-class Service:
-    environ: dict[str, str]
-    cluster: str
-    service: str
-    shas: list[str]
-    client: Callable[[str], Any]
-
-    def describe(self) -> dict[str, Any]:
-        found = self.client("ecs").describe_services(cluster=self.cluster, services=[self.service])
-        return dict(found["services"][0])
-
-    def running(self) -> str:
-        return str(self.describe()["taskDefinition"]).rsplit("/", 1)[-1]
-
-
-@pytest.fixture
-def service(aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hello_image: str) -> Service:
-    """A steady prod service on the local ECS running hello_world (revision 1), and three
-    more pushes of hello_world's image under new shas for the deploys; as `invoke setup`
-    leaves it, in a cluster whose health checks run SPEED times faster than ECS's."""
-    aws("ecr").create_repository(repositoryName=prefix)
-    aws("logs").create_log_group(logGroupName=f"/ecs/{prefix}")  # the task definition's awslogs group
-    initial, *shas = [uuid.uuid4().hex + uuid.uuid4().hex[:8] for _ in range(4)]
-    image = push_image(environ, hello_image, prefix, initial)
-    for sha in shas:
-        push_image(environ, hello_image, prefix, sha)
-    ecs = aws("ecs")
-    cluster, name = f"{prefix}-cluster", f"{prefix}-service"
-    ecs.create_cluster(clusterName=cluster, tags=[{"key": SPEED_TAG, "value": f"{SPEED:g}"}])
-    first = ecs.register_task_definition(**hello_task_definition(name, image))["taskDefinition"]
-    ecs.create_service(
-        cluster=cluster,
-        serviceName=name,
-        taskDefinition=first["taskDefinitionArn"],
-        desiredCount=1,
-        launchType="FARGATE",
-        networkConfiguration=default_network(aws),
-    )
-    wait_for_rollout(aws, cluster, name)
-    return Service(environ, cluster, name, shas, aws)
-
-
-@dataclass
-class Running:
-    """An `invoke` process whose output is collected as it comes."""
-
-    proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def finish(self, timeout: float = 60) -> int:
-        code = self.proc.wait(timeout)
-        self._reader.join(5)
-        return code
-
-    def start_reading(self) -> None:
-        assert self.proc.stdout is not None
-        stream = self.proc.stdout
-        self._reader = threading.Thread(
-            target=lambda: self.lines.extend(iter(stream.readline, "")), daemon=True
-        )
-        self._reader.start()
-
-
-def start(env: dict[str, str], *args: str) -> Running:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    running = Running(proc)
-    running.start_reading()
-    return running
-
-
-def deploy(svc: Service, sha: str, *flags: str, env: dict[str, str] | None = None) -> Running:
-    return start(env or svc.environ, "deploy", "--env", "prod", "--sha", sha, "--no-smoke", *flags)
-
-
-WAITING = "waiting for the stale deployments to drain"
+__all__ = ["service"]  # the fixture
 
 
 @pytest.mark.heavy
