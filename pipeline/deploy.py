@@ -31,7 +31,15 @@ from .errors import (
     StepFailed,
 )
 from .revisions import last_verified, mark_verified, resolve_revision, revision_sha
-from .safety import idle_service, name_deployment, one_line, quietly, require_images, running_now
+from .safety import (
+    idle_service,
+    missing_image,
+    name_deployment,
+    one_line,
+    quietly,
+    require_images,
+    running_now,
+)
 
 LAST_VERIFIED = "last-verified"  # DeployOptions.revision: the rollback target the rule picks
 
@@ -377,7 +385,7 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
         failure = one_line(exc)  # AWS, network, a vanished service, a bug: the same safe path
     else:
         # Verified: a failing tag only costs this revision its place as a rollback target.
-        quietly(ctx, "tag the revision as verified", lambda: mark_verified(ctx, arn))
+        quietly(ctx, "tag the revision's outcome", lambda: mark_verified(ctx, arn, bool(smoke_url)))
         markers.post(ctx, kind, env.name, sha, arn, started, datetime.now(UTC))
         out.say(
             f"{kind} of {ecs.short(arn)} to {env.name} succeeded"
@@ -428,6 +436,13 @@ def _recover(
         raise ServiceLeftChanged(
             f"{what}; not rolled back ({why}); the service now runs {running_now(ctx, env)}"
         )
+    # A target whose image is gone could never start: ECS would cycle through failing tasks.
+    gone = quietly(ctx, "check the rollback target's image", lambda: missing_image(ctx, previous))
+    if gone:
+        raise ServiceLeftChanged(
+            f"{what}; not rolled back: {ecs.short(previous)} runs {gone}, which is no longer in ECR; "
+            f"the service now runs {running_now(ctx, env)}"
+        )
     back_to = ecs.short(previous)
     _go_back(
         ctx,
@@ -459,8 +474,17 @@ def _go_back(
     try:
         with ctx.out.step(step):
             back = _wait_for(ctx, env, start(), target, options, watcher)
+            if back.state == "replaced" and back.replaced_by is not None:
+                raise _Replaced(back.replaced_by)
             if back.state != "succeeded":
                 raise DeployFailed(back.reason)
+    except _Replaced as replaced:
+        # Another deploy (a --force, a person) took over the way back: nothing is lost, and
+        # undoing it would undo someone else's change.
+        raise ServiceLeftChanged(
+            f"{what}; {name} was replaced by {name_deployment(ctx, replaced.by)}; not rolled back "
+            f"over that deploy; the service now runs {running_now(ctx, env)}"
+        ) from None
     except Exception as exc:
         _post_rollback_marker(ctx, env, target, started, succeeded=False)
         raise RollbackFailed(

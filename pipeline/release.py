@@ -27,9 +27,9 @@ from . import ecs, fleet, lock, markers, migrate, runtask, smoke, stopped
 from .arns import short
 from .clients import aws_errors
 from .context import Context
-from .deploy import mark_verified
 from .errors import DeployFailed, PipelineError, RollbackFailed
 from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_service
+from .revisions import mark_verified
 from .safety import quietly
 
 __all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_service", "release", "table", "to_json"]
@@ -180,7 +180,7 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         )
 
     if all(o.state == "succeeded" for o in outcomes.values()):
-        each(lambda s: mark_verified(ctx, arns[s.name]), plan.services, parallel)
+        each(lambda s: mark_verified(ctx, arns[s.name], s.url is not None), plan.services, parallel)
         for row in rows.values():
             row.status = "released"
         _finish(ctx, plan, rows, started)
