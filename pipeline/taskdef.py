@@ -188,10 +188,11 @@ def render(
     known = ", ".join(sorted(values))
     missing: set[str] = set()
     # Values may use the built-in placeholders (e.g. a secret ARN naming ${region}).
+    # A value that is one placeholder keeps its type ("${port}" → 8080): ECS wants strings here.
     env_values = EnvironmentValues(
         values=env_values.values,
-        environment=_substitute(env_values.environment, values, missing),
-        secrets=_substitute(env_values.secrets, values, missing),
+        environment={k: str(v) for k, v in _substitute(env_values.environment, values, missing).items()},
+        secrets={k: str(v) for k, v in _substitute(env_values.secrets, values, missing).items()},
     )
     for name in sorted(missing):
         problems.append(f"{in_values}: unknown placeholder ${{{name}}}; known: {known}")

@@ -238,7 +238,16 @@ def test_a_service_with_a_real_package_builds_deploys_holds_no_host_pip_settings
 ) -> None:
     repo, env = service
     cli = [sys.executable, "-c", "from pipeline.cli import main; main()"]
-    init_flags = ["--service-dir", "app", "--port", "9000", "--base-path", "/sizes/", "--smoke-text", TEXT]
+    init_flags = [
+        "--service-dir",
+        "app",
+        "--container-port",
+        "9000",
+        "--base-path",
+        "/sizes/",
+        "--smoke-text",
+        TEXT,
+    ]
     subprocess.run([*cli, "init", *init_flags], cwd=repo, env=env, check=True, capture_output=True)
     assert "FROM ${DEPS_BASE} AS deps" in (repo / "app" / "Dockerfile").read_text()
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)

@@ -6,11 +6,16 @@ wherever it appears."""
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from collections import defaultdict
 
+import pytest
 from invoke import Collection, Program
 
 from pipeline.tasks import ns
+from tests.helpers import ROOT
 
 # Long names that must not come back with another meaning (the issue's findings).
 RENAMED = {"delete-images": {"teardown"}, "overwrite": {"init"}, "container-port": {"init"}}
@@ -58,3 +63,30 @@ def test_no_task_flag_reuses_a_core_flag_of_the_program() -> None:
     core = {name for arg in Program(namespace=ns).core_args() for name in arg.names}
     clashes = {f"{task} --{names}" for task, found in flags(ns).items() for names in found if names in core}
     assert clashes == set()
+
+
+@pytest.mark.parametrize("name", sorted(flags(ns)))
+def test_help_after_the_task_name_prints_its_help_and_runs_nothing(name: str) -> None:
+    # An endpoint nothing listens on: a task that ran would fail there, not print help.
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", name, "--help"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} ")
+    assert "==>" not in proc.stdout  # no step started
+
+
+@pytest.mark.parametrize("name", ["deploy", "status", "logs", "run-task", "smoke"])
+def test_a_missing_required_flag_is_one_line_and_exit_code_2(name: str) -> None:
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", name], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr == f"error: --env is required; see `invoke {name} --help`\n"

@@ -244,7 +244,12 @@ def test_an_unreachable_registry_is_one_line(
     ("args", "env", "code", "message"),
     [
         (["dockerize", "--sha", "nothex!"], {}, 2, "error: --sha 'nothex!': not a commit id"),
-        (["dockerize"], {"AWS_RESOURCE_NAME_PREFIX": ""}, 2, "error: AWS_RESOURCE_NAME_PREFIX: must be set"),
+        (
+            ["dockerize"],
+            {"AWS_RESOURCE_NAME_PREFIX": ""},
+            2,
+            "error: [tool.pipeline] prefix: not set; add prefix =",
+        ),
         (
             ["dockerize"],
             {"AWS_RESOURCE_NAME_PREFIX": "Bad Name"},

@@ -108,6 +108,18 @@ def test_secrets_become_value_from_references() -> None:
     assert "environment" not in container
 
 
+def test_a_whole_value_placeholder_of_a_number_renders_as_a_string_in_environment_and_secrets() -> None:
+    # "${n}" alone keeps its value's type elsewhere (ports stay numbers); ECS wants strings here.
+    values = taskdef.EnvironmentValues(
+        values={"n": 5}, environment={"WORKERS": "${n}"}, secrets={"KEY": "${n}"}
+    )
+    container = render(MINIMAL, values)["containerDefinitions"][0]
+    assert (container["environment"], container["secrets"]) == (
+        [{"name": "WORKERS", "value": "5"}],
+        [{"name": "KEY", "valueFrom": "5"}],
+    )
+
+
 def test_values_read_back_from_the_api_are_dropped() -> None:
     live = {**MINIMAL, "revision": 7, "status": "ACTIVE", "taskDefinitionArn": "arn:x", "registeredAt": "t"}
     assert set(render(live)) == {"containerDefinitions", "family", "tags"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 from collections.abc import Callable
@@ -26,7 +27,9 @@ def task(*args: Any, **kwargs: Any) -> Any:
     a long name means one thing in every task."""
     import invoke
 
-    return invoke.task(*args, **{"auto_shortflags": False, **kwargs})
+    # No positional arguments: Invoke fills a positional before it looks at core flags, so
+    # `invoke deploy --help` ran a deploy to an environment named "--help".
+    return invoke.task(*args, **{"auto_shortflags": False, "positional": [], **kwargs})
 
 
 def project_root() -> Path:
@@ -77,8 +80,22 @@ def _log_fields(ctx: Context, sha: str | None, environment: str | None) -> dict[
 def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn pipeline errors into one line on stderr and the error's exit code."""
 
+    # Parameters without a default are required flags (see `task`): Invoke passes None when
+    # one is missing, which must be the user's error, not an environment named "None".
+    required = [
+        name
+        for name, p in list(inspect.signature(fn).parameters.items())[1:]
+        if p.default is inspect.Parameter.empty and p.kind is not p.VAR_POSITIONAL
+    ]
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        missing = [f"--{n.replace('_', '-')}" for n in required if kwargs.get(n) is None]
+        if missing:
+            raise Exit(
+                f"error: {', '.join(missing)} is required; see `invoke {fn.__name__.replace('_', '-')} --help`",
+                code=2,
+            )
         try:
             return fn(*args, **kwargs)
         except PipelineError as exc:
