@@ -23,13 +23,7 @@ from . import ci_identity, ecr, ecs, git, interrupts, lock, markers, migrate, sm
 from .clients import aws_errors
 from .config import Environment, Settings
 from .context import Context
-from .errors import (
-    DeployFailed,
-    DeployInterrupted,
-    RollbackFailed,
-    ServiceLeftChanged,
-    StepFailed,
-)
+from .errors import DeployFailed, DeployInterrupted, RollbackFailed, ServiceLeftChanged, StepFailed
 from .revisions import last_verified, mark_verified, resolve_revision, revision_sha
 from .safety import (
     idle_service,
