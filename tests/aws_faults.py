@@ -6,7 +6,9 @@ window it relays bytes untouched, so every call is the emulator's real answer. I
   client sees a reset or a closed connection);
 - "503": every request is answered `503 Service Unavailable` (an overloaded endpoint);
 - "delay": new connections are held for `delay` seconds before they are relayed (a slow
-  endpoint).
+  endpoint);
+- "hang": every connection, open or new, is cut, and new ones are accepted and then never
+  answered until the window ends (an endpoint that black-holes requests).
 
 Only the tool's traffic goes through it: the local ECS (the emulator's scheduler) keeps
 rolling out behind it, as ECS does while a pipeline loses its network. The proxy counts
@@ -23,7 +25,7 @@ import time
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-Fault = Literal["drop", "503", "delay"]
+Fault = Literal["drop", "503", "delay", "hang"]
 UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\n"
     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -60,7 +62,7 @@ class FaultProxy:
         """Start a window of `seconds` in which `fault` hits every call from now on."""
         with self._lock:
             self._fault, self._until, self._delay = fault, time.monotonic() + seconds, delay
-            victims = list(self._open) if fault == "drop" else []
+            victims = list(self._open) if fault in ("drop", "hang") else []
         for sock in victims:  # the blip takes the open (keep-alive) connections with it
             _reset(sock)
 
@@ -82,6 +84,12 @@ class FaultProxy:
         fault = self.faulty()
         if fault == "drop":
             self._count()
+            _reset(client)
+            return
+        if fault == "hang":
+            self._count()
+            while self.faulty() == "hang":
+                time.sleep(0.05)
             _reset(client)
             return
         if fault == "delay":

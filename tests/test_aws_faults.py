@@ -74,3 +74,14 @@ def test_a_delay_window_holds_new_connections_for_the_delay(
     began = time.monotonic()
     assert sts() == "123456789012"
     assert time.monotonic() - began >= 1.0
+
+
+def test_a_hang_window_answers_nothing_until_it_ends(sts: Callable[[], Any], proxy: FaultProxy) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    proxy.fail("hang", seconds=30)
+    began = time.monotonic()
+    with pytest.raises((ReadTimeoutError, ConnectionClosedError)):
+        sts()  # the client's own 2-s read timeout ends the wait, not the proxy
+    assert time.monotonic() - began >= 2.0
+    assert proxy.refused >= 1
