@@ -51,6 +51,12 @@ class Unavailable(PipelineError):
     exit_code = 3
 
 
+class Transient(Unavailable):
+    """AWS did not answer this time: a connection refused, reset or timed out, or a 5xx.
+    Nothing says the next call fails too; while a rollout runs, it is retried until the
+    deadline (pipeline/transient.py), never taken for a verdict about the rollout."""
+
+
 class NotFound(PipelineError):
     """Something the step needs does not exist yet (repository, image, cluster...)."""
 
