@@ -12,25 +12,29 @@ It ends with one table and one Honeycomb marker.
 
 Exit codes: 0 all released; 1 a migration failed (nothing updated) or a service failed and
 every changed service was rolled back; 4 a rollback failed too (a person must look);
-130 interrupted during a migration (nothing updated).
+130/143 interrupted by SIGINT/SIGTERM (CircleCI's cancel): during a migration nothing was
+updated; later every changed service was rolled back, and a second signal stops that
+rollback, saying what each service runs.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 from . import ecs, fleet, lock, markers, migrate, runtask, smoke, stopped
 from .arns import short
 from .clients import aws_errors
 from .context import Context
-from .errors import DeployFailed, PipelineError, RollbackFailed
+from .errors import DeployFailed, DeployInterrupted, PipelineError, RollbackFailed
+from .interrupts import signum_of
 from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_service
 from .revisions import mark_verified
-from .safety import quietly
+from .safety import one_line, quietly
 
 __all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_service", "release", "table", "to_json"]
 
@@ -148,30 +152,36 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         return ours[0].id
 
     progress = fleet.Progress(out)
-    with out.step(f"update {len(plan.services)} services, at most {parallel} at a time"):
-        started_ids = dict(
-            zip([s.name for s in plan.services], each(update, plan.services, parallel), strict=True)
-        )
-        _fail_step(out, {n: e.message for n, e in started_ids.items() if isinstance(e, PipelineError)})
-    # Every service whose UpdateService was answered is changed, deployment seen or not.
-    changed = [s for s in plan.services if s.name in touched]
-    outcomes: dict[str, ecs.Outcome] = {
-        name: ecs.Outcome("failed", exc.message if name in touched else f"not updated: {exc.message}")
-        for name, exc in started_ids.items()
-        if isinstance(exc, PipelineError)
-    }
+    started_ids: dict[str, Any] = {}
+    outcomes: dict[str, ecs.Outcome] = {}
     finished: dict[str, float] = {}
+    smoke_failed: set[str] = set()
+    interrupted: KeyboardInterrupt | None = None
     try:
+        with out.step(f"update {len(plan.services)} services, at most {parallel} at a time"):
+            names = [s.name for s in plan.services]
+            started_ids.update(zip(names, each(update, plan.services, parallel), strict=True))
+            _fail_step(out, {n: e.message for n, e in started_ids.items() if isinstance(e, PipelineError)})
+        outcomes.update(
+            {
+                name: ecs.Outcome("failed", exc.message if name in touched else f"not updated: {exc.message}")
+                for name, exc in started_ids.items()
+                if isinstance(exc, PipelineError)
+            }
+        )
+        changed = [s for s in plan.services if s.name in touched]
         smoke_failed = _wait_and_smoke(
             ctx, plan, options, changed, started_ids, arns, outcomes, finished, progress
         )
-    except KeyboardInterrupt:
-        # All or nothing holds for an interrupt too: a half-released fleet is the worst state
-        # to leave behind. A second interrupt stops the rollback as well.
-        smoke_failed = set()
-        out.warn("interrupted: rolling back every service this release changed")
+    except KeyboardInterrupt as sig:
+        # All or nothing holds for an interrupt (Ctrl-C, CI's cancel: SIGTERM) too: a
+        # half-released fleet is the worst state to leave behind. A second one stops the rollback.
+        interrupted = sig
+        out.warn(f"interrupted by {_signal_name(sig)}: rolling back every service this release changed")
         for s in plan.services:
             outcomes.setdefault(s.name, ecs.Outcome("failed", "interrupted"))
+    # Every service whose UpdateService was answered is changed, deployment seen or not.
+    changed = [s for s in plan.services if s.name in touched]
     for s in plan.services:
         outcome, row = outcomes[s.name], rows[s.name]
         row.seconds = finished.get(s.name, time.monotonic()) - begun.get(s.name, time.monotonic())
@@ -191,19 +201,29 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
     # Only a failed rollout has stopped tasks to explain; a failed smoke test's tasks run on.
     stopped_ones = [s for s in changed if s.name in broken and s.name not in smoke_failed]
     _report_stopped(ctx, stopped_ones, arns, outcomes)
-    rolled_back_ok = _roll_back(ctx, plan, changed, outcomes, rows, options, progress)
+    try:
+        rolled_back_ok = _roll_back(ctx, plan, changed, outcomes, rows, options, progress)
+    except KeyboardInterrupt as again:
+        _stopped_rolling_back(ctx, plan, rows, started, again)
+    how = "interrupted" if interrupted is not None else "failed"
     _finish(
         ctx,
         plan,
         rows,
         started,
-        "failed; changed services rolled back" if rolled_back_ok else "failed; a rollback failed too",
+        f"{how}; changed services rolled back" if rolled_back_ok else f"{how}; a rollback failed too",
     )
     error: PipelineError
     if not rolled_back_ok:
         bad = [r.service for r in rows.values() if "rollback failed" in r.status]
         error = RollbackFailed(
             f"release to {plan.environment} failed ({why}); the rollback of {', '.join(bad)} failed too"
+        )
+    elif interrupted is not None:
+        error = DeployInterrupted(
+            f"release to {plan.environment} interrupted by {_signal_name(interrupted)}: all {len(changed)} "
+            "changed services were rolled back to their previous revisions",
+            signum_of(interrupted),
         )
     else:
         error = DeployFailed(
@@ -212,6 +232,37 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         )
     setattr(error, "rows", list(rows.values()))  # noqa: B010 (--json prints them on failure too)
     raise error
+
+
+def _signal_name(interrupt: BaseException) -> str:
+    return signal.Signals(signum_of(interrupt)).name
+
+
+def _stopped_rolling_back(
+    ctx: Context, plan: ReleasePlan, rows: dict[str, Row], started: datetime, again: KeyboardInterrupt
+) -> NoReturn:
+    """A second interrupt stopped the way back: the table, the marker, and what each service
+    runs now, read fresh from AWS (never raises while saying so)."""
+    try:
+        live = fleet.describe_many(ctx.clients, [(s.cluster, s.service) for s in plan.services])
+        runs = ", ".join(
+            f"{s.name} {short(str((live[(s.cluster, s.service)] or {}).get('taskDefinition', '?')))}"
+            + (" (still rolling out)" if ecs.in_progress(live[(s.cluster, s.service)] or {}) else "")
+            for s in plan.services
+        )
+    except Exception as exc:
+        runs = f"unknown ({one_line(exc)})"
+    for row in rows.values():
+        if row.status in ("failed", "rolled out"):
+            row.status = "rollback stopped"
+    _finish(ctx, plan, rows, started, "interrupted twice; rollback stopped")
+    error = DeployInterrupted(
+        f"release to {plan.environment} interrupted again by {_signal_name(again)} while rolling back: "
+        f"stopped rolling back; the services now run: {runs}",
+        signum_of(again),
+    )
+    setattr(error, "rows", list(rows.values()))  # noqa: B010 (--json prints them)
+    raise error from None
 
 
 def _migrate(

@@ -102,8 +102,11 @@ def release(
     ctx = context(json_logs, environment=env, prefix=prefix, root=(project or home))
     if json:
         ctx.out = Output(stream=sys.stderr, json_logs=ctx.out.json_logs, context=ctx.out.context)
+    from pipeline import interrupts
+
     try:
-        result = releasing.release(ctx, options)
+        with interrupts.cancellable():  # CircleCI's cancel (SIGTERM) is handled as Ctrl-C is
+            result = releasing.release(ctx, options)
     except PipelineError as exc:
         if json and getattr(exc, "rows", None):
             print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))  # type: ignore[attr-defined]
