@@ -67,8 +67,10 @@ def run(
         out.detail(f"task {started.task_arn}: {shlex.join(words(command))}")
         try:
             state = runtask.follow(ctx, started, timeout, lambda line: out.detail(f"| {line}"), sleep)
-        except KeyboardInterrupt:
-            raise runtask.on_interrupt(ctx, started, stop_it=False) from None
+        except KeyboardInterrupt as interrupt:
+            from .interrupts import signum_of
+
+            raise runtask.on_interrupt(ctx, started, False, signum_of(interrupt)) from None
         out.detail(state.summary(started.task_arn))
         if state.never_started or state.exit_code != 0:
             raise DeployFailed(

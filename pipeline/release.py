@@ -291,7 +291,7 @@ def _migrate(
                 f"no service was updated{ran}"
             )
             error = (
-                runtask.Interrupted(message)
+                runtask.Interrupted(message, exc.exit_code - 128)
                 if isinstance(exc, runtask.Interrupted)
                 else DeployFailed(message)
             )

@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import fleet, pace, release, release_plan, runtask
+from pipeline import fleet, pace, release, release_plan
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from pipeline.stack.emulator.engine import SPEED_TAG
 from tests import ecs_standin as standin
@@ -707,22 +707,21 @@ def test_migrations_run_before_the_updates_and_the_release_file_can_turn_one_off
     assert log.index(f"==> migrate with {first}:2") < log.index("| schema ok") < log.index("==> update ")
 
 
-def test_an_interrupt_during_a_migration_updates_nothing(
-    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+@pytest.mark.heavy
+def test_sigterm_during_a_migration_updates_nothing_and_says_the_task_keeps_running(
+    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], environ: dict[str, str]
 ) -> None:
-    fleet_ = make_fleet(2, extra={0: {"migrate_command": "sh -c 'echo migrating'"}})
-
-    def sleep(_seconds: float) -> None:  # Ctrl-C arrives while the migration is followed
-        raise KeyboardInterrupt
-
-    with pytest.raises(runtask.Interrupted) as info:
-        release.release(fleet_ctx(), options(fleet_.file, sleep=sleep))
-    assert info.value.exit_code == 130
-    message = info.value.message
-    assert message.startswith(
-        f"release to prod stopped before any update: {fleet_.services()[0]}: interrupted"
-    )
-    assert "keeps running (stop it: aws ecs stop-task" in message
+    fleet_ = make_fleet(2, extra={0: {"migrate_command": "sh -c 'echo migrating; sleep 60'"}})
+    first = fleet_.services()[0]
+    run = start(environ, "release", "--env", "prod", "--file", str(fleet_.file), "--no-smoke")
+    wait_until(lambda: f"==> migrate with {first}:2" in run.text() or run.proc.poll() is not None, 120)
+    assert run.proc.poll() is None, run.text()
+    run.proc.send_signal(signal.SIGTERM)  # CircleCI's cancel, while the migration runs
+    assert run.finish(timeout=120) == 143, run.text()
+    text = run.text()
+    assert f"error: release to prod stopped before any update: {first}: interrupted by SIGTERM: task " in text
+    assert "keeps running (stop it: aws ecs stop-task" in text
+    assert "==> update " not in text
     assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
 
 

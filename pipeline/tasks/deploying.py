@@ -43,6 +43,7 @@ def deploy(
 ):
     """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
     from pipeline import deploy as deploying
+    from pipeline import interrupts
 
     ctx = context(json_logs, sha, env)
     options = deploying.DeployOptions(
@@ -56,7 +57,8 @@ def deploy(
         wait=wait,
         force=force,
     )
-    deploying.deploy(ctx, options)
+    with interrupts.cancellable():  # SIGTERM before the wait (a migration, say) as Ctrl-C
+        deploying.deploy(ctx, options)
 
 
 @task(
@@ -144,6 +146,7 @@ def rollback(
 ):
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
+    from pipeline import interrupts
 
     ctx = context(json_logs, environment=env)
     options = deploying.DeployOptions.rollback_to(
@@ -156,7 +159,8 @@ def rollback(
         wait=wait,
         force=force,
     )
-    deploying.deploy(ctx, options)
+    with interrupts.cancellable():  # SIGTERM before the wait (a migration, say) as Ctrl-C
+        deploying.deploy(ctx, options)
 
 
 @task(
@@ -246,13 +250,14 @@ def status(c, env, json=False):
 @verb
 def run_task(c, env, sha=None, timeout=600, no_wait=False, stop_on_interrupt=False):
     """Run a one-off task: `invoke run-task --env prod -- COMMAND...`; exits with its exit code."""
-    from pipeline import runtask
+    from pipeline import interrupts, runtask
 
     # Invoke joins the words after `--` into one string; the raw argv keeps them apart.
     command = runtask.command_words(sys.argv)
     ctx = context(environment=env)
     options = runtask.RunOptions(env, command, sha, float(timeout), not no_wait, stop_on_interrupt)
-    result = runtask.run(ctx, options)
+    with interrupts.cancellable():  # CircleCI's cancel (SIGTERM) is handled as Ctrl-C is
+        result = runtask.run(ctx, options)
     if isinstance(result, runtask.Finished) and result.exit_code:
         raise Exit(code=result.exit_code)
 
