@@ -324,7 +324,9 @@ def run(
 
         signum = signum_of(interrupt)
         # CI's cancel (SIGTERM) has nobody to ask: --stop-on-interrupt decides alone.
-        asked = signum == signal.SIGINT and ask(f"stop task {started.id}? [y/N] ")
-        raise on_interrupt(ctx, started, options.stop_on_interrupt or asked, signum) from None
+        stop_it = options.stop_on_interrupt or (
+            signum == signal.SIGINT and ask(f"stop task {started.id}? [y/N] ")
+        )
+        raise on_interrupt(ctx, started, stop_it, signum) from None
     out.say(state.summary(started.task_arn))
     return Finished(state, started.task_arn)
