@@ -34,6 +34,7 @@ from .safety import (
     require_images,
     running_now,
 )
+from .transient import calling
 
 LAST_VERIFIED = "last-verified"  # DeployOptions.revision: the rollback target the rule picks
 
@@ -230,10 +231,8 @@ def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
 
 
 def deploy(ctx: Context, options: DeployOptions) -> Released | None:
-    """Check, then register (a new revision) and roll it out; None after a dry run.
-
-    A real run holds the environment's deploy lock (pipeline/lock.py) from its check to its
-    end: migrations, the update, the wait, the smoke test and any rollback."""
+    """Check, then register (a new revision) and roll it out; None after a dry run. A real run
+    holds the environment's deploy lock (pipeline/lock.py) from its check to its end."""
     if options.dry_run:
         return _deploy(ctx, options)
     # Whatever can be refused without AWS is refused before the lock is taken.
@@ -442,7 +441,9 @@ def _recover(
         ctx,
         change,
         previous,
-        lambda: _update(ctx, env, previous),
+        lambda: calling(
+            lambda: _update(ctx, env, previous), time.monotonic() + options.timeout, ctx.out.detail
+        ),
         options,
         watcher,
         datetime.now(UTC),

@@ -15,8 +15,9 @@ from typing import Any
 
 from .arns import short
 from .clients import THROTTLED, Clients, aws_errors
-from .errors import NotFound
+from .errors import NotFound, Transient
 from .output import Output
+from .transient import outlast
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,8 @@ def wait(
 
     Throttling is not an outcome: boto3 retries it first, and if it still fails the
     poll is simply tried again on the next interval, within the same overall timeout.
+    Nor is a transient fault (connection lost, timeout, 5xx): it is retried with backoff
+    until the timeout (pipeline/transient.py), saying so.
     """
     from botocore.exceptions import ClientError
 
@@ -317,6 +320,14 @@ def wait(
             answer = describe_service(clients, cluster, service, handled=THROTTLED)
         except ClientError:  # only the THROTTLED codes get here
             watcher.out.detail("DescribeServices throttled; polling again")
+        except Transient as fault:  # a network blip is no verdict: ride it out until the deadline
+            answer = outlast(
+                lambda: describe_service(clients, cluster, service, handled=THROTTLED),
+                started + timeout,
+                watcher.out.detail,
+                fault,
+                sleep=sleep,
+            )
         if answer is not None:
             watcher.show(answer)
             outcome = observe(answer, deployment_id, target, previous, since)

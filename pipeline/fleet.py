@@ -10,6 +10,7 @@ an outcome: its services are simply asked again next round, within the same time
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from typing import Any
 
 from . import ecs
 from .clients import Clients, aws_errors
+from .errors import Transient
 from .output import Output
 from .pace import Pace
+from .transient import outlast
 
 BATCH = 10  # ECS's limit of services per DescribeServices call
 
@@ -133,11 +136,21 @@ def wait_all(
     outcomes: dict[str, ecs.Outcome] = {}
     while True:
         pending = [w for w in watches if w.key not in outcomes]
+        pairs = [(w.cluster, w.service) for w in pending]
         try:
-            answers = describe_many(clients, [(w.cluster, w.service) for w in pending])
+            answers = describe_many(clients, pairs)
         except ClientError:  # only the THROTTLED codes get here
             progress.out.detail("DescribeServices throttled; polling again")
             answers = None
+        except Transient as fault:  # a network blip is no verdict: ride it out until the deadline
+            answers = outlast(
+                functools.partial(describe_many, clients, pairs),
+                started + timeout,
+                progress.out.detail,
+                fault,
+                clock,
+                sleep,
+            )
         now, wall = clock(), datetime.now(UTC)
         waits = []
         for watch in pending:

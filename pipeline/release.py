@@ -35,6 +35,7 @@ from .interrupts import signum_of
 from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, each, first_service
 from .revisions import mark_verified
 from .safety import one_line, quietly
+from .transient import calling
 
 __all__ = ["ReleaseOptions", "ReleasePlan", "Row", "execute", "first_service", "release", "table", "to_json"]
 
@@ -402,7 +403,9 @@ def _roll_back(
                         )["service"]
                     )
 
-            updated = _with_retry(call, options.sleep)
+            # The way back rides out a blip until its own deadline (pipeline/transient.py).
+            deadline = time.monotonic() + options.timeout
+            updated = calling(lambda: _with_retry(call, options.sleep), deadline, ctx.out.detail)
             ours = next(
                 (
                     d

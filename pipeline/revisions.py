@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from . import ecs, taskdef
 from .clients import aws_errors
 from .context import Context
 from .errors import ConfigError, NotFound
+from .transient import calling
 
 
 def mark_verified(ctx: Context, arn: str, smoke_tested: bool = True) -> None:
@@ -16,8 +18,12 @@ def mark_verified(ctx: Context, arn: str, smoke_tested: bool = True) -> None:
     is tagged `rolled-out` instead, and the output says it is no rollback target."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     tag = taskdef.TAG_VERIFIED if smoke_tested else taskdef.TAG_ROLLED_OUT
-    with aws_errors("ecs:TagResource"):
-        ctx.clients.aws("ecs").tag_resource(resourceArn=arn, tags=[{"key": tag, "value": stamp}])
+
+    def call() -> None:
+        with aws_errors("ecs:TagResource"):
+            ctx.clients.aws("ecs").tag_resource(resourceArn=arn, tags=[{"key": tag, "value": stamp}])
+
+    calling(call, time.monotonic() + 60, ctx.out.detail)  # a blip must not cost the tag
     if not smoke_tested:
         ctx.out.detail(
             f"{ecs.short(arn)} rolled out without a smoke test: tagged {taskdef.TAG_ROLLED_OUT}, "

@@ -40,9 +40,16 @@ def one_line(exc: BaseException) -> str:
 
 
 def running_now(ctx: Context, env: Environment) -> str:
-    """What the service runs and what still rolls out, for the last line; never raises."""
+    """What the service runs and what still rolls out, for the last line, read fresh (riding
+    out a blip for up to 30 s); never raises."""
+    from .transient import calling
+
     try:
-        service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+        service = calling(
+            lambda: ecs.describe_service(ctx.clients, env.cluster, env.service),
+            time.monotonic() + 30,
+            ctx.out.detail,
+        )
     except Exception as exc:
         return f"unknown (could not describe the service: {one_line(exc)})"
     rolling = ecs.in_progress(service)
