@@ -118,13 +118,19 @@ def engine() -> Any:
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
-    """Poll `check` until it returns something truthy; fail the test after `timeout`."""
+    """Poll `check` until it returns something truthy; fail the test after `timeout`.
+
+    Checks are mostly API calls to the emulator: the pause grows from 0.05 s to 0.5 s, so a
+    quick condition is seen at once and a rollout of minutes is not asked about 20 times a
+    second (four workers polling that fast kept the emulator busy answering them)."""
     deadline = time.monotonic() + timeout
+    pause = 0.05
     while time.monotonic() < deadline:
         result = check()
         if result:
             return result
-        time.sleep(0.05)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
     raise AssertionError(f"condition not met within {timeout}s")
 
 

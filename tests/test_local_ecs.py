@@ -151,6 +151,38 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
     wait_until(lambda: not containers(environ, f"{prefix}-cluster"), timeout=15)
 
 
+def test_a_health_check_runs_its_command_in_the_container_healthy_on_first_success_unhealthy_after_retries(
+    aws: Aws, prefix: str, repository: str, environ: dict[str, str], hello_image: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "3" * 40)
+    ecs = aws("ecs")
+    cluster = f"{prefix}-cluster"
+    ecs.create_cluster(clusterName=cluster)
+    definition = hello_task_definition(f"{prefix}-checked", image)
+    # Healthy while /tmp/sick is absent: the command really runs inside the task's container.
+    definition["containerDefinitions"][0]["healthCheck"] = {
+        "command": ["CMD-SHELL", "test ! -e /tmp/sick"],
+        "interval": 5,
+        "timeout": 2,
+        "retries": 2,
+        "startPeriod": 0,
+    }
+    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    (task,) = ecs.run_task(
+        cluster=cluster, taskDefinition=arn, launchType="FARGATE", networkConfiguration=default_network(aws)
+    )["tasks"]
+
+    def health() -> str:
+        (now,) = ecs.describe_tasks(cluster=cluster, tasks=[task["taskArn"]])["tasks"]
+        return str(now.get("healthStatus"))
+
+    wait_until(lambda: health() == "HEALTHY", timeout=60)
+    (container,) = containers(environ, cluster)
+    docker.from_env().containers.get(container["Id"]).exec_run(["touch", "/tmp/sick"])
+    wait_until(lambda: health() == "UNHEALTHY", timeout=60)
+    ecs.stop_task(cluster=cluster, task=task["taskArn"])
+
+
 def test_a_task_whose_secret_is_missing_never_starts_and_has_no_exit_code(
     aws: Aws, prefix: str, repository: str, environ: dict[str, str], hello_image: str
 ) -> None:

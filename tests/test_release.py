@@ -87,9 +87,9 @@ def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[s
                     }
                 ],
                 "mountPoints": [{"sourceVolume": "scratch", "containerPath": "/scratch"}],
-                # ECS's shortest interval (a check every 0.5 s at the local ECS's speed); the start
-                # period keeps a slow start under load from counting as a failure, and ECS's
-                # default timeout a slow answer (timeouts are never sped up).
+                # ECS's shortest interval; the start period keeps a slow start under load from
+                # counting as a failure, and ECS's default timeout a slow answer (timeouts are
+                # never sped up).
                 "healthCheck": {
                     "command": ["CMD", "python3", "-c", HEALTH],
                     "interval": 5,

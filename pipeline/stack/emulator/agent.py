@@ -3,8 +3,9 @@
 From the task definition it applies image (pulled from the local registry with the
 credentials ECR hands out), command, entryPoint, environment, secrets (resolved from
 the emulator's SSM Parameter Store and Secrets Manager), user, workingDirectory,
-readonlyRootFilesystem, dependsOn, essential, stopTimeout and healthCheck (as Docker's
-health check), and labels each container as ECS's agent does.
+readonlyRootFilesystem, dependsOn, essential, stopTimeout and healthCheck (the command runs
+in the container: Docker's health check, plus the agent's start-up probe below), and labels
+each container as ECS's agent does.
 
 One port per task: on an engine with a bridge network the containerPort is published on
 a free 127.0.0.1 port; on one without (this machine, CI) the task uses host networking
@@ -29,6 +30,17 @@ SECRETS_FAILED = (
 )
 
 
+# The health-check command runs in the container, each run a `docker exec` of the user's
+# command (hello_world's starts a Python interpreter): about 0.1 s of CPU. At the emulator's
+# speed-up, every container ran one each 1.5 s, which kept a 2-core machine busy with a few
+# dozen tasks alive. So Docker's periodic check keeps ECS's floor (5 s, the API's minimum
+# interval) instead of being sped up, and the agent probes a starting container itself every
+# STARTUP_PROBE_SECONDS until it passes once, as ECS marks a container HEALTHY on the first
+# success: a task still turns healthy within a second of answering.
+RECHECK_FLOOR_SECONDS = 5.0
+STARTUP_PROBE_SECONDS = 0.5
+
+
 class StartFailure(Exception):
     """The task never got its containers running: ECS's TaskFailedToStart."""
 
@@ -43,6 +55,11 @@ class ContainerState:
     exit_code: int | None = None
     reason: str = ""
     has_health_check: bool = False
+    probe: list[str] = field(default_factory=list)  # the health-check command, as exec argv
+    probe_timeout: float = 5.0
+    probe_exec: str = ""  # the start-up probe in flight
+    probe_started: float = 0.0
+    next_probe: float = 0.0
 
 
 @dataclass
@@ -200,9 +217,13 @@ class TaskRun:
             if not engine.has_bridge():
                 command = [_to_task_port(arg, ports, self.port) for arg in command]
             speed = self.speed
+            state = self.containers[cdef["name"]]
+            state.probe = command[1:] if command[0] == "CMD" else ["/bin/sh", "-c", " ".join(command[1:])]
+            state.probe_timeout = float(max(health.get("timeout", 5), 1))
+            interval = max(engine.scaled(health.get("interval", 30), speed), RECHECK_FLOOR_SECONDS)
             kwargs["healthcheck"] = {
                 "test": command,
-                "interval": int(engine.scaled(health.get("interval", 30), speed) * 1e9),
+                "interval": int(interval * 1e9),
                 "timeout": int(max(health.get("timeout", 5), 1) * 1e9),
                 "retries": int(health.get("retries", 3)),
                 "start_period": int(engine.scaled(health.get("startPeriod", 0), speed) * 1e9),
@@ -266,14 +287,41 @@ class TaskRun:
             except Exception:
                 state.status, state.exit_code, state.reason = "STOPPED", 137, "container removed"
                 continue
-            if attrs.get("Health"):
-                state.health = {"healthy": "HEALTHY", "unhealthy": "UNHEALTHY"}.get(
-                    attrs["Health"]["Status"], "UNKNOWN"
-                )
+            # Docker's "starting" keeps what the start-up probe found.
+            docker_health = (attrs.get("Health") or {}).get("Status")
+            if docker_health in ("healthy", "unhealthy"):
+                state.health = docker_health.upper()
+            elif state.health == "UNKNOWN" and state.probe and attrs.get("Running"):
+                self._probe(client, state)
             if not attrs.get("Running"):
                 state.status, state.exit_code = "STOPPED", int(attrs.get("ExitCode", 0))
                 if attrs.get("OOMKilled"):
                     state.reason = "OutOfMemoryError: Container killed due to memory usage"
+
+    def _probe(self, client: Any, state: ContainerState) -> None:
+        """One step of the start-up probe: start the command, or read how it ended."""
+        now = time.monotonic()
+        if state.probe_exec:
+            try:
+                run = client.api.exec_inspect(state.probe_exec)
+            except Exception:
+                run = {"Running": False, "ExitCode": 1}
+            if run.get("Running") and now - state.probe_started < state.probe_timeout:
+                return
+            state.probe_exec = ""
+            if not run.get("Running") and run.get("ExitCode") == 0:
+                state.health = "HEALTHY"
+                return
+            state.next_probe = now + STARTUP_PROBE_SECONDS
+        if now < state.next_probe:
+            return
+        try:
+            state.probe_exec = client.api.exec_create(state.docker_id, state.probe)["Id"]
+            client.api.exec_start(state.probe_exec, detach=True)
+            state.probe_started = now
+        except Exception:  # the container is going away: its exit is read next round
+            state.probe_exec = ""
+            state.next_probe = now + STARTUP_PROBE_SECONDS
 
     def _watch(self) -> None:
         while not self.stopping:
@@ -282,7 +330,10 @@ class TaskRun:
             if exited:
                 self._finish("EssentialContainerExited", "Essential container in task exited")
                 return
-            time.sleep(0.2)
+            # Each round is an inspect per container on the engine: quick while a start-up
+            # probe runs, then enough to see an exit within half a second.
+            starting = any(c.probe and c.health == "UNKNOWN" for c in self.containers.values())
+            time.sleep(0.2 if starting else 0.5)
 
     @property
     def healthy(self) -> bool:
