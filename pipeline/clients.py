@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Transient, Unavailable, first_line
+from .errors import Throttled, Transient, Unavailable, first_line
 
 AwsFactory = Callable[[str], Any]
 DockerFactory = Callable[[], Any]
 
-# The error codes AWS APIs use for throttling: aws_errors names them, and a poll that
-# outlives boto3's own retries (ecs.wait) hands them back to try again.
+# The error codes AWS APIs use for throttling: aws_errors raises them as Throttled, which a
+# poll that outlives boto3's own retries (the rollout engine's round) simply tries again.
 THROTTLED = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
 
 
@@ -121,7 +121,7 @@ class aws_errors:
                     f"grant {self.action} to it (see the CI policy in `invoke setup`)"
                 ) from None
             if code in THROTTLED:
-                raise Unavailable(
+                raise Throttled(
                     f"{self.action} was throttled by AWS after retries; try again shortly"
                 ) from None
             if code in {

@@ -1,23 +1,20 @@
-"""ECS: read a service's deployments, decide what they mean (pure), and wait on them.
+"""ECS, read: a service's deployments, the revision to return to, batched DescribeServices, task definitions.
 
-`observe` is the heart: it turns one DescribeServices answer into an Outcome for the
-deployment we started. "Stable" is not success: a circuit-breaker rollback leaves a
-stable service running the OLD revision, and that is a failed deploy.
+What an answer means for a rollout we started is the strategy's to say
+(pipeline/rollout/); this module reads and shapes what ECS answers.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from .arns import short
-from .clients import THROTTLED, Clients, aws_errors
-from .errors import NotFound, Transient
-from .output import Output
-from .transient import outlast
+from .clients import Clients, aws_errors
+from .errors import NotFound
+
+BATCH = 10  # ECS's limit of services per DescribeServices call
 
 
 @dataclass(frozen=True)
@@ -57,20 +54,6 @@ class Deployment:
         )
 
 
-@dataclass(frozen=True)
-class Outcome:
-    state: str  # "succeeded" | "failed" | "replaced" | "rolling"
-    reason: str = ""
-    # When ECS itself rolled back (circuit breaker): its deployment and revision.
-    rolled_back_by_ecs: Deployment | None = None
-    # When another deploy (not ECS) replaced ours: its deployment. Never undone by us.
-    replaced_by: Deployment | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.state != "rolling"
-
-
 def same_revision(a: str, b: str) -> bool:
     """ARNs and family:revision forms name the same revision."""
     return short(a) == short(b)
@@ -78,141 +61,6 @@ def same_revision(a: str, b: str) -> bool:
 
 def deployments(service: dict[str, Any]) -> list[Deployment]:
     return [Deployment.from_api(d) for d in service.get("deployments", [])]
-
-
-def observe(
-    service: dict[str, Any],
-    deployment_id: str,
-    target: str,
-    previous: str | None = None,
-    since: datetime | None = None,
-) -> Outcome:
-    """What one DescribeServices answer says about our deployment. Pure.
-
-    `previous` is the revision that had COMPLETED before our update, `since` when our
-    deployment started (ECS's clock). Another PRIMARY is ECS's rollback when ECS marked the
-    failure (our deployment FAILED, or a rollback event since we started) and it runs an
-    earlier revision: `previous`, any revision registered before `target`, or `target`
-    itself — then ECS returns to the very revision we were putting back (our own
-    rollback's target), and we follow it to its end. Any other PRIMARY is a deploy we did
-    not start, and "replaced" means: never roll back over it.
-    """
-    if service.get("status") not in (None, "ACTIVE"):
-        return Outcome("failed", f"the service is {service.get('status')}")
-    current = deployments(service)
-    ours = next((d for d in current if d.id == deployment_id), None)
-    primary = next((d for d in current if d.status == "PRIMARY"), None)
-    if primary is not None and primary.id != deployment_id:
-        if ours is not None and ours.rollout_state == "COMPLETED":
-            # Ours finished before the next deploy began (a --wait behind us, say): done.
-            return Outcome(
-                "succeeded",
-                f"deployment {deployment_id} COMPLETED; deployment {primary.id} of "
-                f"{short(primary.task_definition)} has started since",
-            )
-        by_ecs = is_ecs_rollback(service, ours, primary, previous, target, since)
-        if by_ecs and same_revision(primary.task_definition, target):
-            return _following(primary, len(current))
-        if by_ecs:
-            if ours is not None and ours.rollout_state == "FAILED" and ours.rollout_reason:
-                return Outcome("failed", ours.rollout_reason, primary)
-            return Outcome(
-                "failed",
-                f"deployment {deployment_id} {'is gone' if ours is None else 'FAILED'} "
-                "(ECS's deployment circuit breaker)",
-                primary,
-            )
-        return Outcome(
-            "replaced",
-            f"deployment {deployment_id} was replaced by deployment {primary.id} of "
-            f"{short(primary.task_definition)}, which we did not start",
-            replaced_by=primary,
-        )
-    if ours is None:
-        return Outcome("failed", f"deployment {deployment_id} is gone and no deployment is PRIMARY")
-    if ours.rollout_state == "FAILED":
-        return Outcome("failed", ours.rollout_reason or f"deployment {ours.id} FAILED")
-    if ours.status != "PRIMARY":
-        return Outcome("failed", f"deployment {ours.id} is {ours.status}, no longer PRIMARY")
-    if ours.rollout_state == "COMPLETED":
-        return Outcome("succeeded", ours.rollout_reason)
-    if (
-        ours.rollout_state is None
-        and len(current) == 1
-        and ours.running == ours.desired
-        and ours.pending == 0
-    ):
-        # No rollout state (no circuit breaker): the seed's test, stale deployments gone.
-        return Outcome("succeeded", "no stale deployments left; running == desired")
-    return Outcome("rolling")
-
-
-def _following(ecs_deployment: Deployment, listed: int) -> Outcome:
-    """ECS's own rollback runs the revision we were waiting for: its end is ours. Pure."""
-    d = ecs_deployment
-    name = f"ECS's rollback deployment {d.id} of {short(d.task_definition)}"
-    if d.rollout_state == "COMPLETED":
-        return Outcome("succeeded", f"{name} COMPLETED")
-    if d.rollout_state == "FAILED":
-        return Outcome("failed", d.rollout_reason or f"{name} FAILED")
-    if d.rollout_state is None and listed == 1 and d.running == d.desired and d.pending == 0:
-        return Outcome("succeeded", f"{name}: no stale deployments left; running == desired")
-    return Outcome("rolling")
-
-
-# What ECS writes in the service's events when its circuit breaker rolls back.
-_ROLLBACK_EVENT_WORDS = ("rolling back to deployment", "circuit breaker")
-
-
-def is_ecs_rollback(
-    service: dict[str, Any],
-    ours: Deployment | None,
-    primary: Deployment,
-    previous: str | None,
-    target: str,
-    since: datetime | None,
-) -> bool:
-    """Did ECS (not a person or another pipeline) make `primary` PRIMARY instead of ours?
-
-    ECS's circuit breaker returns to the last deployment that COMPLETED by its own account
-    (which need not be the revision we saw complete: any earlier one, or the one our
-    rollback targets), marks ours FAILED and writes "rolling back to deployment ..." in
-    the events. A deploy we did not start shows none of that, even when it deploys the
-    same earlier revision; and ECS never returns to a revision registered after ours.
-    """
-    revision = primary.task_definition
-    if not (
-        (previous is not None and same_revision(revision, previous))
-        or same_revision(revision, target)
-        or registered_before(revision, target)
-    ):
-        return False
-    if ours is not None and ours.rollout_state == "FAILED":
-        return True
-    for event in service.get("events", []):
-        message = str(event.get("message", "")).lower()
-        if any(words in message for words in _ROLLBACK_EVENT_WORDS) and _not_before(
-            event.get("createdAt"), since
-        ):
-            return True
-    return False
-
-
-def registered_before(a: str, b: str) -> bool:
-    """Revision `a` of the same family as `b` with a lower number. Pure."""
-    (family_a, _, number_a), (family_b, _, number_b) = short(a).rpartition(":"), short(b).rpartition(":")
-    return (
-        family_a == family_b and number_a.isdigit() and number_b.isdigit() and int(number_a) < int(number_b)
-    )
-
-
-def _not_before(at: Any, since: datetime | None) -> bool:
-    if since is None or not isinstance(at, datetime):
-        return True
-    try:
-        return at >= since
-    except TypeError:  # one naive, one aware: cannot tell, so count it
-        return True
 
 
 def in_progress(service: dict[str, Any]) -> list[Deployment]:
@@ -262,81 +110,59 @@ def describe_service(
     return dict(services[0])
 
 
-@dataclass
-class Watcher:
-    """Prints deployments when they change and each service event once."""
-
-    out: Output
-    seen_events: set[str] = field(default_factory=set)
-    last_lines: tuple[str, ...] = ()
-
-    def prime(self, service: dict[str, Any]) -> None:
-        self.seen_events.update(e["id"] for e in service.get("events", []))
-
-    def show(self, service: dict[str, Any]) -> None:
-        lines = tuple(d.line() for d in deployments(service))
-        if lines != self.last_lines:
-            self.last_lines = lines
-            for line in lines:
-                self.out.detail(line)
-        for event in reversed(service.get("events", [])):  # the API lists newest first
-            if event["id"] not in self.seen_events:
-                self.seen_events.add(event["id"])
-                self.out.detail(f"event: {event['message']}")
+def batches(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """(cluster, up to 10 service names) per DescribeServices call, in first-seen order. Pure."""
+    by_cluster: dict[str, list[str]] = {}
+    for cluster, service in pairs:
+        names = by_cluster.setdefault(cluster, [])
+        if service not in names:
+            names.append(service)
+    return [
+        (cluster, names[i : i + BATCH])
+        for cluster, names in by_cluster.items()
+        for i in range(0, len(names), BATCH)
+    ]
 
 
-def wait(
-    clients: Clients,
-    cluster: str,
-    service: str,
-    deployment_id: str,
-    target: str,
-    watcher: Watcher,
-    timeout: float,
-    max_interval: float = 5.0,
-    sleep: Callable[[float], None] = time.sleep,
-    previous: str | None = None,
-    since: datetime | None = None,
-) -> Outcome:
-    """Poll DescribeServices until the outcome is known, paced by what the service says
-    (pipeline/pace.py: slowly while completion is impossible, quickly when it is near).
+def describe_many(
+    clients: Clients, pairs: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any] | None]:
+    """Every (cluster, service) → its DescribeServices answer, None where it is missing: one
+    call per cluster per 10 services (ECS's limit). Throttling past botocore's retries raises
+    Throttled (the caller decides what a lost round means), anything else one line."""
+    client = clients.aws("ecs")
+    found: dict[tuple[str, str], dict[str, Any] | None] = {pair: None for pair in pairs}
+    for cluster, names in batches(pairs):
+        with aws_errors("ecs:DescribeServices", handled=("ClusterNotFoundException",)):
+            try:
+                answer = client.describe_services(cluster=cluster, services=names)
+            except client.exceptions.ClusterNotFoundException:
+                continue
+        for service in answer.get("services", []):
+            if service.get("status") != "INACTIVE":
+                found[(cluster, service["serviceName"])] = service
+    return found
 
-    Throttling is not an outcome: boto3 retries it first, and if it still fails the
-    poll is simply tried again on the next interval, within the same overall timeout.
-    Nor is a transient fault (connection lost, timeout, 5xx): it is retried with backoff
-    until the timeout (pipeline/transient.py), saying so.
-    """
-    from botocore.exceptions import ClientError
 
-    from .fleet import drain_seconds
-    from .pace import Pace
+def drain_seconds(clients: Clients, service: dict[str, Any]) -> float:
+    """The longest deregistration delay of the service's target groups (ELB's default 300 s);
+    0 when it cannot be read — polling then just stays on the fast side."""
+    from botocore.exceptions import BotoCoreError, ClientError
 
-    pace = Pace(slow=max_interval, drain_lookup=lambda answer: drain_seconds(clients, answer))
-    started = time.monotonic()
-    while True:  # a plain loop: tenacity's import alone cost a deploy ~50 ms
-        polled_at, wall = time.monotonic(), datetime.now(UTC)
-        answer: dict[str, Any] | None = None
+    longest = 0.0
+    for balancer in service.get("loadBalancers", []):
+        if not balancer.get("targetGroupArn"):
+            continue
         try:
-            answer = describe_service(clients, cluster, service, handled=THROTTLED)
-        except ClientError:  # only the THROTTLED codes get here
-            watcher.out.detail("DescribeServices throttled; polling again")
-        except Transient as fault:  # a network blip is no verdict: ride it out until the deadline
-            answer = outlast(
-                lambda: describe_service(clients, cluster, service, handled=THROTTLED),
-                started + timeout,
-                watcher.out.detail,
-                fault,
-                sleep=sleep,
-            )
-        if answer is not None:
-            watcher.show(answer)
-            outcome = observe(answer, deployment_id, target, previous, since)
-            if outcome.done:
-                return outcome
-        if time.monotonic() - started >= timeout:
-            return Outcome("failed", f"timed out after {timeout:g}s waiting for deployment {deployment_id}")
-        pause = pace.next(answer, deployment_id, polled_at, wall)
-        sleep(min(pause, max(0.0, started + timeout - time.monotonic())))
+            attributes = clients.aws("elbv2").describe_target_group_attributes(
+                TargetGroupArn=balancer["targetGroupArn"]
+            )["Attributes"]
+        except (BotoCoreError, ClientError):
+            continue
+        for attribute in attributes:
+            if attribute["Key"] == "deregistration_delay.timeout_seconds":
+                longest = max(longest, float(attribute["Value"]))
+    return longest
 
 
 def stopped_tasks(

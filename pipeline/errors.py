@@ -57,6 +57,10 @@ class Transient(Unavailable):
     deadline (pipeline/transient.py), never taken for a verdict about the rollout."""
 
 
+class Throttled(Unavailable):
+    """AWS still throttled the call after botocore's own retries: a caller may try again later."""
+
+
 class NotFound(PipelineError):
     """Something the step needs does not exist yet (repository, image, cluster...)."""
 
@@ -67,6 +71,10 @@ class DeployFailed(PipelineError):
     """The new revision did not become healthy; the service was rolled back."""
 
     exit_code = 1
+
+
+class MigrationFailed(DeployFailed):
+    """The migration step's one-off task did not exit 0: no service was updated."""
 
 
 class RollbackFailed(PipelineError):

@@ -170,36 +170,41 @@ def _retryable(answer: Answer) -> bool:
     return answer.status == 0 or answer.status == 429 or answer.status >= 500
 
 
-def post(
-    ctx: Context,
-    kind: str,
-    environment: str,
-    sha: str,
-    revision: str,
-    started: datetime,
-    ended: datetime,
-    succeeded: bool = True,
-    message: str | None = None,
-) -> None:
+@dataclass(frozen=True)
+class Marker:
+    """One finished deploy, rollback or release, as a marker tells it."""
+
+    kind: str  # deploy | rollback | release
+    environment: str
+    sha: str
+    revision: str
+    started: datetime
+    ended: datetime
+    succeeded: bool = True
+    message: str | None = None  # None: made from the fields above
+
+
+def post(ctx: Context, marker: Marker) -> None:
     """Post a Honeycomb marker for a finished deploy or rollback; never raises."""
     if not ctx.environ.get("HONEYCOMB_API_KEY"):
         return
     key = ctx.environ["HONEYCOMB_API_KEY"]
+    kind = marker.kind
     try:
-        env = ctx.settings.environments.get(environment)
+        env = ctx.settings.environments.get(marker.environment)
         service = env.service if env else ctx.settings.prefix
         request = build(
             ctx.environ,
             ctx.settings.prefix,
             service,
             kind,
-            environment,
-            sha,
-            revision,
-            started,
-            ended,
-            succeeded,
-            message,
+            marker.environment,
+            marker.sha,
+            marker.revision,
+            marker.started,
+            marker.ended,
+            marker.succeeded,
+            marker.message,
         )
         if request is None or _fingerprint(request) in _rejected:
             return

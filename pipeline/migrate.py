@@ -4,21 +4,18 @@ It runs after every check and the registration, before UpdateService: the new co
 migrations run once against the database while the old revision still serves, and a
 migration that fails stops the deploy with nothing changed in the service. The
 command is split into words as a shell would (`shlex`), and no shell runs it: write
-`sh -c '…'` for pipes or `&&`.
+`sh -c '…'` for pipes or `&&`. This module says what the step is (its words, its line in
+plans and dry runs, each environment's command) and imports nothing that runs it: `plan`
+reads it; `runtask.migrate` runs it.
 """
 
 from __future__ import annotations
 
 import shlex
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from .arns import short
 from .config.project import environment_names
-from .config.settings import Environment
-from .context import Context
-from .errors import DeployFailed
 
 STARTED_BY = "ecs-pipeline/migrate"
 
@@ -45,35 +42,3 @@ def commands(project: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(command, str) and command.strip():
             found[name] = command
     return found
-
-
-def run(
-    ctx: Context,
-    environment: Environment,
-    service: dict[str, Any],
-    current: str | None,
-    arn: str,
-    timeout: float,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Run `environment`'s migrate_command with revision `arn`, next to `service` (its cluster
-    and network configuration), which still runs `current`; DeployFailed unless it exits 0."""
-    from . import runtask  # not at the top: plan.py imports this module for `describe`
-
-    command = environment.migrate_command
-    out = ctx.out
-    with out.step(f"migrate with {short(arn)}"):
-        started = runtask.start(ctx, environment, service, arn, words(command), STARTED_BY)
-        out.detail(f"task {started.task_arn}: {shlex.join(words(command))}")
-        try:
-            state = runtask.follow(ctx, started, timeout, lambda line: out.detail(f"| {line}"), sleep)
-        except KeyboardInterrupt as interrupt:
-            from .interrupts import signum_of
-
-            raise runtask.on_interrupt(ctx, started, False, signum_of(interrupt)) from None
-        out.detail(state.summary(started.task_arn))
-        if state.never_started or state.exit_code != 0:
-            raise DeployFailed(
-                f"migration failed: {state.summary(started.task_arn)}; nothing was changed: "
-                f"{environment.service} still runs {short(current or '?')}"
-            )

@@ -4,7 +4,7 @@ check → plan (this module) → execute (pipeline/release.py). `check` reads th
 (images in ECR, services, their task definitions, smoke URLs), and `make_plan` — pure —
 turns those facts into a ReleasePlan or one ConfigError listing every problem, before
 anything changes. Executing registers every revision, updates every service (bounded
-parallelism), waits for all of them with batched polling (pipeline/fleet.py), smoke-tests
+parallelism), waits for all of them with batched polling (pipeline/rollout/), smoke-tests
 those with a URL, and on any failure returns every service this release changed to the
 revision it ran before — waiting on ECS's own rollback where the circuit breaker already
 started one. It ends with one table and one Honeycomb marker.
@@ -37,17 +37,18 @@ from __future__ import annotations
 import copy
 import time
 import tomllib
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import config, ecr, ecs, fleet, migrate, selection, smoke, taskdef
+from . import config, ecr, ecs, migrate, prepare, selection, smoke, taskdef
 from .arns import short
 from .context import Context
 from .errors import ConfigError, NotFound, PipelineError
+from .rollout import strategy
+from .rollout.engine import each
 
 _KEYS = (
     "project",
@@ -211,6 +212,7 @@ class ServicePlan:
     # cluster and network configuration, read from the live service.
     environment: config.Environment = field(repr=False)
     live_service: dict[str, Any] = field(repr=False)
+    strategy: str = "ROLLING"  # the service's deployment strategy (rollout/strategy.py)
 
     @property
     def migrate_command(self) -> str:
@@ -286,6 +288,11 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
             problems.append(
                 f"{where}: no deployment ever COMPLETED, so there is nothing safe to roll back to"
             )
+        try:
+            strategy_name = strategy.named(fact.service)
+        except ConfigError as exc:
+            problems += [f"{where}: {p}" for p in exc.problems]
+            continue
         account = fact.image.registry_id or settings.account_id or ""
         image = f"{settings.ecr_endpoint or settings.registry(account)}/{settings.repository}:{tag}"
         try:
@@ -318,6 +325,7 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
                 settings.smoke,
                 environment,
                 fact.service,
+                strategy_name,
             )
         )
     if problems:
@@ -326,9 +334,9 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
 
 
 def _inputs(fact: Facts, image: str, account: str, created: datetime) -> taskdef.RenderInputs:
-    from .deploy import render_inputs
-
-    return render_inputs(fact.settings, fact.environment, image, fact.tag or fact.entry.sha, account, created)
+    return prepare.render_inputs(
+        fact.settings, fact.environment, image, fact.tag or fact.entry.sha, account, created
+    )
 
 
 def _settings_for(
@@ -373,7 +381,7 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
         raise ConfigError(problems)
     for name in ("ecs", "ecr", "elbv2"):  # made here: creating boto3 clients is not thread-safe
         ctx.clients.aws(name)
-    services = fleet.describe_many(ctx.clients, [(e.cluster, e.service) for _, _, e in named])
+    services = ecs.describe_many(ctx.clients, [(e.cluster, e.service) for _, _, e in named])
 
     def gather(item: tuple[Entry, config.Settings, config.Environment]) -> Facts:
         entry, settings, environment = item
@@ -443,19 +451,6 @@ def resolve_image(settings: config.Settings, ctx: Context, sha: str) -> tuple[ec
     except NotFound:
         return None, sha
     return chosen.record, chosen.tag or sha
-
-
-def each(fn: Callable[[Any], Any], items: Iterable[Any], parallel: int) -> list[Any]:
-    """fn over items with at most `parallel` at once; a pipeline error is returned, not raised."""
-
-    def safe(item: Any) -> Any:
-        try:
-            return fn(item)
-        except PipelineError as exc:
-            return exc
-
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        return list(pool.map(safe, items))
 
 
 def describe(plan: ReleasePlan) -> list[str]:

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import ecs, logs
+from . import ci_identity, ecs, logs, migrate, prepare
 from .arns import short
 from .clients import aws_errors
 from .config import Environment
 from .context import Context
-from .errors import ConfigError, PipelineError, StepFailed
+from .errors import ConfigError, MigrationFailed, PipelineError, StepFailed
 
 STARTED_BY = "ecs-pipeline/run-task"
 # Seconds to keep reading a stopped task's stream: the log driver ships a container's
@@ -280,20 +280,22 @@ class Finished:
 
 def _revision(ctx: Context, options: RunOptions) -> tuple[Environment, dict[str, Any], str]:
     """Every check first, then (with --sha) the one change: a registered revision."""
-    from . import deploy
-
     if not options.command:
         raise ConfigError("run-task: no command; give one after --, e.g. invoke run-task --env prod -- ls /")
     environment = ctx.settings.environment(options.env)
     if options.sha is None:
         service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
         return environment, service, str(service["taskDefinition"])
-    # force: a one-off task leaves the service alone, so a rollout in progress is no obstacle.
-    change = deploy.check(ctx, deploy.DeployOptions(options.env, options.sha, smoke=False, force=True))
-    assert change.request is not None
+    # A revision of the CI policy's environment only, as a deploy: it runs with that
+    # environment's secrets and role.
+    ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
+    new = prepare.new_revision(ctx, environment, ctx.revision(options.sha))
+    # A one-off task leaves the service alone: a rollout in progress is no obstacle.
+    service = ecs.describe_service(ctx.clients, environment.cluster, environment.service)
     with ctx.out.step(f"register task definition {environment.family}"):
-        arn = deploy.register(ctx, change.request)
-    return environment, change.service, arn
+        arn = prepare.register(ctx, new.request)
+        ctx.out.detail(f"registered {short(arn)}")
+    return environment, service, arn
 
 
 def run(
@@ -330,3 +332,34 @@ def run(
         raise on_interrupt(ctx, started, stop_it, signum) from None
     out.say(state.summary(started.task_arn))
     return Finished(state, started.task_arn)
+
+
+def migrate_with(
+    ctx: Context,
+    environment: Environment,
+    service: dict[str, Any],
+    current: str | None,
+    arn: str,
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """The migration step: `environment`'s migrate_command as a one-off task of revision `arn`,
+    next to `service` (its cluster and network configuration), which still runs `current`;
+    MigrationFailed unless it exits 0."""
+    command = migrate.words(environment.migrate_command)
+    out = ctx.out
+    with out.step(f"migrate with {short(arn)}"):
+        started = start(ctx, environment, service, arn, command, migrate.STARTED_BY)
+        out.detail(f"task {started.task_arn}: {shlex.join(command)}")
+        try:
+            state = follow(ctx, started, timeout, lambda line: out.detail(f"| {line}"), sleep)
+        except KeyboardInterrupt as interrupt:
+            from .interrupts import signum_of
+
+            raise on_interrupt(ctx, started, False, signum_of(interrupt)) from None
+        out.detail(state.summary(started.task_arn))
+        if state.never_started or state.exit_code != 0:
+            raise MigrationFailed(
+                f"migration failed: {state.summary(started.task_arn)}; nothing was changed: "
+                f"{environment.service} still runs {short(current or '?')}"
+            )

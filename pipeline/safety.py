@@ -12,15 +12,32 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from . import ecr, ecs, taskdef
 from .config import Environment
 from .context import Context
-from .errors import NotFound, PipelineError, RolloutInProgress
+from .errors import ConfigError, NotFound, PipelineError, RolloutInProgress
 from .output import when
 
 T = TypeVar("T")
+
+
+class Busy(StrEnum):
+    """What to do when another rollout of the service is in progress (--wait, --force)."""
+
+    REFUSE = "refuse"  # name it and change nothing (the default)
+    WAIT = "wait"  # poll until it is over, within the timeout, then go
+    REPLACE = "replace"  # go ahead: ECS replaces that rollout with ours
+
+    @classmethod
+    def from_flags(cls, wait: bool, force: bool) -> Busy:
+        if wait and force:
+            raise ConfigError(
+                "--wait and --force: choose one (wait for the rollout in progress, or replace it)"
+            )
+        return cls.WAIT if wait else cls.REPLACE if force else cls.REFUSE
 
 
 def quietly(ctx: Context, what: str, action: Callable[[], T]) -> T | None:
@@ -77,8 +94,7 @@ def idle_service(
     ctx: Context,
     env: Environment,
     service: dict[str, Any],
-    wait: bool,
-    force: bool,
+    busy: Busy,
     timeout: float,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -92,10 +108,10 @@ def idle_service(
     if not rolling:
         return service
     named = "; ".join(name_deployment(ctx, d) for d in rolling)
-    if force:
+    if busy == Busy.REPLACE:
         ctx.out.warn(f"--force: replacing the rollout in progress: {named}")
         return service
-    if not wait:
+    if busy == Busy.REFUSE:
         raise RolloutInProgress(
             f"{env.service} has a rollout in progress: {named}; nothing was changed. "
             "Wait for it with --wait, or replace it with --force"

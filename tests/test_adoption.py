@@ -31,7 +31,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline.cli import version
+from pipeline.distribution import version
 from tests.conftest import local_tags, remove_services
 from tests.helpers import GREETER_INIT, free_port, http_get
 

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from pipeline import ecs
+from pipeline.rollout import rolling
+from pipeline.rollout.model import Outcome
 from tests.ecs_standin import deployment
 
 OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:1", "arn:aws:ecs:us-east-1:1:task-definition/fam:2"
@@ -48,13 +50,13 @@ OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:1", "arn:aws:ecs:us-east
     ],
 )
 def test_observe(deployments: list[dict[str, Any]], state: str, reason: str) -> None:
-    outcome = ecs.observe({"status": "ACTIVE", "deployments": deployments}, "new", NEW)
+    outcome = rolling.judge({"status": "ACTIVE", "deployments": deployments}, "new", NEW)
     assert outcome.state == state and reason in outcome.reason
 
 
 def test_a_draining_service_is_a_failure() -> None:
-    outcome = ecs.observe({"status": "DRAINING", "deployments": [deployment("new", NEW)]}, "new", NEW)
-    assert outcome == ecs.Outcome("failed", "the service is DRAINING")
+    outcome = rolling.judge({"status": "DRAINING", "deployments": [deployment("new", NEW)]}, "new", NEW)
+    assert outcome == Outcome("failed", "the service is DRAINING")
 
 
 @pytest.mark.parametrize(
@@ -74,7 +76,7 @@ def test_last_known_good_is_what_completed_not_revision_minus_one(
 
 
 def test_observe_names_the_deployment_ecs_rolled_back_with() -> None:
-    failed = ecs.observe(
+    failed = rolling.judge(
         {
             "deployments": [
                 deployment("rb", OLD, state="IN_PROGRESS"),
@@ -86,7 +88,7 @@ def test_observe_names_the_deployment_ecs_rolled_back_with() -> None:
     )
     assert failed.state == "failed" and failed.rolled_back_by_ecs is not None
     assert (failed.rolled_back_by_ecs.id, failed.rolled_back_by_ecs.task_definition) == ("rb", OLD)
-    timed_out_so_far = ecs.observe(
+    timed_out_so_far = rolling.judge(
         {"deployments": [deployment("new", NEW, state="IN_PROGRESS"), deployment("old", OLD, "ACTIVE")]},
         "new",
         NEW,

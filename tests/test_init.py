@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from pipeline import config, init, plan, start_command, taskdef
-from pipeline.cli import source, version
+from pipeline.distribution import source, version
 from pipeline.errors import ConfigError
 from tests.helpers import GREETER_INIT
 from tests.test_circleci import REFS, aws_access_problems, circleci_jobs, workflow_jobs

@@ -37,12 +37,13 @@ def test_no_module_is_over_500_lines() -> None:
     assert long == {}
 
 
-def imports_at_load(name: str) -> set[str]:
-    """The package's modules `name` imports while it loads (module level, not TYPE_CHECKING)."""
+def imports_of(name: str) -> set[str]:
+    """The package's modules `name` imports anywhere: at module level, inside functions and
+    under TYPE_CHECKING alike (a function-level import is a cycle deferred, not removed)."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             base = package
             for _ in range(node.level - 1):
@@ -62,22 +63,29 @@ def imports_at_load(name: str) -> set[str]:
     return found
 
 
-def test_no_import_cycle() -> None:
-    graph = {name: imports_at_load(name) for name in MODULES}
-    cycles: list[list[str]] = []
-    done: set[str] = set()
-
-    def visit(name: str, path: list[str]) -> None:
-        if name in path:
-            cycles.append([*path[path.index(name) :], name])
-            return
-        if name in done:
-            return
-        for dependency in sorted(graph[name]):
-            visit(dependency, [*path, name])
-        done.add(name)
-
+def tangles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The graph's import cycles, as groups of modules that each reach all the others. Pure."""
+    reach: dict[str, set[str]] = {}
     for name in graph:
-        visit(name, [])
-    assert cycles == []
+        seen: set[str] = set()
+        todo = list(graph[name])
+        while todo:
+            other = todo.pop()
+            if other not in seen:
+                seen.add(other)
+                todo.extend(graph.get(other, ()))
+        reach[name] = seen
+    groups = {frozenset({name, *(o for o in reach[name] if name in reach[o])}) for name in graph}
+    return sorted(sorted(g) for g in groups if len(g) > 1)
+
+
+def test_tangles_finds_a_cycle_through_three_modules() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
+    assert tangles(graph) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_at_module_or_function_level() -> None:
+    graph = {name: imports_of(name) for name in MODULES}
+    assert tangles(graph) == []
     assert "pipeline.infra.lookups" in graph["pipeline.infra.apply"]  # the graph is really read
+    assert "pipeline.tasks" in graph["pipeline.cli"]  # function-level imports are read too

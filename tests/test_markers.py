@@ -173,7 +173,7 @@ def post(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[str, list[st
         environ = {"AWS_RESOURCE_NAME_PREFIX": "hello-world", **env}
         ctx = context(environ)
         capsys.readouterr()
-        markers.post(ctx, kind, "prod", SHA, REVISION, STARTED, ENDED)
+        markers.post(ctx, markers.Marker(kind, "prod", SHA, REVISION, STARTED, ENDED))
         captured = capsys.readouterr()
         return said(ctx) + captured.out, captured.err.splitlines()
 
@@ -248,7 +248,7 @@ def test_no_key_imports_nothing_heavy() -> None:
         "env = {'AWS_RESOURCE_NAME_PREFIX': 'pp'}\n"
         "ctx = Context(config.load(env, __import__('pathlib').Path('.')), Clients(), Output(), env)\n"
         "now = d.datetime.now()\n"
-        "markers.post(ctx, 'deploy', 'prod', 'abc1234', 'f:1', now, now)\n"
+        "markers.post(ctx, markers.Marker('deploy', 'prod', 'abc1234', 'f:1', now, now))\n"
         "print(sorted(m for m in ('urllib.request', 'ssl', 'http.client', 'boto3') if m in sys.modules))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -27,7 +27,7 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import fleet, pace, release, release_plan
+from pipeline import ecs, pace, release, release_plan, taskdef
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
 from pipeline.stack.emulator.engine import SPEED_TAG
 from tests import ecs_standin as standin
@@ -538,6 +538,59 @@ def test_throttling_at_the_seam_is_absorbed(
     assert running(aws_cli, fleet_) == {s: f"{s}:2" for s in fleet_.services()}
 
 
+@dataclass
+class AnotherDeploy:
+    """The real ECS at the seam, where another pipeline deploys `service` (a revision of its
+    own, through its own client) right after this release's UpdateService of it."""
+
+    real: Any
+    other: Any  # the other pipeline's own client
+    service: str
+    revision: str  # what the other pipeline deploys
+    updates: list[tuple[str, str]] = field(default_factory=list)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def update_service(self, **kwargs: Any) -> dict[str, Any]:
+        answer = self.real.update_service(**kwargs)
+        self.updates.append((kwargs["service"], kwargs["taskDefinition"].rsplit("/", 1)[-1]))
+        if kwargs["service"] == self.service and len([u for u in self.updates if u[0] == self.service]) == 1:
+            self.other.update_service(
+                cluster=kwargs["cluster"], service=self.service, taskDefinition=self.revision
+            )
+        return dict(answer)
+
+
+def test_a_service_another_deploy_replaced_is_never_rolled_back_over_and_the_rest_are(
+    make_fleet: Callable[..., Fleet],
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    fleet_ctx: Callable[..., Any],
+) -> None:
+    from pipeline.errors import ServiceLeftChanged
+
+    fleet_ = make_fleet(2)
+    kept, taken = fleet_.services()
+    live = aws("ecs").describe_task_definition(taskDefinition=f"{taken}:1")["taskDefinition"]
+    theirs = aws("ecs").register_task_definition(**taskdef.comparable(live))["taskDefinition"]
+    assert theirs["taskDefinitionArn"].endswith(f"{taken}:2")  # before the release registers its own :3
+    seam = AnotherDeploy(aws("ecs"), aws("ecs"), taken, theirs["taskDefinitionArn"])
+    with pytest.raises(ServiceLeftChanged) as info:
+        release.release(fleet_ctx(seam), options(fleet_.file, timeout=ROLLOUT_DEADLINE))
+    assert info.value.exit_code == 6
+    message = info.value.message
+    assert f"{taken} was replaced by a deploy this release did not start" in message
+    assert message.endswith("the other 1 changed services were rolled back to their previous revisions")
+    # The other pipeline's revision runs on; the release's other service is back where it was.
+    assert running(aws_cli, fleet_) == {kept: f"{kept}:1", taken: f"{taken}:2"}
+    # The release updated both and rolled back only its own: never the other over their deploy.
+    assert sorted(seam.updates[:2]) == sorted([(kept, f"{kept}:2"), (taken, f"{taken}:3")])
+    assert seam.updates[2:] == [(kept, f"{kept}:1")]
+    rows = {r.service: r.status for r in info.value.rows}  # type: ignore[attr-defined]
+    assert rows == {kept: f"rolled back to {kept}:1", taken: "replaced by another deploy; not rolled back"}
+
+
 def test_a_rollback_that_fails_too_is_exit_code_4(
     make_fleet: Callable[..., Fleet], aws: Callable[[str], Any], fleet_ctx: Callable[..., Any]
 ) -> None:
@@ -753,7 +806,7 @@ def test_the_dry_run_shows_each_services_migration(
 
 def test_batches_are_per_cluster_and_at_most_ten() -> None:
     pairs = [("a", f"s{i}") for i in range(12)] + [("b", "x"), ("a", "s0")]
-    assert [(c, len(n)) for c, n in fleet.batches(pairs)] == [("a", 10), ("a", 2), ("b", 1)]
+    assert [(c, len(n)) for c, n in ecs.batches(pairs)] == [("a", 10), ("a", 2), ("b", 1)]
 
 
 def test_the_release_file_names_every_problem(tmp_path: Path) -> None:

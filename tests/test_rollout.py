@@ -103,7 +103,7 @@ def test_a_service_that_never_completed_is_not_rolled_back(
         run(ctx, deploy_target, timeout=0.3)  # its first deployment is still rolling out
     assert fake.updates == []
     with pytest.raises(DeployFailed, match=r"not rolled back \(no earlier revision had COMPLETED\)"):
-        run(ctx, deploy_target, timeout=0.3, force=True)
+        run(ctx, deploy_target, timeout=0.3, busy=deploy.Busy.REPLACE)
     assert len(fake.updates) == 1
 
 

@@ -24,6 +24,8 @@ from pipeline.errors import (
     RolloutInProgress,
     ServiceLeftChanged,
 )
+from pipeline.rollout import rolling
+from pipeline.safety import Busy
 from tests import ecs_standin as standin
 from tests.conftest import DeployTarget
 from tests.test_rollout import NO_SLEEP, run, running
@@ -75,7 +77,7 @@ def rollback_event(at: datetime) -> dict[str, Any]:
 def test_a_deployment_we_did_not_start_is_never_taken_for_ecs_rollback(
     deployments: list[dict[str, Any]], events: list[dict[str, Any]], state: str, by_ecs: bool
 ) -> None:
-    outcome = ecs.observe(
+    outcome = rolling.judge(
         {"status": "ACTIVE", "deployments": deployments, "events": events}, "new", NEW, previous=OLD, since=T0
     )
     assert outcome.state == state
@@ -92,7 +94,7 @@ def test_ecs_rollback_to_an_earlier_revision_than_we_saw_complete_is_still_ecs_r
         standin.deployment("rb", EARLIER, state="IN_PROGRESS"),
         standin.deployment("new", NEW, "ACTIVE", state="FAILED", reason="tasks failed to start."),
     ]
-    outcome = ecs.observe(
+    outcome = rolling.judge(
         {"status": "ACTIVE", "deployments": deployments}, "new", NEW, previous=OLD, since=T0
     )
     assert (outcome.state, outcome.reason) == ("failed", "tasks failed to start.")
@@ -109,7 +111,7 @@ def test_ecs_rollback_to_the_revision_our_rollback_targets_is_followed_not_repla
         standin.deployment("ecs-rb", OLD, state=state),
         standin.deployment("back", OLD, "ACTIVE", state="FAILED"),
     ]
-    outcome = ecs.observe(
+    outcome = rolling.judge(
         {
             "status": "ACTIVE",
             "deployments": deployments,
@@ -350,7 +352,7 @@ def test_wait_goes_once_the_other_rollout_is_over(scripted: Any, deploy_target: 
         return {"deployments": [standin.deployment("ecs-svc/theirs", r.old_td)]}
 
     fake.before = before
-    assert run(ctx, deploy_target, wait=True).task_definition.endswith(":2")
+    assert run(ctx, deploy_target, busy=Busy.WAIT).task_definition.endswith(":2")
     assert len(calls) >= 3 and len(fake.updates) == 1
 
 

@@ -306,9 +306,9 @@ def _wait_for_the_services_rollout(ctx: Context, env_name: str, timeout: float, 
     the stack is done sooner (the local stack), wait here, so the next deploy finds no
     rollout in progress."""
     from .. import ecs
-    from ..safety import idle_service
+    from ..safety import Busy, idle_service
 
     env = ctx.settings.environment(env_name)
     with ctx.out.step(f"wait for {env.service} to be steady"):
         service = ecs.describe_service(ctx.clients, env.cluster, env.service)
-        idle_service(ctx, env, service, wait=True, force=False, timeout=timeout, sleep=sleep)
+        idle_service(ctx, env, service, Busy.WAIT, timeout=timeout, sleep=sleep)

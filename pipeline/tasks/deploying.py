@@ -8,7 +8,6 @@ from pathlib import Path
 
 from invoke import Exit
 
-from ..errors import PipelineError
 from ..output import Output
 from ._base import JSON_LOGS, context, project_root, task, verb
 
@@ -44,6 +43,7 @@ def deploy(
     """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
     from pipeline import deploy as deploying
     from pipeline import interrupts
+    from pipeline.safety import Busy
 
     ctx = context(json_logs, sha, env)
     options = deploying.DeployOptions(
@@ -54,8 +54,7 @@ def deploy(
         rollback=not no_rollback,
         smoke=not no_smoke,
         smoke_url=smoke_url,
-        wait=wait,
-        force=force,
+        busy=Busy.from_flags(wait, force),
     )
     with interrupts.cancellable():  # SIGTERM before the wait (a migration, say) as Ctrl-C
         deploying.deploy(ctx, options)
@@ -109,9 +108,9 @@ def release(
     try:
         with interrupts.cancellable():  # CircleCI's cancel (SIGTERM) is handled as Ctrl-C is
             result = releasing.release(ctx, options)
-    except PipelineError as exc:
-        if json and getattr(exc, "rows", None):
-            print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))  # type: ignore[attr-defined]
+    except releasing.ReleaseFailed as exc:
+        if json:
+            print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))
         raise
     if json:
         shown = result.to_json() if isinstance(result, releasing.ReleasePlan) else releasing.to_json(result)
@@ -147,6 +146,7 @@ def rollback(
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
     from pipeline import interrupts
+    from pipeline.safety import Busy
 
     ctx = context(json_logs, environment=env)
     options = deploying.DeployOptions.rollback_to(
@@ -156,8 +156,7 @@ def rollback(
         smoke=not no_smoke,
         smoke_url=smoke_url,
         dry_run=dry_run,
-        wait=wait,
-        force=force,
+        busy=Busy.from_flags(wait, force),
     )
     with interrupts.cancellable():  # SIGTERM before the wait (a migration, say) as Ctrl-C
         deploying.deploy(ctx, options)

@@ -83,8 +83,8 @@ def init(
 ):
     """Scaffold this repository for the pipeline: tasks.py, settings, templates, Dockerfile, CI."""
     from pipeline import init as scaffolding
-    from pipeline.cli import source
-    from pipeline.cli import version as installed
+    from pipeline.distribution import source
+    from pipeline.distribution import version as installed
 
     options = scaffolding.InitOptions(
         service_dir,
@@ -103,6 +103,6 @@ def init(
 @task
 def version(c):
     """Print the installed ecs-pipeline version (pin it in your CI config and requirements)."""
-    from pipeline.cli import version as installed
+    from pipeline.distribution import version as installed
 
     print(f"ecs-pipeline {installed()}")
