@@ -30,18 +30,19 @@ def lock_holder(aws_cli: Callable[..., Any], svc: Service) -> dict[str, Any] | N
 
 def another_tools_rollout(svc: Service, aws_cli: Callable[..., Any], revision: str | None = None) -> str:
     """What a deploy tool that takes no lock does (here the aws CLI, as a person in a shell):
-    UpdateService to `revision`, by default a new revision of the running image whose first
-    health check comes only after 120 s (60 s on this cluster): a rollout that stays in
-    progress while the test deploys. The deployment id."""
+    UpdateService to `revision`, by default a new revision of the running image whose tasks
+    never pass their health check (failures count only after a 300-s start period): a
+    rollout that stays in progress while the test deploys. The deployment id."""
     if revision is None:
         running = svc.client("ecs").describe_task_definition(taskDefinition=svc.running())["taskDefinition"]
         image = running["containerDefinitions"][0]["image"]
         definition = hello_task_definition(svc.service, image)
         definition["containerDefinitions"][0]["healthCheck"] = {
-            "command": ["CMD-SHELL", "exit 0"],
-            "interval": 120,
+            "command": ["CMD-SHELL", "exit 1"],
+            "interval": 30,
             "timeout": 5,
-            "retries": 3,
+            "retries": 10,
+            "startPeriod": 300,
         }
         revision = svc.client("ecs").register_task_definition(**definition)["taskDefinition"][
             "taskDefinitionArn"

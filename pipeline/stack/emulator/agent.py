@@ -4,8 +4,7 @@ From the task definition it applies image (pulled from the local registry with t
 credentials ECR hands out), command, entryPoint, environment, secrets (resolved from
 the emulator's SSM Parameter Store and Secrets Manager), user, workingDirectory,
 readonlyRootFilesystem, dependsOn, essential, stopTimeout and healthCheck (the command runs
-in the container: Docker's health check, plus the agent's start-up probe below), and labels
-each container as ECS's agent does.
+in the container, see Probe), and labels each container as ECS's agent does.
 
 One port per task: on an engine with a bridge network the containerPort is published on
 a free 127.0.0.1 port; on one without (this machine, CI) the task uses host networking
@@ -32,13 +31,69 @@ SECRETS_FAILED = (
 
 # The health-check command runs in the container, each run a `docker exec` of the user's
 # command (hello_world's starts a Python interpreter): about 0.1 s of CPU. At the emulator's
-# speed-up, every container ran one each 1.5 s, which kept a 2-core machine busy with a few
-# dozen tasks alive. So Docker's periodic check keeps ECS's floor (5 s, the API's minimum
-# interval) instead of being sped up, and the agent probes a starting container itself every
-# STARTUP_PROBE_SECONDS until it passes once, as ECS marks a container HEALTHY on the first
-# success: a task still turns healthy within a second of answering.
-RECHECK_FLOOR_SECONDS = 5.0
+# speed-up, ECS's shortest interval (5 s) is a check every 0.5 s per container, which kept a
+# 2-core machine busy with a dozen tasks alive. So the agent runs the checks itself (Probe)
+# instead of Docker: until a container first passes, at ECS's timings sped up (it turns
+# UNHEALTHY after startPeriod + retries x interval, as on ECS) and probed every
+# STARTUP_PROBE_SECONDS, since ECS marks it HEALTHY on its first success; once healthy, at
+# most every HEALTHY_RECHECK_SECONDS.
 STARTUP_PROBE_SECONDS = 0.5
+HEALTHY_RECHECK_SECONDS = 2.0
+
+
+@dataclass
+class Probe:
+    """One container's health check: the command as exec argv and ECS's timings, sped up."""
+
+    argv: list[str]
+    interval: float
+    timeout: float
+    retries: int
+    start_period: float
+    started: float = field(default_factory=time.monotonic)
+    healthy_once: bool = False
+    failures: int = 0
+    last_counted: float = 0.0
+    running: str = ""  # the exec in flight
+    running_since: float = 0.0
+    next_run: float = 0.0
+
+    def step(self, client: Any, container_id: str, health: str) -> str:
+        """Start the command, or read how it ended; the container's health after this step."""
+        now = time.monotonic()
+        if self.running:
+            try:
+                run = client.api.exec_inspect(self.running)
+            except Exception:
+                run = {"Running": False, "ExitCode": 1}
+            if run.get("Running") and now - self.running_since < self.timeout:
+                return health
+            self.running = ""
+            health = self._judge(run.get("Running") is False and run.get("ExitCode") == 0, now, health)
+            pause = (
+                max(self.interval, HEALTHY_RECHECK_SECONDS) if self.healthy_once else STARTUP_PROBE_SECONDS
+            )
+            self.next_run = now + pause
+        if now >= self.next_run:
+            try:
+                self.running = client.api.exec_create(container_id, self.argv)["Id"]
+                client.api.exec_start(self.running, detach=True)
+                self.running_since = now
+            except Exception:  # the container is going away: its exit is read next round
+                self.running, self.next_run = "", now + STARTUP_PROBE_SECONDS
+        return health
+
+    def _judge(self, passed: bool, now: float, health: str) -> str:
+        if passed:
+            self.healthy_once, self.failures = True, 0
+            return "HEALTHY"
+        if not self.healthy_once and now - self.started < self.start_period:
+            return health  # failures in the start period do not count
+        # Before the first success probes run faster than the interval: count one failure
+        # per interval, so UNHEALTHY comes when it would on ECS.
+        if self.healthy_once or now - self.last_counted >= self.interval:
+            self.failures, self.last_counted = self.failures + 1, now
+        return "UNHEALTHY" if self.failures >= self.retries else health
 
 
 class StartFailure(Exception):
@@ -55,11 +110,7 @@ class ContainerState:
     exit_code: int | None = None
     reason: str = ""
     has_health_check: bool = False
-    probe: list[str] = field(default_factory=list)  # the health-check command, as exec argv
-    probe_timeout: float = 5.0
-    probe_exec: str = ""  # the start-up probe in flight
-    probe_started: float = 0.0
-    next_probe: float = 0.0
+    probe: Probe | None = None
 
 
 @dataclass
@@ -216,18 +267,15 @@ class TaskRun:
             command = list(health["command"])
             if not engine.has_bridge():
                 command = [_to_task_port(arg, ports, self.port) for arg in command]
-            speed = self.speed
-            state = self.containers[cdef["name"]]
-            state.probe = command[1:] if command[0] == "CMD" else ["/bin/sh", "-c", " ".join(command[1:])]
-            state.probe_timeout = float(max(health.get("timeout", 5), 1))
-            interval = max(engine.scaled(health.get("interval", 30), speed), RECHECK_FLOOR_SECONDS)
-            kwargs["healthcheck"] = {
-                "test": command,
-                "interval": int(interval * 1e9),
-                "timeout": int(max(health.get("timeout", 5), 1) * 1e9),
-                "retries": int(health.get("retries", 3)),
-                "start_period": int(engine.scaled(health.get("startPeriod", 0), speed) * 1e9),
-            }
+            self.containers[cdef["name"]].probe = Probe(
+                argv=command[1:] if command[0] == "CMD" else ["/bin/sh", "-c", " ".join(command[1:])],
+                interval=engine.scaled(health.get("interval", 30), self.speed),
+                timeout=float(max(health.get("timeout", 5), 1)),  # timeouts are never sped up
+                retries=int(health.get("retries", 3)),
+                start_period=engine.scaled(health.get("startPeriod", 0), self.speed),
+            )
+        # ECS monitors only the task definition's health check, never an image's HEALTHCHECK.
+        kwargs["healthcheck"] = {"test": ["NONE"]}
         family, _, version = self.definition["taskDefinitionArn"].rsplit("/", 1)[-1].partition(":")
         container = client.containers.create(
             cdef["image"],
@@ -287,41 +335,12 @@ class TaskRun:
             except Exception:
                 state.status, state.exit_code, state.reason = "STOPPED", 137, "container removed"
                 continue
-            # Docker's "starting" keeps what the start-up probe found.
-            docker_health = (attrs.get("Health") or {}).get("Status")
-            if docker_health in ("healthy", "unhealthy"):
-                state.health = docker_health.upper()
-            elif state.health == "UNKNOWN" and state.probe and attrs.get("Running"):
-                self._probe(client, state)
+            if state.probe and attrs.get("Running"):
+                state.health = state.probe.step(client, state.docker_id, state.health)
             if not attrs.get("Running"):
                 state.status, state.exit_code = "STOPPED", int(attrs.get("ExitCode", 0))
                 if attrs.get("OOMKilled"):
                     state.reason = "OutOfMemoryError: Container killed due to memory usage"
-
-    def _probe(self, client: Any, state: ContainerState) -> None:
-        """One step of the start-up probe: start the command, or read how it ended."""
-        now = time.monotonic()
-        if state.probe_exec:
-            try:
-                run = client.api.exec_inspect(state.probe_exec)
-            except Exception:
-                run = {"Running": False, "ExitCode": 1}
-            if run.get("Running") and now - state.probe_started < state.probe_timeout:
-                return
-            state.probe_exec = ""
-            if not run.get("Running") and run.get("ExitCode") == 0:
-                state.health = "HEALTHY"
-                return
-            state.next_probe = now + STARTUP_PROBE_SECONDS
-        if now < state.next_probe:
-            return
-        try:
-            state.probe_exec = client.api.exec_create(state.docker_id, state.probe)["Id"]
-            client.api.exec_start(state.probe_exec, detach=True)
-            state.probe_started = now
-        except Exception:  # the container is going away: its exit is read next round
-            state.probe_exec = ""
-            state.next_probe = now + STARTUP_PROBE_SECONDS
 
     def _watch(self) -> None:
         while not self.stopping:
@@ -330,9 +349,9 @@ class TaskRun:
             if exited:
                 self._finish("EssentialContainerExited", "Essential container in task exited")
                 return
-            # Each round is an inspect per container on the engine: quick while a start-up
-            # probe runs, then enough to see an exit within half a second.
-            starting = any(c.probe and c.health == "UNKNOWN" for c in self.containers.values())
+            # Each round is an inspect per container on the engine: quick while a container
+            # has not passed its first check, then enough to see an exit within half a second.
+            starting = any(c.probe and not c.probe.healthy_once for c in self.containers.values())
             time.sleep(0.2 if starting else 0.5)
 
     @property
