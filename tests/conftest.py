@@ -248,7 +248,7 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
         images = ecr.describe_images(repositoryName=repository)["imageDetails"]
         return any(tag in i.get("imageTags", []) for i in images)
 
-    wait_until(listed, timeout=15)
+    wait_until(listed, timeout=60)
     return f"{target}:{tag}"
 
 

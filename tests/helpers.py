@@ -117,7 +117,7 @@ def engine() -> Any:
     return docker.from_env(timeout=300)
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+def wait_until(check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll `check` until it returns something truthy; fail the test after `timeout`.
 
     Checks are mostly API calls to the emulator: the pause grows from 0.05 s to 0.5 s, so a

@@ -65,19 +65,19 @@ def test_service_tasks_are_labelled_containers_and_desired_zero_or_delete_leaves
     assert container["Labels"][FAMILY_LABEL] == deploy_target.family
 
     ecs.update_service(cluster=deploy_target.cluster, service=deploy_target.service, desiredCount=0)
-    wait_until(lambda: not containers(environ, deploy_target.cluster), timeout=30)
+    wait_until(lambda: not containers(environ, deploy_target.cluster), timeout=60)
 
     def stopped() -> dict[str, Any] | None:
         (now,) = ecs.describe_tasks(cluster=deploy_target.cluster, tasks=[arn])["tasks"]
         return now if now["lastStatus"] == "STOPPED" else None
 
-    assert wait_until(stopped, timeout=5)["stopCode"] == "ServiceSchedulerInitiated"
+    assert wait_until(stopped, timeout=60)["stopCode"] == "ServiceSchedulerInitiated"
     stopped_task = stopped()
     assert stopped_task
     assert stopped_task["stoppedReason"].startswith("Scaling activity initiated by (deployment ecs-svc/")
 
     ecs.update_service(cluster=deploy_target.cluster, service=deploy_target.service, desiredCount=2)
-    wait_until(lambda: len(containers(environ, deploy_target.cluster)) == 2, timeout=30)
+    wait_until(lambda: len(containers(environ, deploy_target.cluster)) == 2, timeout=60)
     ports = {env_of(c).get("PORT") for c in containers(environ, deploy_target.cluster)}
     assert len(ports) == 2  # one port per task: the two run side by side
     ecs.delete_service(cluster=deploy_target.cluster, service=deploy_target.service, force=True)
@@ -148,7 +148,7 @@ def test_a_standalone_task_goes_through_ecs_states_and_reports_its_exit(
         "Essential container in task exited",
     )
     assert final["containers"][0]["exitCode"] == 3
-    wait_until(lambda: not containers(environ, f"{prefix}-cluster"), timeout=15)
+    wait_until(lambda: not containers(environ, f"{prefix}-cluster"), timeout=60)
 
 
 def test_a_health_check_runs_its_command_in_the_container_healthy_on_first_success_unhealthy_after_retries(
@@ -339,7 +339,7 @@ def test_the_load_balancer_routes_by_rule_and_checks_target_health(
         return str(health["TargetHealth"]["State"])
 
     assert state() in ("initial", "healthy")
-    wait_until(lambda: state() == "healthy", timeout=15)
+    wait_until(lambda: state() == "healthy", timeout=60)
     assert http_get(f"{base}/hello/") == (200, "Hello World!\n")
     elbv2.deregister_targets(TargetGroupArn=group["TargetGroupArn"], Targets=[target])
     assert state() == "draining"

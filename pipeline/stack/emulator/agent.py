@@ -33,11 +33,10 @@ SECRETS_FAILED = (
 # command (hello_world's starts a Python interpreter): about 0.1 s of CPU. At the emulator's
 # speed-up, ECS's shortest interval (5 s) is a check every 0.5 s per container, which kept a
 # 2-core machine busy with a dozen tasks alive. So the agent runs the checks itself (Probe)
-# instead of Docker: until a container first passes, at ECS's timings sped up (it turns
-# UNHEALTHY after startPeriod + retries x interval, as on ECS) and probed every
-# STARTUP_PROBE_SECONDS, since ECS marks it HEALTHY on its first success; once healthy, at
-# most every HEALTHY_RECHECK_SECONDS.
-STARTUP_PROBE_SECONDS = 0.5
+# instead of Docker: until a container first passes, at ECS's timings sped up (the first
+# check one interval after the start, HEALTHY on the first success, UNHEALTHY after
+# startPeriod + retries x interval, as on ECS); once healthy, at most every
+# HEALTHY_RECHECK_SECONDS, which only delays noticing a container that falls sick later.
 HEALTHY_RECHECK_SECONDS = 2.0
 
 
@@ -53,10 +52,12 @@ class Probe:
     started: float = field(default_factory=time.monotonic)
     healthy_once: bool = False
     failures: int = 0
-    last_counted: float = 0.0
     running: str = ""  # the exec in flight
     running_since: float = 0.0
     next_run: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.next_run = self.started + self.interval  # Docker's (so ECS's) first check
 
     def step(self, client: Any, container_id: str, health: str) -> str:
         """Start the command, or read how it ended; the container's health after this step."""
@@ -70,17 +71,16 @@ class Probe:
                 return health
             self.running = ""
             health = self._judge(run.get("Running") is False and run.get("ExitCode") == 0, now, health)
-            pause = (
-                max(self.interval, HEALTHY_RECHECK_SECONDS) if self.healthy_once else STARTUP_PROBE_SECONDS
+            self.next_run = now + (
+                max(self.interval, HEALTHY_RECHECK_SECONDS) if self.healthy_once else self.interval
             )
-            self.next_run = now + pause
         if now >= self.next_run:
             try:
                 self.running = client.api.exec_create(container_id, self.argv)["Id"]
                 client.api.exec_start(self.running, detach=True)
                 self.running_since = now
             except Exception:  # the container is going away: its exit is read next round
-                self.running, self.next_run = "", now + STARTUP_PROBE_SECONDS
+                self.running, self.next_run = "", now + self.interval
         return health
 
     def _judge(self, passed: bool, now: float, health: str) -> str:
@@ -89,10 +89,7 @@ class Probe:
             return "HEALTHY"
         if not self.healthy_once and now - self.started < self.start_period:
             return health  # failures in the start period do not count
-        # Before the first success probes run faster than the interval: count one failure
-        # per interval, so UNHEALTHY comes when it would on ECS.
-        if self.healthy_once or now - self.last_counted >= self.interval:
-            self.failures, self.last_counted = self.failures + 1, now
+        self.failures += 1
         return "UNHEALTHY" if self.failures >= self.retries else health
 
 
