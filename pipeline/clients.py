@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Throttled, Unavailable, first_line
+from .errors import Throttled, Transient, Unavailable, first_line
 
 AwsFactory = Callable[[str], Any]
 DockerFactory = Callable[[], Any]
@@ -97,9 +97,12 @@ class aws_errors:
         from botocore.exceptions import (
             BotoCoreError,
             ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
             EndpointConnectionError,
             NoCredentialsError,
             NoRegionError,
+            ReadTimeoutError,
         )
 
         if isinstance(exc, ClientError):
@@ -107,6 +110,11 @@ class aws_errors:
             if code in self.handled:
                 return
             message = exc.response.get("Error", {}).get("Message", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if isinstance(status, int) and status >= 500 and code not in THROTTLED:
+                raise Transient(
+                    f"{self.action}: AWS answered {status} ({code or 'no code'}) after retries"
+                ) from None
             if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
                 raise Unavailable(
                     f"AccessDenied: this identity may not call {self.action}; "
@@ -133,8 +141,10 @@ class aws_errors:
             ) from None
         if isinstance(exc, NoRegionError):
             raise Unavailable(f"{self.action}: no AWS region; set AWS_DEFAULT_REGION") from None
+        if isinstance(exc, (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)):
+            raise Transient(f"{self.action}: the AWS endpoint did not answer ({first_line(exc)})") from None
         if isinstance(exc, EndpointConnectionError):
-            raise Unavailable(
+            raise Transient(
                 f"{self.action}: cannot reach the AWS endpoint ({first_line(exc)}); "
                 "check AWS_ENDPOINT_URL / the network (local stack: `invoke stack.up`)"
             ) from None

@@ -86,12 +86,10 @@ def run(ctx: Context, port: int, timeout: float = 120.0, failure: bool = False) 
     infra.setup(ctx, ENVIRONMENT, image_tag=revision.tag)  # the service needs an image to start
     # Busy.WAIT: setup may have just created the service, whose first rollout is still going.
     # The revision built above, not HEAD read again: a commit made meanwhile must not
-    # send the deploy looking for an image nobody built.
+    # send the deploy looking for an image nobody built. Smoke-tested through the (local)
+    # load balancer like any deploy: only that makes the revision verified, a rollback target.
     deploy.deploy(
-        ctx,
-        deploy.DeployOptions(
-            ENVIRONMENT, built=revision, timeout=timeout, smoke=False, busy=deploy.Busy.WAIT
-        ),
+        ctx, deploy.DeployOptions(ENVIRONMENT, built=revision, timeout=timeout, busy=deploy.Busy.WAIT)
     )
     if failure:
         broken_deploy(ctx, revision, timeout)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from . import ci_identity, ecs, git, interrupts, markers, migrate, prepare, runtask, smoke, taskdef
+from . import ci_identity, ecs, git, interrupts, lock, markers, migrate, prepare, runtask, smoke, taskdef
 from .config import Environment
 from .context import Context
 from .errors import (
@@ -33,7 +33,7 @@ from .errors import (
 from .revisions import last_verified, mark_verified, resolve_revision, revision_sha
 from .rollout import engine, strategy
 from .rollout.model import Result, State, Unit, Way
-from .safety import Busy, idle_service, name_deployment, quietly, require_images, running_now
+from .safety import Busy, idle_service, missing_image, name_deployment, quietly, require_images, running_now
 
 LAST_VERIFIED = "last-verified"  # DeployOptions.revision: the rollback target the rule picks
 
@@ -225,7 +225,20 @@ def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
 
 
 def deploy(ctx: Context, options: DeployOptions) -> Released | None:
-    """Check, then register (a new revision) and roll it out; None after a dry run."""
+    """Check, then register (a new revision) and roll it out; None after a dry run. A real run
+    holds the environment's deploy lock (pipeline/lock.py) from its check to its end."""
+    if options.dry_run:
+        return _deploy(ctx, options)
+    # Whatever can be refused without AWS is refused before the lock is taken.
+    ci_identity.require_ci_ref(ctx.settings.ci, ctx.environ, options.env)
+    env = ctx.settings.environment(options.env)
+    sha = options.built.tag if options.built else options.sha or ctx.environ.get("CIRCLE_SHA1", "")
+    wait = options.busy == Busy.WAIT
+    with lock.held(ctx, [lock.name(env)], options.kind, sha, wait, options.timeout, options.sleep):
+        return _deploy(ctx, options)
+
+
+def _deploy(ctx: Context, options: DeployOptions) -> Released | None:
     out = ctx.out
     with out.step(f"check {options.kind} to {options.env}"):
         change = check(ctx, options)
@@ -290,7 +303,7 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
         raise result.error  # UpdateService itself failed: nothing was changed
     if result.succeeded:
         # Verified: a failing tag only costs this revision its place as a rollback target.
-        quietly(ctx, "tag the revision as verified", lambda: mark_verified(ctx, arn))
+        quietly(ctx, "tag the revision's outcome", lambda: mark_verified(ctx, arn, bool(change.smoke_url)))
         markers.post(ctx, markers.Marker(kind, env.name, change.sha, arn, started, datetime.now(UTC)))
         url = change.smoke_url
         out.say(f"{kind} of {ecs.short(arn)} to {env.name} succeeded" + (f": {url} answers" if url else ""))
@@ -305,9 +318,27 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
             f"the service now runs {running_now(ctx, env)}"
         )
     engine.report_stopped(ctx, results, progress)
+    _require_way_back(ctx, change, arn, options, result)
     going_back = datetime.now(UTC)
     engine.recover(ctx, results, rollout, progress)
     raise _failure(ctx, change, arn, options, result, going_back)
+
+
+def _require_way_back(
+    ctx: Context, change: DeployChange, arn: str, options: DeployOptions, result: Result
+) -> None:
+    """Before our own rollback: a target whose image is gone could never start (ECS would
+    cycle through failing tasks), so none is started; the service stays as ECS left it."""
+    previous, env = change.previous, change.environment
+    if result.outcome.rolled_back_by_ecs is not None or not options.rollback or previous is None:
+        return
+    gone = quietly(ctx, "check the rollback target's image", lambda: missing_image(ctx, previous))
+    if gone:
+        raise ServiceLeftChanged(
+            f"{change.kind} of {ecs.short(arn)} to {env.name} failed: {result.outcome.reason.rstrip('.')}; "
+            f"not rolled back: {ecs.short(previous)} runs {gone}, which is no longer in ECR; "
+            f"the service now runs {running_now(ctx, env)}"
+        )
 
 
 def _failure(
@@ -324,6 +355,11 @@ def _failure(
     by_ecs = result.outcome.rolled_back_by_ecs
     back = result.back_to or (by_ecs.task_definition if by_ecs else str(change.previous))
     name = f"ECS's rollback to {ecs.short(back)}" if by_ecs else f"the rollback to {ecs.short(back)}"
+    if result.way == Way.BACK_REPLACED and result.back_replaced_by is not None:
+        return ServiceLeftChanged(
+            f"{what}; {name} was replaced by {name_deployment(ctx, result.back_replaced_by)}; "
+            f"not rolled back over that deploy; the service now runs {running_now(ctx, env)}"
+        )
     if result.way == Way.ROLLBACK_FAILED:
         _post_rollback_marker(ctx, env, back, since, succeeded=False)
         return RollbackFailed(

@@ -5,7 +5,8 @@ Exit codes (documented in the README):
   2  bad input or configuration: nothing was changed
   3  an outside system is missing or refused us (Docker, registry, AWS)
   4  a deploy failed and could not be rolled back: a person must look now
-  5  another rollout of the service is in progress: nothing was changed (--wait, --force)
+  5  another rollout of the service is in progress, or another pipeline holds its deploy
+     lock: nothing was changed (--wait, --force)
   6  the service was changed and left changed: the deploy was replaced by another one, or
      was not rolled back (--no-rollback, nothing earlier had completed); the line says what runs
   130/143  interrupted (SIGINT/SIGTERM) after the service was changed: the rollout goes on
@@ -50,6 +51,12 @@ class Unavailable(PipelineError):
     exit_code = 3
 
 
+class Transient(Unavailable):
+    """AWS did not answer this time: a connection refused, reset or timed out, or a 5xx.
+    Nothing says the next call fails too; while a rollout runs, it is retried until the
+    deadline (pipeline/transient.py), never taken for a verdict about the rollout."""
+
+
 class Throttled(Unavailable):
     """AWS still throttled the call after botocore's own retries: a caller may try again later."""
 
@@ -80,6 +87,10 @@ class RolloutInProgress(PipelineError):
     """Another deployment of the service is rolling out: nothing was changed."""
 
     exit_code = 5
+
+
+class DeployLocked(RolloutInProgress):
+    """Another pipeline (or a person) holds the service's deploy lock: nothing was changed."""
 
 
 class ServiceLeftChanged(DeployFailed):

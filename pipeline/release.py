@@ -14,23 +14,28 @@ It ends with one table and one Honeycomb marker.
 Exit codes: 0 all released; 1 a migration failed (nothing updated) or a service failed and
 every changed service was rolled back; 4 a rollback failed too (a person must look);
 6 another deploy replaced one of ours (left as it runs; the others rolled back);
-130 interrupted during a migration (nothing updated).
+130/143 interrupted by SIGINT/SIGTERM (CircleCI's cancel): during a migration nothing was
+updated; later every changed service was rolled back, and a second signal stops that
+rollback, saying what each service runs.
 """
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
-from . import markers, prepare, runtask
+from . import ecs, lock, markers, prepare, runtask
 from .arns import short
 from .context import Context
 from .errors import DeployFailed, MigrationFailed, PipelineError, RollbackFailed, ServiceLeftChanged
+from .interrupts import signum_of
 from .release_plan import ReleaseOptions, ReleasePlan, ServicePlan, check, describe, first_service
 from .revisions import mark_verified
 from .rollout import engine
 from .rollout.model import Result, Unit, Way
+from .safety import one_line
 
 __all__ = [
     "ReleaseFailed",
@@ -95,7 +100,23 @@ def release(ctx: Context, options: ReleaseOptions) -> ReleasePlan | list[Row]:
         for line in describe(plan):
             ctx.out.say(line)
         return plan
-    return execute(ctx, plan, options)
+    # Every service's deploy lock, in one order, for the whole window (pipeline/lock.py).
+    locks = [lock.name(s.environment) for s in plan.services]
+    with lock.held(ctx, locks, "release", "", sleep=options.sleep, timeout=options.timeout):
+        if _changed_since(ctx, plan):  # another pipeline finished between the check and the lock
+            with ctx.out.step(f"check release to {options.env} again (a service changed meanwhile)"):
+                plan = check(ctx, options)
+        return execute(ctx, plan, options)
+
+
+def _changed_since(ctx: Context, plan: ReleasePlan) -> bool:
+    live = ecs.describe_many(ctx.clients, [(s.cluster, s.service) for s in plan.services])
+    return any(
+        (found := live[(s.cluster, s.service)]) is None
+        or not ecs.same_revision(str(found.get("taskDefinition", "")), s.current)
+        or ecs.in_progress(found)
+        for s in plan.services
+    )
 
 
 def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Row]:
@@ -117,7 +138,9 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
             ("rolled out", "") if result.succeeded else ("failed", result.outcome.reason)
         )
     if all(r.succeeded for r in results.values()):
-        engine.each(lambda s: mark_verified(ctx, arns[s.name]), plan.services, options.parallel)
+        engine.each(
+            lambda s: mark_verified(ctx, arns[s.name], s.url is not None), plan.services, options.parallel
+        )
         for row in rows.values():
             row.status = "released"
         _finish(ctx, plan, rows, started)
@@ -126,12 +149,16 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
     broken = [name for name, r in results.items() if not r.succeeded]
     why = f"{broken[0]}: {results[broken[0]].outcome.reason}"
     engine.report_stopped(ctx, results, progress)
-    engine.recover(ctx, results, rollout, progress)
+    try:
+        engine.recover(ctx, results, rollout, progress)
+    except KeyboardInterrupt as again:
+        _stopped_rolling_back(ctx, plan, rows, started, again)
+    interrupted = next((r.interrupted for r in results.values() if r.interrupted), None)
     for result in results.values():
         _row_after(rows[result.unit.key], result)
     changed = [r for r in results.values() if r.updated]
     failed_back = [r.unit.key for r in changed if r.way == Way.ROLLBACK_FAILED]
-    replaced = [r for r in changed if r.way == Way.REPLACED]
+    replaced = [r for r in changed if r.way in (Way.REPLACED, Way.BACK_REPLACED)]
     if failed_back:
         _finish(ctx, plan, rows, started, "failed; a rollback failed too")
         raise BackFailed(
@@ -148,12 +175,49 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
             "services were rolled back to their previous revisions",
             list(rows.values()),
         )
+    if interrupted is not None:
+        _finish(ctx, plan, rows, started, "interrupted; changed services rolled back")
+        error = RolledBack(
+            f"release to {plan.environment} interrupted by {signal.Signals(interrupted).name}: all "
+            f"{len(changed)} changed services were rolled back to their previous revisions",
+            list(rows.values()),
+        )
+        error.exit_code = 128 + interrupted  # 130 SIGINT, 143 SIGTERM (CircleCI's cancel)
+        raise error
     _finish(ctx, plan, rows, started, "failed; changed services rolled back")
     raise RolledBack(
         f"release to {plan.environment} failed ({why}; {len(broken)} of {len(rows)} services failed); "
         f"all {len(changed)} changed services were rolled back to their previous revisions",
         list(rows.values()),
     )
+
+
+def _stopped_rolling_back(
+    ctx: Context, plan: ReleasePlan, rows: dict[str, Row], started: datetime, again: KeyboardInterrupt
+) -> NoReturn:
+    """A second interrupt stopped the way back: the table, the marker, and what each service
+    runs now, read fresh from AWS (never raises while saying so)."""
+    try:
+        live = ecs.describe_many(ctx.clients, [(s.cluster, s.service) for s in plan.services])
+        runs = ", ".join(
+            f"{s.name} {short(str((live[(s.cluster, s.service)] or {}).get('taskDefinition', '?')))}"
+            + (" (still rolling out)" if ecs.in_progress(live[(s.cluster, s.service)] or {}) else "")
+            for s in plan.services
+        )
+    except Exception as exc:
+        runs = f"unknown ({one_line(exc)})"
+    for row in rows.values():
+        if row.status in ("failed", "rolled out"):
+            row.status = "rollback stopped"
+    _finish(ctx, plan, rows, started, "interrupted twice; rollback stopped")
+    signum = signum_of(again)
+    error = ReleaseFailed(
+        f"release to {plan.environment} interrupted again by {signal.Signals(signum).name} while rolling "
+        f"back: stopped rolling back; the services now run: {runs}",
+        list(rows.values()),
+    )
+    error.exit_code = 128 + signum
+    raise error from None
 
 
 def _row_after(row: Row, result: Result) -> None:
@@ -167,7 +231,7 @@ def _row_after(row: Row, result: Result) -> None:
         row.status = f"{failed}rolled back by ECS to {back}"
     elif result.way == Way.ROLLBACK_FAILED:
         row.status, row.reason = f"rollback failed ({back})", result.back_reason
-    elif result.way == Way.REPLACED:
+    elif result.way in (Way.REPLACED, Way.BACK_REPLACED):
         row.status = "replaced by another deploy; not rolled back"
     elif result.way == Way.LEFT:
         row.status = f"{failed}not rolled back"
@@ -227,7 +291,9 @@ def _migrate(
                 f"no service was updated{ran}"
             )
             kind = MigrationInterrupted if isinstance(exc, runtask.Interrupted) else MigrationStopped
-            raise kind(message, list(rows.values())) from None
+            error = kind(message, list(rows.values()))
+            error.exit_code = exc.exit_code if isinstance(exc, runtask.Interrupted) else error.exit_code
+            raise error from None
         rows[s.name].status = "migrated"
         done.append(s.name)
 

@@ -250,7 +250,8 @@ def from_live(
             f"no container named {container!r} in {short(definition.get('taskDefinitionArn', ''))}; it has {names}"
         )
     matching[0]["image"] = image
-    kept = {t["key"]: t["value"] for t in tags if t["key"] != taskdef.TAG_VERIFIED}
+    outcome = (taskdef.TAG_VERIFIED, taskdef.TAG_ROLLED_OUT)  # the new revision earns its own
+    kept = {t["key"]: t["value"] for t in tags if t["key"] not in outcome}
     kept.update({taskdef.TAG_SHA: sha, taskdef.TAG_CREATED: created.isoformat(timespec="seconds")})
     request["tags"] = [{"key": k, "value": v} for k, v in sorted(kept.items())]
     return request

@@ -30,9 +30,14 @@ LOG_SETTLE_SECONDS = 5.0
 
 
 class Interrupted(PipelineError):
-    """Ctrl-C while waiting on a one-off task; the message says what became of the task."""
+    """Ctrl-C (or SIGTERM, CI's cancel) while waiting on a one-off task; the message says
+    what became of the task. Exit 130, or 128 + the signal."""
 
     exit_code = 130
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 def command_words(argv: Sequence[str]) -> tuple[str, ...]:
@@ -228,14 +233,18 @@ def ask_tty(question: str) -> bool:
         return False
 
 
-def on_interrupt(ctx: Context, started: Started, stop_it: bool) -> Interrupted:
-    """After Ctrl-C: stop the task or leave it, and say which."""
+def on_interrupt(ctx: Context, started: Started, stop_it: bool, signum: int = 2) -> Interrupted:
+    """After Ctrl-C (or SIGTERM: `signum`): stop the task or leave it, and say which."""
+    import signal
+
+    how = "interrupted" if signum == signal.SIGINT else f"interrupted by {signal.Signals(signum).name}"
     if stop_it:
         stop(ctx, started, "Stopped by invoke run-task (interrupted)")
-        return Interrupted(f"interrupted: asked ECS to stop task {started.id}")
+        return Interrupted(f"{how}: asked ECS to stop task {started.id}", signum)
     return Interrupted(
-        f"interrupted: task {started.id} keeps running "
-        f"(stop it: aws ecs stop-task --cluster {started.cluster} --task {started.id})"
+        f"{how}: task {started.id} keeps running "
+        f"(stop it: aws ecs stop-task --cluster {started.cluster} --task {started.id})",
+        signum,
     )
 
 
@@ -310,9 +319,17 @@ def run(
         out.say(f"  ({started.container} has no awslogs log configuration: no log lines to show)")
     try:
         state = follow(ctx, started, options.timeout, out.say, sleep)
-    except KeyboardInterrupt:
-        stop_it = options.stop_on_interrupt or ask(f"stop task {started.id}? [y/N] ")
-        raise on_interrupt(ctx, started, stop_it) from None
+    except KeyboardInterrupt as interrupt:
+        import signal
+
+        from .interrupts import signum_of
+
+        signum = signum_of(interrupt)
+        # CI's cancel (SIGTERM) has nobody to ask: --stop-on-interrupt decides alone.
+        stop_it = options.stop_on_interrupt or (
+            signum == signal.SIGINT and ask(f"stop task {started.id}? [y/N] ")
+        )
+        raise on_interrupt(ctx, started, stop_it, signum) from None
     out.say(state.summary(started.task_arn))
     return Finished(state, started.task_arn)
 
@@ -336,8 +353,10 @@ def migrate_with(
         out.detail(f"task {started.task_arn}: {shlex.join(command)}")
         try:
             state = follow(ctx, started, timeout, lambda line: out.detail(f"| {line}"), sleep)
-        except KeyboardInterrupt:
-            raise on_interrupt(ctx, started, stop_it=False) from None
+        except KeyboardInterrupt as interrupt:
+            from .interrupts import signum_of
+
+            raise on_interrupt(ctx, started, False, signum_of(interrupt)) from None
         out.detail(state.summary(started.task_arn))
         if state.never_started or state.exit_code != 0:
             raise MigrationFailed(

@@ -57,9 +57,16 @@ def one_line(exc: BaseException) -> str:
 
 
 def running_now(ctx: Context, env: Environment) -> str:
-    """What the service runs and what still rolls out, for the last line; never raises."""
+    """What the service runs and what still rolls out, for the last line, read fresh (riding
+    out a blip for up to 30 s); never raises."""
+    from .transient import calling
+
     try:
-        service = ecs.describe_service(ctx.clients, env.cluster, env.service)
+        service = calling(
+            lambda: ecs.describe_service(ctx.clients, env.cluster, env.service),
+            time.monotonic() + 30,
+            ctx.out.detail,
+        )
     except Exception as exc:
         return f"unknown (could not describe the service: {one_line(exc)})"
     rolling = ecs.in_progress(service)
@@ -124,9 +131,9 @@ def idle_service(
     )
 
 
-def require_images(ctx: Context, arn: str) -> None:
-    """Before a rollback changes anything: the target's images from our ECR repository are
-    still there (a lifecycle policy may have expired them; ECS could not start its tasks)."""
+def missing_image(ctx: Context, arn: str) -> str | None:
+    """The first of revision `arn`'s images from our ECR repository that is no longer there
+    (a lifecycle policy may have expired it; ECS could not start its tasks); None if none is."""
     settings = ctx.settings
     definition = ecs.describe_revision(ctx.clients, arn).definition
     for container in definition.get("containerDefinitions", []):
@@ -135,7 +142,15 @@ def require_images(ctx: Context, arn: str) -> None:
         if "@" in image or "/" not in name or name.split("/", 1)[1] != settings.repository:
             continue  # not a tag in this project's repository: nothing here can check it
         if ecr.find_image(settings, ctx.clients, tag) is None:
-            raise NotFound(
-                f"{ecs.short(arn)} runs {image}, which is no longer in ECR (expired under the "
-                "lifecycle policy?); nothing was changed; pick another revision with --to"
-            )
+            return image
+    return None
+
+
+def require_images(ctx: Context, arn: str) -> None:
+    """Before a rollback changes anything: the target's images are still in ECR."""
+    image = missing_image(ctx, arn)
+    if image is not None:
+        raise NotFound(
+            f"{ecs.short(arn)} runs {image}, which is no longer in ECR (expired under the "
+            "lifecycle policy?); nothing was changed; pick another revision with --to"
+        )

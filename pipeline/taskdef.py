@@ -46,11 +46,12 @@ _READ_ONLY = {
     "registeredBy",
     "deregisteredAt",
 }
-TAG_SHA, TAG_BUILD, TAG_CREATED, TAG_VERIFIED = (
+TAG_SHA, TAG_BUILD, TAG_CREATED, TAG_VERIFIED, TAG_ROLLED_OUT = (
     "pipeline:git-sha",
     "pipeline:ci-build-url",
     "pipeline:created-at",
-    "pipeline:verified-at",
+    "pipeline:verified-at",  # rolled out and passed its smoke test: a rollback target
+    "pipeline:rolled-out-at",  # rolled out without a smoke test: never a rollback target
 )
 
 
@@ -405,7 +406,7 @@ def comparable(definition: dict[str, Any] | None, tags: list[dict[str, str]] | N
     return result
 
 
-_BOOKKEEPING_TAGS = {TAG_CREATED, TAG_VERIFIED}
+_BOOKKEEPING_TAGS = {TAG_CREATED, TAG_VERIFIED, TAG_ROLLED_OUT}
 
 
 def _prune(node: Any) -> Any:

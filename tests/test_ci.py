@@ -157,6 +157,24 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         )["services"][0]
         assert service["taskDefinition"].endswith(f"{prefix}-service:3")
         assert [d["rolloutState"] for d in service["deployments"]] == ["COMPLETED"]
+        # Each good deploy was smoke-tested through the (local) load balancer before it counted
+        # as verified; the caught one never was.
+        verified = {
+            n: "pipeline:verified-at"
+            in {
+                t["key"]
+                for t in aws_cli(
+                    "ecs",
+                    "describe-task-definition",
+                    "--task-definition",
+                    f"{prefix}-service:{n}",
+                    "--include",
+                    "TAGS",
+                )["tags"]
+            }
+            for n in (2, 3, 4)
+        }
+        assert verified == {2: True, 3: True, 4: False}
     finally:
         remove_services(environ, prefix)  # the local ECS's task containers hold the images
         client = docker.from_env()

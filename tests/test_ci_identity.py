@@ -95,7 +95,12 @@ def test_in_circleci_only_the_mapped_environment_deploys(
 
 
 def test_outside_circleci_a_person_may_deploy_anything() -> None:
-    ci_identity.require_ci_ref(POLICY, {"CIRCLE_BRANCH": "feature-x"}, "prod")
+    """CIRCLE_BRANCH alone (a person's shell that has it set) is not a CircleCI job: the same
+    branch that a job may not deploy from passes the check outside one."""
+    outside = {"CIRCLE_BRANCH": "feature-x"}
+    assert ci_identity.require_ci_ref(POLICY, outside, "prod") is None
+    with pytest.raises(ConfigError, match="this CircleCI job runs for branch 'feature-x'"):
+        ci_identity.require_ci_ref(POLICY, {**CIRCLE, **outside}, "prod")
 
 
 def test_invoke_deploy_and_ci_refuse_in_a_feature_branch_job(

@@ -51,8 +51,9 @@ def test_each_long_flag_name_means_one_thing() -> None:
             meanings[names].add(task)
     for name, tasks in RENAMED.items():
         assert meanings[name] == tasks, name
-    # --force: replace a rollout in progress, in the two verbs that start one; nothing else.
-    assert meanings["force"] == {"deploy", "rollback"}
+    # --force: override another deployer's claim on the service: replace its rollout in
+    # progress (the two verbs that start one) or break its deploy lock; nothing else.
+    assert meanings["force"] == {"deploy", "rollback", "lock.release"}
     # --port: where the image answers on this machine; init's port is the container's own.
     assert meanings["port"] == {"demo", "pull-and-run"}
     # --file: the release file; --to: rollback's revision; --tag: a git tag to plan for.

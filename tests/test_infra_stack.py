@@ -436,6 +436,7 @@ def test_each_environment_has_its_own_deploy_role_for_its_refs_only(
             arn("ecs", f"service/{e.cluster}/{e.service}"),
             arn("ecs", f"task-definition/{e.family}:*"),
             arn("ecs", f"task/{e.cluster}/*"),
+            arn("ssm", f"parameter/ecs-pipeline/deploy-lock/{e.cluster}/{e.service}"),
             f"arn:aws:iam::123456789012:role/{prefix}-prod-ecs-execution-role",
             f"arn:aws:iam::123456789012:role/{prefix}-prod-ecs-task-role",
             arn("logs", f"log-group:/ecs/{prefix}:*"),

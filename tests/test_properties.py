@@ -185,9 +185,12 @@ def test_template_files_that_are_not_json(content: str) -> None:
         path = Path(tmp) / "taskdef.json"
         path.write_text(content)
         try:
-            taskdef.load_template(path)
+            loaded = taskdef.load_template(path)
         except ConfigError as exc:
             refused_clearly(exc)
+            return
+    # Accepted only when the text is a JSON object.
+    assert isinstance(loaded, dict) and content.strip().startswith("{")
 
 
 @FAST

@@ -16,6 +16,7 @@ import contextlib
 import json
 import platform
 import shutil
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +27,13 @@ from typing import Any
 import docker
 import pytest
 
-from pipeline import ecs, pace, release, release_plan, runtask, taskdef
+from pipeline import ecs, pace, release, release_plan, taskdef
 from pipeline.errors import ConfigError, DeployFailed, RollbackFailed
+from pipeline.stack.emulator.engine import SPEED_TAG
 from tests import ecs_standin as standin
 from tests.conftest import default_network, local_tags, push_broken, push_image, set_circuit_breaker
 from tests.helpers import ROLLOUT_DEADLINE, ROOT, wait_until
+from tests.processes import Running, start
 
 # The tag each service's first revision runs; the release moves it to the fleet's sha.
 INITIAL = "initial"
@@ -318,7 +321,7 @@ def test_release_of_five_services_updates_all_and_keeps_every_field(
     assert f"{fleet_.services()[0]}: GET {hello_url}: HTTP 200" in proc.stdout
 
     # Without a template, the live definition is kept field for field; only the image moves.
-    for p in fleet_.prefixes:
+    for index, p in enumerate(fleet_.prefixes):
         old, new = (
             aws_cli(
                 "ecs",
@@ -341,11 +344,11 @@ def test_release_of_five_services_updates_all_and_keeps_every_field(
         assert after["image"] == f"{environ['ECR_ENDPOINT']}/{p}:{fleet_.sha}"
         assert {**after, "image": before["image"]} == before
         tags = {t["key"]: t["value"] for t in new["tags"]}
-        assert (
-            tags["team"] == "orders"
-            and tags["pipeline:git-sha"] == fleet_.sha
-            and "pipeline:verified-at" in tags
-        )
+        assert tags["team"] == "orders" and tags["pipeline:git-sha"] == fleet_.sha
+        # Only the smoke-tested service (the first, with a URL) is verified: a rollback target.
+        # The others rolled out untested and are tagged so, never verified.
+        outcome = "pipeline:verified-at" if index == 0 else "pipeline:rolled-out-at"
+        assert {k for k in tags if k in ("pipeline:verified-at", "pipeline:rolled-out-at")} == {outcome}
 
 
 def test_one_failure_rolls_back_every_service_the_release_changed(
@@ -421,24 +424,83 @@ def test_a_service_that_really_crashes_shows_why_and_every_service_goes_back(
     assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
 
 
-def test_an_interrupt_during_the_wait_rolls_every_changed_service_back(
-    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+def slow_rollouts(aws: Callable[[str], Any], fleet_: Fleet) -> None:
+    """The fleet's cluster at ECS's own speed: each rollout takes seconds (the first health
+    check 5 s after a task starts), long enough to signal a release while it waits."""
+    arn = aws("ecs").describe_clusters(clusters=[fleet_.cluster])["clusters"][0]["clusterArn"]
+    aws("ecs").tag_resource(resourceArn=arn, tags=[{"key": SPEED_TAG, "value": "1"}])
+
+
+def release_process(environ: dict[str, str], fleet_: Fleet, api_url: str) -> Running:
+    env = {**environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": api_url}
+    return start(env, "release", "--env", "prod", "--file", str(fleet_.file), "--no-smoke")
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_the_wait_rolls_all_three_services_back_with_table_and_marker(
+    make_fleet: Callable[..., Fleet],
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    environ: dict[str, str],
+    signum: int,
+    code: int,
 ) -> None:
-    import time
+    """CircleCI's cancel (SIGTERM) and Ctrl-C (SIGINT), real signals to a real `invoke release`."""
+    from tests.standins import honeycomb_markers
 
-    fleet_ = make_fleet(5)
-    interrupts = [KeyboardInterrupt()]
-
-    def sleep(seconds: float) -> None:  # Ctrl-C arrives while the release waits
-        if interrupts:
-            raise interrupts.pop()
-        time.sleep(seconds)
-
-    with pytest.raises(DeployFailed) as info:
-        release.release(fleet_ctx(), options(fleet_.file, sleep=sleep))
-    assert info.value.message.endswith("all 5 changed services were rolled back to their previous revisions")
-    assert "interrupted" in info.value.message
+    fleet_ = make_fleet(3)
+    slow_rollouts(aws, fleet_)
+    name = signal.Signals(signum).name
+    with honeycomb_markers(None, None).running() as api:
+        run = release_process(environ, fleet_, api.url)
+        wait_until(lambda: "==> wait for 3 rollouts" in run.text() or run.proc.poll() is not None, 120)
+        assert run.proc.poll() is None, run.text()
+        run.proc.send_signal(signum)
+        assert run.finish(timeout=300) == code, run.text()
+        (marker,) = api.wait_for(lambda found: len(found) >= 1)
+    text = run.text()
+    assert f"warning: interrupted by {name}: rolling back every service this release changed" in text
+    table = text[text.index("service  ") :].splitlines()
+    for s in fleet_.services():
+        assert any(line.split()[:5] == [s, f"{s}:1", "→", f"{s}:2", "failed,"] for line in table), table
+        assert any(line.startswith(s) and f"rolled back to {s}:1" in line for line in table), table
+    assert (
+        f"error: release to prod interrupted by {name}: all 3 changed services were rolled back to "
+        "their previous revisions" in text
+    )
+    assert marker.json()["type"] == "release-failed"
+    assert "(interrupted; changed services rolled back)" in marker.json()["message"]
+    # The aws CLI, an independent client: every service back on revision 1, steady.
     assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
+
+
+@pytest.mark.heavy
+def test_a_second_sigterm_stops_the_rollback_and_says_what_each_service_runs(
+    make_fleet: Callable[..., Fleet], aws: Callable[[str], Any], environ: dict[str, str]
+) -> None:
+    from tests.standins import honeycomb_markers
+
+    fleet_ = make_fleet(3)
+    slow_rollouts(aws, fleet_)
+    with honeycomb_markers(None, None).running() as api:
+        run = release_process(environ, fleet_, api.url)
+        wait_until(lambda: "==> wait for 3 rollouts" in run.text() or run.proc.poll() is not None, 120)
+        run.proc.send_signal(signal.SIGTERM)
+        wait_until(lambda: "==> roll back 3 services" in run.text() or run.proc.poll() is not None, 120)
+        assert run.proc.poll() is None, run.text()
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.finish(timeout=120) == 143, run.text()
+    text = run.text()
+    assert (
+        "error: release to prod interrupted again by SIGTERM while rolling back: stopped rolling back; "
+        in text
+    )
+    said = text[text.index("the services now run: ") :].splitlines()[0]
+    for s in fleet_.services():
+        assert f"{s} {s}:" in said  # each service's revision, read after the second signal
+    table = text[text.index("service  ") :].splitlines()
+    assert sum("rollback stopped" in line for line in table) == 3, table
 
 
 def test_describe_services_is_one_call_per_cluster_per_round_for_up_to_ten(
@@ -698,22 +760,22 @@ def test_migrations_run_before_the_updates_and_the_release_file_can_turn_one_off
     assert log.index(f"==> migrate with {first}:2") < log.index("| schema ok") < log.index("==> update ")
 
 
-def test_an_interrupt_during_a_migration_updates_nothing(
-    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], fleet_ctx: Callable[..., Any]
+@pytest.mark.heavy
+def test_sigterm_during_a_migration_updates_nothing_and_says_the_task_keeps_running(
+    make_fleet: Callable[..., Fleet], aws_cli: Callable[..., Any], environ: dict[str, str]
 ) -> None:
-    fleet_ = make_fleet(2, extra={0: {"migrate_command": "sh -c 'echo migrating'"}})
-
-    def sleep(_seconds: float) -> None:  # Ctrl-C arrives while the migration is followed
-        raise KeyboardInterrupt
-
-    with pytest.raises(runtask.Interrupted) as info:
-        release.release(fleet_ctx(), options(fleet_.file, sleep=sleep))
-    assert info.value.exit_code == 130
-    message = info.value.message
-    assert message.startswith(
-        f"release to prod stopped before any update: {fleet_.services()[0]}: interrupted"
-    )
-    assert "keeps running (stop it: aws ecs stop-task" in message
+    fleet_ = make_fleet(2, extra={0: {"migrate_command": "sh -c 'echo migrating; sleep 60'"}})
+    first = fleet_.services()[0]
+    run = start(environ, "release", "--env", "prod", "--file", str(fleet_.file), "--no-smoke")
+    # The migration's task runs: its first log line came back.
+    wait_until(lambda: "| migrating" in run.text() or run.proc.poll() is not None, 120)
+    assert run.proc.poll() is None, run.text()
+    run.proc.send_signal(signal.SIGTERM)  # CircleCI's cancel, while the migration runs
+    assert run.finish(timeout=120) == 143, run.text()
+    text = run.text()
+    assert f"error: release to prod stopped before any update: {first}: interrupted by SIGTERM: task " in text
+    assert "keeps running (stop it: aws ecs stop-task" in text
+    assert "==> update " not in text
     assert running(aws_cli, fleet_) == {s: f"{s}:1" for s in fleet_.services()}
 
 

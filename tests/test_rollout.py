@@ -58,7 +58,11 @@ def test_success_waits_for_the_stale_deployment_to_drain(
     tags = aws("ecs").describe_task_definition(taskDefinition=released.task_definition, include=["TAGS"])[
         "tags"
     ]
-    assert {t["key"] for t in tags} >= {"pipeline:git-sha", "pipeline:verified-at", "pipeline:created-at"}
+    # Rolled out, but no smoke test ran (smoke=False): not verified, so no rollback target.
+    keys = {t["key"] for t in tags}
+    assert keys >= {"pipeline:git-sha", "pipeline:rolled-out-at", "pipeline:created-at"}
+    assert "pipeline:verified-at" not in keys
+    assert "rolled out without a smoke test: tagged pipeline:rolled-out-at, not verified" in log
 
 
 def test_a_service_without_rollout_state_succeeds_when_stale_deployments_are_gone(

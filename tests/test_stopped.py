@@ -101,4 +101,8 @@ def test_a_logs_error_is_one_note_and_the_failure_stays(
     output, failure = deploy_failing(aws, make_context, deploy_target, logs_client=BrokenLogs())
     assert f"stopped: task {TASK_ID}: Essential container in task exited" in output
     assert "(its log could not be read: AccessDenied" in output
-    assert "rolled back to" in failure or "circuit breaker" in failure
+    # The failure itself, whole: the circuit breaker's verdict and ECS's rollback.
+    assert failure == (
+        f"deploy of {deploy_target.family}:2 to prod failed: ECS deployment circuit breaker: tasks failed "
+        f"to start; ECS rolled back to {deploy_target.family}:1, which runs now"
+    )

@@ -13,6 +13,8 @@ would undo someone else's change.
 
 from __future__ import annotations
 
+import functools
+import signal
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +25,12 @@ from typing import Any, TypeVar
 from .. import ecs, smoke, stopped
 from ..clients import Clients
 from ..context import Context
-from ..errors import PipelineError, Throttled
+from ..errors import PipelineError, Throttled, Transient
+from ..interrupts import signum_of
 from ..output import Output
 from ..pace import Pace
 from ..safety import one_line, quietly
+from ..transient import calling, outlast
 from .model import Outcome, Result, StartedNothing, State, Unit, Watch, Way
 from .strategy import STRATEGIES
 
@@ -122,10 +126,20 @@ def wait_all(
     while True:
         pending = [w for w in watches if w.key not in outcomes]
         answers: Answers | None = None
+        pairs = [(w.cluster, w.service) for w in pending]
         try:
-            answers = options.read(ctx.clients, [(w.cluster, w.service) for w in pending])
+            answers = options.read(ctx.clients, pairs)
         except Throttled:
             progress.out.detail("DescribeServices throttled; polling again")
+        except Transient as fault:  # a network blip is no verdict: ride it out until the deadline
+            answers = outlast(
+                functools.partial(options.read, ctx.clients, pairs),
+                started + options.timeout,
+                progress.out.detail,
+                fault,
+                clock,
+                options.sleep,
+            )
         except PipelineError as exc:  # the read itself failed: that is every pending verdict
             for watch in pending:
                 outcomes[watch.key], finished[watch.key] = Outcome(State.FAILED, exc.message), clock()
@@ -192,11 +206,15 @@ def advance(
             _started(results, started)
             try:
                 _wait(ctx, results, options, progress)
-            except KeyboardInterrupt:
-                # All or nothing holds for an interrupt too: a half-released fleet is the worst
-                # state to leave behind. A second interrupt stops the rollback as well.
-                out.warn(f"interrupted: rolling back every service this {options.kind} changed")
+            except KeyboardInterrupt as sig:
+                # All or nothing holds for an interrupt (Ctrl-C, CI's cancel: SIGTERM) too: a
+                # half-released fleet is the worst state to leave behind. A second one stops
+                # the rollback as well.
+                signum = signum_of(sig)
+                name = signal.Signals(signum).name
+                out.warn(f"interrupted by {name}: rolling back every service this {options.kind} changed")
                 for result in results.values():
+                    result.interrupted = signum
                     if not result.outcome.done:
                         result.outcome = Outcome(State.FAILED, "interrupted")
             _fail_step(
@@ -365,8 +383,15 @@ def _go_back(
         starting it is a failed rollback too."""
         at, strategy, allowed = options.clock(), STRATEGIES[r.unit.strategy], _may_roll_back(r.unit, options)
         try:
-            return at, retrying(
-                lambda: strategy.recover(ctx.clients, r.unit, r.outcome, allowed), options.sleep
+            # The way back rides out a blip until its own deadline (pipeline/transient.py).
+            return at, calling(
+                lambda: retrying(
+                    lambda: strategy.recover(ctx.clients, r.unit, r.outcome, allowed), options.sleep
+                ),
+                at + options.timeout,
+                lambda line: progress.say(r.unit.key, line),
+                options.clock,
+                options.sleep,
             )
         except PipelineError as exc:
             return at, exc
@@ -395,9 +420,13 @@ def _go_back(
         return
     outcomes, finished = _wait_safely(ctx, watches, options, progress)
     for watch in watches:
-        r = results[watch.key]
-        if outcomes[watch.key].state != State.SUCCEEDED:
-            r.way, r.back_reason = Way.ROLLBACK_FAILED, outcomes[watch.key].reason
+        r, came = results[watch.key], outcomes[watch.key]
+        if came.state == State.REPLACED and came.replaced_by is not None:
+            # Another deploy (a --force) took over the way back: nothing is lost, and undoing
+            # it would undo someone else's change.
+            r.way, r.back_reason, r.back_replaced_by = Way.BACK_REPLACED, came.reason, came.replaced_by
+        elif came.state != State.SUCCEEDED:
+            r.way, r.back_reason = Way.ROLLBACK_FAILED, came.reason
         r.seconds += finished.get(watch.key, options.clock()) - begun[watch.key]
 
 

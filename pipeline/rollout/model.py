@@ -80,6 +80,7 @@ class Way(StrEnum):
     BY_ECS = "rolled back by ECS"  # the circuit breaker's rollback completed
     ROLLBACK_FAILED = "rollback failed"
     REPLACED = "replaced"  # another deploy runs: left alone
+    BACK_REPLACED = "way back replaced"  # another deploy (a --force) took over our way back
     LEFT = "not rolled back"  # --no-rollback, or nothing had COMPLETED before
 
 
@@ -100,6 +101,8 @@ class Result:
     way: Way | None = None  # after a failure
     back_to: str | None = None  # the revision the way back went to
     back_reason: str = ""  # why the way back failed
+    back_replaced_by: Deployment | None = None  # who took over the way back (Way.BACK_REPLACED)
+    interrupted: int | None = None  # the signal (SIGINT/SIGTERM) that stopped the wait
 
     @property
     def succeeded(self) -> bool:

@@ -78,11 +78,13 @@ def judge(
 ) -> Outcome:
     """What one DescribeServices answer says about our deployment. Pure.
 
-    `previous` is the revision that had COMPLETED before our update (where ECS's circuit
-    breaker would return), `since` when our deployment started (ECS's clock). Another
-    PRIMARY is ECS's rollback only when it runs `previous` and ECS marked the failure
-    (our deployment FAILED, or a rollback event since we started); any other PRIMARY is
-    a deploy we did not start, and "replaced" means: never roll back over it.
+    `previous` is the revision that had COMPLETED before our update, `since` when our
+    deployment started (ECS's clock). Another PRIMARY is ECS's rollback when ECS marked the
+    failure (our deployment FAILED, or a rollback event since we started) and it runs an
+    earlier revision: `previous`, any revision registered before `target`, or `target`
+    itself — then ECS returns to the very revision we were putting back (our own
+    rollback's target), and we follow it to its end. Any other PRIMARY is a deploy we did
+    not start, and "replaced" means: never roll back over it.
     """
     if service.get("status") not in (None, "ACTIVE"):
         return Outcome(State.FAILED, f"the service is {service.get('status')}")
@@ -90,9 +92,17 @@ def judge(
     ours = next((d for d in current if d.id == deployment_id), None)
     primary = next((d for d in current if d.status == "PRIMARY"), None)
     if primary is not None and primary.id != deployment_id:
-        if not ecs.same_revision(primary.task_definition, target) and is_ecs_rollback(
-            service, ours, primary, previous, since
-        ):
+        if ours is not None and ours.rollout_state == "COMPLETED":
+            # Ours finished before the next deploy began (a --wait behind us, say): done.
+            return Outcome(
+                State.SUCCEEDED,
+                f"deployment {deployment_id} COMPLETED; deployment {primary.id} of "
+                f"{ecs.short(primary.task_definition)} has started since",
+            )
+        by_ecs = is_ecs_rollback(service, ours, primary, previous, target, since)
+        if by_ecs and ecs.same_revision(primary.task_definition, target):
+            return _following(primary, len(current))
+        if by_ecs:
             if ours is not None and ours.rollout_state == "FAILED" and ours.rollout_reason:
                 return Outcome(State.FAILED, ours.rollout_reason, primary)
             return Outcome(
@@ -100,13 +110,6 @@ def judge(
                 f"deployment {deployment_id} {'is gone' if ours is None else 'FAILED'} "
                 "(ECS's deployment circuit breaker)",
                 primary,
-            )
-        if ours is not None and ours.rollout_state == "COMPLETED":
-            # Ours finished before the next deploy began (a --wait behind us, say): done.
-            return Outcome(
-                State.SUCCEEDED,
-                f"deployment {deployment_id} COMPLETED; deployment {primary.id} of "
-                f"{ecs.short(primary.task_definition)} has started since",
             )
         return Outcome(
             State.REPLACED,
@@ -133,6 +136,19 @@ def judge(
     return Outcome(State.ROLLING)
 
 
+def _following(ecs_deployment: ecs.Deployment, listed: int) -> Outcome:
+    """ECS's own rollback runs the revision we were waiting for: its end is ours. Pure."""
+    d = ecs_deployment
+    name = f"ECS's rollback deployment {d.id} of {ecs.short(d.task_definition)}"
+    if d.rollout_state == "COMPLETED":
+        return Outcome(State.SUCCEEDED, f"{name} COMPLETED")
+    if d.rollout_state == "FAILED":
+        return Outcome(State.FAILED, d.rollout_reason or f"{name} FAILED")
+    if d.rollout_state is None and listed == 1 and d.running == d.desired and d.pending == 0:
+        return Outcome(State.SUCCEEDED, f"{name}: no stale deployments left; running == desired")
+    return Outcome(State.ROLLING)
+
+
 # What ECS writes in the service's events when its circuit breaker rolls back.
 _ROLLBACK_EVENT_WORDS = ("rolling back to deployment", "circuit breaker")
 
@@ -142,15 +158,23 @@ def is_ecs_rollback(
     ours: ecs.Deployment | None,
     primary: ecs.Deployment,
     previous: str | None,
+    target: str,
     since: datetime | None,
 ) -> bool:
     """Did ECS (not a person or another pipeline) make `primary` PRIMARY instead of ours?
 
-    ECS's circuit breaker returns to the last deployment that COMPLETED, marks ours
-    FAILED and writes "rolling back to deployment ..." in the events. A deploy we did
-    not start shows none of that, even when it deploys the same earlier revision.
+    ECS's circuit breaker returns to the last deployment that COMPLETED by its own account
+    (which need not be the revision we saw complete: any earlier one, or the one our
+    rollback targets), marks ours FAILED and writes "rolling back to deployment ..." in
+    the events. A deploy we did not start shows none of that, even when it deploys the
+    same earlier revision; and ECS never returns to a revision registered after ours.
     """
-    if previous is not None and not ecs.same_revision(primary.task_definition, previous):
+    revision = primary.task_definition
+    if not (
+        (previous is not None and ecs.same_revision(revision, previous))
+        or ecs.same_revision(revision, target)
+        or registered_before(revision, target)
+    ):
         return False
     if ours is not None and ours.rollout_state == "FAILED":
         return True
@@ -161,6 +185,17 @@ def is_ecs_rollback(
         ):
             return True
     return False
+
+
+def registered_before(a: str, b: str) -> bool:
+    """Revision `a` of the same family as `b` with a lower number. Pure."""
+    (family_a, _, number_a), (family_b, _, number_b) = (
+        ecs.short(a).rpartition(":"),
+        ecs.short(b).rpartition(":"),
+    )
+    return (
+        family_a == family_b and number_a.isdigit() and number_b.isdigit() and int(number_a) < int(number_b)
+    )
 
 
 def _not_before(at: Any, since: datetime | None) -> bool:

@@ -16,12 +16,14 @@ from ._base import project_root, verb
 from .deploying import deploy, integration, logs, release, rollback, run_task, smoke, status
 from .infra import init, setup, teardown, version
 from .local import images, pull_and_run, serve
+from .locking import lock_acquire, lock_release, lock_status
 from .ship import build, ci, demo, dockerize, plan, push, test
 from .stack import stack_down, stack_env, stack_up
 
 __all__ = ["ns", "project_root", "verb"]
 
 stack_ns = Collection("stack", stack_up, stack_down, stack_env)
+lock_ns = Collection("lock", lock_status, lock_acquire, lock_release)
 ns = Collection(
     build,
     test,
@@ -46,4 +48,5 @@ ns = Collection(
     init,
     version,
     stack_ns,
+    lock_ns,
 )

@@ -102,8 +102,10 @@ def verb(fn: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("PIPELINE_DEBUG"):
                 raise
             raise Exit(f"error: {exc.message}", code=exc.exit_code) from None
-        except KeyboardInterrupt:
-            raise Exit("interrupted", code=130) from None
+        except KeyboardInterrupt as interrupt:
+            from ..interrupts import signum_of
+
+            raise Exit("interrupted", code=128 + signum_of(interrupt)) from None
         except BrokenPipeError:
             # The reader stopped reading (`invoke status | head`): not our error. Quiet, with
             # the exit code of a process ended by SIGPIPE; stdout goes to /dev/null so the

@@ -42,6 +42,7 @@ def deploy(
 ):
     """Deploy a pushed image to an ECS environment: render, register, update, wait, smoke-test."""
     from pipeline import deploy as deploying
+    from pipeline import interrupts
     from pipeline.safety import Busy
 
     ctx = context(json_logs, sha, env)
@@ -55,7 +56,8 @@ def deploy(
         smoke_url=smoke_url,
         busy=Busy.from_flags(wait, force),
     )
-    deploying.deploy(ctx, options)
+    with interrupts.cancellable():  # SIGTERM before the wait (a migration, say) as Ctrl-C
+        deploying.deploy(ctx, options)
 
 
 @task(
@@ -101,8 +103,11 @@ def release(
     ctx = context(json_logs, environment=env, prefix=prefix, root=(project or home))
     if json:
         ctx.out = Output(stream=sys.stderr, json_logs=ctx.out.json_logs, context=ctx.out.context)
+    from pipeline import interrupts
+
     try:
-        result = releasing.release(ctx, options)
+        with interrupts.cancellable():  # CircleCI's cancel (SIGTERM) is handled as Ctrl-C is
+            result = releasing.release(ctx, options)
     except releasing.ReleaseFailed as exc:
         if json:
             print(jsonlib.dumps(releasing.to_json(exc.rows), indent=2))
@@ -140,6 +145,7 @@ def rollback(
 ):
     """Redeploy an earlier revision (default: the last verified one) through the deploy path."""
     from pipeline import deploy as deploying
+    from pipeline import interrupts
     from pipeline.safety import Busy
 
     ctx = context(json_logs, environment=env)
@@ -152,7 +158,8 @@ def rollback(
         dry_run=dry_run,
         busy=Busy.from_flags(wait, force),
     )
-    deploying.deploy(ctx, options)
+    with interrupts.cancellable():  # SIGTERM before the wait (a migration, say) as Ctrl-C
+        deploying.deploy(ctx, options)
 
 
 @task(
@@ -242,13 +249,14 @@ def status(c, env, json=False):
 @verb
 def run_task(c, env, sha=None, timeout=600, no_wait=False, stop_on_interrupt=False):
     """Run a one-off task: `invoke run-task --env prod -- COMMAND...`; exits with its exit code."""
-    from pipeline import runtask
+    from pipeline import interrupts, runtask
 
     # Invoke joins the words after `--` into one string; the raw argv keeps them apart.
     command = runtask.command_words(sys.argv)
     ctx = context(environment=env)
     options = runtask.RunOptions(env, command, sha, float(timeout), not no_wait, stop_on_interrupt)
-    result = runtask.run(ctx, options)
+    with interrupts.cancellable():  # CircleCI's cancel (SIGTERM) is handled as Ctrl-C is
+        result = runtask.run(ctx, options)
     if isinstance(result, runtask.Finished) and result.exit_code:
         raise Exit(code=result.exit_code)
 
