@@ -5,8 +5,9 @@ window it relays bytes untouched, so every call is the emulator's real answer. I
 - "drop": every connection, open or new, is closed without an answer (a network blip: the
   client sees a reset or a closed connection);
 - "503": every request is answered `503 Service Unavailable` (an overloaded endpoint);
-- "delay": new connections are held for `delay` seconds before they are relayed (a slow
-  endpoint);
+- "delay": new connections are held for `delay` seconds before they are relayed, and each
+  request on an open one is held as long (a slow endpoint: past the client's read timeout,
+  its calls time out);
 - "hang": every connection, open or new, is cut, and new ones are accepted and then never
   answered until the window ends (an endpoint that black-holes requests).
 
@@ -47,6 +48,7 @@ class FaultProxy:
         self._delay = 0.0
         self._open: set[socket.socket] = set()
         self.refused = 0  # connections or requests the faults turned away
+        self.slowed = 0  # requests the "delay" fault held
 
     def __enter__(self) -> Self:
         threading.Thread(target=self._accept, daemon=True).start()
@@ -119,6 +121,10 @@ class FaultProxy:
                 if fault == "drop":
                     self._count()
                     break
+                if from_client and fault == "delay":
+                    with self._lock:
+                        self.slowed += 1
+                    time.sleep(self._delay)
                 sink.sendall(chunk)
         except OSError:
             pass

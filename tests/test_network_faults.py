@@ -14,7 +14,7 @@ from botocore.config import Config
 
 from pipeline import deploy
 from pipeline.errors import DeployFailed, RollbackFailed
-from tests.aws_faults import FaultProxy
+from tests.aws_faults import Fault, FaultProxy
 from tests.conftest import DeployTarget, push_broken, set_circuit_breaker
 from tests.helpers import ROLLOUT_DEADLINE, said, wait_until
 from tests.processes import WAITING, Service, service
@@ -65,9 +65,16 @@ def through(proxy: FaultProxy, environ: dict[str, str]) -> Callable[[str], Any]:
     )
 
 
-def outage_at_first_sleep(proxy: FaultProxy, seconds: float, when: Callable[[], bool] = lambda: True) -> Any:
-    """A DeployOptions.sleep that cuts AWS off the first time the deploy pauses once `when`
-    holds (mid-wait: UpdateService was answered, the rollout runs), then really sleeps."""
+def outage_at_first_sleep(
+    proxy: FaultProxy,
+    seconds: float,
+    when: Callable[[], bool] = lambda: True,
+    fault: Fault = "drop",
+    delay: float = 0.0,
+) -> Any:
+    """A DeployOptions.sleep that cuts AWS off (or slows it down, `fault`) the first time the
+    deploy pauses once `when` holds (mid-wait: UpdateService was answered, the rollout runs),
+    then really sleeps."""
     import time
 
     cut: list[bool] = []
@@ -75,7 +82,7 @@ def outage_at_first_sleep(proxy: FaultProxy, seconds: float, when: Callable[[], 
     def sleep(pause: float) -> None:
         if not cut and when():
             cut.append(True)
-            proxy.fail("drop", seconds=seconds)
+            proxy.fail(fault, seconds=seconds, delay=delay)
         time.sleep(pause)
 
     return sleep
@@ -101,6 +108,35 @@ def test_the_wait_says_aws_is_unreachable_rides_it_out_and_succeeds(
     log = said(ctx)
     assert "    AWS unreachable, retrying until the deadline (ecs:DescribeServices: " in log
     assert "    AWS unreachable for " in log and "    AWS answers again after " in log
+    assert "roll back" not in log
+    assert running(aws_cli, deploy_target.cluster, deploy_target.service) == (
+        f"{deploy_target.family}:2",
+        ["COMPLETED"],
+    )
+
+
+def test_a_slow_endpoint_whose_calls_time_out_mid_wait_is_ridden_out_and_the_deploy_succeeds(
+    deploy_target: DeployTarget,
+    proxy: FaultProxy,
+    make_context: Callable[..., Any],
+    environ: dict[str, str],
+    aws_cli: Callable[..., Any],
+) -> None:
+    # Each call held 7 s, past the clients' 5-s read timeout, for 12 s.
+    ctx = make_context(aws_factory=through(proxy, environ))
+    options = deploy.DeployOptions(
+        "prod",
+        deploy_target.sha,
+        timeout=ROLLOUT_DEADLINE,
+        smoke=False,
+        sleep=outage_at_first_sleep(proxy, 12, fault="delay", delay=7),
+    )
+    released = deploy.deploy(ctx, options)
+    assert released is not None and released.task_definition.endswith(f"{deploy_target.family}:2")
+    log = said(ctx)
+    assert proxy.slowed >= 1
+    assert "    AWS unreachable, retrying until the deadline (ecs:DescribeServices: " in log
+    assert "    AWS answers again after " in log
     assert "roll back" not in log
     assert running(aws_cli, deploy_target.cluster, deploy_target.service) == (
         f"{deploy_target.family}:2",
