@@ -213,6 +213,8 @@ def section_deploy(runs: int, tools: list[str]) -> dict[str, Any]:
         tool: {
             "wall": [r.wall for r in rs],
             "calls": [len(r.calls) for r in rs],
+            # our deploy lock (one SSM parameter) is a guarantee the peers do not give; kept apart
+            "lock_calls": [sum(c.action.startswith("ssm:") for c in r.calls) for r in rs],
             "which": dict(sorted(rs[0].counts.items())),
             "exit": [r.exit_code for r in rs],
         }

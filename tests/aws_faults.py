@@ -5,9 +5,8 @@ window it relays bytes untouched, so every call is the emulator's real answer. I
 - "drop": every connection, open or new, is closed without an answer (a network blip: the
   client sees a reset or a closed connection);
 - "503": every request is answered `503 Service Unavailable` (an overloaded endpoint);
-- "delay": new connections are held for `delay` seconds before they are relayed, and each
-  request on an open one is held as long (a slow endpoint: past the client's read timeout,
-  its calls time out);
+- "delay": each request, on a new connection or an open one, is held for `delay` seconds
+  before it is relayed (a slow endpoint: past the client's read timeout, its calls time out);
 - "hang": every connection, open or new, is cut, and new ones are accepted and then never
   answered until the window ends (an endpoint that black-holes requests).
 
@@ -94,8 +93,6 @@ class FaultProxy:
                 time.sleep(0.05)
             _reset(client)
             return
-        if fault == "delay":
-            time.sleep(self._delay)
         try:
             server = socket.create_connection(self.upstream)
         except OSError:

@@ -14,7 +14,7 @@ from pathlib import Path
 from tests.helpers import ROOT
 
 
-def test_the_peer_benchmark_runs_our_deploy_with_six_aws_calls(tmp_path: Path) -> None:
+def test_the_peer_benchmark_runs_our_deploy_with_six_aws_calls_and_three_for_the_lock(tmp_path: Path) -> None:
     out = tmp_path / "runs.json"
     proc = subprocess.run(
         [sys.executable, "bench/deploy_peers.py", "--tools", "ours", "--runs", "1", "--json", str(out)],
@@ -26,12 +26,16 @@ def test_the_peer_benchmark_runs_our_deploy_with_six_aws_calls(tmp_path: Path) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run,) = json.loads(out.read_text())["runs"]
     assert run["tool"] == "ours" and run["exit_code"] == 0, run["said"]
-    # No STS, no ListTasks: one DescribeServices to check, one per poll, one tag once verified.
+    # No STS, no ListTasks: one DescribeServices to check, one per poll, one tag once verified;
+    # the deploy lock is one SSM parameter, put first and deleted (after a read: still ours?) last.
     assert [c["action"] for c in run["calls"]] == [
+        "ssm:PutParameter",
         "ecr:DescribeImages",
         "ecs:DescribeServices",
         "ecs:RegisterTaskDefinition",
         "ecs:UpdateService",
         "ecs:DescribeServices",
         "ecs:TagResource",
+        "ssm:GetParameter",
+        "ssm:DeleteParameter",
     ]

@@ -95,10 +95,11 @@ def test_a_deploy_refuses_a_tag_moved_since_this_runs_push(
     assert len(arns) == 1
 
 
-def test_a_verified_revisions_image_is_kept_from_the_lifecycle(
-    run_task: Run, deploy_target: DeployTarget, aws_cli: Callable[..., Any], repository: str
+def test_a_smoke_tested_revisions_image_is_kept_from_the_lifecycle(
+    run_task: Run, deploy_target: DeployTarget, aws_cli: Callable[..., Any], repository: str, hello_url: str
 ) -> None:
-    proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--no-smoke")
+    # Verified means smoke-tested: a --no-smoke deploy is no rollback target (tests/test_rollback.py).
+    proc = run_task("deploy", "--env", "prod", "--sha", deploy_target.sha, "--smoke-url", hello_url)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tags = digests(aws_cli, repository)
     assert tags[f"keep-{deploy_target.sha}"] == tags[deploy_target.sha]  # the same image, a second tag

@@ -595,9 +595,13 @@ def test_a_rollback_that_fails_too_is_exit_code_4(
     make_fleet: Callable[..., Fleet], aws: Callable[[str], Any], fleet_ctx: Callable[..., Any]
 ) -> None:
     fleet_ = make_fleet(2)
-    stuck = fleet_.services()[1]
-    fake = FleetECS(aws("ecs"), scripts={stuck: [[standin.draining], [standin.draining]]})
-    # Long enough for the other service's real rollback to finish; the stuck one never does.
+    fine, stuck = fleet_.services()
+    # The other service's rollout and rollback complete at once, however loaded the machine;
+    # the stuck one's never do.
+    fake = FleetECS(
+        aws("ecs"),
+        scripts={fine: [[standin.completed]], stuck: [[standin.draining], [standin.draining]]},
+    )
     with pytest.raises(RollbackFailed) as info:
         release.release(fleet_ctx(fake), options(fleet_.file, timeout=6.0))
     assert info.value.exit_code == 4

@@ -11,6 +11,7 @@ target changes.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import platform
 import shutil
@@ -36,9 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         "--platform", default=default_platform(), help="wheel platform tag (default: this machine's)"
     )
     args = parser.parse_args(argv)
+    with (HERE / ".prepare.lock").open("w") as lock:
+        # A second run at once (two builds, parallel tests) waits here, then finds it done.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return prepare(args.python_version, args.platform)
 
+
+def prepare(python_version: str, wheel_platform: str) -> int:
     wanted = hashlib.sha256(
-        REQUIREMENTS.read_bytes() + f"{args.python_version} {args.platform}".encode()
+        REQUIREMENTS.read_bytes() + f"{python_version} {wheel_platform}".encode()
     ).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:
         print(f"otel packages: up to date in {TARGET}")
@@ -50,10 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compile",  # the image compiles for its own Python
         "--root-user-action=ignore",
         "--only-binary=:all:", "--implementation", "cp",
-        "--python-version", args.python_version, "--platform", args.platform,
+        "--python-version", python_version, "--platform", wheel_platform,
         "--target", str(staging), "-r", str(REQUIREMENTS),
     ]  # fmt: skip
-    print(f"otel packages: installing for Python {args.python_version} on {args.platform}", flush=True)
+    print(f"otel packages: installing for Python {python_version} on {wheel_platform}", flush=True)
     if subprocess.run(command).returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         print(
