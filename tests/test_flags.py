@@ -91,3 +91,39 @@ def test_a_missing_required_flag_is_one_line_and_exit_code_2(name: str) -> None:
     )
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == f"error: --env is required; see `invoke {name} --help`\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        ("abc", "error: --timeout 'abc': not a number\n"),
+        ("180.5", "error: --timeout '180.5': give a whole number\n"),
+    ],
+)
+def test_a_bad_number_for_a_numeric_flag_is_one_line_and_exit_code_2(value: str, line: str) -> None:
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "rollback", "--env", "prod", "--timeout", value],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line)
+
+
+def test_a_whole_number_written_with_a_decimal_point_is_taken() -> None:
+    # Invoke's own int("180.0") raised a traceback; now the task goes on to its next step,
+    # here the AWS endpoint nothing listens on.
+    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "invoke", "rollback", "--env", "prod", "--timeout", "180.0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr and "--timeout" not in proc.stderr
+    assert proc.returncode == 3, proc.stderr  # AWS unreachable: the flag was taken

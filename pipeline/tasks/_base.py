@@ -29,7 +29,47 @@ def task(*args: Any, **kwargs: Any) -> Any:
 
     # No positional arguments: Invoke fills a positional before it looks at core flags, so
     # `invoke deploy --help` ran a deploy to an environment named "--help".
-    return invoke.task(*args, **{"auto_shortflags": False, "positional": [], **kwargs})
+    options = {"auto_shortflags": False, "positional": [], **kwargs}
+    if len(args) == 1 and callable(args[0]):  # bare @task
+        return invoke.task(_numbers_from_text(args[0]), **options)
+    return lambda fn: invoke.task(*args, **options)(_numbers_from_text(fn))
+
+
+def _numbers_from_text(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Numeric flags reach Invoke as text and are parsed here: Invoke's own int() of
+    `--timeout 180.0` raised a ValueError with a traceback before any task code ran."""
+    signature = inspect.signature(fn)
+    numeric = {n: type(p.default) for n, p in signature.parameters.items() if type(p.default) in (int, float)}
+    if not numeric:
+        return fn
+
+    @functools.wraps(fn)
+    def parsed(*args: Any, **kwargs: Any) -> Any:
+        for name, kind in numeric.items():
+            if isinstance(kwargs.get(name), str):
+                kwargs[name] = _number(name, kwargs[name], kind)
+        return fn(*args, **kwargs)
+
+    parsed.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(default=str(p.default)) if p.name in numeric else p
+            for p in signature.parameters.values()
+        ]
+    )
+    return parsed
+
+
+def _number(name: str, text: str, kind: type) -> int | float:
+    flag = f"--{name.replace('_', '-')}"
+    try:
+        value = float(text)
+    except ValueError:
+        raise Exit(f"error: {flag} {text!r}: not a number", code=2) from None
+    if kind is int:
+        if not value.is_integer():
+            raise Exit(f"error: {flag} {text!r}: give a whole number", code=2)
+        return int(value)
+    return value
 
 
 def project_root() -> Path:
