@@ -67,9 +67,7 @@ def test_a_drop_window_cuts_open_and_new_connections_then_passes_again(
     assert proxy.refused >= 1
 
 
-def test_a_delay_window_holds_each_request_for_the_delay(
-    sts: Callable[[], Any], proxy: FaultProxy
-) -> None:
+def test_a_delay_window_holds_each_request_for_the_delay(sts: Callable[[], Any], proxy: FaultProxy) -> None:
     proxy.fail("delay", seconds=5, delay=1.0)
     began = time.monotonic()
     assert sts() == "123456789012"

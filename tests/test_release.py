@@ -600,7 +600,10 @@ def test_a_rollback_that_fails_too_is_exit_code_4(
     # the stuck one's never do.
     fake = FleetECS(
         aws("ecs"),
-        scripts={fine: [[standin.completed], [standin.completed]], stuck: [[standin.draining], [standin.draining]]},
+        scripts={
+            fine: [[standin.completed], [standin.completed]],
+            stuck: [[standin.draining], [standin.draining]],
+        },
     )
     with pytest.raises(RollbackFailed) as info:
         release.release(fleet_ctx(fake), options(fleet_.file, timeout=6.0))
