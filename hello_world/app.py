@@ -2,7 +2,9 @@
 
 Standard library only. Routes live under BASE_PATH (the ALB forwards paths unchanged,
 so every route starts with it): BASE_PATH answers "Hello World!", BASE_PATH + "health"
-answers {"status": "ok"} for the load balancer and ECS health checks.
+answers {"status": "ok"} for the load balancer and ECS health checks. With REVISION set
+(the deploy template sets the commit's sha), every answer names it in X-Revision, so a
+client can tell which revision served it.
 
 SIGTERM (how ECS stops a task) stops accepting connections and lets in-flight
 requests finish before the process exits 0.
@@ -35,6 +37,7 @@ class Handler(BaseHTTPRequestHandler):
     # for its delayed ACK, ~40 ms, on every request.
     disable_nagle_algorithm = True
     base_path = "/hello/"
+    revision = ""
     tracing: telemetry.Tracing | None = None
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -53,6 +56,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.revision:
+            self.send_header("X-Revision", self.revision)
         self.end_headers()
         self.wfile.write(body)
         seconds = time.monotonic() - started
@@ -90,10 +95,11 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
 
 
-def make_server(host: str, port: int, base_path: str, tracing: telemetry.Tracing | None = None) -> Server:
-    handler = type(
-        "BoundHandler", (Handler,), {"base_path": normalise_base_path(base_path), "tracing": tracing}
-    )
+def make_server(
+    host: str, port: int, base_path: str, tracing: telemetry.Tracing | None = None, revision: str = ""
+) -> Server:
+    bound = {"base_path": normalise_base_path(base_path), "tracing": tracing, "revision": revision.strip()}
+    handler = type("BoundHandler", (Handler,), bound)
     return Server((host, port), handler)
 
 
@@ -110,7 +116,9 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "0.0.0.0")
     tracing = telemetry.setup(os.environ, event)
-    server = make_server(host, port, os.environ.get("BASE_PATH", "/hello/"), tracing)
+    server = make_server(
+        host, port, os.environ.get("BASE_PATH", "/hello/"), tracing, os.environ.get("REVISION", "")
+    )
 
     def stop(signum: int, _frame: object) -> None:
         event(event="stopping", signal=signal.Signals(signum).name)

@@ -36,6 +36,20 @@ def test_base_path_says_hello(base_url: str) -> None:
     assert get(base_url + "/hello/") == (200, "Hello World!\n")
 
 
+def test_answers_name_the_revision_only_when_one_is_set(base_url: str) -> None:
+    with urllib.request.urlopen(base_url + "/hello/", timeout=5) as resp:
+        assert resp.headers.get("X-Revision") is None
+    server = make_server("127.0.0.1", 0, "/hello/", revision="abc1234")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hello/health"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            assert resp.headers["X-Revision"] == "abc1234"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_health_route_is_under_the_base_path(base_url: str) -> None:
     status, body = get(base_url + "/hello/health")
     assert status == 200 and json.loads(body) == {"status": "ok"}
