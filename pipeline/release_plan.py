@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import config, ecr, ecs, migrate, prepare, selection, smoke, taskdef
+from . import config, ecr, ecs, migrate, prepare, safety, selection, smoke, taskdef
 from .arns import short
 from .context import Context
 from .errors import ConfigError, NotFound, PipelineError
@@ -194,6 +194,7 @@ class Facts:
     url: str | None = None
     problems: tuple[str, ...] = ()  # found while looking (a missing repository, a broken template)
     tag: str = ""  # the image tag the sha resolved to ("": the sha as written)
+    back_image_gone: str | None = None  # the rollback target's image, no longer in ECR
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,13 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
         elif previous is None:
             problems.append(
                 f"{where}: no deployment ever COMPLETED, so there is nothing safe to roll back to"
+            )
+        elif fact.back_image_gone:
+            # All or nothing needs a way back that can start: ECS could not pull this image.
+            problems.append(
+                f"{where}: its rollback target {short(previous)} runs {fact.back_image_gone}, which is no "
+                "longer in ECR, so a failed release could not roll it back; push that image again, or "
+                "deploy this service on its own (`invoke deploy` leaves it as it runs if it fails)"
             )
         try:
             strategy_name = strategy.named(fact.service)
@@ -405,6 +413,8 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
                 live, tags = revision.definition, revision.raw_tags
         except ConfigError as exc:
             found += exc.problems
+        previous = ecs.last_known_good(service) if service is not None else None
+        gone = safety.missing_image(ctx, previous, settings) if previous and image is not None else None
         url = entry.url if options.smoke else None
         if options.smoke and url is None and service is not None and service.get("loadBalancers"):
             url = smoke.discover_url(settings, environment, ctx.clients, path=entry.smoke_path)
@@ -421,6 +431,7 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
             url,
             tuple(found),
             tag if image is not None else "",
+            gone,
         )
 
     facts = []

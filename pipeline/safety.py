@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from . import ecr, ecs, taskdef
-from .config import Environment
+from .config import Environment, Settings
 from .context import Context
 from .errors import ConfigError, NotFound, PipelineError, RolloutInProgress
 from .output import when
@@ -131,10 +131,11 @@ def idle_service(
     )
 
 
-def missing_image(ctx: Context, arn: str) -> str | None:
-    """The first of revision `arn`'s images from our ECR repository that is no longer there
-    (a lifecycle policy may have expired it; ECS could not start its tasks); None if none is."""
-    settings = ctx.settings
+def missing_image(ctx: Context, arn: str, settings: Settings | None = None) -> str | None:
+    """The first of revision `arn`'s images from the project's ECR repository (`settings`'s;
+    default this one's) that is no longer there (a lifecycle policy may have expired it; ECS
+    could not start its tasks); None if none is."""
+    settings = settings or ctx.settings
     definition = ecs.describe_revision(ctx.clients, arn).definition
     for container in definition.get("containerDefinitions", []):
         image = str(container.get("image", ""))

@@ -649,6 +649,35 @@ def test_every_problem_is_reported_before_any_change(
         assert [a.rsplit(":", 1)[1] for a in arns] == ["1"]
 
 
+def test_a_service_whose_rollback_targets_image_expired_stops_the_release_before_any_change(
+    make_fleet: Callable[..., Fleet],
+    run_task: Callable[..., Any],
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+) -> None:
+    fleet_ = make_fleet(2)
+    expired = fleet_.prefixes[1]
+    # The lifecycle policy expired the tag revision 1 runs (its tasks keep running: pulled).
+    aws("ecr").batch_delete_image(repositoryName=expired, imageIds=[{"imageTag": INITIAL}])
+    proc = run_task("release", "--env", "prod", "--file", str(fleet_.file), "--no-smoke")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert f"its rollback target {expired}-service:1 runs " in line
+    assert (
+        f"/{expired}:{INITIAL}, which is no longer in ECR, so a failed release could not roll it back" in line
+    )
+    assert fleet_.prefixes[0] not in line  # the other service's way back is fine
+    for p in fleet_.prefixes:
+        arns = aws_cli("ecs", "list-task-definitions", "--family-prefix", f"{p}-service")[
+            "taskDefinitionArns"
+        ]
+        assert [a.rsplit(":", 1)[1] for a in arns] == ["1"]
+        service = aws_cli(
+            "ecs", "describe-services", "--cluster", fleet_.cluster, "--services", f"{p}-service"
+        )
+        assert service["services"][0]["taskDefinition"].endswith(f"{p}-service:1")
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(
     make_fleet: Callable[..., Fleet], run_task: Callable[..., Any], aws_cli: Callable[..., Any]
 ) -> None:
