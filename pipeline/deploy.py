@@ -83,6 +83,7 @@ class DeployFacts:
     new: prepare.NewRevision | None = None  # a deploy: the checked request
     target: str | None = None  # a rollback: the revision to put back
     target_sha: str = "unknown"
+    test_url: str | None = None  # a native strategy's test listener: the smoke gate's URL
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class DeployChange:
     target: str | None = None
     previous: str | None = None  # what a failure returns to: the last revision that COMPLETED
     strategy: str = "ROLLING"
+    test_url: str | None = None  # native strategies: the smoke gate's URL (the test listener)
 
     @property
     def current(self) -> str:
@@ -155,7 +157,8 @@ def gather(ctx: Context, options: DeployOptions) -> DeployFacts:
         require_images(ctx, target)
         target_sha = revision_sha(ctx, target)
     url = _settle_smoke_url(ctx, environment, options.smoke, options.smoke_url)
-    return DeployFacts(environment, service, url, new, target, target_sha)
+    test_url = smoke.test_listener_url(ctx.clients, service, url) if url else None
+    return DeployFacts(environment, service, url, new, target, target_sha, test_url)
 
 
 def decide(options: DeployOptions, facts: DeployFacts) -> DeployChange:
@@ -180,6 +183,7 @@ def decide(options: DeployOptions, facts: DeployFacts) -> DeployChange:
             request=new.request,
             previous=previous,
             strategy=name,
+            test_url=facts.test_url,
         )
     if facts.target is None:
         raise ConfigError(f"--env {options.env}: neither a new revision nor one to roll back to")
@@ -192,6 +196,7 @@ def decide(options: DeployOptions, facts: DeployFacts) -> DeployChange:
         target=facts.target,
         previous=previous,
         strategy=name,
+        test_url=facts.test_url,
     )
 
 
@@ -293,6 +298,7 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
         change.strategy,
         change.smoke_url,
         ctx.settings.smoke,
+        change.test_url,
     )
     rollout = engine.RolloutOptions(kind, options.timeout, rollback=options.rollback, sleep=options.sleep)
     progress = engine.Progress(out)

@@ -69,6 +69,37 @@ def discover_url(
     return f"http://{balancer['DNSName']}{path}"
 
 
+def test_listener_url(clients: Clients, service: dict[str, Any], url: str) -> str | None:
+    """Where a native (blue/green, linear, canary) deployment's new revision answers before
+    production traffic reaches it: `url`'s path on the test listener of the load balancer
+    whose test listener rule the service names (loadBalancers[].advancedConfiguration);
+    None when the service names none."""
+    from urllib.parse import urlsplit
+
+    rule = next(
+        (
+            lb["advancedConfiguration"]["testListenerRule"]
+            for lb in service.get("loadBalancers", [])
+            if (lb.get("advancedConfiguration") or {}).get("testListenerRule")
+        ),
+        None,
+    )
+    if rule is None:
+        return None
+    # A rule's ARN is its listener's plus one id: …:listener-rule/app/NAME/LB/LISTENER/RULE.
+    listener_arn = str(rule).replace(":listener-rule/", ":listener/", 1).rsplit("/", 1)[0]
+    elbv2 = clients.aws("elbv2")
+    with aws_errors("elasticloadbalancing:DescribeListeners"):
+        listener = elbv2.describe_listeners(ListenerArns=[listener_arn])["Listeners"][0]
+    with aws_errors("elasticloadbalancing:DescribeLoadBalancers"):
+        balancer = elbv2.describe_load_balancers(LoadBalancerArns=[listener["LoadBalancerArn"]])[
+            "LoadBalancers"
+        ][0]
+    host = str(balancer["DNSName"]).rsplit(":", 1)[0]  # the local stack's name carries a port
+    scheme = "https" if listener.get("Protocol") == "HTTPS" else "http"
+    return f"{scheme}://{host}:{listener['Port']}{urlsplit(url).path or '/'}"
+
+
 def _rule_path(elbv2: Any, balancer_arn: str, group_arn: str) -> str | None:
     """The path of the first listener rule forwarding to the group, by listener then priority."""
     with aws_errors("elasticloadbalancing:DescribeListeners"):

@@ -31,14 +31,19 @@ def service(**extra: Any) -> dict[str, Any]:
         ({}, "ROLLING"),
         ({"deploymentConfiguration": {"strategy": "ROLLING"}}, "ROLLING"),
         ({"deploymentController": {"type": "ECS"}, "deploymentConfiguration": {}}, "ROLLING"),
-        ({"deploymentConfiguration": {"strategy": "BLUE_GREEN"}}, "deploys with the BLUE_GREEN strategy"),
+        ({"deploymentConfiguration": {"strategy": "BLUE_GREEN"}}, "BLUE_GREEN"),
+        ({"deploymentConfiguration": {"strategy": "CANARY"}}, "CANARY"),
+        (
+            {"deploymentConfiguration": {"strategy": "SOMETHING_NEW"}},
+            "deploys with the SOMETHING_NEW strategy",
+        ),
         ({"deploymentController": {"type": "CODE_DEPLOY"}}, "uses the CODE_DEPLOY deployment controller"),
     ],
 )
 def test_the_strategy_is_the_services_own_and_one_not_driven_is_refused_by_name(
     extra: dict[str, Any], chosen: str
 ) -> None:
-    if chosen == "ROLLING":
+    if chosen in ("ROLLING", "BLUE_GREEN", "CANARY"):
         assert strategy.named(service(**extra)) == chosen and chosen in strategy.STRATEGIES
         return
     with pytest.raises(ConfigError) as info:
@@ -74,12 +79,12 @@ NEW_REVISION = prepare.NewRevision("abc", "registry/app:abc", {"family": "fam"})
             deploy.DeployFacts(ENV, service(status="DRAINING"), None, new=NEW_REVISION),
             "ECS service 'svc' is DRAINING; nothing was changed",
         ),
-        (  # a strategy this tool does not drive is refused before anything changes
+        (  # a deployment controller this tool does not drive is refused before anything changes
             deploy.DeployOptions("prod"),
             deploy.DeployFacts(
-                ENV, service(deploymentConfiguration={"strategy": "CANARY"}), None, new=NEW_REVISION
+                ENV, service(deploymentController={"type": "EXTERNAL"}), None, new=NEW_REVISION
             ),
-            "service svc deploys with the CANARY strategy",
+            "service svc uses the EXTERNAL deployment controller",
         ),
     ],
 )

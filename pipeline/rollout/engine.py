@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -31,6 +31,7 @@ from ..output import Output
 from ..pace import Pace
 from ..safety import one_line, quietly
 from ..transient import calling, outlast
+from . import native
 from .model import Outcome, Result, StartedNothing, State, Unit, Watch, Way
 from .strategy import STRATEGIES
 
@@ -67,9 +68,16 @@ class Progress:
     labelled: bool = False
     seen: dict[str, set[str]] = field(default_factory=dict)
     lines: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
 
     def say(self, key: str, line: str) -> None:
         self.out.detail(f"{key}: {line}" if self.labelled else line)
+
+    def note(self, key: str, line: str) -> None:
+        """A line that is printed only when it differs from this key's last note."""
+        if self.notes.get(key) != line:
+            self.notes[key] = line
+            self.say(key, line)
 
     def prime(self, key: str, service: dict[str, Any]) -> None:
         """The events already listed are history: print only what comes after."""
@@ -123,17 +131,19 @@ def wait_all(
     paces = {w.key: Pace(drain_lookup=lambda s: ecs.drain_seconds(ctx.clients, s)) for w in watches}
     outcomes: dict[str, Outcome] = {}
     finished: dict[str, float] = {}
+    answered: set[tuple[str, str]] = set()  # (deployment, hook) we answered: ECS moves on
+    gate_failed: dict[str, str] = {}  # watch key → why its gate sent it back
     while True:
         pending = [w for w in watches if w.key not in outcomes]
         answers: Answers | None = None
-        pairs = [(w.cluster, w.service) for w in pending]
+        deployments: dict[str, dict[str, Any] | None] = {}
         try:
-            answers = options.read(ctx.clients, pairs)
+            answers, deployments = _read_round(ctx, pending, options)
         except Throttled:
             progress.out.detail("DescribeServices throttled; polling again")
         except Transient as fault:  # a network blip is no verdict: ride it out until the deadline
-            answers = outlast(
-                functools.partial(options.read, ctx.clients, pairs),
+            answers, deployments = outlast(
+                functools.partial(_read_round, ctx, pending, options),
                 started + options.timeout,
                 progress.out.detail,
                 fault,
@@ -156,8 +166,26 @@ def wait_all(
                 continue
             if service is not None:
                 progress.show(watch.key, service)
-                outcome = STRATEGIES[watch.strategy].observe(service, watch)
+                strategy = STRATEGIES[watch.strategy]
+                deployment = deployments.get(watch.deployment_id)
+                if deployment is not None:
+                    progress.note(watch.key, native.line(deployment))
+                outcome = strategy.observe(service, watch, deployment)
+                hook = (watch.deployment_id, str((outcome.hook or {}).get("hookId")))
+                if outcome.state == State.PAUSED and hook not in answered:
+                    answered.add(hook)
+                    say = functools.partial(progress.say, watch.key)
+                    why = native.at_hook(ctx.clients, watch, outcome, say, options.sleep)
+                    if why is not None:
+                        gate_failed[watch.key] = why
                 if outcome.done:
+                    if watch.key in gate_failed and outcome.state == State.FAILED:
+                        outcome = replace(
+                            outcome,
+                            reason=f"the smoke test at the gate failed: {gate_failed[watch.key]}; "
+                            "production traffic never reached it",
+                            gate_failed=True,
+                        )
                     outcomes[watch.key], finished[watch.key] = outcome, now
                     continue
             waits.append(paces[watch.key].next(service, watch.deployment_id, now, wall))
@@ -174,6 +202,16 @@ def wait_all(
                     finished[watch.key] = now
             return outcomes, finished
         options.sleep(min(min(waits), left))
+
+
+def _read_round(
+    ctx: Context, pending: list[Watch], options: RolloutOptions
+) -> tuple[Answers, dict[str, dict[str, Any] | None]]:
+    """The round's reads: DescribeServices (options.read), and the service deployments of
+    the watches whose strategy ECS runs as one (20 per DescribeServiceDeployments)."""
+    answers = options.read(ctx.clients, [(w.cluster, w.service) for w in pending])
+    arns = [w.deployment_id for w in pending if STRATEGIES[w.strategy].reads_service_deployments]
+    return answers, (native.describe(ctx.clients, arns) if arns else {})
 
 
 def advance(
@@ -278,6 +316,7 @@ def _wait(ctx: Context, results: dict[str, Result], options: RolloutOptions, pro
     for key, outcome in outcomes.items():
         results[key].outcome = outcome
         results[key].finished = finished.get(key)
+        results[key].smoke_failed = outcome.gate_failed  # its tasks ran; the answers were wrong
 
 
 def _smoke_all(ctx: Context, targets: list[Result], options: RolloutOptions, progress: Progress) -> None:

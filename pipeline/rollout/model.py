@@ -20,6 +20,7 @@ class State(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REPLACED = "replaced"  # another deploy, not ECS, took over: never rolled back over
+    PAUSED = "paused"  # a native deployment waits at a PAUSE hook for our action (the gate)
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,14 @@ class Outcome:
     rolled_back_by_ecs: Deployment | None = None
     # When another deploy (not ECS) replaced ours: its deployment. Never undone by us.
     replaced_by: Deployment | None = None
+    # Native strategies: the service deployment as last read, and the hook it waits at.
+    service_deployment: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    hook: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    gate_failed: bool = False  # the smoke test at the gate failed: ECS was told to roll back
 
     @property
     def done(self) -> bool:
-        return self.state != State.ROLLING
+        return self.state not in (State.ROLLING, State.PAUSED)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,11 @@ class Watch:
     previous: str | None = None  # the revision that had COMPLETED before (ECS's rollback target)
     since: datetime | None = None  # when the deployment started (ECS's clock)
     strategy: str = "ROLLING"  # whose deployment it is: that strategy judges it
+    # Native strategies: the gate's URL (the test listener) and smoke settings; None: no gate
+    # (a way back, --no-smoke), and a PAUSE hook is continued at once.
+    gate_url: str | None = None
+    gate_smoke: SmokeSettings | None = field(default=None, repr=False)
+    rolling_back: bool = False  # waiting for the service deployment's own rollback to end
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class Unit:
     strategy: str = "ROLLING"
     url: str | None = None  # smoke-tested there when set
     smoke: SmokeSettings | None = field(default=None, repr=False)
+    test_url: str | None = None  # native strategies: the gate smoke-tests the new revision there
 
     @property
     def cluster(self) -> str:

@@ -21,6 +21,7 @@ class Rolling:
     """The ROLLING strategy (the Strategy protocol in rollout/strategy.py)."""
 
     name = "ROLLING"
+    reads_service_deployments = False
 
     def start(self, clients: Clients, unit: Unit) -> Watch:
         """UpdateService to the unit's revision; the Watch of the deployment ECS started."""
@@ -30,7 +31,9 @@ class Rolling:
             unit.key, unit.cluster, unit.service, unit.arn, ours.id, unit.previous, ours.created_at, self.name
         )
 
-    def observe(self, answer: dict[str, Any], watch: Watch) -> Outcome:
+    def observe(
+        self, answer: dict[str, Any], watch: Watch, deployment: dict[str, Any] | None = None
+    ) -> Outcome:
         return judge(answer, watch.deployment_id, watch.target, watch.previous, watch.since)
 
     def recover(

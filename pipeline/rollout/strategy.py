@@ -2,9 +2,11 @@
 
 A strategy knows how ECS carries out one kind of deployment: how to start it, what one
 DescribeServices answer says about it, and the way back after a failure. ECS names the
-strategy in the service's `deploymentConfiguration.strategy` (ROLLING when absent); a new
-one (BLUE_GREEN, LINEAR, CANARY) is one module with a class like rolling.Rolling, one
-line in STRATEGIES, and its stand-in in the emulator.
+strategy in the service's `deploymentConfiguration.strategy` (ROLLING when absent).
+ROLLING is rolling.Rolling, judged from DescribeServices alone; BLUE_GREEN, LINEAR and
+CANARY are native.Native, which ECS runs as a service deployment the engine also reads
+(`reads_service_deployments`) and whose PAUSE hook the engine answers (the smoke gate).
+A new strategy is one module, one line in STRATEGIES, and its stand-in in the emulator.
 """
 
 from __future__ import annotations
@@ -14,19 +16,24 @@ from typing import Any, Protocol
 from ..clients import Clients
 from ..errors import ConfigError
 from .model import Outcome, Unit, Watch, Way
+from .native import Native
 from .rolling import Rolling
 
 
 class Strategy(Protocol):
     name: str
+    reads_service_deployments: bool  # the engine passes observe the service deployment
 
     def start(self, clients: Clients, unit: Unit) -> Watch:
         """Start putting `unit.arn` into service (the one change); what to watch.
         Raises StartedNothing when the service changed but shows no deployment of ours."""
         ...
 
-    def observe(self, answer: dict[str, Any], watch: Watch) -> Outcome:
-        """What one DescribeServices answer says about the watched deployment. Pure."""
+    def observe(
+        self, answer: dict[str, Any], watch: Watch, deployment: dict[str, Any] | None = None
+    ) -> Outcome:
+        """What one DescribeServices answer (and, for a strategy that reads them, the watched
+        service deployment's description) says about the watched deployment. Pure."""
         ...
 
     def recover(
@@ -37,7 +44,10 @@ class Strategy(Protocol):
         ...
 
 
-STRATEGIES: dict[str, Strategy] = {"ROLLING": Rolling()}
+STRATEGIES: dict[str, Strategy] = {
+    "ROLLING": Rolling(),
+    **{name: Native(name) for name in ("BLUE_GREEN", "LINEAR", "CANARY")},
+}
 
 
 def named(service: dict[str, Any]) -> str:
