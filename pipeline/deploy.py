@@ -31,7 +31,7 @@ from .errors import (
     ServiceLeftChanged,
 )
 from .revisions import last_verified, mark_verified, resolve_revision, revision_sha
-from .rollout import engine, strategy
+from .rollout import engine, native, strategy
 from .rollout.model import Result, State, Unit, Way
 from .safety import Busy, idle_service, missing_image, name_deployment, quietly, require_images, running_now
 
@@ -272,7 +272,9 @@ def roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOption
     """Put `arn` into service through the engine, verify it, and on failure return to the
     revision that was running and COMPLETED in `change.service` (the service just before).
 
-    SIGINT/SIGTERM stop the wait and change nothing more (exit 130/143).
+    SIGINT/SIGTERM stop the wait (exit 130/143): a rolling update is left to ECS, changed
+    no further; a native (blue/green, linear, canary) deployment still going forward is
+    stopped with ROLLBACK, so no unwatched revision reaches or stays in production.
     """
     env = change.environment
     with interrupts.guard():
@@ -280,8 +282,20 @@ def roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOption
             return _roll_out(ctx, change, arn, options)
         except interrupts.Interrupted as sig:
             what = f"{change.kind} of {ecs.short(arn)} to {env.name}"
+            done = "stopped waiting and changed nothing more"
+            if change.strategy != "ROLLING":  # a native deployment goes back rather than on unwatched
+                done = (
+                    quietly(
+                        ctx,
+                        "roll the service deployment back",
+                        lambda: native.stop_and_roll_back(
+                            ctx.clients, env.cluster, env.service, options.timeout, options.sleep
+                        ),
+                    )
+                    or "could not stop the service deployment"
+                )
             message = (
-                f"{what} interrupted by {sig.name}: stopped waiting and changed nothing more; "
+                f"{what} interrupted by {sig.name}: {done}; "
                 f"the service runs {running_now(ctx, env)}; follow it with `invoke status --env {env.name}`"
             )
             raise DeployInterrupted(message, sig.signum) from None

@@ -238,3 +238,26 @@ def describe(clients: Clients, arns: list[str]) -> dict[str, dict[str, Any] | No
         for deployment in answer.get("serviceDeployments", []):
             found[deployment["serviceDeploymentArn"]] = deployment
     return found
+
+
+def stop_and_roll_back(
+    clients: Clients, cluster: str, service: str, timeout: float, sleep: Callable[[float], None]
+) -> str:
+    """After an interrupt (Ctrl-C, CI's cancel): StopServiceDeployment(ROLLBACK) on the service's
+    deployment still going forward (at the gate or in a bake: production must not keep a
+    revision nobody is watching), and wait up to `timeout` for its end; what happened."""
+    live = ecs.describe_service(clients, cluster, service)
+    arn = str(live.get("currentServiceDeployment") or "")
+    deployment = describe(clients, [arn]).get(arn) if arn else None
+    if deployment is None or deployment.get("status") not in GOING:
+        return "no service deployment was going forward"
+    with aws_errors("ecs:StopServiceDeployment"):
+        clients.aws("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    waited = 0.0
+    while waited < timeout:
+        status = str((describe(clients, [arn]).get(arn) or {}).get("status", "gone"))
+        if status in ("ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED", "STOPPED", "gone"):
+            return f"{_name(arn)} was stopped with ROLLBACK: {status}"
+        sleep(1.0)
+        waited += 1.0
+    return f"{_name(arn)} was stopped with ROLLBACK and is still rolling back after {timeout:g}s"
