@@ -126,7 +126,17 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
     arns = _register(ctx, plan, rows, options, started)
     _migrate(ctx, plan, arns, rows, options, started)
     units = [
-        Unit(s.name, s.environment, arns[s.name], s.live_service, s.previous, s.strategy, s.url, s.smoke)
+        Unit(
+            s.name,
+            s.environment,
+            arns[s.name],
+            s.live_service,
+            s.previous,
+            s.strategy,
+            s.url,
+            s.smoke,
+            s.test_url,
+        )
         for s in plan.services
     ]
     rollout = engine.RolloutOptions("release", options.timeout, options.parallel, sleep=options.sleep)

@@ -195,6 +195,7 @@ class Facts:
     problems: tuple[str, ...] = ()  # found while looking (a missing repository, a broken template)
     tag: str = ""  # the image tag the sha resolved to ("": the sha as written)
     back_image_gone: str | None = None  # the rollback target's image, no longer in ECR
+    test_url: str | None = None  # a native strategy's smoke gate: the test listener
 
 
 @dataclass(frozen=True)
@@ -214,6 +215,7 @@ class ServicePlan:
     environment: config.Environment = field(repr=False)
     live_service: dict[str, Any] = field(repr=False)
     strategy: str = "ROLLING"  # the service's deployment strategy (rollout/strategy.py)
+    test_url: str | None = None  # a native strategy's smoke gate: the test listener
 
     @property
     def migrate_command(self) -> str:
@@ -334,6 +336,7 @@ def make_plan(env: str, facts: list[Facts], created: datetime, model: Any = None
                 environment,
                 fact.service,
                 strategy_name,
+                fact.test_url,
             )
         )
     if problems:
@@ -418,6 +421,7 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
         url = entry.url if options.smoke else None
         if options.smoke and url is None and service is not None and service.get("loadBalancers"):
             url = smoke.discover_url(settings, environment, ctx.clients, path=entry.smoke_path)
+        test_url = smoke.test_listener_url(ctx.clients, service, url) if url and service else None
         return Facts(
             entry,
             environment,
@@ -432,6 +436,7 @@ def check(ctx: Context, options: ReleaseOptions) -> ReleasePlan:
             tuple(found),
             tag if image is not None else "",
             gone,
+            test_url,
         )
 
     facts = []
