@@ -222,9 +222,26 @@ def status(clients: Clients, cluster: str, service: str, events: int = 5) -> dic
     revision = describe_revision(clients, arn)
     tags = revision.tags
     primary = next((d for d in deployments(answer) if d.status == "PRIMARY"), None)
+    strategy = (answer.get("deploymentConfiguration") or {}).get("strategy") or "ROLLING"
+    current = answer.get("currentServiceDeployment")
+    found = None
+    if current and strategy != "ROLLING":  # the native strategies' progress lives there
+        with aws_errors("ecs:DescribeServiceDeployments"):
+            listed = clients.aws("ecs").describe_service_deployments(serviceDeploymentArns=[current])
+        found = next(iter(listed.get("serviceDeployments", [])), None)
     return {
         "cluster": cluster,
         "service": service,
+        "strategy": strategy,
+        "serviceDeployment": None
+        if found is None
+        else {
+            "arn": found.get("serviceDeploymentArn"),
+            "status": found.get("status"),
+            "lifecycleStage": found.get("lifecycleStage"),
+            "statusReason": found.get("statusReason"),
+            "rollbackReason": (found.get("rollback") or {}).get("reason"),
+        },
         "taskDefinition": arn,
         "revision": short(arn),
         "images": [c["image"] for c in revision.definition.get("containerDefinitions", [])],

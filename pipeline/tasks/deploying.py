@@ -231,6 +231,14 @@ def status(c, env, json=False):
     )
     for line in report["deployments"]:
         print(f"  deployment {line}")
+    found = report["serviceDeployment"]
+    if found:
+        why = found["rollbackReason"] or found["statusReason"]
+        print(
+            f"  {report['strategy']} service deployment {found['status']} at {found['lifecycleStage']}"
+            + (f": {why}" if why else "")
+            + f" ({found['arn']})"
+        )
     for event in report["events"]:
         at = when(datetime.fromisoformat(event["at"])) if event["at"] else "(no time)"
         print(f"  {at}  {event['message']}")
