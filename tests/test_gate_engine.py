@@ -1,0 +1,152 @@
+"""The smoke gate in the engine, at the seam: a scripted BLUE_GREEN service deployment that
+waits at POST_TEST_TRAFFIC_SHIFT and goes where the hook's answer sends it, and a real HTTP
+server on loopback as the test listener. The real service deployments on real containers
+are in tests/test_gate.py; this proves the engine's half: one smoke test at the gate, one
+answer, and a failure that says the gate stopped it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.config import Environment, SmokeSettings
+from pipeline.rollout import engine
+from pipeline.rollout.model import State, Unit, Way
+
+ARN = "arn:aws:ecs:us-east-1:123456789012:service-deployment/c/svc/gate1"
+OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:7", "arn:aws:ecs:us-east-1:1:task-definition/fam:8"
+ENV = Environment("prod", "c", "svc", "fam", "app", Path("t.json"), Path("v.json"))
+SMOKE = SmokeSettings(200, "Hello World!", timeout=3.0)
+
+
+@dataclass
+class GateECS:
+    """STAND-IN at the seam: ECS running one BLUE_GREEN service deployment that pauses at the
+    gate (a PAUSE hook at POST_TEST_TRAFFIC_SHIFT) until ContinueServiceDeployment."""
+
+    actions: list[tuple[str, str]] = field(default_factory=list)
+    deployment: dict[str, Any] = field(default_factory=dict)
+
+    def update_service(self, **kwargs: Any) -> dict[str, Any]:
+        self.deployment = {
+            "serviceDeploymentArn": ARN,
+            "status": "IN_PROGRESS",
+            "lifecycleStage": "POST_TEST_TRAFFIC_SHIFT",
+            "lifecycleHookDetails": [
+                {
+                    "hookId": "h1",
+                    "targetType": "PAUSE",
+                    "status": "AWAITING_ACTION",
+                    "timeoutAction": "ROLLBACK",
+                }
+            ],
+            "targetServiceRevision": {
+                "requestedProductionTrafficWeight": 0.0,
+                "requestedTestTrafficWeight": 100.0,
+            },
+        }
+        return {"service": self._service()}
+
+    def _service(self) -> dict[str, Any]:
+        return {
+            "serviceName": "svc",
+            "status": "ACTIVE",
+            "deployments": [],
+            "events": [],
+            "currentServiceDeployment": ARN,
+            "deploymentConfiguration": {"strategy": "BLUE_GREEN"},
+        }
+
+    def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        return {"services": [self._service()]}
+
+    def describe_service_deployments(self, serviceDeploymentArns: list[str]) -> dict[str, Any]:  # noqa: N803
+        return {"serviceDeployments": [dict(self.deployment)]}
+
+    def continue_service_deployment(
+        self, serviceDeploymentArn: str, hookId: str, action: str
+    ) -> dict[str, Any]:  # noqa: N803
+        self.actions.append((hookId, action))
+        hooks = [{**self.deployment["lifecycleHookDetails"][0], "status": "SUCCEEDED"}]
+        if action == "CONTINUE":
+            self.deployment.update(status="SUCCESSFUL", lifecycleStage="CLEAN_UP", lifecycleHookDetails=hooks)
+        else:
+            self.deployment.update(
+                status="ROLLBACK_SUCCESSFUL",
+                lifecycleHookDetails=hooks,
+                rollback={
+                    "reason": "Service deployment rolled back because of the lifecycle hook's ROLLBACK action."
+                },
+            )
+        return {"serviceDeploymentArn": serviceDeploymentArn}
+
+
+@pytest.fixture
+def test_listener() -> Iterator[Callable[[bytes], str]]:
+    """A loopback server answering what the test sets: green's answers on the test listener."""
+    body = [b"Hello World!\n"]
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body[0])))
+            self.end_headers()
+            self.wfile.write(body[0])
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def answering(text: bytes) -> str:
+        body[0] = text
+        return f"http://127.0.0.1:{server.server_address[1]}/hello/"
+
+    yield answering
+    server.shutdown()
+    server.server_close()
+
+
+def run(make_context: Callable[..., Any], fake: GateECS, test_url: str | None) -> dict[str, Any]:
+    ctx = make_context(aws_factory=lambda name: fake)
+    unit = Unit("svc", ENV, NEW, {"events": []}, OLD, "BLUE_GREEN", None, SMOKE, test_url)
+    options = engine.RolloutOptions("deploy", timeout=30.0, sleep=lambda s: None)
+    progress = engine.Progress(ctx.out)
+    results = engine.advance(ctx, [unit], options, progress)
+    if not results["svc"].succeeded:
+        engine.recover(ctx, results, options, progress)
+    return results
+
+
+def test_a_revision_that_passes_the_gate_is_continued_once_and_succeeds(
+    make_context: Callable[..., Any], test_listener: Callable[[bytes], str]
+) -> None:
+    fake = GateECS()
+    result = run(make_context, fake, test_listener(b"Hello World!\n"))["svc"]
+    assert fake.actions == [("h1", "CONTINUE")]
+    assert result.succeeded and "SUCCESSFUL" in result.outcome.reason
+
+
+def test_a_revision_that_answers_wrongly_at_the_gate_is_sent_back_and_never_promoted(
+    make_context: Callable[..., Any], test_listener: Callable[[bytes], str]
+) -> None:
+    fake = GateECS()
+    result = run(make_context, fake, test_listener(b"Goodbye\n"))["svc"]
+    assert fake.actions == [("h1", "ROLLBACK")]
+    assert result.outcome.state == State.FAILED and result.outcome.gate_failed
+    assert result.outcome.reason.startswith("the smoke test at the gate failed: ")
+    assert result.outcome.reason.endswith("production traffic never reached it")
+    assert result.way == Way.BY_ECS and result.back_to == OLD  # ECS's own rollback, already ended
+
+
+def test_without_a_gate_the_hook_is_continued_without_a_smoke_test(make_context: Callable[..., Any]) -> None:
+    fake = GateECS()
+    result = run(make_context, fake, None)["svc"]
+    assert fake.actions == [("h1", "CONTINUE")] and result.succeeded
