@@ -202,13 +202,16 @@ def decide(options: DeployOptions, facts: DeployFacts) -> DeployChange:
 
 def describe(ctx: Context, change: DeployChange) -> list[str]:
     """What executing `change` would do, for --dry-run."""
+    how = [gate_line(change)[0]] if change.strategy != "ROLLING" else []
     if change.request is None:
         return [
             f"would roll back {change.environment.service} from {ecs.short(change.current or 'none')} "
             f"to {ecs.short(str(change.target))} (sha {change.sha})",
+            *how,
             "dry run: nothing was updated",
         ]
     return [
+        *how,
         json.dumps(change.request, indent=2, sort_keys=True),
         taskdef.diff(
             live_definition(ctx, change.current), change.request, ecs.short(change.current or "none")
@@ -220,6 +223,28 @@ def describe(ctx: Context, change: DeployChange) -> list[str]:
         ),
         "dry run: nothing was registered or updated",
     ]
+
+
+def gate_line(change: DeployChange) -> tuple[str, bool]:
+    """How a native strategy's deployment is checked before production traffic, and whether a
+    smoke test wanted there has no gate to run at (a warning). Pure."""
+    hooks = (change.service.get("deploymentConfiguration") or {}).get("lifecycleHooks") or []
+    paused = any(
+        h.get("targetType") == "PAUSE" and native.GATE_STAGE in (h.get("lifecycleStages") or [])
+        for h in hooks
+    )
+    if change.test_url and paused:
+        return (
+            f"{change.strategy}: ECS pauses at {native.GATE_STAGE}; the smoke test of {change.test_url} "
+            "(the test listener) decides CONTINUE or ROLLBACK before production traffic"
+        ), False
+    if change.smoke_url:
+        why = "no PAUSE hook at " + native.GATE_STAGE if change.test_url else "no test listener rule"
+        return (
+            f"{change.strategy}: no smoke gate ({why}; `invoke setup` adds it): "
+            "the smoke test runs only after production traffic moved"
+        ), True
+    return f"{change.strategy}: no smoke test (--no-smoke): any PAUSE hook is continued at once", False
 
 
 def live_definition(ctx: Context, arn: str | None) -> dict[str, Any]:
@@ -253,6 +278,9 @@ def _deploy(ctx: Context, options: DeployOptions) -> Released | None:
         out.detail(f"service {env.service} in cluster {env.cluster} runs {ecs.short(change.current or '?')}")
         if change.target:
             out.detail(f"{ecs.short(change.current)} → {ecs.short(change.target)}")
+        if change.strategy != "ROLLING":
+            line, ungated = gate_line(change)
+            out.warn(line) if ungated else out.detail(line)
     if options.dry_run:
         for line in describe(ctx, change):
             out.say(line)

@@ -95,3 +95,42 @@ def test_the_progress_line_shows_stage_weights_and_the_waiting_hook() -> None:
         "IN_PROGRESS; POST_TEST_TRAFFIC_SHIFT; new revision: production 0%, test 100%; tasks 1/1; "
         "hook h1 AWAITING_ACTION (on timeout: ROLLBACK)"
     )
+
+
+GATED = {"deploymentConfiguration": {"lifecycleHooks": [
+    {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("service", "smoke_url", "test_url", "says", "warns"),
+    [
+        (
+            GATED,
+            "http://a/x/",
+            "http://a:9000/x/",
+            "ECS pauses at POST_TEST_TRAFFIC_SHIFT; the smoke test of "
+            "http://a:9000/x/ (the test listener) decides CONTINUE or ROLLBACK",
+            False,
+        ),  # fmt: skip
+        (
+            {},
+            "http://a/x/",
+            "http://a:9000/x/",
+            "no smoke gate (no PAUSE hook at POST_TEST_TRAFFIC_SHIFT;",
+            True,
+        ),
+        (GATED, "http://a/x/", None, "no smoke gate (no test listener rule;", True),
+        (GATED, None, None, "no smoke test (--no-smoke): any PAUSE hook is continued at once", False),
+    ],
+)
+def test_a_deploy_says_whether_a_smoke_gate_guards_production_and_warns_when_none_does(
+    service: dict[str, Any], smoke_url: str | None, test_url: str | None, says: str, warns: bool
+) -> None:
+    from pipeline import deploy
+    from tests.test_rollout_engine import ENV
+
+    change = deploy.DeployChange(
+        deploy.Kind.DEPLOY, ENV, "abc", service, smoke_url, strategy="BLUE_GREEN", test_url=test_url
+    )
+    line, ungated = deploy.gate_line(change)
+    assert says in line and line.startswith("BLUE_GREEN: ") and ungated == warns
