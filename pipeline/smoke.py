@@ -15,6 +15,9 @@ from .ecs import describe_service
 from .errors import NotFound, StepFailed
 
 
+LOCAL_LISTENER_ADDRESS = "ecs-pipeline:emulator-address"
+
+
 @dataclass(frozen=True)
 class Probe:
     """One HTTP answer (status 0: no answer at all)."""
@@ -95,9 +98,17 @@ def test_listener_url(clients: Clients, service: dict[str, Any], url: str) -> st
         balancer = elbv2.describe_load_balancers(LoadBalancerArns=[listener["LoadBalancerArn"]])[
             "LoadBalancers"
         ][0]
-    host = str(balancer["DNSName"]).rsplit(":", 1)[0]  # the local stack's name carries a port
+    path = urlsplit(url).path or "/"
     scheme = "https" if listener.get("Protocol") == "HTTPS" else "http"
-    return f"{scheme}://{host}:{listener['Port']}{urlsplit(url).path or '/'}"
+    name = str(balancer["DNSName"])
+    if ":" in name:  # no DNS name has a port: the local stack's stand-in, which serves each
+        # listener on a loopback port of its own and names it in a tag (emulator/loadbalancer.py)
+        with aws_errors("elasticloadbalancing:DescribeTags"):
+            described = elbv2.describe_tags(ResourceArns=[listener_arn])["TagDescriptions"]
+        tags = {t["Key"]: t["Value"] for d in described for t in d.get("Tags", [])}
+        if LOCAL_LISTENER_ADDRESS in tags:
+            return f"{scheme}://{tags[LOCAL_LISTENER_ADDRESS]}{path}"
+    return f"{scheme}://{name}:{listener['Port']}{path}"
 
 
 def _rule_path(elbv2: Any, balancer_arn: str, group_arn: str) -> str | None:
