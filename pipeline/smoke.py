@@ -14,7 +14,6 @@ from .config import Environment, Settings, SmokeSettings
 from .ecs import describe_service
 from .errors import NotFound, StepFailed
 
-
 LOCAL_LISTENER_ADDRESS = "ecs-pipeline:emulator-address"
 
 
