@@ -1,0 +1,127 @@
+"""The smoke gate on real containers: `deploy` of a BLUE_GREEN service with a PAUSE hook at
+POST_TEST_TRAFFIC_SHIFT, while tests/load.py sends 20 requests a second to the production
+URL through the local load balancer. A good revision passes the gate and takes production
+with no failed request; a revision that is healthy but answers wrongly is sent back at the
+gate, and not one production request reaches it. The local ECS runs the service deployment
+(pipeline/stack/emulator/service_deployments.py); the aws CLI reads it back."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pipeline import deploy
+from pipeline.config import SmokeSettings
+from pipeline.errors import DeployFailed
+from tests.conftest import push_image
+from tests.load import Load
+from tests.test_failures import SERVE_FILES, push_broken
+from tests.test_local_ecs_strategies import PAUSE_AT_TEST_SHIFT, BlueGreen, blue_green_service, cleanup
+
+RATE = 20.0
+GATE = {**PAUSE_AT_TEST_SHIFT, "timeoutConfiguration": {"timeoutInMinutes": 10, "action": "ROLLBACK"}}
+
+
+def new_sha() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture
+def blue_green(
+    aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> Iterator[BlueGreen]:
+    yield blue_green_service(aws, environ, prefix, hello_image, [GATE])
+    cleanup(aws, environ, prefix)
+
+
+@pytest.fixture
+def ctx(make_context: Callable[..., Any]) -> Any:
+    context = make_context()
+    context.settings = dataclasses.replace(
+        context.settings, smoke=SmokeSettings(text="Hello World!", timeout=8.0)
+    )
+    context.out.stream = io.StringIO()
+    return context
+
+
+def service_deployments(aws_cli: Callable[..., Any], env: BlueGreen) -> list[dict[str, Any]]:
+    listed = aws_cli("ecs", "list-service-deployments", "--cluster", env.cluster, "--service", env.service)
+    arns = [d["serviceDeploymentArn"] for d in listed["serviceDeployments"]]
+    found = aws_cli("ecs", "describe-service-deployments", "--service-deployment-arns", *arns)
+    return sorted(found["serviceDeployments"], key=lambda d: d["createdAt"])
+
+
+@pytest.mark.heavy
+def test_a_blue_green_deploy_under_load_passes_the_gate_fails_no_request_and_then_only_the_new_revision_answers(
+    blue_green: BlueGreen,
+    ctx: Any,
+    environ: dict[str, str],
+    hello_image: str,
+    repository: str,
+    aws_cli: Callable[..., Any],
+) -> None:
+    sha = new_sha()
+    push_image(environ, hello_image, repository, sha)
+    with Load(blue_green.production_url, rate=RATE) as load:
+        load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
+        released = deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
+        done = load.now()
+        load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+    said = ctx.out.stream.getvalue()
+    assert released is not None and released.probe is not None
+    assert f"gate: smoke-testing the new revision through the test listener: {blue_green.test_url}" in said
+    assert "gate: passed; CONTINUE to production traffic" in said
+    answers = load.answers()
+    assert load.failed() == [], f"{len(load.failed())} of {len(answers)} failed, e.g. {load.failed()[:3]}"
+    assert load.revisions() == ["blue", sha]
+    assert all(a.revision == sha for a in answers if a.sent > done)
+    last = service_deployments(aws_cli, blue_green)[-1]
+    assert last["status"] == "SUCCESSFUL" and last["deploymentConfiguration"]["strategy"] == "BLUE_GREEN"
+
+
+@pytest.mark.heavy
+def test_a_healthy_revision_that_answers_wrongly_is_stopped_at_the_gate_and_no_production_request_reaches_it(
+    blue_green: BlueGreen,
+    ctx: Any,
+    environ: dict[str, str],
+    hello_image: str,
+    repository: str,
+    aws_cli: Callable[..., Any],
+) -> None:
+    # Healthy to ECS and to the load balancer (/hello/health is a file), wrong to users.
+    site = "mkdir -p /site/hello && echo 'Goodbye World' > /site/hello/index.html && echo ok > /site/hello/health"
+    sha = "9" * 40
+    push_broken(
+        environ,
+        f"FROM {hello_image}\nUSER 0:0\nRUN {site}\nUSER 10001:10001\nWORKDIR /site\n"
+        f'CMD ["sh", "-c", "{SERVE_FILES}"]\n',
+        repository,
+        sha,
+    )
+    with Load(blue_green.production_url, rate=RATE) as load:
+        load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
+        with pytest.raises(DeployFailed) as info:
+            deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
+        done = load.now()
+        load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+    message = info.value.message
+    assert info.value.exit_code == 1
+    assert message.startswith(
+        f"deploy of {blue_green.service}:3 to prod failed: the smoke test at the gate failed: "
+    )
+    assert "Goodbye World" in message and "production traffic never reached it" in message
+    answers = load.answers()
+    # Every production answer is blue's, before, during and after: green never served one.
+    assert load.failed() == [], f"{len(load.failed())} of {len(answers)} failed, e.g. {load.failed()[:3]}"
+    assert load.revisions() == ["blue"] and len(answers) >= 2 * RATE
+    last = service_deployments(aws_cli, blue_green)[-1]
+    assert last["status"] == "ROLLBACK_SUCCESSFUL"
+    service = aws_cli(
+        "ecs", "describe-services", "--cluster", blue_green.cluster, "--services", blue_green.service
+    )
+    assert service["services"][0]["taskDefinition"].endswith(f"{blue_green.service}:1")
