@@ -18,9 +18,9 @@ import pytest
 from pipeline import deploy
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
-from tests.conftest import push_image
+from tests.conftest import push_broken, push_image
 from tests.load import Load
-from tests.test_failures import SERVE_FILES, push_broken
+from tests.test_failures import SERVE_FILES
 from tests.test_local_ecs_strategies import PAUSE_AT_TEST_SHIFT, BlueGreen, blue_green_service, cleanup
 
 RATE = 20.0
