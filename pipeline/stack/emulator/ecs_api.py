@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import engine, refusals, scheduler
+from . import engine, refusals, scheduler, service_deployments
 
 DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "deploymentCircuitBreaker": {"enable": False, "rollback": False},
@@ -87,6 +87,7 @@ def install() -> None:
             service.running_count = service.pending_count = 0
             if service.task_definition:
                 service.deployments = [scheduler.new_deployment(service, service.task_definition)]
+                service_deployments.begin(service, service.deployments[0], None)
             return service
 
     def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
@@ -115,7 +116,9 @@ def install() -> None:
                 service.health_check_grace_period_seconds = int(grace)
             service.task_definition = definition.arn  # ECS stores the ARN whatever form was passed
             if force or primary != definition.arn:
+                blue = next((d for d in service.deployments if d.get("rolloutState") == "COMPLETED"), None)
                 deployment = scheduler.start_deployment(service, definition.arn)
+                service_deployments.begin(service, deployment, blue)
                 scheduler.event(service, f"(deployment {deployment['id']}) deployment started.")
             for deployment in service.deployments[:1]:
                 deployment["desiredCount"] = service.desired_count
