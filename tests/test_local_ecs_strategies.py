@@ -332,3 +332,132 @@ def test_a_pause_hook_that_times_out_with_rollback_rolls_the_deployment_back(
         assert env.seen_in_production == {"blue"}
     finally:
         cleanup(aws, environ, prefix)
+
+
+def _shifted_to(aws: Aws, env: BlueGreen, arn: str, weight: float) -> dict[str, Any]:
+    def shifted() -> dict[str, Any] | None:
+        (found,) = aws("ecs").describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+        return found if found["targetServiceRevision"]["requestedProductionTrafficWeight"] == weight else None
+
+    return dict(wait_until(shifted, timeout=ROLLOUT_DEADLINE))
+
+
+@pytest.mark.heavy
+def test_a_canary_serves_both_revisions_during_its_bake_and_a_stop_sends_production_back_to_blue_at_once(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "bg")
+    canary = {"canaryPercent": 50.0, "canaryBakeTimeInMinutes": 30}
+    try:
+        env = blue_green_service(
+            aws, environ, prefix, image, [], strategy="CANARY", canaryConfiguration=canary
+        )
+        aws("ecs").update_service(
+            cluster=env.cluster, service=env.service, taskDefinition=env.green_definition
+        )
+        arn = _service(aws, env)["currentServiceDeployment"]
+        found = _shifted_to(aws, env, arn, 50.0)
+        assert (found["status"], found["lifecycleStage"]) == ("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+        assert found["sourceServiceRevisions"][0]["requestedProductionTrafficWeight"] == 50.0
+        (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
+        weights = {
+            g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
+        }
+        assert weights == {env.blue_group: 50, env.green_group: 50}
+        answers = [revision_of(env.production_url) for _ in range(40)]
+        assert set(answers) == {"blue", "green"}, answers
+
+        aws("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+        assert {revision_of(env.production_url) for _ in range(10)} == {"blue"}
+        env.seen_in_production.clear()
+        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+        assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 0.0
+        assert env.seen_in_production == {"blue"}
+    finally:
+        cleanup(aws, environ, prefix)
+
+
+@pytest.mark.heavy
+def test_a_linear_deployment_shifts_production_in_steps_then_completes_on_green(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "bg")
+    linear = {"stepPercent": 34.0, "stepBakeTimeInMinutes": 1}
+    try:
+        env = blue_green_service(
+            aws, environ, prefix, image, [], strategy="LINEAR", linearConfiguration=linear
+        )
+        aws("ecs").update_service(
+            cluster=env.cluster, service=env.service, taskDefinition=env.green_definition
+        )
+        arn = _service(aws, env)["currentServiceDeployment"]
+        _shifted_to(aws, env, arn, 34.0)
+        _ends(aws, env, arn, "SUCCESSFUL")
+        shifts = [
+            e["message"].split(") ", 2)[-1]
+            for e in _service(aws, env)["events"]
+            if "production traffic" in e["message"]
+        ]
+        assert shifts[::-1] == [f"shifted {p}% of production traffic." for p in (34, 68, 100)]
+        assert {env.production() for _ in range(10)} == {"green"}
+        assert env.seen_in_production <= {"blue", "green"}  # no failed answer on the way
+    finally:
+        cleanup(aws, environ, prefix)
+
+
+def test_ecs_refuses_native_strategies_without_advanced_configuration_or_out_of_range(
+    aws: Aws, prefix: str, environ: dict[str, str]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    ecs = aws("ecs")
+    ecs.create_cluster(clusterName=f"{prefix}-cluster")
+    definition = hello_task_definition(f"{prefix}-service", "127.0.0.1:1/none:1")
+    arn = ecs.register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"]
+    group = f"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{prefix}/0123456789abcdef"
+    lb = {"targetGroupArn": group, "containerName": f"{prefix}-service", "containerPort": 8080}
+    advanced = {
+        "alternateTargetGroupArn": group.replace(prefix, f"{prefix}-alt"),
+        "productionListenerRule": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/a/b/c/d",
+        "roleArn": "arn:aws:iam::123456789012:role/ecs-blue-green",
+    }
+
+    def refused(config: dict[str, Any], balancer: dict[str, Any]) -> tuple[str, str]:
+        with pytest.raises(ClientError) as caught:
+            ecs.create_service(
+                cluster=f"{prefix}-cluster",
+                serviceName=f"{prefix}-service",
+                taskDefinition=arn,
+                desiredCount=1,
+                launchType="FARGATE",
+                networkConfiguration=default_network(aws),
+                loadBalancers=[balancer],
+                deploymentConfiguration=config,
+            )
+        return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
+
+    assert refused({"strategy": "LINEAR"}, lb) == (
+        "ClientException",
+        "advancedConfiguration field is required for all loadBalancers when using the linear deployment strategy",
+    )
+    without_role = {k: v for k, v in advanced.items() if k != "roleArn"}
+    assert "roleArn" in refused({"strategy": "BLUE_GREEN"}, {**lb, "advancedConfiguration": without_role})[1]
+    full = {**lb, "advancedConfiguration": advanced}
+    assert "bakeTimeInMinutes" in refused({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1441}, full)[1]
+    step = {"strategy": "LINEAR", "linearConfiguration": {"stepPercent": 2.9}}
+    assert "stepPercent" in refused(step, full)[1]
+    canary = {"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 0.05}}
+    assert "canaryPercent" in refused(canary, full)[1]
+    lambda_hook = {
+        "targetType": "AWS_LAMBDA",
+        "hookTargetArn": "arn:aws:lambda:us-east-1:123456789012:function:gate",
+        "roleArn": advanced["roleArn"],
+        "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+    }
+    assert (
+        refused({"strategy": "BLUE_GREEN", "lifecycleHooks": [lambda_hook]}, full)[0]
+        == "InvalidParameterException"
+    )
+    long_pause = {**PAUSE_AT_TEST_SHIFT, "timeoutConfiguration": {"timeoutInMinutes": 20161}}
+    assert "timeoutInMinutes" in refused({"strategy": "BLUE_GREEN", "lifecycleHooks": [long_pause]}, full)[1]
+    assert not ecs.list_services(cluster=f"{prefix}-cluster")["serviceArns"]  # nothing half-made

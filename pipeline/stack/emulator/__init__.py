@@ -10,8 +10,8 @@ logic never knows it talks to an emulator:
 - ecs_api.py       ECS's control plane around the scheduler (Create/Update/DeleteService,
                    RunTask, StopTask, ListTasks)
 - service_deployments.py  ECS's service deployments: BLUE_GREEN, LINEAR and CANARY
-                   lifecycle stages, PAUSE hooks, traffic shifts, rollback, and the
-                   List/Describe/Continue/StopServiceDeployment API
+                   lifecycle stages, PAUSE hooks, traffic shifts, rollback
+- service_deployment_api.py  List/Describe/Continue/StopServiceDeployment
 - refusals.py      ECS's request validation, with ECS's messages
 - loadbalancer.py  the load balancer's data plane on loopback (weighted forwards, a port
                    per listener), and target health
@@ -59,7 +59,7 @@ def main() -> None:
         loadbalancer,
         refusals,
         scheduler,
-        service_deployments,
+        service_deployment_api,
     )
 
     ecr_records.RegistryBridge.identity = identity()
@@ -73,7 +73,7 @@ def main() -> None:
 
     refusals.install()
     ecs_api.install()
-    service_deployments.install()
+    service_deployment_api.install()
     loadbalancer.install()
     cloudformation.install()
     ecr_records.install_image_sizes()

@@ -56,6 +56,7 @@ def install() -> None:
             if task_definition_str:
                 definition = self.describe_task_definition(task_definition_str)
                 refusals.check_service(self, definition, network, load_balancers)
+            refusals.check_strategy(deployment_configuration, load_balancers)
             if capacity_provider_strategy and not kwargs.get("launch_type"):
                 kwargs["launch_type"] = (
                     "FARGATE"
@@ -100,8 +101,12 @@ def install() -> None:
             network = refusals.default_security_group(self.account_id, self.region_name, network)
             if props.get("network_configuration"):
                 props["network_configuration"] = network
-            refusals.check_service(self, definition, network, service.load_balancers)
+            lbs = props.get("load_balancers") or service.load_balancers
+            refusals.check_service(self, definition, network, lbs)
             config = props.pop("deployment_configuration", None)
+            refusals.check_strategy(
+                {**getattr(service, "deployment_configuration", {}), **(config or {})}, lbs
+            )
             grace = props.pop("health_check_grace_period_seconds", None)
             force = bool(props.get("force_new_deployment"))
             props.pop("force_new_deployment", None)
