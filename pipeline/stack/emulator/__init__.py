@@ -9,8 +9,12 @@ logic never knows it talks to an emulator:
 - agent.py         ECS's container agent: a task's containers on the local engine
 - ecs_api.py       ECS's control plane around the scheduler (Create/Update/DeleteService,
                    RunTask, StopTask, ListTasks)
+- service_deployments.py  ECS's service deployments: BLUE_GREEN, LINEAR and CANARY
+                   lifecycle stages, PAUSE hooks, traffic shifts, rollback
+- service_deployment_api.py  List/Describe/Continue/StopServiceDeployment
 - refusals.py      ECS's request validation, with ECS's messages
-- loadbalancer.py  the load balancer's data plane on loopback, and target health
+- loadbalancer.py  the load balancer's data plane on loopback (weighted forwards, a port
+                   per listener), and target health
 - cloudformation.py  CloudFormation's ECS resources and change-set execution
 - ecr_records.py   ECR's image records for pushes to the registry
 - engine.py        the container instance: the engine, labels, the speed-up factor
@@ -47,7 +51,16 @@ def main() -> None:
     parser.add_argument("--registry-password", default="123456789012-auth-token")
     args = parser.parse_args()
 
-    from . import cloudformation, ecr_records, ecs_api, engine, loadbalancer, refusals, scheduler
+    from . import (
+        cloudformation,
+        ecr_records,
+        ecs_api,
+        engine,
+        loadbalancer,
+        refusals,
+        scheduler,
+        service_deployment_api,
+    )
 
     ecr_records.RegistryBridge.identity = identity()
 
@@ -60,6 +73,7 @@ def main() -> None:
 
     refusals.install()
     ecs_api.install()
+    service_deployment_api.install()
     loadbalancer.install()
     cloudformation.install()
     ecr_records.install_image_sizes()

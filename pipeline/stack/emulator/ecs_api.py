@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import engine, refusals, scheduler
+from . import engine, refusals, scheduler, service_deployments
 
 DEFAULT_DEPLOYMENT_CONFIGURATION = {
     "deploymentCircuitBreaker": {"enable": False, "rollback": False},
@@ -56,6 +56,7 @@ def install() -> None:
             if task_definition_str:
                 definition = self.describe_task_definition(task_definition_str)
                 refusals.check_service(self, definition, network, load_balancers)
+            refusals.check_strategy(deployment_configuration, load_balancers)
             if capacity_provider_strategy and not kwargs.get("launch_type"):
                 kwargs["launch_type"] = (
                     "FARGATE"
@@ -87,6 +88,7 @@ def install() -> None:
             service.running_count = service.pending_count = 0
             if service.task_definition:
                 service.deployments = [scheduler.new_deployment(service, service.task_definition)]
+                service_deployments.begin(service, service.deployments[0], None)
             return service
 
     def update_service(self: Any, service_properties: dict[str, Any]) -> Any:
@@ -99,8 +101,12 @@ def install() -> None:
             network = refusals.default_security_group(self.account_id, self.region_name, network)
             if props.get("network_configuration"):
                 props["network_configuration"] = network
-            refusals.check_service(self, definition, network, service.load_balancers)
+            lbs = props.get("load_balancers") or service.load_balancers
+            refusals.check_service(self, definition, network, lbs)
             config = props.pop("deployment_configuration", None)
+            refusals.check_strategy(
+                {**getattr(service, "deployment_configuration", {}), **(config or {})}, lbs
+            )
             grace = props.pop("health_check_grace_period_seconds", None)
             force = bool(props.get("force_new_deployment"))
             props.pop("force_new_deployment", None)
@@ -115,7 +121,9 @@ def install() -> None:
                 service.health_check_grace_period_seconds = int(grace)
             service.task_definition = definition.arn  # ECS stores the ARN whatever form was passed
             if force or primary != definition.arn:
+                blue = next((d for d in service.deployments if d.get("rolloutState") == "COMPLETED"), None)
                 deployment = scheduler.start_deployment(service, definition.arn)
+                service_deployments.begin(service, deployment, blue)
                 scheduler.event(service, f"(deployment {deployment['id']}) deployment started.")
             for deployment in service.deployments[:1]:
                 deployment["desiredCount"] = service.desired_count

@@ -2,9 +2,12 @@
 
 Every load balancer created in the emulator gets an HTTP server on a free 127.0.0.1
 port, and its DNSName is that address, `127.0.0.1:PORT` (the one difference from AWS:
-a name with a port instead of a host name on port 80). Requests follow the listener's
-rules by priority (path-pattern, host-header, the default action) to forward to a
-target group, answer a fixed response or redirect. Targets are registered by the ECS
+a name with a port instead of a host name on port 80). Its first listener answers there;
+each further listener (a blue/green test listener) gets its own free loopback port, and
+every listener carries the tag `ecs-pipeline:emulator-address` = `127.0.0.1:PORT` saying
+where it answers. Requests follow the listener's rules by priority (path-pattern,
+host-header, the default action) to forward to a target group (weighted across target
+groups by ForwardConfig, as an ALB does), answer a fixed response or redirect. Targets are registered by the ECS
 scheduler (or RegisterTargets); each target group's health check (path, interval,
 thresholds, matcher) decides their state, which DescribeTargetHealth reports, and a
 deregistered target drains for the group's deregistration delay. Only loopback targets
@@ -16,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import http.client
 import itertools
+import random
 import threading
 import time
 import urllib.error
@@ -45,7 +49,11 @@ class Target:
 
 TARGETS: dict[str, dict[tuple[str, int], Target]] = {}
 SERVERS: dict[str, ThreadingHTTPServer] = {}
+# A listener with its own loopback port: server port -> listener ARN.
+LISTENER_PORTS: dict[int, str] = {}
+ADDRESS_TAG = "ecs-pipeline:emulator-address"
 _rotation = itertools.count()
+_weights = random.Random()
 
 
 def _group(arn: str) -> Any:
@@ -196,17 +204,116 @@ def _condition_matches(condition: dict[str, Any], path: str, host: str, method: 
     return False
 
 
-def route(balancer: Any, path: str, host: str, method: str) -> list[Any]:
-    """The actions of the first matching rule of the balancer's (first HTTP) listener."""
-    listeners = sorted(balancer.listeners.values(), key=lambda lst: (lst.protocol != "HTTP", int(lst.port)))
-    if not listeners:
-        return []
-    listener = listeners[0]
+def route(balancer: Any, path: str, host: str, method: str, listener_arn: str | None = None) -> list[Any]:
+    """The actions of the first matching rule of the listener (by default the balancer's
+    first HTTP listener that has no loopback port of its own)."""
+    listener = balancer.listeners.get(listener_arn) if listener_arn else None
+    if listener is None:
+        own = set(LISTENER_PORTS.values())
+        listeners = sorted(
+            (lst for lst in balancer.listeners.values() if lst.arn not in own),
+            key=lambda lst: (lst.protocol != "HTTP", int(lst.port)),
+        )
+        if not listeners:
+            return []
+        listener = listeners[0]
     rules = sorted(listener._non_default_rules.values(), key=lambda r: int(r.priority))
     for rule in rules:
         if all(_condition_matches(c, path, host, method) for c in rule.conditions):
             return list(rule.actions)
     return list(listener.default_actions)
+
+
+def _balancer_of_listener(listener_arn: str) -> Any:
+    found = find_listener(listener_arn)
+    return found[0] if found else None
+
+
+def find_listener(listener_arn: str) -> tuple[Any, Any] | None:
+    """(balancer, listener) for a listener ARN."""
+    from moto.elbv2.models import elbv2_backends
+
+    for account in list(elbv2_backends.keys()):
+        for region in list(elbv2_backends[account].keys()):
+            for balancer in list(elbv2_backends[account][region].load_balancers.values()):
+                listener = balancer.listeners.get(listener_arn)
+                if listener is not None:
+                    return balancer, listener
+    return None
+
+
+def pick_target_group(data: dict[str, Any]) -> str | None:
+    """A forward action's target group: TargetGroupArn, or one of ForwardConfig's groups
+    chosen at random in proportion to its Weight (0 gets none), as an ALB does."""
+    if data.get("TargetGroupArn"):
+        return str(data["TargetGroupArn"])
+    groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+    weighted = [(g.get("TargetGroupArn"), float(g.get("Weight", 1) or 0)) for g in groups]
+    total = sum(w for _, w in weighted)
+    if total <= 0:
+        return weighted[0][0] if weighted else None
+    point = _weights.uniform(0, total)
+    for arn, weight in weighted:
+        if weight > 0 and point <= weight:
+            return arn
+        point -= weight
+    return next(arn for arn, weight in reversed(weighted) if weight > 0)
+
+
+def find_rule(rule_arn: str) -> tuple[Any, Any] | None:
+    """(listener, rule) for a listener rule ARN, the listener's default rule included."""
+    from moto.elbv2.models import elbv2_backends
+
+    for account in list(elbv2_backends.keys()):
+        for region in list(elbv2_backends[account].keys()):
+            for balancer in list(elbv2_backends[account][region].load_balancers.values()):
+                for listener in list(balancer.listeners.values()):
+                    rule: Any = listener._non_default_rules.get(rule_arn)
+                    if rule is None and listener._default_rule[0].arn == rule_arn:
+                        rule = listener._default_rule[0]
+                    if rule is not None:
+                        return listener, rule
+    return None
+
+
+def rule_forward(rule_arn: str) -> list[tuple[str, float]]:
+    """The (target group, weight) pairs a rule's forward action sends to."""
+    found = find_rule(rule_arn)
+    if found is None:
+        return []
+    for action in found[1].actions:
+        data = action.data
+        if data.get("Type") == "forward":
+            if data.get("TargetGroupArn"):
+                return [(data["TargetGroupArn"], 1.0)]
+            groups = (data.get("ForwardConfig") or {}).get("TargetGroups") or []
+            return [(g["TargetGroupArn"], float(g.get("Weight", 1) or 0)) for g in groups]
+    return []
+
+
+def set_forward(rule_arn: str, weights: list[tuple[str, int]]) -> None:
+    """Rewrite a rule's forward action to these (target group, weight) pairs, as ECS
+    modifies the listener rules of a blue/green service (DescribeRules shows it)."""
+    from moto.elbv2.models import FakeAction
+
+    found = find_rule(rule_arn)
+    if found is None:
+        return
+    listener, rule = found
+    actions = []
+    for action in rule.actions:
+        data = dict(action.data)
+        if data.get("Type") == "forward":
+            data.pop("TargetGroupArn", None)
+            data["ForwardConfig"] = {
+                "TargetGroups": [{"TargetGroupArn": arn, "Weight": int(w)} for arn, w in weights],
+                "TargetGroupStickinessConfig": {"Enabled": False},
+            }
+        actions.append(FakeAction(data))
+    with engine.LOCK:
+        rule.actions = actions
+        if rule is listener._default_rule[0]:
+            listener.default_actions = actions
 
 
 def _port(server: Any) -> int:
@@ -218,13 +325,15 @@ class DataPlane(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        balancer = _balancer(_port(self.server))
+        listener_arn = LISTENER_PORTS.get(_port(self.server))
+        balancer = _balancer_of_listener(listener_arn) if listener_arn else _balancer(_port(self.server))
         if balancer is None:
             return self._reply(503, b"", "text/plain")
         path = self.path.split("?", 1)[0]
         host = (self.headers.get("Host") or "").split(":")[0]
         actions = sorted(
-            route(balancer, path, host, self.command), key=lambda a: int(a.data.get("Order") or 1)
+            route(balancer, path, host, self.command, listener_arn),
+            key=lambda a: int(a.data.get("Order") or 1),
         )
         for action in actions:
             kind = action.data.get("Type")
@@ -241,14 +350,11 @@ class DataPlane(BaseHTTPRequestHandler):
                 code = 301 if config.get("StatusCode") == "HTTP_301" else 302
                 return self._reply(code, b"", "text/plain", {"Location": location})
             if kind == "forward":
-                arn = action.data.get("TargetGroupArn") or next(
-                    iter((action.data.get("ForwardConfig") or {}).get("TargetGroups") or [{}])
-                ).get("TargetGroupArn")
-                return self._forward(arn, body)
+                return self._forward(pick_target_group(action.data), body)
         return self._reply(404, b"Not Found", "text/plain")
 
-    def _forward(self, arn: str, body: bytes) -> None:
-        targets = [t for t in TARGETS.get(arn, {}).values() if t.state != "draining"]
+    def _forward(self, arn: str | None, body: bytes) -> None:
+        targets = [t for t in TARGETS.get(arn or "", {}).values() if t.state != "draining"]
         healthy = [t for t in targets if t.state == "healthy"]
         # All unhealthy: the ALB fails open and routes to all of them.
         pool = healthy or [t for t in targets if t.state == "unhealthy"]
@@ -309,12 +415,38 @@ def close_data_plane(arn: str) -> None:
         server.server_close()
 
 
+def open_listener(backend: Any, balancer: Any, listener: Any) -> None:
+    """A balancer's first listener answers at its DNSName; any other on its own port."""
+    own = set(LISTENER_PORTS.values())
+    others = [lst for lst in balancer.listeners.values() if lst.arn != listener.arn and lst.arn not in own]
+    if not others:
+        address = balancer.dns_name
+    else:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), DataPlane)
+        server.daemon_threads = True
+        port = int(server.server_address[1])
+        LISTENER_PORTS[port] = listener.arn
+        SERVERS[listener.arn] = server
+        threading.Thread(target=server.serve_forever, name=f"listener {listener.port}", daemon=True).start()
+        address = f"127.0.0.1:{port}"
+    backend.tagging_service.tag_resource(listener.arn, [{"Key": ADDRESS_TAG, "Value": address}])
+
+
+def close_listener(arn: str) -> None:
+    for port, listener_arn in list(LISTENER_PORTS.items()):
+        if listener_arn == arn:
+            del LISTENER_PORTS[port]
+    close_data_plane(arn)
+
+
 def install() -> None:
     """Patch moto's ELBv2 so balancers get a data plane and target health is real."""
     from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 
     original_create = ELBv2Backend.create_load_balancer
     original_delete = ELBv2Backend.delete_load_balancer
+    original_create_listener = ELBv2Backend.create_listener
+    original_delete_listener = ELBv2Backend.delete_listener
 
     def create_load_balancer(self: Any, *args: Any, **kwargs: Any) -> Any:
         balancer = original_create(self, *args, **kwargs)
@@ -323,8 +455,24 @@ def install() -> None:
         return balancer
 
     def delete_load_balancer(self: Any, arn: str) -> None:
+        balancer = self.load_balancers.get(arn)
+        listeners = list(balancer.listeners) if balancer is not None else []
         original_delete(self, arn)
         close_data_plane(arn)
+        for listener in listeners:
+            close_listener(listener)
+
+    def create_listener(self: Any, load_balancer_arn: str, *args: Any, **kwargs: Any) -> Any:
+        listener = original_create_listener(self, load_balancer_arn, *args, **kwargs)
+        balancer = self.load_balancers.get(load_balancer_arn)
+        if balancer is not None and balancer.arn in SERVERS:
+            open_listener(self, balancer, listener)
+        return listener
+
+    def delete_listener(self: Any, listener_arn: str) -> Any:
+        listener = original_delete_listener(self, listener_arn)
+        close_listener(listener_arn)
+        return listener
 
     def register_targets(self: Any, group: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
         for target in targets:
@@ -371,6 +519,8 @@ def install() -> None:
 
     ELBv2Backend.create_load_balancer = create_load_balancer  # type: ignore[method-assign]
     ELBv2Backend.delete_load_balancer = delete_load_balancer  # type: ignore[method-assign]
+    ELBv2Backend.create_listener = create_listener  # type: ignore[method-assign]
+    ELBv2Backend.delete_listener = delete_listener  # type: ignore[method-assign]
     FakeTargetGroup.register = lambda self, targets: register_targets(None, self, targets)  # type: ignore[method-assign]
     FakeTargetGroup.deregister = lambda self, targets: deregister_targets(None, self, targets)  # type: ignore[method-assign]
     ELBv2Backend.describe_target_health = describe_target_health  # type: ignore[method-assign]

@@ -8,7 +8,9 @@ period), drains old tasks through the target group's deregistration delay while
 minimumHealthyPercent holds, and completes the deployment. Tasks that fail count
 towards ECS's circuit breaker (0.5 x desired, at least 3, at most 200); a tripped
 breaker marks the deployment FAILED and, with rollback, starts a deployment of the last
-COMPLETED task definition. Responses keep ECS's shapes and wording.
+COMPLETED task definition. Responses keep ECS's shapes and wording. Services whose
+strategy is BLUE_GREEN, LINEAR or CANARY are driven by service_deployments.py while one
+of their service deployments is under way.
 """
 
 from __future__ import annotations
@@ -237,6 +239,11 @@ def reconcile(backend: Any, service: Any) -> None:
         return
     speed = engine.cluster_speed(cluster)
     _judge_health(backend, service, tasks, speed)
+    from . import service_deployments  # it builds on this module
+
+    if service_deployments.drive(backend, service):  # BLUE_GREEN, LINEAR, CANARY
+        _finish_draining(backend, service, tasks)
+        return
     primary = service.deployments[0]
     desired = service.desired_count
     _circuit_breaker(backend, service, primary, desired)
@@ -403,9 +410,11 @@ def _register_targets(backend: Any, service: Any, tasks: list[Any]) -> None:
         ):
             continue
         task._target_groups = []
-        for lb in service.load_balancers or []:
-            arn = lb.get("targetGroupArn")
-            if arn and loadbalancer.register(arn, "127.0.0.1", task._run.port, task._speed):
+        from . import service_deployments
+
+        groups = getattr(task, "_register_in", None) or service_deployments.production_target_groups(service)
+        for arn in groups:
+            if loadbalancer.register(arn, "127.0.0.1", task._run.port, task._speed):
                 task._target_groups.append(arn)
                 event(service, f"registered 1 targets in (target-group {arn})")
 
