@@ -35,7 +35,8 @@ def new_sha() -> str:
 def blue_green(
     aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hello_image: str, repository: str
 ) -> Iterator[BlueGreen]:
-    yield blue_green_service(aws, environ, prefix, hello_image, [GATE])
+    blue = push_image(environ, hello_image, repository, "blue")
+    yield blue_green_service(aws, environ, prefix, blue, [GATE])
     cleanup(aws, environ, prefix)
 
 
