@@ -25,18 +25,32 @@ from tests.test_local_ecs_strategies import PAUSE_AT_TEST_SHIFT, BlueGreen, blue
 
 RATE = 20.0
 GATE = {**PAUSE_AT_TEST_SHIFT, "timeoutConfiguration": {"timeoutInMinutes": 10, "action": "ROLLBACK"}}
+# Each strategy's configuration; bakes of a minute run in 6 s on the local stack (EMULATOR_SPEED 10).
+STRATEGIES = {
+    "BLUE_GREEN": {},
+    "LINEAR": {"linearConfiguration": {"stepPercent": 50.0, "stepBakeTimeInMinutes": 1}},
+    "CANARY": {"canaryConfiguration": {"canaryPercent": 50.0, "canaryBakeTimeInMinutes": 1}},
+}
 
 
 def new_sha() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex[:8]
 
 
-@pytest.fixture
+@pytest.fixture(params=list(STRATEGIES))
 def blue_green(
-    aws: Callable[[str], Any], environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    request: pytest.FixtureRequest,
+    aws: Callable[[str], Any],
+    environ: dict[str, str],
+    prefix: str,
+    hello_image: str,
+    repository: str,
 ) -> Iterator[BlueGreen]:
+    """A service of each native strategy with the gate (a PAUSE hook at POST_TEST_TRAFFIC_SHIFT,
+    ROLLBACK on its timeout) running `blue` behind the local load balancer."""
     blue = push_image(environ, hello_image, repository, "blue")
-    yield blue_green_service(aws, environ, prefix, blue, [GATE])
+    config = {"strategy": request.param, **STRATEGIES[request.param]}
+    yield blue_green_service(aws, environ, prefix, blue, [GATE], **config)
     cleanup(aws, environ, prefix)
 
 
@@ -58,7 +72,7 @@ def service_deployments(aws_cli: Callable[..., Any], env: BlueGreen) -> list[dic
 
 
 @pytest.mark.heavy
-def test_a_blue_green_deploy_under_load_passes_the_gate_fails_no_request_and_then_only_the_new_revision_answers(
+def test_a_native_deploy_under_load_passes_the_gate_fails_no_request_and_then_only_the_new_revision_answers(
     blue_green: BlueGreen,
     ctx: Any,
     environ: dict[str, str],
@@ -82,7 +96,20 @@ def test_a_blue_green_deploy_under_load_passes_the_gate_fails_no_request_and_the
     assert load.revisions() == ["blue", sha]
     assert all(a.revision == sha for a in answers if a.sent > done)
     last = service_deployments(aws_cli, blue_green)[-1]
-    assert last["status"] == "SUCCESSFUL" and last["deploymentConfiguration"]["strategy"] == "BLUE_GREEN"
+    strategy = last["deploymentConfiguration"]["strategy"]
+    assert (
+        last["status"] == "SUCCESSFUL"
+        and strategy
+        == aws_cli(
+            "ecs", "describe-services", "--cluster", blue_green.cluster, "--services", blue_green.service
+        )["services"][0]["deploymentConfiguration"]["strategy"]
+    )
+    if strategy == "CANARY":  # while the canary bakes, about half of production reaches it
+        first_new = next(a.sent for a in answers if a.revision == sha)
+        last_blue = max(a.sent for a in answers if a.revision == "blue")
+        mixed = [a for a in answers if first_new <= a.sent <= last_blue]
+        share = sum(a.revision == sha for a in mixed) / len(mixed)
+        assert len(mixed) >= RATE and 0.3 <= share <= 0.7, (len(mixed), share)
 
 
 @pytest.mark.heavy
