@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,9 @@ from pipeline import deploy
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
 from tests.conftest import push_broken, push_image
+from tests.helpers import ROLLOUT_DEADLINE, wait_until
 from tests.load import Load
+from tests.processes import start
 from tests.test_failures import SERVE_FILES
 from tests.test_local_ecs_strategies import PAUSE_AT_TEST_SHIFT, BlueGreen, blue_green_service, cleanup
 
@@ -153,3 +156,49 @@ def test_a_healthy_revision_that_answers_wrongly_is_stopped_at_the_gate_and_no_p
         "ecs", "describe-services", "--cluster", blue_green.cluster, "--services", blue_green.service
     )
     assert service["services"][0]["taskDefinition"].endswith(f"{blue_green.service}:1")
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_a_canary_bake_stops_the_deployment_with_rollback_and_production_stays_whole(
+    signum: int,
+    code: int,
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    environ: dict[str, str],
+    prefix: str,
+    hello_image: str,
+    repository: str,
+) -> None:
+    blue = push_image(environ, hello_image, repository, "blue")
+    canary = {"canaryPercent": 50.0, "canaryBakeTimeInMinutes": 60}  # 6 min here: the signal lands in it
+    env = blue_green_service(
+        aws, environ, prefix, blue, [GATE], strategy="CANARY", canaryConfiguration=canary
+    )
+    try:
+        sha = new_sha()
+        push_image(environ, hello_image, repository, sha)
+        with Load(env.production_url, rate=RATE) as load:
+            run = start(environ, "deploy", "--env", "prod", "--sha", sha)
+            # The canary takes its share of production: the bake has begun.
+            wait_until(
+                lambda: "production 50%" in run.text() or run.proc.poll() is not None, ROLLOUT_DEADLINE
+            )
+            load.wait_for("answers from the canary", lambda a: any(x.revision == sha for x in a), 60)
+            run.proc.send_signal(signum)
+            assert run.finish(timeout=ROLLOUT_DEADLINE) == code, run.text()
+            done = load.now()
+            load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+        text = run.text()
+        name = signal.Signals(signum).name
+        assert f"interrupted by {name}: service deployment " in text
+        assert "was stopped with ROLLBACK: ROLLBACK_SUCCESSFUL; the service runs " in text
+        answers = load.answers()
+        assert load.failed() == [], f"{len(load.failed())} of {len(answers)} failed, e.g. {load.failed()[:3]}"
+        assert all(a.revision == "blue" for a in answers if a.sent > done)  # the canary is gone
+        last = service_deployments(aws_cli, env)[-1]
+        assert last["status"] == "ROLLBACK_SUCCESSFUL"
+        service = aws_cli("ecs", "describe-services", "--cluster", env.cluster, "--services", env.service)
+        assert service["services"][0]["taskDefinition"].endswith(f"{env.service}:1")
+    finally:
+        cleanup(aws, environ, prefix)
