@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from pipeline.stack.emulator.loadbalancer import ADDRESS_TAG
-from tests.conftest import default_network, hello_task_definition, push_image, remove_services
+from tests.conftest import (
+    default_network,
+    hello_task_definition,
+    push_image,
+    remove_services,
+    wait_for_rollout,
+)
 from tests.helpers import ROLLOUT_DEADLINE, wait_until
 
 Aws = Callable[[str], Any]
@@ -147,6 +153,7 @@ def blue_green_service(
         },
     )
     env = BlueGreen(cluster, service, production_url, test_url, rules[0], blue_group, green_group, green)
+    wait_for_rollout(aws, cluster, service)
     wait_until(lambda: env.production() == "blue", timeout=ROLLOUT_DEADLINE)
     env.seen_in_production.clear()  # from here on, production must answer
     return env

@@ -121,7 +121,11 @@ def install() -> None:
                 service.health_check_grace_period_seconds = int(grace)
             service.task_definition = definition.arn  # ECS stores the ARN whatever form was passed
             if force or primary != definition.arn:
-                blue = next((d for d in service.deployments if d.get("rolloutState") == "COMPLETED"), None)
+                # Blue: what serves now, the last completed deployment or else the one under way.
+                blue = next(
+                    (d for d in service.deployments if d.get("rolloutState") == "COMPLETED"),
+                    service.deployments[0] if service.deployments else None,
+                )
                 deployment = scheduler.start_deployment(service, definition.arn)
                 service_deployments.begin(service, deployment, blue)
                 scheduler.event(service, f"(deployment {deployment['id']}) deployment started.")
