@@ -4,8 +4,9 @@ services and tasks hand their work to the scheduler, with ECS's checks first.
 CreateService keeps deploymentConfiguration, healthCheckGracePeriodSeconds and the
 capacity provider strategy (moto drops them) and starts the first deployment;
 UpdateService with another task definition (or forceNewDeployment) starts a new
-PRIMARY deployment and stores the task definition's ARN as ECS does; DeleteService
-drains the service's tasks; RunTask and StopTask run and stop real containers;
+PRIMARY deployment and stores the task definition's ARN as ECS does (each deployment
+is also a service deployment; service_deployments.py runs BLUE_GREEN, LINEAR and
+CANARY ones); DeleteService drains the service's tasks; RunTask and StopTask run and stop real containers;
 ListTasks filters by service as ECS does.
 """
 

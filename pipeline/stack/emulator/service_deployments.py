@@ -106,7 +106,7 @@ def _routes(service: Any) -> list[dict[str, Any]]:
 def production_target_groups(service: Any) -> list[str]:
     """Where a task of the serving revision registers: behind the production rule."""
     if strategy(service) not in NATIVE:
-        return [lb["targetGroupArn"] for lb in service.load_balancers or [] if lb.get("targetGroupArn")]
+        return scheduler._rolling_target_groups(service)
     routes = {r["production"]: r["blue"] for r in _routes(service)}
     arns = []
     for lb in service.load_balancers or []:
