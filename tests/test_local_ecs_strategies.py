@@ -170,16 +170,25 @@ def cleanup(aws: Aws, environ: dict[str, str], prefix: str) -> None:
 PAUSE_AT_TEST_SHIFT = {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
 
 
+def _update_to_green(aws: Aws, env: BlueGreen) -> str:
+    """UpdateService to green; the service deployment it started."""
+    aws("ecs").update_service(cluster=env.cluster, service=env.service, taskDefinition=env.green_definition)
+    return str(_service(aws, env)["currentServiceDeployment"])
+
+
+def _rule_weights(aws: Aws, env: BlueGreen) -> dict[str, int]:
+    """The production listener rule's forward weights, as DescribeRules shows them."""
+    (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
+    return {g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]}
+
+
 def _deploy_green(aws: Aws, env: BlueGreen) -> str:
     """UpdateService to green; wait for the pause at POST_TEST_TRAFFIC_SHIFT; the ARN."""
     ecs = aws("ecs")
-    ecs.update_service(cluster=env.cluster, service=env.service, taskDefinition=env.green_definition)
-    arn = str(
-        ecs.describe_services(cluster=env.cluster, services=[env.service])["services"][0][
-            "currentServiceDeployment"
-        ]
+    arn = _update_to_green(aws, env)
+    assert arn.startswith(
+        f"arn:aws:ecs:us-east-1:123456789012:service-deployment/{env.cluster}/{env.service}/"
     )
-    assert ":service-deployment/" in arn and arn.endswith(arn.rsplit("/", 1)[-1])
 
     last: list[Any] = []
 
@@ -273,11 +282,7 @@ def test_blue_green_pauses_after_test_shift_with_green_on_the_test_listener_only
         assert [h["status"] for h in found["lifecycleHookDetails"]] == ["SUCCEEDED"]
         assert {env.production() for _ in range(10)} == {"green"}
         # ECS rewrote the production rule's weights, as DescribeRules shows.
-        (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
-        weights = {
-            g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
-        }
-        assert weights == {env.blue_group: 0, env.green_group: 100}
+        assert _rule_weights(aws, env) == {env.blue_group: 0, env.green_group: 100}
         wait_until(lambda: _revisions_running(aws, env) == {env.green_definition}, timeout=ROLLOUT_DEADLINE)
         service = _service(aws, env)
         assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
@@ -359,18 +364,11 @@ def test_a_canary_serves_both_revisions_during_its_bake_and_a_stop_sends_product
         env = blue_green_service(
             aws, environ, prefix, image, [], strategy="CANARY", canaryConfiguration=canary
         )
-        aws("ecs").update_service(
-            cluster=env.cluster, service=env.service, taskDefinition=env.green_definition
-        )
-        arn = _service(aws, env)["currentServiceDeployment"]
+        arn = _update_to_green(aws, env)
         found = _shifted_to(aws, env, arn, 50.0)
         assert (found["status"], found["lifecycleStage"]) == ("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
         assert found["sourceServiceRevisions"][0]["requestedProductionTrafficWeight"] == 50.0
-        (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
-        weights = {
-            g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
-        }
-        assert weights == {env.blue_group: 50, env.green_group: 50}
+        assert _rule_weights(aws, env) == {env.blue_group: 50, env.green_group: 50}
         answers = [revision_of(env.production_url) for _ in range(40)]
         assert set(answers) == {"blue", "green"}, answers
 
@@ -394,10 +392,7 @@ def test_a_linear_deployment_shifts_production_in_steps_then_completes_on_green(
         env = blue_green_service(
             aws, environ, prefix, image, [], strategy="LINEAR", linearConfiguration=linear
         )
-        aws("ecs").update_service(
-            cluster=env.cluster, service=env.service, taskDefinition=env.green_definition
-        )
-        arn = _service(aws, env)["currentServiceDeployment"]
+        arn = _update_to_green(aws, env)
         _shifted_to(aws, env, arn, 34.0)
         _ends(aws, env, arn, "SUCCESSFUL")
         shifts = [
