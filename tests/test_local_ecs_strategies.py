@@ -53,14 +53,21 @@ class BlueGreen:
         return revision
 
 
-def _definition(aws: Aws, family: str, image: str, revision: str) -> str:
+def _definition(aws: Aws, family: str, image: str, revision: str, **container: Any) -> str:
     definition = hello_task_definition(family, image)
     definition["containerDefinitions"][0]["environment"].append({"name": "REVISION", "value": revision})
+    definition["containerDefinitions"][0].update(container)
     return str(aws("ecs").register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"])
 
 
 def blue_green_service(
-    aws: Aws, environ: dict[str, str], prefix: str, image: str, hooks: list[dict[str, Any]], **config: Any
+    aws: Aws,
+    environ: dict[str, str],
+    prefix: str,
+    image: str,
+    hooks: list[dict[str, Any]],
+    green_container: dict[str, Any] | None = None,
+    **config: Any,
 ) -> BlueGreen:
     """An ALB with a production listener and a test listener, two target groups, and a
     BLUE_GREEN service running `blue`; `green` registered, not yet deployed."""
@@ -124,7 +131,7 @@ def blue_green_service(
     cluster, service = f"{prefix}-cluster", f"{prefix}-service"
     ecs.create_cluster(clusterName=cluster)
     blue = _definition(aws, service, image, "blue")
-    green = _definition(aws, service, image, "green")
+    green = _definition(aws, service, image, "green", **(green_container or {}))
     ecs.create_service(
         cluster=cluster,
         serviceName=service,
@@ -289,6 +296,12 @@ def test_blue_green_pauses_after_test_shift_with_green_on_the_test_listener_only
             ("PRIMARY", "COMPLETED")
         ]
         assert service["currentServiceDeployment"] == arn
+        # The first deployment is a service deployment too, listed after this one.
+        listed = aws("ecs").list_service_deployments(cluster=env.cluster, service=env.service)
+        assert [(d["serviceDeploymentArn"] == arn, d["status"]) for d in listed["serviceDeployments"]] == [
+            (True, "SUCCESSFUL"),
+            (False, "SUCCESSFUL"),
+        ]
         # The aws CLI reads the same service deployment back.
         (read,) = aws_cli("ecs", "describe-service-deployments", "--service-deployment-arns", arn)[
             "serviceDeployments"
@@ -463,3 +476,29 @@ def test_ecs_refuses_native_strategies_without_advanced_configuration_or_out_of_
     long_pause = {**PAUSE_AT_TEST_SHIFT, "timeoutConfiguration": {"timeoutInMinutes": 20161}}
     assert "timeoutInMinutes" in refused({"strategy": "BLUE_GREEN", "lifecycleHooks": [long_pause]}, full)[1]
     assert not ecs.list_services(cluster=f"{prefix}-cluster")["serviceArns"]  # nothing half-made
+
+
+@pytest.mark.heavy
+def test_green_tasks_that_keep_failing_trip_the_circuit_breaker_and_the_deployment_rolls_back(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "bg")
+    crash = {"command": ["python3", "-c", "raise SystemExit(3)"]}
+    breaker = {"enable": True, "rollback": True}
+    try:
+        env = blue_green_service(
+            aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT], crash, deploymentCircuitBreaker=breaker
+        )
+        arn = _update_to_green(aws, env)
+        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+        assert "circuit breaker" in found["rollback"]["reason"]
+        assert found["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+        assert (
+            found["deploymentCircuitBreaker"]["failureCount"]
+            >= found["deploymentCircuitBreaker"]["threshold"]
+        )
+        assert found["lifecycleHookDetails"] == []  # it never got past SCALE_UP
+        assert env.seen_in_production == {"blue"}
+        assert _rule_weights(aws, env) == {env.blue_group: 100, env.green_group: 0}
+    finally:
+        cleanup(aws, environ, prefix)
