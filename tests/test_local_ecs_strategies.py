@@ -502,3 +502,22 @@ def test_green_tasks_that_keep_failing_trip_the_circuit_breaker_and_the_deployme
         assert _rule_weights(aws, env) == {env.blue_group: 100, env.green_group: 0}
     finally:
         cleanup(aws, environ, prefix)
+
+
+@pytest.mark.heavy
+def test_deleting_a_service_paused_mid_deployment_stops_its_service_deployment(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "bg")
+    try:
+        env = blue_green_service(aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT])
+        arn = _deploy_green(aws, env)
+        aws("ecs").delete_service(cluster=env.cluster, service=env.service, force=True)
+        (found,) = aws("ecs").describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+        assert (found["status"], found["statusReason"]) == (
+            "STOPPED",
+            "Service deployment stopped: the service was deleted.",
+        )
+        assert found["stoppedAt"] == found["finishedAt"]
+    finally:
+        cleanup(aws, environ, prefix)

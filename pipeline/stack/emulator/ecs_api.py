@@ -140,6 +140,7 @@ def install() -> None:
         with engine.LOCK:
             service = original_delete(self, cluster_name, service_name, force)
             service.status = "DRAINING"  # the scheduler drains its tasks, then it is INACTIVE
+            service_deployments.service_deleted(service)
             service.desired_count = 0
             return service
 

@@ -182,6 +182,13 @@ def _supersede(service: Any, rec: dict[str, Any]) -> None:
     _finish(rec, "STOPPED", "Service deployment stopped: a newer deployment superseded it.")
 
 
+def service_deleted(service: Any) -> None:
+    """DeleteService ends its service deployments under way; the scheduler drains the tasks."""
+    for rec in getattr(service, "_service_deployments", []):
+        if rec["status"] in ONGOING:
+            _finish(rec, "STOPPED", "Service deployment stopped: the service was deleted.")
+
+
 def _finish(rec: dict[str, Any], status: str, reason: str | None = None) -> None:
     rec.update(status=status, finishedAt=_now(), updatedAt=_now())
     if reason:
