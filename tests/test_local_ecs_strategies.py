@@ -284,6 +284,7 @@ def test_blue_green_pauses_after_test_shift_with_green_on_the_test_listener_only
             serviceDeploymentArn=arn, hookId=hook["hookId"], action="CONTINUE"
         )
         found = _ends(aws, env, arn, "SUCCESSFUL")
+        assert env.seen_in_production <= {"blue", "green"}  # no failed answer through the switch
         assert found["lifecycleStage"] == "CLEAN_UP" and found["finishedAt"]
         assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 100.0
         assert [h["status"] for h in found["lifecycleHookDetails"]] == ["SUCCEEDED"]

@@ -136,6 +136,8 @@ def begin(service: Any, green: dict[str, Any], blue: dict[str, Any] | None) -> d
     """A service deployment for a deployment the scheduler just started. Native strategies
     (with a blue to replace) run the lifecycle here; anything else mirrors the rollout."""
     for older in list(getattr(service, "_service_deployments", [])):
+        if older["status"] in ONGOING and not older["native"]:
+            _mirror(service, older)  # a rollout that completed since the last tick ended well
         if older["status"] in ONGOING:
             _supersede(service, older)
     now = _now()
