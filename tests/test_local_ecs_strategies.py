@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from pipeline.stack.emulator.loadbalancer import ADDRESS_TAG
-from tests.conftest import default_network, hello_task_definition, push_image, remove_services
+from tests.conftest import (
+    default_network,
+    hello_task_definition,
+    push_image,
+    remove_services,
+    wait_for_rollout,
+)
 from tests.helpers import ROLLOUT_DEADLINE, wait_until
 
 Aws = Callable[[str], Any]
@@ -47,14 +53,21 @@ class BlueGreen:
         return revision
 
 
-def _definition(aws: Aws, family: str, image: str, revision: str) -> str:
+def _definition(aws: Aws, family: str, image: str, revision: str, **container: Any) -> str:
     definition = hello_task_definition(family, image)
     definition["containerDefinitions"][0]["environment"].append({"name": "REVISION", "value": revision})
+    definition["containerDefinitions"][0].update(container)
     return str(aws("ecs").register_task_definition(**definition)["taskDefinition"]["taskDefinitionArn"])
 
 
 def blue_green_service(
-    aws: Aws, environ: dict[str, str], prefix: str, image: str, hooks: list[dict[str, Any]], **config: Any
+    aws: Aws,
+    environ: dict[str, str],
+    prefix: str,
+    image: str,
+    hooks: list[dict[str, Any]],
+    green_container: dict[str, Any] | None = None,
+    **config: Any,
 ) -> BlueGreen:
     """An ALB with a production listener and a test listener, two target groups, and a
     BLUE_GREEN service running `blue`; `green` registered, not yet deployed."""
@@ -118,7 +131,7 @@ def blue_green_service(
     cluster, service = f"{prefix}-cluster", f"{prefix}-service"
     ecs.create_cluster(clusterName=cluster)
     blue = _definition(aws, service, image, "blue")
-    green = _definition(aws, service, image, "green")
+    green = _definition(aws, service, image, "green", **(green_container or {}))
     ecs.create_service(
         cluster=cluster,
         serviceName=service,
@@ -147,6 +160,7 @@ def blue_green_service(
         },
     )
     env = BlueGreen(cluster, service, production_url, test_url, rules[0], blue_group, green_group, green)
+    wait_for_rollout(aws, cluster, service)
     wait_until(lambda: env.production() == "blue", timeout=ROLLOUT_DEADLINE)
     env.seen_in_production.clear()  # from here on, production must answer
     return env
@@ -163,16 +177,25 @@ def cleanup(aws: Aws, environ: dict[str, str], prefix: str) -> None:
 PAUSE_AT_TEST_SHIFT = {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
 
 
+def _update_to_green(aws: Aws, env: BlueGreen) -> str:
+    """UpdateService to green; the service deployment it started."""
+    aws("ecs").update_service(cluster=env.cluster, service=env.service, taskDefinition=env.green_definition)
+    return str(_service(aws, env)["currentServiceDeployment"])
+
+
+def _rule_weights(aws: Aws, env: BlueGreen) -> dict[str, int]:
+    """The production listener rule's forward weights, as DescribeRules shows them."""
+    (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
+    return {g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]}
+
+
 def _deploy_green(aws: Aws, env: BlueGreen) -> str:
     """UpdateService to green; wait for the pause at POST_TEST_TRAFFIC_SHIFT; the ARN."""
     ecs = aws("ecs")
-    ecs.update_service(cluster=env.cluster, service=env.service, taskDefinition=env.green_definition)
-    arn = str(
-        ecs.describe_services(cluster=env.cluster, services=[env.service])["services"][0][
-            "currentServiceDeployment"
-        ]
+    arn = _update_to_green(aws, env)
+    assert arn.startswith(
+        f"arn:aws:ecs:us-east-1:123456789012:service-deployment/{env.cluster}/{env.service}/"
     )
-    assert ":service-deployment/" in arn and arn.endswith(arn.rsplit("/", 1)[-1])
 
     last: list[Any] = []
 
@@ -261,22 +284,25 @@ def test_blue_green_pauses_after_test_shift_with_green_on_the_test_listener_only
             serviceDeploymentArn=arn, hookId=hook["hookId"], action="CONTINUE"
         )
         found = _ends(aws, env, arn, "SUCCESSFUL")
+        assert env.seen_in_production <= {"blue", "green"}  # no failed answer through the switch
         assert found["lifecycleStage"] == "CLEAN_UP" and found["finishedAt"]
         assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 100.0
         assert [h["status"] for h in found["lifecycleHookDetails"]] == ["SUCCEEDED"]
         assert {env.production() for _ in range(10)} == {"green"}
         # ECS rewrote the production rule's weights, as DescribeRules shows.
-        (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
-        weights = {
-            g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
-        }
-        assert weights == {env.blue_group: 0, env.green_group: 100}
+        assert _rule_weights(aws, env) == {env.blue_group: 0, env.green_group: 100}
         wait_until(lambda: _revisions_running(aws, env) == {env.green_definition}, timeout=ROLLOUT_DEADLINE)
         service = _service(aws, env)
         assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
             ("PRIMARY", "COMPLETED")
         ]
         assert service["currentServiceDeployment"] == arn
+        # The first deployment is a service deployment too, listed after this one.
+        listed = aws("ecs").list_service_deployments(cluster=env.cluster, service=env.service)
+        assert [(d["serviceDeploymentArn"] == arn, d["status"]) for d in listed["serviceDeployments"]] == [
+            (True, "SUCCESSFUL"),
+            (False, "SUCCESSFUL"),
+        ]
         # The aws CLI reads the same service deployment back.
         (read,) = aws_cli("ecs", "describe-service-deployments", "--service-deployment-arns", arn)[
             "serviceDeployments"
@@ -352,18 +378,11 @@ def test_a_canary_serves_both_revisions_during_its_bake_and_a_stop_sends_product
         env = blue_green_service(
             aws, environ, prefix, image, [], strategy="CANARY", canaryConfiguration=canary
         )
-        aws("ecs").update_service(
-            cluster=env.cluster, service=env.service, taskDefinition=env.green_definition
-        )
-        arn = _service(aws, env)["currentServiceDeployment"]
+        arn = _update_to_green(aws, env)
         found = _shifted_to(aws, env, arn, 50.0)
         assert (found["status"], found["lifecycleStage"]) == ("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
         assert found["sourceServiceRevisions"][0]["requestedProductionTrafficWeight"] == 50.0
-        (rule,) = aws("elbv2").describe_rules(RuleArns=[env.production_rule])["Rules"]
-        weights = {
-            g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
-        }
-        assert weights == {env.blue_group: 50, env.green_group: 50}
+        assert _rule_weights(aws, env) == {env.blue_group: 50, env.green_group: 50}
         answers = [revision_of(env.production_url) for _ in range(40)]
         assert set(answers) == {"blue", "green"}, answers
 
@@ -387,10 +406,7 @@ def test_a_linear_deployment_shifts_production_in_steps_then_completes_on_green(
         env = blue_green_service(
             aws, environ, prefix, image, [], strategy="LINEAR", linearConfiguration=linear
         )
-        aws("ecs").update_service(
-            cluster=env.cluster, service=env.service, taskDefinition=env.green_definition
-        )
-        arn = _service(aws, env)["currentServiceDeployment"]
+        arn = _update_to_green(aws, env)
         _shifted_to(aws, env, arn, 34.0)
         _ends(aws, env, arn, "SUCCESSFUL")
         shifts = [
@@ -461,3 +477,48 @@ def test_ecs_refuses_native_strategies_without_advanced_configuration_or_out_of_
     long_pause = {**PAUSE_AT_TEST_SHIFT, "timeoutConfiguration": {"timeoutInMinutes": 20161}}
     assert "timeoutInMinutes" in refused({"strategy": "BLUE_GREEN", "lifecycleHooks": [long_pause]}, full)[1]
     assert not ecs.list_services(cluster=f"{prefix}-cluster")["serviceArns"]  # nothing half-made
+
+
+@pytest.mark.heavy
+def test_green_tasks_that_keep_failing_trip_the_circuit_breaker_and_the_deployment_rolls_back(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "bg")
+    crash = {"command": ["python3", "-c", "raise SystemExit(3)"]}
+    breaker = {"enable": True, "rollback": True}
+    try:
+        env = blue_green_service(
+            aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT], crash, deploymentCircuitBreaker=breaker
+        )
+        arn = _update_to_green(aws, env)
+        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+        assert "circuit breaker" in found["rollback"]["reason"]
+        assert found["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+        assert (
+            found["deploymentCircuitBreaker"]["failureCount"]
+            >= found["deploymentCircuitBreaker"]["threshold"]
+        )
+        assert found["lifecycleHookDetails"] == []  # it never got past SCALE_UP
+        assert env.seen_in_production == {"blue"}
+        assert _rule_weights(aws, env) == {env.blue_group: 100, env.green_group: 0}
+    finally:
+        cleanup(aws, environ, prefix)
+
+
+@pytest.mark.heavy
+def test_deleting_a_service_paused_mid_deployment_stops_its_service_deployment(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> None:
+    image = push_image(environ, hello_image, repository, "bg")
+    try:
+        env = blue_green_service(aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT])
+        arn = _deploy_green(aws, env)
+        aws("ecs").delete_service(cluster=env.cluster, service=env.service, force=True)
+        (found,) = aws("ecs").describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+        assert (found["status"], found["statusReason"]) == (
+            "STOPPED",
+            "Service deployment stopped: the service was deleted.",
+        )
+        assert found["stoppedAt"] == found["finishedAt"]
+    finally:
+        cleanup(aws, environ, prefix)

@@ -4,8 +4,9 @@ services and tasks hand their work to the scheduler, with ECS's checks first.
 CreateService keeps deploymentConfiguration, healthCheckGracePeriodSeconds and the
 capacity provider strategy (moto drops them) and starts the first deployment;
 UpdateService with another task definition (or forceNewDeployment) starts a new
-PRIMARY deployment and stores the task definition's ARN as ECS does; DeleteService
-drains the service's tasks; RunTask and StopTask run and stop real containers;
+PRIMARY deployment and stores the task definition's ARN as ECS does (each deployment
+is also a service deployment; service_deployments.py runs BLUE_GREEN, LINEAR and
+CANARY ones); DeleteService drains the service's tasks; RunTask and StopTask run and stop real containers;
 ListTasks filters by service as ECS does.
 """
 
@@ -121,7 +122,11 @@ def install() -> None:
                 service.health_check_grace_period_seconds = int(grace)
             service.task_definition = definition.arn  # ECS stores the ARN whatever form was passed
             if force or primary != definition.arn:
-                blue = next((d for d in service.deployments if d.get("rolloutState") == "COMPLETED"), None)
+                # Blue: what serves now, the last completed deployment or else the one under way.
+                blue = next(
+                    (d for d in service.deployments if d.get("rolloutState") == "COMPLETED"),
+                    service.deployments[0] if service.deployments else None,
+                )
                 deployment = scheduler.start_deployment(service, definition.arn)
                 service_deployments.begin(service, deployment, blue)
                 scheduler.event(service, f"(deployment {deployment['id']}) deployment started.")
@@ -135,6 +140,7 @@ def install() -> None:
         with engine.LOCK:
             service = original_delete(self, cluster_name, service_name, force)
             service.status = "DRAINING"  # the scheduler drains its tasks, then it is INACTIVE
+            service_deployments.service_deleted(service)
             service.desired_count = 0
             return service
 

@@ -19,12 +19,26 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from . import agent, engine, loadbalancer
 
 TICK = 0.2
 SETTLE_SECONDS = 3.0
+
+
+def _rolling_target_groups(service: Any) -> list[str]:
+    return [lb["targetGroupArn"] for lb in service.load_balancers or [] if lb.get("targetGroupArn")]
+
+
+# service_deployments.py builds on this module and plugs in here when installed: who
+# drives a service deployment under way (True: not the rolling logic), and where a
+# task of the serving revision registers.
+HOOKS: dict[str, Callable[..., Any]] = {
+    "drive": lambda backend, service: False,
+    "target_groups": _rolling_target_groups,
+}
 
 
 def _now() -> Any:
@@ -239,9 +253,7 @@ def reconcile(backend: Any, service: Any) -> None:
         return
     speed = engine.cluster_speed(cluster)
     _judge_health(backend, service, tasks, speed)
-    from . import service_deployments  # it builds on this module
-
-    if service_deployments.drive(backend, service):  # BLUE_GREEN, LINEAR, CANARY
+    if HOOKS["drive"](backend, service):  # BLUE_GREEN, LINEAR, CANARY
         _finish_draining(backend, service, tasks)
         return
     primary = service.deployments[0]
@@ -410,9 +422,7 @@ def _register_targets(backend: Any, service: Any, tasks: list[Any]) -> None:
         ):
             continue
         task._target_groups = []
-        from . import service_deployments
-
-        groups = getattr(task, "_register_in", None) or service_deployments.production_target_groups(service)
+        groups = getattr(task, "_register_in", None) or HOOKS["target_groups"](service)
         for arn in groups:
             if loadbalancer.register(arn, "127.0.0.1", task._run.port, task._speed):
                 task._target_groups.append(arn)

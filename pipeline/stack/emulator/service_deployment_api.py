@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import engine
+from . import engine, scheduler, service_deployments
 from .service_deployments import ONGOING, RECORDS, _now, revision_arn, roll_back
 
 
@@ -150,8 +150,12 @@ def stop_deployment(arn: str, stop_type: str | None) -> str:
 
 
 def install() -> None:
-    """Wire the four actions into moto's ECS responses (it dispatches by action name), and
-    DescribeServices' currentServiceRevisions."""
+    """Wire the four actions into moto's ECS responses (it dispatches by action name),
+    DescribeServices' currentServiceRevisions, and the service deployments into the
+    scheduler."""
+    scheduler.HOOKS.update(
+        drive=service_deployments.drive, target_groups=service_deployments.production_target_groups
+    )
     from moto.ecs.models import Service
     from moto.ecs.responses import ActionResult, EC2ContainerServiceResponse
 

@@ -106,7 +106,7 @@ def _routes(service: Any) -> list[dict[str, Any]]:
 def production_target_groups(service: Any) -> list[str]:
     """Where a task of the serving revision registers: behind the production rule."""
     if strategy(service) not in NATIVE:
-        return [lb["targetGroupArn"] for lb in service.load_balancers or [] if lb.get("targetGroupArn")]
+        return scheduler._rolling_target_groups(service)
     routes = {r["production"]: r["blue"] for r in _routes(service)}
     arns = []
     for lb in service.load_balancers or []:
@@ -136,6 +136,8 @@ def begin(service: Any, green: dict[str, Any], blue: dict[str, Any] | None) -> d
     """A service deployment for a deployment the scheduler just started. Native strategies
     (with a blue to replace) run the lifecycle here; anything else mirrors the rollout."""
     for older in list(getattr(service, "_service_deployments", [])):
+        if older["status"] in ONGOING and not older["native"]:
+            _mirror(service, older)  # a rollout that completed since the last tick ended well
         if older["status"] in ONGOING:
             _supersede(service, older)
     now = _now()
@@ -180,6 +182,13 @@ def _supersede(service: Any, rec: dict[str, Any]) -> None:
             scheduler._drain(service._backend, service, task, "Service deployment superseded")
         service.deployments = [d for d in service.deployments if d is not rec["green"]]
     _finish(rec, "STOPPED", "Service deployment stopped: a newer deployment superseded it.")
+
+
+def service_deleted(service: Any) -> None:
+    """DeleteService ends its service deployments under way; the scheduler drains the tasks."""
+    for rec in getattr(service, "_service_deployments", []):
+        if rec["status"] in ONGOING:
+            _finish(rec, "STOPPED", "Service deployment stopped: the service was deleted.")
 
 
 def _finish(rec: dict[str, Any], status: str, reason: str | None = None) -> None:
