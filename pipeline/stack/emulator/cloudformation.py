@@ -2,8 +2,9 @@
 
 moto keeps only a few properties of AWS::ECS::TaskDefinition (family, containers,
 volumes, memory) and AWS::ECS::Service (cluster, task definition, desired count), so a
-service made by `invoke setup` lost its load balancer, network configuration, circuit
-breaker and grace period. Here both resources keep every property, passed to the same
+service made by `invoke setup` lost its load balancer (with the advanced configuration
+of blue/green, linear and canary), network configuration, deployment configuration
+(strategy, bake times, lifecycle hooks, circuit breaker) and grace period. Here both resources keep every property, passed to the same
 API calls CloudFormation makes (RegisterTaskDefinition, CreateService, UpdateService).
 
 moto also leaves a stack's outputs and parameters as they were before a change set
@@ -30,7 +31,12 @@ INT_KEYS = {
     "maximumPercent",
     "minimumHealthyPercent",
     "sizeInGiB",
+    "bakeTimeInMinutes",
+    "stepBakeTimeInMinutes",
+    "canaryBakeTimeInMinutes",
+    "timeoutInMinutes",
 }
+FLOAT_KEYS = {"stepPercent", "canaryPercent"}
 BOOL_KEYS = {"essential", "readonlyRootFilesystem", "enable", "rollback", "privileged", "initProcessEnabled"}
 
 
@@ -44,6 +50,8 @@ def api_shape(value: Any, key: str = "") -> Any:
         return [api_shape(v, key) for v in value]
     if key in INT_KEYS and isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
+    if key in FLOAT_KEYS and isinstance(value, (str, int)):
+        return float(value)
     if key in BOOL_KEYS and isinstance(value, str):
         return value.lower() == "true"
     if key == "value" and not isinstance(value, str):
@@ -165,6 +173,8 @@ def install() -> None:
                 "deployment_configuration": extra.get("deployment_configuration"),
                 "health_check_grace_period_seconds": extra.get("health_check_grace_period_seconds"),
                 "network_configuration": extra.get("network_configuration"),
+                # a change of strategy adds or drops the advanced configuration
+                "load_balancers": extra.get("load_balancers"),
             }
         )
 
