@@ -10,6 +10,12 @@ API calls CloudFormation makes (RegisterTaskDefinition, CreateService, UpdateSer
 moto also leaves a stack's outputs and parameters as they were before a change set
 (a stack created from a change set has no outputs at all); real CloudFormation shows
 the new template's, which `invoke setup` prints and compares.
+
+moto diffs templates, not the resources their Conditions choose: a change of
+parameters that turns a condition on (a strategy other than ROLLING) neither lists
+nor creates the resources it adds, nor removes those it turns off. Here a change set
+lists, and its execution makes, Add/Modify/Remove from each side's conditions as
+CloudFormation does.
 """
 
 from __future__ import annotations
@@ -193,7 +199,9 @@ def install() -> None:
     Service.update_from_cloudformation_json = classmethod(update_service)  # type: ignore[assignment,method-assign]
     Service.delete_from_cloudformation_json = classmethod(delete_service)  # type: ignore[assignment,method-assign]
     install_target_group_attributes()
+    install_role_policies()
     install_changeset_model()
+    install_conditional_diff()
 
 
 def install_target_group_attributes() -> None:
@@ -219,6 +227,38 @@ def install_target_group_attributes() -> None:
     FakeTargetGroup.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment,method-assign]
 
 
+def install_role_policies() -> None:
+    """moto keeps an AWS::IAM::Role's inline Policies as Python objects, and IAM then
+    answers GetRolePolicy with their repr; CloudFormation stores them as the JSON they are."""
+    import json
+
+    from moto.iam.models import Role
+
+    original = Role.create_from_cloudformation_json
+
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        properties["Policies"] = [
+            {
+                **p,
+                "PolicyDocument": p["PolicyDocument"]
+                if isinstance(p["PolicyDocument"], str)
+                else json.dumps(p["PolicyDocument"]),
+            }
+            for p in properties.get("Policies") or []
+        ]
+        return original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+
+    Role.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment,method-assign]
+
+
 def install_changeset_model() -> None:
     """An executed change set leaves the stack's outputs and parameters current."""
     from moto.cloudformation.models import CloudFormationBackend
@@ -235,3 +275,108 @@ def install_changeset_model() -> None:
         stack.output_map = stack._create_output_map()
 
     CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
+
+
+def _if_conditions(value: Any) -> set[str]:
+    """The conditions a resource's properties choose between (Fn::If)."""
+    if isinstance(value, dict):
+        found = {value["Fn::If"][0]} if isinstance(value.get("Fn::If"), list) else set()
+        return found.union(*(_if_conditions(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_if_conditions(v) for v in value))
+    return set()
+
+
+def conditional_diff(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_conditions: Any,
+    new_conditions: Any,
+    changed_parameters: set[str],
+    references: Any,
+) -> dict[str, list[str]]:
+    """Add/Modify/Remove between two templates' resources as their conditions choose them."""
+
+    def live(resources: dict[str, Any], conditions: Any) -> dict[str, Any]:
+        return {n: r for n, r in resources.items() if "Condition" not in r or conditions[r["Condition"]]}
+
+    before, after = live(old, old_conditions), live(new, new_conditions)
+    flipped = {
+        c for c in _if_conditions(new) if c in old_conditions and old_conditions[c] != new_conditions[c]
+    }
+    return {
+        "Add": [n for n in after if n not in before],
+        "Modify": [
+            n
+            for n in after
+            if n in before
+            and (
+                after[n] != before[n]
+                or changed_parameters & set(references(after[n]))
+                or flipped & _if_conditions(after[n])
+            )
+        ],
+        "Remove": [n for n in before if n not in after],
+    }
+
+
+def install_conditional_diff() -> None:
+    from moto.cloudformation.models import Change, ChangeSet
+    from moto.cloudformation.parsing import ResourceMap, get_references_from_template
+
+    def build_resource_diff(
+        self: Any, other_template: dict[str, Any], parameters: dict[str, Any] | None = None
+    ) -> dict[str, list[str]]:
+        parameters = parameters if parameters is not None else self.input_parameters
+        preview = ResourceMap(
+            self.stack_id,
+            self["AWS::StackName"],
+            parameters,
+            self.tags,
+            self._region_name,
+            self._account_id,
+            other_template,
+            self.cross_stack_resources,
+        )
+        preview.load_mapping()
+        preview.load_parameters()
+        preview.load_conditions()
+        return conditional_diff(
+            self._resource_json_map,
+            other_template.get("Resources") or {},
+            getattr(self, "lazy_condition_map", {}),
+            preview.lazy_condition_map,
+            {p for p in parameters if self.input_parameters.get(p) != parameters[p]},
+            get_references_from_template,
+        )
+
+    def diff(self: Any) -> list[Any]:
+        actions = self.stack.resource_map.build_resource_diff(self.template_dict, self.parameters)
+        old = self.stack.resource_map._resource_json_map
+        new = self.template_dict.get("Resources") or {}
+        return [
+            Change(action, name, (new.get(name) or old[name])["Type"])
+            for action, names in actions.items()
+            for name in names
+        ]
+
+    original_delete = ResourceMap._delete_resource
+
+    def delete_resource(self: Any, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+        # An update that removes a resource keeps it under DeletionPolicy: Retain, as a
+        # stack deletion does (moto's update deletes it): the bootstrap task definition.
+        if resource_json.get("DeletionPolicy") != "Retain":
+            original_delete(self, parsed_resource, resource_json)
+
+    original_update = ResourceMap.update
+
+    def update(self: Any, template: dict[str, Any], parameters: dict[str, Any] | None = None) -> None:
+        removed = self.build_resource_diff(template, parameters)["Remove"]
+        original_update(self, template, parameters)
+        for name in removed:  # gone: a later stack deletion must not delete them again
+            self._parsed_resources.pop(name, None)
+
+    ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+    ResourceMap._delete_resource = delete_resource  # type: ignore[method-assign]
+    ResourceMap.update = update  # type: ignore[method-assign]
+    ChangeSet.diff = diff  # type: ignore[method-assign]
