@@ -223,7 +223,10 @@ def test_linear_and_canary_services_carry_their_steps_the_gate_and_no_circuit_br
     settings: dict[str, Any],
     expected: Any,
 ) -> None:
-    ctx = infra_ctx({"environments": {"prod": {"strategy": strategy, "bake_time_minutes": 1, **settings}}})
+    # No tasks: the image is only an ECR record, and without a circuit breaker a service whose
+    # tasks cannot start never settles; the configuration is what is under test here.
+    table = {"strategy": strategy, "bake_time_minutes": 1, "desired_count": 0, **settings}
+    ctx = infra_ctx({"environments": {"prod": table}})
     infra.setup(ctx)
     put_image_record(aws, prefix, "abc1234")
     infra.setup(ctx, "prod")

@@ -204,12 +204,10 @@ def install() -> None:
     install_conditional_diff()
 
 
-def install_target_group_attributes() -> None:
-    """moto drops a target group's TargetGroupAttributes (the deregistration delay among
-    them), which the load balancer stand-in honours."""
-    from moto.elbv2.models import FakeTargetGroup
-
-    original = FakeTargetGroup.create_from_cloudformation_json
+def _around_create(model: Any, finish: Any) -> None:
+    """`model`'s creation from CloudFormation, then `finish(resource, properties)`; the
+    properties are the resource's own dict, so `finish` may also fix what was stored."""
+    original = model.create_from_cloudformation_json
 
     def create(
         cls: Any,
@@ -219,12 +217,23 @@ def install_target_group_attributes() -> None:
         region_name: str,
         **kwargs: Any,
     ) -> Any:
-        group = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        for attribute in cloudformation_json["Properties"].get("TargetGroupAttributes") or []:
-            group.attributes[attribute["Key"]] = attribute["Value"]
-        return group
+        resource = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        finish(resource, cloudformation_json["Properties"])
+        return resource
 
-    FakeTargetGroup.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment,method-assign]
+    model.create_from_cloudformation_json = classmethod(create)
+
+
+def install_target_group_attributes() -> None:
+    """moto drops a target group's TargetGroupAttributes (the deregistration delay among
+    them), which the load balancer stand-in honours."""
+    from moto.elbv2.models import FakeTargetGroup
+
+    def finish(group: Any, properties: dict[str, Any]) -> None:
+        for attribute in properties.get("TargetGroupAttributes") or []:
+            group.attributes[attribute["Key"]] = attribute["Value"]
+
+    _around_create(FakeTargetGroup, finish)
 
 
 def install_role_policies() -> None:
@@ -234,29 +243,14 @@ def install_role_policies() -> None:
 
     from moto.iam.models import Role
 
-    original = Role.create_from_cloudformation_json
+    def finish(role: Any, properties: dict[str, Any]) -> None:
+        for policy in properties.get("Policies") or []:
+            document = policy["PolicyDocument"]
+            role.put_policy(
+                policy["PolicyName"], document if isinstance(document, str) else json.dumps(document)
+            )
 
-    def create(
-        cls: Any,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Any:
-        properties = cloudformation_json["Properties"]
-        properties["Policies"] = [
-            {
-                **p,
-                "PolicyDocument": p["PolicyDocument"]
-                if isinstance(p["PolicyDocument"], str)
-                else json.dumps(p["PolicyDocument"]),
-            }
-            for p in properties.get("Policies") or []
-        ]
-        return original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
-
-    Role.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment,method-assign]
+    _around_create(Role, finish)
 
 
 def install_changeset_model() -> None:
