@@ -508,7 +508,8 @@ def test_describe_services_is_one_call_per_cluster_per_round_for_up_to_ten(
 ) -> None:
     fleet_ = make_fleet(12)
     fake = FleetECS(aws("ecs"))
-    rows = release.release(fleet_ctx(fake), options(fleet_.file))
+    # Twelve real rollouts at once: a deadline that holds on a loaded machine (rounds, not time, are counted).
+    rows = release.release(fleet_ctx(fake), options(fleet_.file, timeout=ROLLOUT_DEADLINE))
     assert isinstance(rows, list) and {r.status for r in rows} == {"released"}
     check, waiting = fake.describes[:2], fake.describes[2:]
     assert [len(c) for c in check] == [10, 2]  # the plan's look at every service: 2 calls

@@ -54,6 +54,7 @@ def test_hello_worlds_template_renders_to_a_valid_fargate_request() -> None:
         {"name": "DEPLOY_ENV", "value": "prod"},
         {"name": "LOG_LEVEL", "value": "info"},
         {"name": "PORT", "value": "8080"},
+        {"name": "REVISION", "value": INPUTS.sha},  # ${sha}: answers name the revision that served them
     ]
     assert "http://127.0.0.1:8080/shop/health" in container["healthCheck"]["command"][-1]
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/shop"

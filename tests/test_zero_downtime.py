@@ -8,14 +8,16 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from tests.conftest import push_image
+from tests.conftest import push_broken, push_image
 from tests.load import Answer, Load
 from tests.standins import closed_port_url
+from tests.test_failures import never_healthy
 
 RATE = 20.0
 
@@ -82,31 +84,50 @@ def test_the_load_generator_refuses_any_address_but_loopback() -> None:
 # --- deploys under load ----------------------------------------------------------------
 
 
-@pytest.mark.heavy
-def test_a_rolling_deploy_under_load_fails_no_request_and_after_it_only_the_new_revision_answers(
+@dataclass(frozen=True)
+class Production:
+    url: str  # the production URL: the local load balancer's
+    first: str  # the sha it runs
+
+
+@pytest.fixture
+def production(
     run_task: Callable[..., Any], environ: dict[str, str], prefix: str, hello_image: str
-) -> None:
-    first, second = new_sha(), new_sha()
+) -> Production:
+    """The prod service as `setup` makes it, running hello_world under a first sha, smoke-tested."""
+    first = new_sha()
     proc = run_task("setup")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
-    for sha in (first, second):
-        push_image(environ, hello_image, prefix, sha)
+    push_image(environ, hello_image, prefix, first)
     for step in (("setup", "--env", "prod"), ("deploy", "--env", "prod", "--sha", first)):
         proc = run_task(*step)
         assert proc.returncode == 0, (step, proc.stdout[-2000:], proc.stderr)
-    url = alb_url(proc.stdout)
+    return Production(alb_url(proc.stdout), first)
 
-    with Load(url, rate=RATE) as load:
+
+def until_after(load: Load, moment: float) -> None:
+    """Until the load has run a while past `moment` (RATE answers sent after it)."""
+    load.wait_for("answers sent after the deploy", lambda a: sum(x.sent > moment + 2 for x in a) >= RATE, 60)
+
+
+@pytest.mark.heavy
+def test_a_rolling_deploy_under_load_fails_no_request_and_after_it_only_the_new_revision_answers(
+    run_task: Callable[..., Any],
+    environ: dict[str, str],
+    prefix: str,
+    hello_image: str,
+    production: Production,
+) -> None:
+    first, second = production.first, new_sha()
+    push_image(environ, hello_image, prefix, second)
+    with Load(production.url, rate=RATE) as load:
         load.wait_for(
             f"{RATE:g} answers from {first[:7]}", lambda a: sum(served_by(x, first) for x in a) >= RATE, 60
         )
         proc = run_task("deploy", "--env", "prod", "--sha", second)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
         done = load.now()
-        # Until the load has run a while past the deploy's end.
-        load.wait_for(
-            "answers sent after the deploy", lambda a: sum(x.sent > done + 2 for x in a) >= RATE, 60
-        )
+        until_after(load, done)
 
     answers = load.answers()
     assert load.failed() == [], f"{len(load.failed())} of {len(answers)} failed, e.g. {load.failed()[:3]}"
@@ -114,3 +135,26 @@ def test_a_rolling_deploy_under_load_fails_no_request_and_after_it_only_the_new_
     after = [a for a in answers if a.sent > done]
     assert after and all(a.revision == second for a in after)  # the old revision is gone once deploy says so
     assert sum(served_by(a, first) for a in answers if a.sent < done) >= RATE
+
+
+@pytest.mark.heavy
+def test_a_revision_whose_tasks_never_get_healthy_is_rolled_back_under_load_without_a_failed_request(
+    run_task: Callable[..., Any],
+    environ: dict[str, str],
+    prefix: str,
+    hello_image: str,
+    production: Production,
+) -> None:
+    broken = new_sha()
+    push_broken(environ, never_healthy(hello_image), prefix, broken)
+    with Load(production.url, rate=RATE) as load:
+        load.wait_for("answers", lambda a: len(a) >= RATE, 60)
+        proc = run_task("deploy", "--env", "prod", "--sha", broken, "--timeout", "120")
+        assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
+        until_after(load, load.now())
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.endswith("which runs now") and "rolled back" in line
+    answers = load.answers()
+    # The old task serves until a new one is healthy, and none ever is: users never notice.
+    assert load.failed() == [], f"{len(load.failed())} of {len(answers)} failed, e.g. {load.failed()[:3]}"
+    assert load.revisions() == [production.first] and len(answers) >= 2 * RATE
