@@ -12,6 +12,7 @@ emulator's ECS scheduler and the deploy, not to setup.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,8 @@ def test_blue_green_setup_makes_the_test_listener_the_alternate_group_and_a_role
     ctx = infra_ctx({"environments": {"staging": {"strategy": "BLUE_GREEN", "test_port": 9100}}})
     infra.setup(ctx)
     put_image_record(aws, prefix, "abc1234")
-    [_, staging] = infra.setup(ctx, "staging")["stacks"]
+    result = infra.setup(ctx, "staging")
+    [_, staging] = result["stacks"]
     out = staging["outputs"]
     shown = said(ctx)
     for name in ("TestUrl", "TestListenerArn", "AlternateTargetGroupArn", "InfrastructureRoleArn"):
@@ -191,6 +193,13 @@ def test_blue_green_setup_makes_the_test_listener_the_alternate_group_and_a_role
         "elasticloadbalancing:ModifyRule": {out["ListenerRuleArn"], out["TestListenerRuleArn"]},
         "elasticloadbalancing:ModifyListener": {production_listener, out["TestListenerArn"]},
     }
+
+    # What setup printed and returned is the role as IAM holds it.
+    held = {"trust": aws_cli("iam", "get-role", "--role-name", role_name)["Role"]["AssumeRolePolicyDocument"]}
+    held["permissions"] = {policy_name: document}
+    assert result["infrastructureRole"] == {"roleName": role_name, **held}
+    assert f"  trust policy of {role_name}: {json.dumps(held['trust'], sort_keys=True)}" in said(ctx)
+    assert f"  permissions of {role_name}: {json.dumps(held['permissions'], sort_keys=True)}" in said(ctx)
 
     # The load balancer's security group lets the smoke gate reach the test port.
     [group] = aws_cli("ec2", "describe-security-groups", "--group-ids", resources["AlbSecurityGroup"])[
