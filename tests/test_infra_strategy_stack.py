@@ -321,3 +321,31 @@ def test_a_live_environment_moves_from_rolling_to_blue_green_and_back_and_keeps_
     # The stack still deletes cleanly after the round trip.
     infra.teardown(back, "prod", delete_images=False, confirm=lambda _name: True)
     assert infra.describe_stack(back.clients, f"{prefix}-prod").status is None
+
+
+def test_with_a_domain_the_test_listener_serves_https_with_the_certificate(
+    infra_ctx: MakeCtx, aws: Aws, aws_cli: Cli, prefix: str
+) -> None:
+    aws("route53").create_hosted_zone(Name=f"{prefix}.example.com", CallerReference=prefix)
+    domain = f"hello.{prefix}.example.com"
+    certificate = aws("acm").request_certificate(DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
+    table = {"strategy": "BLUE_GREEN", "domain": domain, "certificate_arn": certificate, "desired_count": 0}
+    ctx = infra_ctx({"environments": {"prod": table}})
+    infra.setup(ctx)
+    put_image_record(aws, prefix, "abc1234")
+    result = infra.setup(ctx, "prod")
+    out = result["stacks"][1]["outputs"]
+    assert out["TestUrl"] == f"https://{domain}:9000/hello/"
+    [test_listener] = aws_cli("elbv2", "describe-listeners", "--listener-arns", out["TestListenerArn"])[
+        "Listeners"
+    ]
+    assert (test_listener["Port"], test_listener["Protocol"]) == (9000, "HTTPS")
+    assert test_listener["Certificates"][0]["CertificateArn"] == certificate
+    [test_rule] = aws_cli("elbv2", "describe-rules", "--rule-arns", out["TestListenerRuleArn"])["Rules"]
+    hosts = [c["HostHeaderConfig"]["Values"] for c in test_rule["Conditions"] if c["Field"] == "host-header"]
+    assert hosts == [[domain]]
+    # The production listener ECS may modify is the HTTPS one the rule is on, not the redirect.
+    https_listener = stack_resources(aws_cli, f"{prefix}-prod")["HttpsListener"]
+    [permissions] = result["infrastructureRole"]["permissions"].values()
+    [modify] = [s for s in permissions["Statement"] if s["Action"] == "elasticloadbalancing:ModifyListener"]
+    assert sorted(modify["Resource"]) == sorted([https_listener, out["TestListenerArn"]])
