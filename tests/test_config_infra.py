@@ -97,6 +97,12 @@ def test_strategy_defaults_and_a_project_default_overridden_per_environment() ->
     prod, staging = s.infra.environment("prod"), s.infra.environment("staging")
     assert (prod.strategy, prod.canary_percent, prod.canary_bake_time_minutes) == ("CANARY", 12.5, 30)
     assert staging.strategy == "ROLLING"  # the project's canary settings are prod's, not a mistake here
+    # A project-wide step for the one LINEAR environment is a default, not a mistake.
+    s = load({"step_percent": 20, "environments": {"prod": {"strategy": "LINEAR"}}})
+    assert (s.infra.environment("prod").step_percent, s.infra.environment("staging").strategy) == (
+        20,
+        "ROLLING",
+    )
 
 
 @pytest.mark.parametrize(
@@ -136,8 +142,8 @@ def test_strategy_defaults_and_a_project_default_overridden_per_environment() ->
         # A setting the table's strategy never uses is a mistake, named with the fix.
         (
             {"strategy": "CANARY", "step_percent": 10},
-            "[tool.pipeline.infra] step_percent: only means something with strategy = 'LINEAR' (here 'CANARY'); "
-            "drop it or change strategy",
+            "[tool.pipeline.infra] step_percent: only means something with strategy = 'LINEAR', which no "
+            "environment uses; drop it or set strategy",
         ),
         (
             {"strategy": "LINEAR", "canary_percent": 10},
@@ -170,8 +176,15 @@ def test_every_strategy_problem_at_once() -> None:
         {
             "strategy": "LINEAR",
             "step_percent": 1,
-            "canary_percent": 5,
-            "environments": {"prod": {"strategy": "CANARY", "canary_percent": 200, "test_port": 443}},
+            "canary_percent": 5,  # prod's default: prod is CANARY
+            "environments": {
+                "prod": {
+                    "strategy": "CANARY",
+                    "canary_percent": 200,
+                    "test_port": 443,
+                    "step_bake_time_minutes": 3,
+                }
+            },
         }
     )
-    assert len(found) == 4, found  # one line each: range, wrong strategy, range, port
+    assert len(found) == 4, found  # one line each: two ranges, the port, a linear step on a canary

@@ -180,7 +180,6 @@ def _infra(table: Any, environments: list[str], problems: list[str]) -> InfraSet
     problems += unknown_keys("[tool.pipeline.infra]", table, known)
     project = checked("[tool.pipeline.infra]", table, _INFRA_PROJECT_CHECKS)
     defaults = checked("[tool.pipeline.infra]", table, _INFRA_ENV_CHECKS)
-    problems += _strategy_settings("[tool.pipeline.infra]", table, defaults.get("strategy", "ROLLING"))
 
     result: dict[str, InfraEnvironment] = {}
     for name in sorted(set(environments) | set(env_tables)):
@@ -227,6 +226,14 @@ def _infra(table: Any, environments: list[str], problems: list[str]) -> InfraSet
             problems.append(f"{where} security_groups: give vpc_id or subnets too (groups belong to one VPC)")
         result[name] = env
 
+    # A project-wide strategy setting is a default: a mistake only where no environment uses it.
+    used = {env.strategy for env in result.values()} or {defaults.get("strategy", "ROLLING")}
+    problems += [
+        f"[tool.pipeline.infra] {key}: only means something with strategy = "
+        f"{' or '.join(repr(s) for s in uses)}, which no environment uses; drop it or set strategy"
+        for key, uses in STRATEGY_SETTINGS.items()
+        if key in table and not used & set(uses)
+    ]
     ci_identity = project.get("ci_identity") or ("oidc" if project.get("circleci_org_id") else "user")
     if ci_identity == "oidc":
         for key in ("circleci_org_id", "circleci_project_id"):
