@@ -13,6 +13,7 @@ emulator's ECS scheduler and the deploy, not to setup.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -349,3 +350,51 @@ def test_with_a_domain_the_test_listener_serves_https_with_the_certificate(
     [permissions] = result["infrastructureRole"]["permissions"].values()
     [modify] = [s for s in permissions["Statement"] if s["Action"] == "elasticloadbalancing:ModifyListener"]
     assert sorted(modify["Resource"]) == sorted([https_listener, out["TestListenerArn"]])
+
+
+@pytest.mark.parametrize("strategy", ["ROLLING", "BLUE_GREEN"])
+def test_the_ci_deploy_role_may_steer_this_services_deployments_only_where_the_gate_needs_it(
+    infra_ctx: MakeCtx, aws: Aws, prefix: str, strategy: str
+) -> None:
+    org, project = str(uuid.uuid4()), str(uuid.uuid4())
+    iam = aws("iam")
+    provider = iam.create_open_id_connect_provider(
+        Url=f"https://oidc.circleci.com/org/{org}", ClientIDList=[org], ThumbprintList=["9" * 40]
+    )["OpenIDConnectProviderArn"]
+    try:
+        table = {
+            "circleci_org_id": org,
+            "circleci_project_id": project,
+            "environments": {"prod": {"strategy": strategy}},
+        }
+        table["environments"]["prod"]["desired_count"] = 0
+        ctx = infra_ctx(table)
+        infra.setup(ctx)
+        put_image_record(aws, prefix, "abc1234")
+        infra.setup(ctx, "prod")
+        role = f"{prefix}-deploy-prod"
+        names = iam.list_role_policies(RoleName=role)["PolicyNames"]
+        if strategy == "ROLLING":
+            assert names == [role]  # the deploy policy alone
+            return
+        assert sorted(names) == [role, f"{role}-gate"]
+        [statement] = iam.get_role_policy(RoleName=role, PolicyName=f"{role}-gate")["PolicyDocument"][
+            "Statement"
+        ]
+        assert statement["Effect"] == "Allow"
+        e = ctx.settings.environment("prod")
+        base = "arn:aws:ecs:us-east-1:123456789012"
+        assert set(statement["Action"]) == {
+            "ecs:ListServiceDeployments",
+            "ecs:DescribeServiceDeployments",
+            "ecs:DescribeServiceRevisions",
+            "ecs:ContinueServiceDeployment",
+            "ecs:StopServiceDeployment",
+        }
+        assert statement["Resource"] == [
+            f"{base}:service/{e.cluster}/{e.service}",
+            f"{base}:service-deployment/{e.cluster}/{e.service}/*",
+            f"{base}:service-revision/{e.cluster}/{e.service}/*",
+        ]
+    finally:
+        iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=provider)
