@@ -63,9 +63,9 @@ def test_what_a_teardown_keeps_and_what_a_setup_never_rolls_back() -> None:
     assert service["TaskDefinition"] == {
         "Fn::If": ["Bootstrap", {"Ref": "BootstrapTaskDefinition"}, {"Ref": "LiveTaskDefinition"}]
     }
+    # ECS's failure detection covers rolling and blue/green deployments only (LINEAR and CANARY: off).
     assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
-        "Enable": True,
-        "Rollback": True,
+        "Fn::If": ["CircuitBreaker", {"Enable": True, "Rollback": True}, {"Enable": False, "Rollback": False}]
     }
     assert env["TargetGroup"]["Properties"]["TargetType"] == "ip"
 
@@ -220,3 +220,141 @@ def test_stack_requests_are_tagged_with_their_owner() -> None:
     )
     assert (env.name, env.template, env.tags[infra.TAG_STACK]) == ("shop-prod", "environment.yaml", "prod")
     assert [r.name for r in infra.stack_requests(s, None, facts(s))] == ["shop-project"]
+
+
+# --- the deployment strategy (issue 23) ---------------------------------------------------------
+
+SHIFT_RESOURCES = {
+    "AlternateTargetGroup",
+    "TestListener",
+    "TestListenerRule",
+    "TestListenerIngress",
+    "InfrastructureRole",
+}
+STRATEGY_PARAMETERS = {
+    "Strategy",
+    "BakeTimeMinutes",
+    "StepPercent",
+    "StepBakeTimeMinutes",
+    "CanaryPercent",
+    "CanaryBakeTimeMinutes",
+    "TestPort",
+    "GateTimeoutMinutes",
+}
+
+
+def _refs(value: Any) -> set[str]:
+    """Every Ref, condition and Fn::If a template fragment names."""
+    if isinstance(value, dict):
+        found = {str(value["Ref"])} if "Ref" in value else set()
+        if isinstance(value.get("Fn::If"), list):
+            found.add(value["Fn::If"][0])
+        if "Condition" in value and isinstance(value["Condition"], str):
+            found.add(value["Condition"])
+        return found.union(*(_refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value))
+    return set()
+
+
+def test_the_strategy_settings_reach_the_template_as_parameters() -> None:
+    s = load({"environments": {"prod": {"strategy": "CANARY", "canary_percent": 12.5, "test_port": 9100}}})
+    p = infra.environment_parameters(s, s.environment("prod"), facts(s))
+    assert {k: p[k] for k in STRATEGY_PARAMETERS} == {
+        "Strategy": "CANARY",
+        "BakeTimeMinutes": "5",
+        "StepPercent": "10",
+        "StepBakeTimeMinutes": "6",
+        "CanaryPercent": "12.5",
+        "CanaryBakeTimeMinutes": "10",
+        "TestPort": "9100",
+        "GateTimeoutMinutes": "30",
+    }
+    assert p["InfrastructureRoleName"] == "shop-prod-ecs-infrastructure-role"
+    staging = infra.environment_parameters(s, s.environment("staging"), facts(s))
+    assert (staging["Strategy"], staging["InfrastructureRoleName"]) == (
+        "ROLLING",
+        "shop-staging-ecs-infrastructure-role",
+    )
+
+
+def test_only_a_strategy_that_shifts_traffic_makes_the_test_listener_and_its_peers() -> None:
+    env = template(infra.ENVIRONMENT_TEMPLATE)
+    resources = env["Resources"]
+    assert {n for n, r in resources.items() if r.get("Condition") == "TrafficShift"} == SHIFT_RESOURCES
+    assert {n for n, o in env["Outputs"].items() if o.get("Condition") == "TrafficShift"} == {
+        "TestUrl",
+        "TestListenerArn",
+        "TestListenerRuleArn",
+        "AlternateTargetGroupArn",
+        "InfrastructureRoleArn",
+    }
+    # The alternate group checks health exactly as the primary does (tags and all).
+    assert resources["AlternateTargetGroup"]["Properties"] == resources["TargetGroup"]["Properties"]
+
+
+def test_the_production_rule_and_target_group_never_change_with_the_strategy() -> None:
+    """ECS rewrites the production rule's weights during a deployment; were the template's
+    rule to depend on the strategy, a setup would reset them under a live deployment."""
+    env = template(infra.ENVIRONMENT_TEMPLATE)
+    strategy_bound = (
+        STRATEGY_PARAMETERS | {"TrafficShift", "Linear", "Canary", "CircuitBreaker"} | SHIFT_RESOURCES
+    )
+    for name in (
+        "ListenerRule",
+        "TargetGroup",
+        "HttpListener",
+        "HttpsListener",
+        "LoadBalancer",
+        "AlbSecurityGroup",
+    ):
+        assert not _refs(env["Resources"][name]) & strategy_bound, name
+
+
+def test_the_smoke_gate_pauses_after_test_traffic_and_rolls_back_on_timeout() -> None:
+    service = template(infra.ENVIRONMENT_TEMPLATE)["Resources"]["Service"]["Properties"]
+    config = service["DeploymentConfiguration"]
+    condition, [hook], none = config["LifecycleHooks"]["Fn::If"]
+    assert (condition, none) == ("TrafficShift", [])  # ROLLING clears any hook left from before
+    assert hook == {
+        "TargetType": "PAUSE",
+        "LifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"],
+        "TimeoutConfiguration": {"TimeoutInMinutes": {"Ref": "GateTimeoutMinutes"}, "Action": "ROLLBACK"},
+    }
+    assert config["Strategy"] == {"Fn::If": ["TrafficShift", {"Ref": "Strategy"}, "ROLLING"]}
+    [balancer] = service["LoadBalancers"]
+    condition, advanced, _ = balancer["AdvancedConfiguration"]["Fn::If"]
+    assert condition == "TrafficShift"
+    assert advanced == {
+        "AlternateTargetGroupArn": {"Ref": "AlternateTargetGroup"},
+        "ProductionListenerRule": {"Ref": "ListenerRule"},
+        "TestListenerRule": {"Ref": "TestListenerRule"},
+        "RoleArn": {"Fn::GetAtt": ["InfrastructureRole", "Arn"]},
+    }
+
+
+def test_the_infrastructure_role_trusts_ecs_only_and_names_only_this_environments_resources() -> None:
+    role = template(infra.ENVIRONMENT_TEMPLATE)["Resources"]["InfrastructureRole"]["Properties"]
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert (trust["Principal"], trust["Action"], trust["Effect"]) == (
+        {"Service": "ecs.amazonaws.com"},
+        "sts:AssumeRole",
+        "Allow",
+    )
+    assert "ManagedPolicyArns" not in role  # not AWS's policy for every load balancer in the account
+    [policy] = role["Policies"]
+    for statement in policy["PolicyDocument"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Resource"] == "*":  # only what IAM offers no resource-level permission for
+            assert all(a.startswith("elasticloadbalancing:Describe") for a in actions), statement
+        else:
+            assert _refs(statement["Resource"]) <= {
+                "TargetGroup",
+                "AlternateTargetGroup",
+                "ListenerRule",
+                "TestListenerRule",
+                "Https",
+                "HttpsListener",
+                "HttpListener",
+                "TestListener",
+            }, statement

@@ -19,54 +19,18 @@ from typing import Any
 
 import pytest
 
-from pipeline import config, infra
+from pipeline import infra
 from pipeline.clients import Clients
 from pipeline.context import Context
 from pipeline.errors import ConfigError, NotFound, StepFailed
 from tests.conftest import hello_task_definition
-from tests.helpers import ROOT, put_image_record, said
+from tests.helpers import put_image_record, said
 
 Aws = Callable[[str], Any]
 MakeCtx = Callable[..., Context]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def emulator_runs_change_sets(stack_environ: dict[str, str]) -> None:
-    """The emulator must leave outputs after a change set, as CloudFormation does (emulator STAND-IN 3)."""
-    import boto3
-
-    cfn = boto3.client("cloudformation", endpoint_url=stack_environ["AWS_ENDPOINT_URL"])
-    name = f"probe-{uuid.uuid4().hex[:8]}"
-    body = json.dumps(
-        {
-            "Resources": {
-                "Group": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": f"/{name}"}}
-            },
-            "Outputs": {"Name": {"Value": {"Ref": "Group"}}},
-        }
-    )
-    created = cfn.create_change_set(
-        StackName=name, ChangeSetName="probe", TemplateBody=body, ChangeSetType="CREATE"
-    )
-    cfn.execute_change_set(ChangeSetName=created["Id"])
-    outputs = cfn.describe_stacks(StackName=name)["Stacks"][0].get("Outputs")
-    cfn.delete_stack(StackName=name)
-    if not outputs:
-        pytest.fail(
-            "the running AWS emulator predates its CloudFormation change-set stand-in (pipeline/stack/emulator/, "
-            "STAND-IN 3): restart it with `invoke stack.down && invoke stack.up`"
-        )
-
-
-@pytest.fixture
-def infra_ctx(make_context: Callable[..., Context]) -> MakeCtx:
-    """An in-process Context on the stack with this test's [tool.pipeline.infra]."""
-
-    def make(table: dict[str, Any] | None = None, aws_factory: Any = None) -> Context:
-        project = {**config.read_project_file(ROOT), "infra": table or {}}
-        return make_context(aws_factory, project=project)
-
-    return make
+# The emulator must run change sets as CloudFormation does (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("emulator_runs_change_sets")
 
 
 def stack_status(aws: Aws, name: str) -> str | None:

@@ -55,6 +55,30 @@ def _int_in(low: int, high: int) -> Any:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
 
 
+def _tenths_in(low: float, high: float) -> Any:
+    """ECS's percentages: multiples of 0.1 within [low, high]."""
+    return lambda v: (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and low <= v <= high
+        and abs(v * 10 - round(v * 10)) < 1e-9
+    )
+
+
+STRATEGIES = ("ROLLING", "BLUE_GREEN", "LINEAR", "CANARY")
+# The strategies each setting means something for (the others ignore it: a mistake).
+STRATEGY_SETTINGS = {
+    "bake_time_minutes": ("BLUE_GREEN", "LINEAR", "CANARY"),
+    "test_port": ("BLUE_GREEN", "LINEAR", "CANARY"),
+    "gate_timeout_minutes": ("BLUE_GREEN", "LINEAR", "CANARY"),
+    "step_percent": ("LINEAR",),
+    "step_bake_time_minutes": ("LINEAR",),
+    "canary_percent": ("CANARY",),
+    "canary_bake_time_minutes": ("CANARY",),
+}
+# CloudFormation refuses a canary whose BakeTimeInMinutes + CanaryBakeTimeInMinutes exceed 33 hours.
+CANARY_MAX_MINUTES = 33 * 60
+
 _INFRA_PROJECT_CHECKS: dict[str, tuple[Any, str]] = {
     "ci_identity": (lambda v: v in ("oidc", "user", "none"), 'must be "oidc", "user" or "none"'),
     "circleci_org_id": (
@@ -104,6 +128,31 @@ _INFRA_ENV_CHECKS: dict[str, tuple[Any, str]] = {
     "desired_count": (_int_in(0, 1000), "must be a number of tasks, 0 or more"),
     "health_check_path": (_matches(r"^/[^ ]*$"), "must be a path starting with / (e.g. /hello/health)"),
     "health_check_grace_seconds": (_int_in(0, 2147483647), "must be a number of seconds, 0 or more"),
+    "strategy": (
+        lambda v: v in STRATEGIES,
+        f"must be one of ECS's deployment strategies: {', '.join(STRATEGIES)}",
+    ),
+    # The ranges are ECS's (API reference: DeploymentConfiguration, LinearConfiguration,
+    # CanaryConfiguration, DeploymentLifecycleHookTimeoutConfiguration).
+    "bake_time_minutes": (_int_in(0, 1440), "must be a number of minutes, 0-1440 (ECS's range)"),
+    "step_percent": (
+        _tenths_in(3, 100),
+        "must be a percentage from 3.0 to 100.0 in steps of 0.1 (ECS's range)",
+    ),
+    "step_bake_time_minutes": (_int_in(0, 1440), "must be a number of minutes, 0-1440 (ECS's range)"),
+    "canary_percent": (
+        _tenths_in(0.1, 100),
+        "must be a percentage from 0.1 to 100.0 in steps of 0.1 (ECS's range)",
+    ),
+    "canary_bake_time_minutes": (_int_in(0, 1440), "must be a number of minutes, 0-1440 (ECS's range)"),
+    "test_port": (
+        lambda v: _int_in(1, 65535)(v) and v not in (80, 443),
+        "must be a port, 1-65535, other than the production listeners' 80 and 443",
+    ),
+    "gate_timeout_minutes": (
+        _int_in(1, 20160),
+        "must be a number of minutes, 1-20160 (ECS's hook timeout range)",
+    ),
 }
 
 
@@ -150,6 +199,20 @@ def _infra(table: Any, environments: list[str], problems: list[str]) -> InfraSet
             )
             problems.append(f"{where} {key}: {hint}; known here: {', '.join(sorted(_INFRA_ENV_CHECKS))}")
         env = InfraEnvironment(**{**defaults, **checked(where, given, _INFRA_ENV_CHECKS)})
+        problems += _strategy_settings(where, given, env.strategy)
+        if env.strategy != "ROLLING" and env.listener_arn:
+            problems.append(
+                f"{where} strategy: {env.strategy} needs a test listener and its rules on a load balancer "
+                "of the environment's own; not yet with a shared listener_arn: drop listener_arn or use ROLLING"
+            )
+        if (
+            env.strategy == "CANARY"
+            and env.bake_time_minutes + env.canary_bake_time_minutes > CANARY_MAX_MINUTES
+        ):
+            problems.append(
+                f"{where} canary_bake_time_minutes: with bake_time_minutes the canary takes over 33 hours, "
+                "which CloudFormation refuses; shorten either"
+            )
         if env.certificate_arn and not env.domain:
             problems.append(f"{where} certificate_arn: needs a domain to serve it for; set domain")
         if env.hosted_zone_id and not env.domain:
@@ -163,6 +226,14 @@ def _infra(table: Any, environments: list[str], problems: list[str]) -> InfraSet
             problems.append(f"{where} security_groups: give vpc_id or subnets too (groups belong to one VPC)")
         result[name] = env
 
+    # A project-wide strategy setting is a default: a mistake only where no environment uses it.
+    used = {env.strategy for env in result.values()} or {defaults.get("strategy", "ROLLING")}
+    problems += [
+        f"[tool.pipeline.infra] {key}: only means something with strategy = "
+        f"{' or '.join(repr(s) for s in uses)}, which no environment uses; drop it or set strategy"
+        for key, uses in STRATEGY_SETTINGS.items()
+        if key in table and not used & set(uses)
+    ]
     ci_identity = project.get("ci_identity") or ("oidc" if project.get("circleci_org_id") else "user")
     if ci_identity == "oidc":
         for key in ("circleci_org_id", "circleci_project_id"):
@@ -179,3 +250,15 @@ def _infra(table: Any, environments: list[str], problems: list[str]) -> InfraSet
         **{**{k: v for k, v in project.items() if k != "ci_identity"}, "ci_identity": ci_identity},
         environments=result,
     )
+
+
+def _strategy_settings(where: str, given: dict[str, Any], strategy: str) -> list[str]:
+    """A setting given where its table's strategy never uses it (a linear step on a canary)."""
+    if strategy not in STRATEGIES:
+        return []  # already named
+    return [
+        f"{where} {key}: only means something with strategy = {' or '.join(repr(s) for s in uses)} "
+        f"(here {strategy!r}); drop it or change strategy"
+        for key, uses in STRATEGY_SETTINGS.items()
+        if key in given and strategy not in uses
+    ]

@@ -68,6 +68,16 @@ class InfraEnvironment:
     desired_count: int = 1
     health_check_path: str | None = None  # None: <base_path>health
     health_check_grace_seconds: int = 60
+    # ECS's deployment strategy; the others need the test listener and alternate target
+    # group setup makes, and pause at the smoke gate (README "Deployment strategies").
+    strategy: str = "ROLLING"
+    bake_time_minutes: int = 5  # blue kept after production traffic moved: the instant way back
+    step_percent: float = 10.0  # LINEAR: ECS's defaults
+    step_bake_time_minutes: int = 6
+    canary_percent: float = 5.0  # CANARY: ECS's defaults
+    canary_bake_time_minutes: int = 10
+    test_port: int = 9000  # the test listener's port on the environment's load balancer
+    gate_timeout_minutes: int = 30  # the PAUSE hook's wait for the pipeline's verdict, then ROLLBACK
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,11 @@ class Settings:
 
     def task_role_arn(self, account_id: str, env: str) -> str:
         return f"arn:{partition(self.region)}:iam::{account_id}:role/{self.task_role_name(env)}"
+
+    def infrastructure_role_name(self, env: str) -> str:
+        """The role ECS assumes to move `env`'s traffic between its target groups
+        (strategies other than ROLLING; pipeline/templates/environment.yaml)."""
+        return f"{self.prefix}-{env}-ecs-infrastructure-role"
 
     def execution_role_name(self, env: str) -> str:
         """`env`'s execution role: EXECUTION_ROLE_ARN's (one role made elsewhere, for every

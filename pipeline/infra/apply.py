@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -306,7 +307,35 @@ def setup(
         ctx.out.say("CircleCI: the push role")
         for line in ci_identity.trust_lines(push_role, trusts[push_role]):
             ctx.out.say(line)
-    return {"dryRun": dry_run, "stacks": [r.to_json() for r in results], "trust": trusts}
+    moves_traffic = None if dry_run or not env_name else read_infrastructure_role(ctx, env_name)
+    if moves_traffic:
+        name = moves_traffic["roleName"]
+        ctx.out.say(f"ECS moves {env_name}'s traffic with {name} (read back from IAM):")
+        ctx.out.say(f"  trust policy of {name}: {json.dumps(moves_traffic['trust'], sort_keys=True)}")
+        ctx.out.say(f"  permissions of {name}: {json.dumps(moves_traffic['permissions'], sort_keys=True)}")
+    return {
+        "dryRun": dry_run,
+        "stacks": [r.to_json() for r in results],
+        "trust": trusts,
+        "infrastructureRole": moves_traffic,
+    }
+
+
+def read_infrastructure_role(ctx: Context, env_name: str) -> dict[str, Any] | None:
+    """The role ECS moves traffic with (strategies other than ROLLING), as IAM holds it:
+    its trust and inline permissions; None where the environment has none."""
+    if ctx.settings.infra.environment(env_name).strategy == "ROLLING":
+        return None
+    name = ctx.settings.infrastructure_role_name(env_name)
+    iam = ctx.clients.aws("iam")
+    with aws_errors("iam:GetRole"):
+        trust = iam.get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
+    with aws_errors("iam:GetRolePolicy"):
+        permissions = {
+            policy: iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+            for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+        }
+    return {"roleName": name, "trust": trust, "permissions": permissions}
 
 
 def read_trusts(ctx: Context, env_name: str | None) -> dict[str, Any]:

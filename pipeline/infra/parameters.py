@@ -125,6 +125,23 @@ def environment_parameters(settings: Settings, env: Environment, facts: Facts) -
         "DomainName": infra.domain or "",
         "HostedZoneId": facts.hosted_zone_id,
         **ci_identity.deploy_role_parameters(settings, env.name),
+        **strategy_parameters(settings, env),
+    }
+
+
+def strategy_parameters(settings: Settings, env: Environment) -> dict[str, str]:
+    """The deployment strategy's parameters; the template uses those its strategy needs."""
+    infra = settings.infra.environment(env.name)
+    return {
+        "Strategy": infra.strategy,
+        "BakeTimeMinutes": str(infra.bake_time_minutes),
+        "StepPercent": f"{infra.step_percent:g}",
+        "StepBakeTimeMinutes": str(infra.step_bake_time_minutes),
+        "CanaryPercent": f"{infra.canary_percent:g}",
+        "CanaryBakeTimeMinutes": str(infra.canary_bake_time_minutes),
+        "TestPort": str(infra.test_port),
+        "GateTimeoutMinutes": str(infra.gate_timeout_minutes),
+        "InfrastructureRoleName": settings.infrastructure_role_name(env.name),
     }
 
 

@@ -2,13 +2,20 @@
 
 moto keeps only a few properties of AWS::ECS::TaskDefinition (family, containers,
 volumes, memory) and AWS::ECS::Service (cluster, task definition, desired count), so a
-service made by `invoke setup` lost its load balancer, network configuration, circuit
-breaker and grace period. Here both resources keep every property, passed to the same
+service made by `invoke setup` lost its load balancer (with the advanced configuration
+of blue/green, linear and canary), network configuration, deployment configuration
+(strategy, bake times, lifecycle hooks, circuit breaker) and grace period. Here both resources keep every property, passed to the same
 API calls CloudFormation makes (RegisterTaskDefinition, CreateService, UpdateService).
 
 moto also leaves a stack's outputs and parameters as they were before a change set
 (a stack created from a change set has no outputs at all); real CloudFormation shows
 the new template's, which `invoke setup` prints and compares.
+
+moto diffs templates, not the resources their Conditions choose: a change of
+parameters that turns a condition on (a strategy other than ROLLING) neither lists
+nor creates the resources it adds, nor removes those it turns off. Here a change set
+lists, and its execution makes, Add/Modify/Remove from each side's conditions as
+CloudFormation does.
 """
 
 from __future__ import annotations
@@ -30,7 +37,12 @@ INT_KEYS = {
     "maximumPercent",
     "minimumHealthyPercent",
     "sizeInGiB",
+    "bakeTimeInMinutes",
+    "stepBakeTimeInMinutes",
+    "canaryBakeTimeInMinutes",
+    "timeoutInMinutes",
 }
+FLOAT_KEYS = {"stepPercent", "canaryPercent"}
 BOOL_KEYS = {"essential", "readonlyRootFilesystem", "enable", "rollback", "privileged", "initProcessEnabled"}
 
 
@@ -44,6 +56,8 @@ def api_shape(value: Any, key: str = "") -> Any:
         return [api_shape(v, key) for v in value]
     if key in INT_KEYS and isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
+    if key in FLOAT_KEYS and isinstance(value, (str, int)):
+        return float(value)
     if key in BOOL_KEYS and isinstance(value, str):
         return value.lower() == "true"
     if key == "value" and not isinstance(value, str):
@@ -165,6 +179,8 @@ def install() -> None:
                 "deployment_configuration": extra.get("deployment_configuration"),
                 "health_check_grace_period_seconds": extra.get("health_check_grace_period_seconds"),
                 "network_configuration": extra.get("network_configuration"),
+                # a change of strategy adds or drops the advanced configuration
+                "load_balancers": extra.get("load_balancers"),
             }
         )
 
@@ -183,15 +199,15 @@ def install() -> None:
     Service.update_from_cloudformation_json = classmethod(update_service)  # type: ignore[assignment,method-assign]
     Service.delete_from_cloudformation_json = classmethod(delete_service)  # type: ignore[assignment,method-assign]
     install_target_group_attributes()
+    install_role_policies()
     install_changeset_model()
+    install_conditional_diff()
 
 
-def install_target_group_attributes() -> None:
-    """moto drops a target group's TargetGroupAttributes (the deregistration delay among
-    them), which the load balancer stand-in honours."""
-    from moto.elbv2.models import FakeTargetGroup
-
-    original = FakeTargetGroup.create_from_cloudformation_json
+def _around_create(model: Any, finish: Any) -> None:
+    """`model`'s creation from CloudFormation, then `finish(resource, properties)`; the
+    properties are the resource's own dict, so `finish` may also fix what was stored."""
+    original = model.create_from_cloudformation_json
 
     def create(
         cls: Any,
@@ -201,12 +217,40 @@ def install_target_group_attributes() -> None:
         region_name: str,
         **kwargs: Any,
     ) -> Any:
-        group = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        for attribute in cloudformation_json["Properties"].get("TargetGroupAttributes") or []:
-            group.attributes[attribute["Key"]] = attribute["Value"]
-        return group
+        resource = original(resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        finish(resource, cloudformation_json["Properties"])
+        return resource
 
-    FakeTargetGroup.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment,method-assign]
+    model.create_from_cloudformation_json = classmethod(create)
+
+
+def install_target_group_attributes() -> None:
+    """moto drops a target group's TargetGroupAttributes (the deregistration delay among
+    them), which the load balancer stand-in honours."""
+    from moto.elbv2.models import FakeTargetGroup
+
+    def finish(group: Any, properties: dict[str, Any]) -> None:
+        for attribute in properties.get("TargetGroupAttributes") or []:
+            group.attributes[attribute["Key"]] = attribute["Value"]
+
+    _around_create(FakeTargetGroup, finish)
+
+
+def install_role_policies() -> None:
+    """moto keeps an AWS::IAM::Role's inline Policies as Python objects, and IAM then
+    answers GetRolePolicy with their repr; CloudFormation stores them as the JSON they are."""
+    import json
+
+    from moto.iam.models import Role
+
+    def finish(role: Any, properties: dict[str, Any]) -> None:
+        for policy in properties.get("Policies") or []:
+            document = policy["PolicyDocument"]
+            role.put_policy(
+                policy["PolicyName"], document if isinstance(document, str) else json.dumps(document)
+            )
+
+    _around_create(Role, finish)
 
 
 def install_changeset_model() -> None:
@@ -225,3 +269,108 @@ def install_changeset_model() -> None:
         stack.output_map = stack._create_output_map()
 
     CloudFormationBackend.execute_change_set = execute_change_set  # type: ignore[method-assign]
+
+
+def _if_conditions(value: Any) -> set[str]:
+    """The conditions a resource's properties choose between (Fn::If)."""
+    if isinstance(value, dict):
+        found = {value["Fn::If"][0]} if isinstance(value.get("Fn::If"), list) else set()
+        return found.union(*(_if_conditions(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_if_conditions(v) for v in value))
+    return set()
+
+
+def conditional_diff(
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_conditions: Any,
+    new_conditions: Any,
+    changed_parameters: set[str],
+    references: Any,
+) -> dict[str, list[str]]:
+    """Add/Modify/Remove between two templates' resources as their conditions choose them."""
+
+    def live(resources: dict[str, Any], conditions: Any) -> dict[str, Any]:
+        return {n: r for n, r in resources.items() if "Condition" not in r or conditions[r["Condition"]]}
+
+    before, after = live(old, old_conditions), live(new, new_conditions)
+    flipped = {
+        c for c in _if_conditions(new) if c in old_conditions and old_conditions[c] != new_conditions[c]
+    }
+    return {
+        "Add": [n for n in after if n not in before],
+        "Modify": [
+            n
+            for n in after
+            if n in before
+            and (
+                after[n] != before[n]
+                or changed_parameters & set(references(after[n]))
+                or flipped & _if_conditions(after[n])
+            )
+        ],
+        "Remove": [n for n in before if n not in after],
+    }
+
+
+def install_conditional_diff() -> None:
+    from moto.cloudformation.models import Change, ChangeSet
+    from moto.cloudformation.parsing import ResourceMap, get_references_from_template
+
+    def build_resource_diff(
+        self: Any, other_template: dict[str, Any], parameters: dict[str, Any] | None = None
+    ) -> dict[str, list[str]]:
+        parameters = parameters if parameters is not None else self.input_parameters
+        preview = ResourceMap(
+            self.stack_id,
+            self["AWS::StackName"],
+            parameters,
+            self.tags,
+            self._region_name,
+            self._account_id,
+            other_template,
+            self.cross_stack_resources,
+        )
+        preview.load_mapping()
+        preview.load_parameters()
+        preview.load_conditions()
+        return conditional_diff(
+            self._resource_json_map,
+            other_template.get("Resources") or {},
+            getattr(self, "lazy_condition_map", {}),
+            preview.lazy_condition_map,
+            {p for p in parameters if self.input_parameters.get(p) != parameters[p]},
+            get_references_from_template,
+        )
+
+    def diff(self: Any) -> list[Any]:
+        actions = self.stack.resource_map.build_resource_diff(self.template_dict, self.parameters)
+        old = self.stack.resource_map._resource_json_map
+        new = self.template_dict.get("Resources") or {}
+        return [
+            Change(action, name, (new.get(name) or old[name])["Type"])
+            for action, names in actions.items()
+            for name in names
+        ]
+
+    original_delete = ResourceMap._delete_resource
+
+    def delete_resource(self: Any, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+        # An update that removes a resource keeps it under DeletionPolicy: Retain, as a
+        # stack deletion does (moto's update deletes it): the bootstrap task definition.
+        if resource_json.get("DeletionPolicy") != "Retain":
+            original_delete(self, parsed_resource, resource_json)
+
+    original_update = ResourceMap.update
+
+    def update(self: Any, template: dict[str, Any], parameters: dict[str, Any] | None = None) -> None:
+        removed = self.build_resource_diff(template, parameters)["Remove"]
+        original_update(self, template, parameters)
+        for name in removed:  # gone: a later stack deletion must not delete them again
+            self._parsed_resources.pop(name, None)
+
+    ResourceMap.build_resource_diff = build_resource_diff  # type: ignore[method-assign]
+    ResourceMap._delete_resource = delete_resource  # type: ignore[method-assign]
+    ResourceMap.update = update  # type: ignore[method-assign]
+    ChangeSet.diff = diff  # type: ignore[method-assign]
