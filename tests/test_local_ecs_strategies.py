@@ -21,7 +21,7 @@ from tests.conftest import (
     remove_services,
     wait_for_rollout,
 )
-from tests.helpers import ROLLOUT_DEADLINE, wait_until
+from tests.helpers import ROLLOUT_DEADLINE, http_get, wait_until
 
 Aws = Callable[[str], Any]
 
@@ -522,3 +522,39 @@ def test_deleting_a_service_paused_mid_deployment_stops_its_service_deployment(
         assert found["stoppedAt"] == found["finishedAt"]
     finally:
         cleanup(aws, environ, prefix)
+
+
+def test_the_lowest_port_listener_answers_at_the_dns_name_and_each_other_at_the_address_its_tag_names(
+    aws: Aws, prefix: str
+) -> None:
+    ec2, elbv2 = aws("ec2"), aws("elbv2")
+    subnets = [
+        s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][:2]
+    ]
+    balancer = elbv2.create_load_balancer(Name=f"{prefix}-alb", Subnets=subnets)["LoadBalancers"][0]
+    addresses = {}
+    try:
+        for port in (9000, 80, 8443):  # the test listener first, as a template may create it
+            listener = elbv2.create_listener(
+                LoadBalancerArn=balancer["LoadBalancerArn"],
+                Protocol="HTTP",
+                Port=port,
+                DefaultActions=[
+                    {
+                        "Type": "fixed-response",
+                        "FixedResponseConfig": {"StatusCode": "200", "MessageBody": str(port)},
+                    }
+                ],
+            )["Listeners"][0]
+            addresses[port] = listener["ListenerArn"]
+        tags = elbv2.describe_tags(ResourceArns=list(addresses.values()))["TagDescriptions"]
+        by_arn = {t["ResourceArn"]: {x["Key"]: x["Value"] for x in t["Tags"]}[ADDRESS_TAG] for t in tags}
+        found = {port: by_arn[arn] for port, arn in addresses.items()}
+        assert found[80] == balancer["DNSName"]
+        assert len(set(found.values())) == 3
+        for port, address in found.items():
+            assert http_get(f"http://{address}/") == (200, str(port))
+    finally:
+        elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
+    assert all(http_get(f"http://{address}/")[0] == 0 for address in found.values())  # all closed

@@ -2,8 +2,8 @@
 
 Every load balancer created in the emulator gets an HTTP server on a free 127.0.0.1
 port, and its DNSName is that address, `127.0.0.1:PORT` (the one difference from AWS:
-a name with a port instead of a host name on port 80). Its first listener answers there;
-each further listener (a blue/green test listener) gets its own free loopback port, and
+a name with a port instead of a host name on port 80). Its lowest-port listener answers
+there; each other listener (a blue/green test listener) gets its own free loopback port, and
 every listener carries the tag `ecs-pipeline:emulator-address` = `127.0.0.1:PORT` saying
 where it answers. Requests follow the listener's rules by priority (path-pattern,
 host-header, the default action) to forward to a target group (weighted across target
@@ -210,10 +210,7 @@ def route(balancer: Any, path: str, host: str, method: str, listener_arn: str | 
     listener = balancer.listeners.get(listener_arn) if listener_arn else None
     if listener is None:
         own = set(LISTENER_PORTS.values())
-        listeners = sorted(
-            (lst for lst in balancer.listeners.values() if lst.arn not in own),
-            key=lambda lst: (lst.protocol != "HTTP", int(lst.port)),
-        )
+        listeners = sorted((lst for lst in balancer.listeners.values() if lst.arn not in own), key=_rank)
         if not listeners:
             return []
         listener = listeners[0]
@@ -416,20 +413,33 @@ def close_data_plane(arn: str) -> None:
 
 
 def open_listener(backend: Any, balancer: Any, listener: Any) -> None:
-    """A balancer's first listener answers at its DNSName; any other on its own port."""
+    """The balancer's lowest-port (plain HTTP first) listener answers at its DNSName, as
+    port 80 would on AWS; any other on a loopback port of its own. The tag says where."""
     own = set(LISTENER_PORTS.values())
-    others = [lst for lst in balancer.listeners.values() if lst.arn != listener.arn and lst.arn not in own]
-    if not others:
-        address = balancer.dns_name
+    at_dns = next(
+        (lst for lst in balancer.listeners.values() if lst.arn != listener.arn and lst.arn not in own), None
+    )
+    if at_dns is not None and _rank(listener) < _rank(at_dns):
+        _own_port(backend, at_dns)  # a lower port arrived: it takes the DNSName
+        at_dns = None
+    if at_dns is None:
+        backend.tagging_service.tag_resource(listener.arn, [{"Key": ADDRESS_TAG, "Value": balancer.dns_name}])
     else:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), DataPlane)
-        server.daemon_threads = True
-        port = int(server.server_address[1])
-        LISTENER_PORTS[port] = listener.arn
-        SERVERS[listener.arn] = server
-        threading.Thread(target=server.serve_forever, name=f"listener {listener.port}", daemon=True).start()
-        address = f"127.0.0.1:{port}"
-    backend.tagging_service.tag_resource(listener.arn, [{"Key": ADDRESS_TAG, "Value": address}])
+        _own_port(backend, listener)
+
+
+def _rank(listener: Any) -> tuple[bool, int]:
+    return listener.protocol != "HTTP", int(listener.port)  # plain HTTP first: the data plane speaks it
+
+
+def _own_port(backend: Any, listener: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DataPlane)
+    server.daemon_threads = True
+    port = int(server.server_address[1])
+    LISTENER_PORTS[port] = listener.arn
+    SERVERS[listener.arn] = server
+    threading.Thread(target=server.serve_forever, name=f"listener {listener.port}", daemon=True).start()
+    backend.tagging_service.tag_resource(listener.arn, [{"Key": ADDRESS_TAG, "Value": f"127.0.0.1:{port}"}])
 
 
 def close_listener(arn: str) -> None:
