@@ -1,5 +1,5 @@
 """The smoke gate on real containers: `deploy` of a BLUE_GREEN service with a PAUSE hook at
-POST_TEST_TRAFFIC_SHIFT, while tests/load.py sends 20 requests a second to the production
+POST_TEST_TRAFFIC_SHIFT, while pipeline/loadgen.py sends 20 requests a second to the production
 URL through the local load balancer. A good revision passes the gate and takes production
 with no failed request; a revision that is healthy but answers wrongly is sent back at the
 gate, and not one production request reaches it. The local ECS runs the service deployment
@@ -19,9 +19,9 @@ import pytest
 from pipeline import deploy
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
+from pipeline.loadgen import Load
 from tests.conftest import push_broken, push_image
 from tests.helpers import ROLLOUT_DEADLINE, wait_until
-from tests.load import Load
 from tests.processes import start
 from tests.test_failures import SERVE_FILES
 from tests.test_local_ecs_strategies import PAUSE_AT_TEST_SHIFT, BlueGreen, blue_green_service, cleanup

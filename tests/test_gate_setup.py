@@ -18,9 +18,9 @@ import pytest
 from pipeline import deploy, infra
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
+from pipeline.loadgen import Load
 from tests.conftest import push_broken, push_image
 from tests.helpers import ROLLOUT_DEADLINE, http_get, wait_until
-from tests.load import Load
 from tests.test_failures import SERVE_FILES
 
 RATE = 20.0
@@ -53,7 +53,9 @@ def test_setup_makes_the_gate_and_deploy_promotes_a_good_revision_and_stops_a_wr
     push_image(environ, hello_image, ctx.settings.repository, first)
     infra.setup(ctx, "prod", image_tag=first)
     env = ctx.settings.environment("prod")
-    live = aws_cli("ecs", "describe-services", "--cluster", env.cluster, "--services", env.service)["services"][0]
+    live = aws_cli("ecs", "describe-services", "--cluster", env.cluster, "--services", env.service)[
+        "services"
+    ][0]
     assert live["deploymentConfiguration"]["strategy"] == strategy["strategy"]
     ctx.out.stream = io.StringIO()
     released = deploy.deploy(ctx, deploy.DeployOptions("prod", first, timeout=ROLLOUT_DEADLINE, smoke=True))

@@ -1,4 +1,4 @@
-"""Zero downtime, measured: a bounded load generator (tests/load.py) sends 20 requests a
+"""Zero downtime, measured: a bounded load generator (pipeline/loadgen.py) sends 20 requests a
 second to the production URL, through the local load balancer, while a deploy runs. Every
 answer is checked and attributed to the revision that served it. Real engine, registry,
 emulator (the scheduler and the ALB's data plane are its stand-ins), hello_world's image."""
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from pipeline.loadgen import Answer, Load
 from tests.conftest import push_broken, push_image
-from tests.load import Answer, Load
 from tests.standins import closed_port_url
 from tests.test_failures import never_healthy
 
@@ -77,7 +77,7 @@ def test_the_load_generator_counts_wrong_bodies_error_statuses_and_refused_conne
 
 
 def test_the_load_generator_refuses_any_address_but_loopback() -> None:
-    with pytest.raises(AssertionError, match="loopback only"):
+    with pytest.raises(ValueError, match="loopback addresses only"):
         Load("http://10.0.0.1/hello/")
 
 
