@@ -106,6 +106,8 @@ def free_port() -> int:
 # other runs, so these take many times longer than alone. Generous on purpose: a wait ends
 # as soon as its condition holds, so only a broken test ever waits this long.
 ROLLOUT_DEADLINE = 180.0
+# What hello_world answers at its base path, as a load generator checks it (status, text).
+HELLO = (200, b"Hello World!")
 
 
 def engine() -> Any:

@@ -21,7 +21,7 @@ from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
 from pipeline.loadgen import Load
 from tests.conftest import push_broken, push_image
-from tests.helpers import ROLLOUT_DEADLINE, wait_until
+from tests.helpers import HELLO, ROLLOUT_DEADLINE, wait_until
 from tests.processes import start
 from tests.test_failures import SERVE_FILES
 from tests.test_local_ecs_strategies import PAUSE_AT_TEST_SHIFT, BlueGreen, blue_green_service, cleanup
@@ -85,7 +85,7 @@ def test_a_native_deploy_under_load_passes_the_gate_fails_no_request_and_then_on
 ) -> None:
     sha = new_sha()
     push_image(environ, hello_image, repository, sha)
-    with Load(blue_green.production_url, rate=RATE) as load:
+    with Load(blue_green.production_url, HELLO, rate=RATE) as load:
         load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
         released = deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
         done = load.now()
@@ -134,7 +134,7 @@ def test_a_healthy_revision_that_answers_wrongly_is_stopped_at_the_gate_and_no_p
         repository,
         sha,
     )
-    with Load(blue_green.production_url, rate=RATE) as load:
+    with Load(blue_green.production_url, HELLO, rate=RATE) as load:
         load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
         with pytest.raises(DeployFailed) as info:
             deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
@@ -178,7 +178,7 @@ def test_a_signal_during_a_canary_bake_stops_the_deployment_with_rollback_and_pr
     try:
         sha = new_sha()
         push_image(environ, hello_image, repository, sha)
-        with Load(env.production_url, rate=RATE) as load:
+        with Load(env.production_url, HELLO, rate=RATE) as load:
             run = start(environ, "deploy", "--env", "prod", "--sha", sha)
             # The canary takes its share of production: the bake has begun.
             wait_until(

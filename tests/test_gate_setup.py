@@ -20,7 +20,7 @@ from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
 from pipeline.loadgen import Load
 from tests.conftest import push_broken, push_image
-from tests.helpers import ROLLOUT_DEADLINE, http_get, wait_until
+from tests.helpers import HELLO, ROLLOUT_DEADLINE, http_get, wait_until
 from tests.test_failures import SERVE_FILES
 
 RATE = 20.0
@@ -71,7 +71,7 @@ def test_setup_makes_the_gate_and_deploy_promotes_a_good_revision_and_stops_a_wr
         f'CMD ["sh", "-c", "{SERVE_FILES}"]\n'
     )
     push_broken(environ, dockerfile, ctx.settings.repository, wrong)
-    with Load(url, rate=RATE) as load:
+    with Load(url, HELLO, rate=RATE) as load:
         load.wait_for("answers", lambda a: len(a) >= RATE, 60)
         deploy.deploy(ctx, deploy.DeployOptions("prod", good, timeout=ROLLOUT_DEADLINE, smoke=True))
         with pytest.raises(DeployFailed) as info:

@@ -16,6 +16,7 @@ import pytest
 
 from pipeline.loadgen import Answer, Load
 from tests.conftest import push_broken, push_image
+from tests.helpers import HELLO
 from tests.standins import closed_port_url
 from tests.test_failures import never_healthy
 
@@ -64,9 +65,9 @@ def wrong_server() -> Iterator[str]:
 def test_the_load_generator_counts_wrong_bodies_error_statuses_and_refused_connections_as_failed(
     wrong_server: str,
 ) -> None:
-    with Load(wrong_server, rate=50) as load:
+    with Load(wrong_server, HELLO, rate=50) as load:
         load.wait_for("4 answers", lambda a: len(a) >= 4, timeout=30)
-    with Load(closed_port_url(), rate=50) as refused:
+    with Load(closed_port_url(), HELLO, rate=50) as refused:
         refused.wait_for("2 answers", lambda a: len(a) >= 2, timeout=30)
     errors = {a.error for a in load.failed()}
     assert len(load.failed()) == len(load.answers())
@@ -78,7 +79,7 @@ def test_the_load_generator_counts_wrong_bodies_error_statuses_and_refused_conne
 
 def test_the_load_generator_refuses_any_address_but_loopback() -> None:
     with pytest.raises(ValueError, match="loopback addresses only"):
-        Load("http://10.0.0.1/hello/")
+        Load("http://10.0.0.1/hello/", HELLO)
 
 
 # --- deploys under load ----------------------------------------------------------------
@@ -120,7 +121,7 @@ def test_a_rolling_deploy_under_load_fails_no_request_and_after_it_only_the_new_
 ) -> None:
     first, second = production.first, new_sha()
     push_image(environ, hello_image, prefix, second)
-    with Load(production.url, rate=RATE) as load:
+    with Load(production.url, HELLO, rate=RATE) as load:
         load.wait_for(
             f"{RATE:g} answers from {first[:7]}", lambda a: sum(served_by(x, first) for x in a) >= RATE, 60
         )
@@ -147,7 +148,7 @@ def test_a_revision_whose_tasks_never_get_healthy_is_rolled_back_under_load_with
 ) -> None:
     broken = new_sha()
     push_broken(environ, never_healthy(hello_image), prefix, broken)
-    with Load(production.url, rate=RATE) as load:
+    with Load(production.url, HELLO, rate=RATE) as load:
         load.wait_for("answers", lambda a: len(a) >= RATE, 60)
         proc = run_task("deploy", "--env", "prod", "--sha", broken, "--timeout", "120")
         assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr
