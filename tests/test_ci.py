@@ -189,6 +189,45 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
                     pending.discard(image_id)
 
 
+@pytest.mark.heavy
+def test_demo_with_a_strategy_shows_the_gate_stopping_a_wrong_revision_while_production_answers(
+    run_task: Callable[..., Any], environ: dict[str, str], prefix: str, aws_cli: Callable[..., Any]
+) -> None:
+    port = free_port()
+    own = f"{prefix}-canary"  # the strategy's demo runs under its own prefix
+    try:
+        proc = run_task("demo", "--port", str(port), "--strategy", "canary")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+        assert "gate: passed; CONTINUE to production traffic" in proc.stdout
+        assert (
+            f"caught at the gate, as intended: deploy of {own}-service:3 to prod failed: "
+            "the smoke test at the gate failed: " in proc.stdout
+        )
+        (meanwhile,) = [line for line in proc.stdout.splitlines() if line.startswith("production meanwhile")]
+        assert meanwhile.endswith(" failed") and meanwhile.split()[-2] == "0", meanwhile
+        assert int(meanwhile.split(": ")[1].split()[0]) > 0
+        service = aws_cli(
+            "ecs", "describe-services", "--cluster", f"{own}-cluster", "--services", f"{own}-service"
+        )
+        live = service["services"][0]
+        assert live["deploymentConfiguration"]["strategy"] == "CANARY"
+        assert live["taskDefinition"].endswith(f"{own}-service:2")
+    finally:
+        remove_services({**environ, "AWS_RESOURCE_NAME_PREFIX": own}, own)
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"name": own}, ignore_removed=True):
+            container.remove(force=True)
+
+
+def test_a_demo_strategy_that_is_not_one_of_ecss_is_one_line_and_exit_2(run_task: Callable[..., Any]) -> None:
+    proc = run_task("demo", "--strategy", "purple")
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == "error: --strategy purple: one of BLUE_GREEN, LINEAR, CANARY (without it: the project's own)"
+    )
+
+
 def test_plan_json_is_unchanged_by_ci(run_task: Callable[..., Any]) -> None:
     proc = run_task("plan", "--branch", "main", "--json")
     assert json.loads(proc.stdout)["steps"] == ["test", "build", "dockerize", "push", "deploy", "integration"]

@@ -122,13 +122,18 @@ def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout
     help={
         "port": "port on 127.0.0.1 where the deployed image answers at the end (default 8080)",
         "failure": "then deploy a broken image (exits 3 at start): see it caught and rolled back",
+        "strategy": "deploy prod with ECS's BLUE_GREEN, LINEAR or CANARY strategy (its own stack: the prefix "
+        "gets the strategy's name) and watch the smoke gate stop a wrong-answering revision while "
+        "production keeps answering",
     }
 )
 @verb
-def demo(c, port=8080, failure=False):
+def demo(c, port=8080, failure=False, strategy=None):
     """Run the whole mainline flow for this service on the local stack, no AWS account needed."""
     from pipeline import config, stack
     from pipeline import demo as demoing
+
+    chosen = demoing.strategy_named(strategy) if strategy is not None else None
 
     cfg = stack.config_from(os.environ)
     stack.up(cfg)
@@ -143,4 +148,12 @@ def demo(c, port=8080, failure=False):
             f"no prefix set: the demo uses {os.environ['AWS_RESOURCE_NAME_PREFIX']} (from the "
             "project's name); set prefix in [tool.pipeline] or AWS_RESOURCE_NAME_PREFIX to choose another"
         )
-    demoing.run(context(), int(port), failure=failure)
+    if chosen is not None:
+        # Its own stack beside the plain demo's: switching strategies back and forth never
+        # converts a live environment (moving production off the alternate target group).
+        suffix = chosen.lower().replace("_", "-")
+        base = os.environ.get("AWS_RESOURCE_NAME_PREFIX", "").strip() or str(
+            config.read_project_file(root)["prefix"]
+        )
+        os.environ["AWS_RESOURCE_NAME_PREFIX"] = f"{base}-{suffix}"
+    demoing.run(context(), int(port), failure=failure, strategy=chosen)
