@@ -45,6 +45,7 @@ class BlueGreen:
     blue_group: str
     green_group: str
     green_definition: str
+    blue_definition: str
     seen_in_production: set[str | None] = field(default_factory=set)
 
     def production(self) -> str | None:
@@ -159,7 +160,9 @@ def blue_green_service(
             **config,
         },
     )
-    env = BlueGreen(cluster, service, production_url, test_url, rules[0], blue_group, green_group, green)
+    env = BlueGreen(
+        cluster, service, production_url, test_url, rules[0], blue_group, green_group, green, blue
+    )
     wait_for_rollout(aws, cluster, service)
     wait_until(lambda: env.production() == "blue", timeout=ROLLOUT_DEADLINE)
     env.seen_in_production.clear()  # from here on, production must answer
@@ -532,3 +535,22 @@ def test_the_lowest_port_listener_answers_at_the_dns_name_and_each_other_at_the_
     finally:
         elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
     assert all(http_get(f"http://{address}/")[0] == 0 for address in found.values())  # all closed
+
+
+@pytest.mark.heavy
+def test_a_service_moved_back_to_rolling_after_a_swap_deploys_into_the_group_production_sends_to(
+    aws: Aws, blue_green: MakeBlueGreen
+) -> None:
+    env = blue_green([])
+    _ends(aws, env, _update_to_green(aws, env), "SUCCESSFUL")  # production now on the alternate group
+    aws("ecs").update_service(
+        cluster=env.cluster,
+        service=env.service,
+        taskDefinition=env.blue_definition,
+        deploymentConfiguration={"strategy": "ROLLING"},
+    )
+    wait_for_rollout(aws, env.cluster, env.service)
+    wait_until(lambda: env.production() == "blue", timeout=ROLLOUT_DEADLINE)
+    assert {env.production() for _ in range(10)} == {"blue"}
+    assert env.seen_in_production <= {"blue", "green"}  # no failed answer on the way back
+    assert _rule_weights(aws, env) == {env.blue_group: 0, env.green_group: 100}  # the rule stayed
