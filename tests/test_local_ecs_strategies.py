@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ class BlueGreen:
     blue_group: str
     green_group: str
     green_definition: str
+    blue_definition: str
     seen_in_production: set[str | None] = field(default_factory=set)
 
     def production(self) -> str | None:
@@ -159,7 +160,9 @@ def blue_green_service(
             **config,
         },
     )
-    env = BlueGreen(cluster, service, production_url, test_url, rules[0], blue_group, green_group, green)
+    env = BlueGreen(
+        cluster, service, production_url, test_url, rules[0], blue_group, green_group, green, blue
+    )
     wait_for_rollout(aws, cluster, service)
     wait_until(lambda: env.production() == "blue", timeout=ROLLOUT_DEADLINE)
     env.seen_in_production.clear()  # from here on, production must answer
@@ -172,6 +175,26 @@ def cleanup(aws: Aws, environ: dict[str, str], prefix: str) -> None:
     for balancer in elbv2.describe_load_balancers()["LoadBalancers"]:
         if balancer["LoadBalancerName"] == f"{prefix}-alb":
             elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
+
+
+MakeBlueGreen = Callable[..., BlueGreen]
+
+
+@pytest.fixture
+def blue_green(
+    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+) -> Iterator[MakeBlueGreen]:
+    """blue_green_service(hooks, green_container, **deploymentConfiguration) on hello_world's
+    image pushed for this test; everything the test made goes at its end."""
+    image = push_image(environ, hello_image, repository, "bg")
+
+    def make(
+        hooks: list[dict[str, Any]], green_container: dict[str, Any] | None = None, **config: Any
+    ) -> BlueGreen:
+        return blue_green_service(aws, environ, prefix, image, hooks, green_container, **config)
+
+    yield make
+    cleanup(aws, environ, prefix)
 
 
 PAUSE_AT_TEST_SHIFT = {"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}
@@ -252,112 +275,91 @@ def _revisions_running(aws: Aws, env: BlueGreen) -> set[str]:
 def test_blue_green_pauses_after_test_shift_with_green_on_the_test_listener_only_and_continue_promotes_green(
     aws: Aws,
     aws_cli: Callable[..., Any],
-    environ: dict[str, str],
-    prefix: str,
-    hello_image: str,
-    repository: str,
+    blue_green: MakeBlueGreen,
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
-    try:
-        env = blue_green_service(aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT])
-        arn = _deploy_green(aws, env)
-        hook = _hook(aws, arn)
-        assert hook["targetType"] == "PAUSE" and hook["timeoutAction"] == "ROLLBACK" and hook["expiresAt"]
-        # Paused: the test listener answers from green, production only from blue.
-        assert {revision_of(env.test_url) for _ in range(10)} == {"green"}
-        assert {env.production() for _ in range(10)} == {"blue"}
-        service = _service(aws, env)
-        assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
-            ("PRIMARY", "IN_PROGRESS"),
-            ("ACTIVE", "COMPLETED"),
-        ]
-        assert service["deployments"][0]["taskDefinition"] == env.green_definition
-        assert service["deploymentConfiguration"]["strategy"] == "BLUE_GREEN"
-        advanced = service["loadBalancers"][0]["advancedConfiguration"]
-        assert advanced["alternateTargetGroupArn"] == env.green_group
-        listed = aws("ecs").list_service_deployments(
-            cluster=env.cluster, service=env.service, status=["IN_PROGRESS"]
-        )
-        assert [d["serviceDeploymentArn"] for d in listed["serviceDeployments"]] == [arn]
+    env = blue_green([PAUSE_AT_TEST_SHIFT])
+    arn = _deploy_green(aws, env)
+    hook = _hook(aws, arn)
+    assert hook["targetType"] == "PAUSE" and hook["timeoutAction"] == "ROLLBACK" and hook["expiresAt"]
+    # Paused: the test listener answers from green, production only from blue.
+    assert {revision_of(env.test_url) for _ in range(10)} == {"green"}
+    assert {env.production() for _ in range(10)} == {"blue"}
+    service = _service(aws, env)
+    assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
+        ("PRIMARY", "IN_PROGRESS"),
+        ("ACTIVE", "COMPLETED"),
+    ]
+    assert service["deployments"][0]["taskDefinition"] == env.green_definition
+    assert service["deploymentConfiguration"]["strategy"] == "BLUE_GREEN"
+    advanced = service["loadBalancers"][0]["advancedConfiguration"]
+    assert advanced["alternateTargetGroupArn"] == env.green_group
+    listed = aws("ecs").list_service_deployments(
+        cluster=env.cluster, service=env.service, status=["IN_PROGRESS"]
+    )
+    assert [d["serviceDeploymentArn"] for d in listed["serviceDeployments"]] == [arn]
 
-        aws("ecs").continue_service_deployment(
-            serviceDeploymentArn=arn, hookId=hook["hookId"], action="CONTINUE"
-        )
-        found = _ends(aws, env, arn, "SUCCESSFUL")
-        assert env.seen_in_production <= {"blue", "green"}  # no failed answer through the switch
-        assert found["lifecycleStage"] == "CLEAN_UP" and found["finishedAt"]
-        assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 100.0
-        assert [h["status"] for h in found["lifecycleHookDetails"]] == ["SUCCEEDED"]
-        assert {env.production() for _ in range(10)} == {"green"}
-        # ECS rewrote the production rule's weights, as DescribeRules shows.
-        assert _rule_weights(aws, env) == {env.blue_group: 0, env.green_group: 100}
-        wait_until(lambda: _revisions_running(aws, env) == {env.green_definition}, timeout=ROLLOUT_DEADLINE)
-        service = _service(aws, env)
-        assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
-            ("PRIMARY", "COMPLETED")
-        ]
-        assert service["currentServiceDeployment"] == arn
-        # The first deployment is a service deployment too, listed after this one.
-        listed = aws("ecs").list_service_deployments(cluster=env.cluster, service=env.service)
-        assert [(d["serviceDeploymentArn"] == arn, d["status"]) for d in listed["serviceDeployments"]] == [
-            (True, "SUCCESSFUL"),
-            (False, "SUCCESSFUL"),
-        ]
-        # The aws CLI reads the same service deployment back.
-        (read,) = aws_cli("ecs", "describe-service-deployments", "--service-deployment-arns", arn)[
-            "serviceDeployments"
-        ]
-        assert (read["status"], read["deploymentConfiguration"]["strategy"]) == ("SUCCESSFUL", "BLUE_GREEN")
-    finally:
-        cleanup(aws, environ, prefix)
+    aws("ecs").continue_service_deployment(serviceDeploymentArn=arn, hookId=hook["hookId"], action="CONTINUE")
+    found = _ends(aws, env, arn, "SUCCESSFUL")
+    assert env.seen_in_production <= {"blue", "green"}  # no failed answer through the switch
+    assert found["lifecycleStage"] == "CLEAN_UP" and found["finishedAt"]
+    assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 100.0
+    assert [h["status"] for h in found["lifecycleHookDetails"]] == ["SUCCEEDED"]
+    assert {env.production() for _ in range(10)} == {"green"}
+    # ECS rewrote the production rule's weights, as DescribeRules shows.
+    assert _rule_weights(aws, env) == {env.blue_group: 0, env.green_group: 100}
+    wait_until(lambda: _revisions_running(aws, env) == {env.green_definition}, timeout=ROLLOUT_DEADLINE)
+    service = _service(aws, env)
+    assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [("PRIMARY", "COMPLETED")]
+    assert service["currentServiceDeployment"] == arn
+    # The first deployment is a service deployment too, listed after this one.
+    listed = aws("ecs").list_service_deployments(cluster=env.cluster, service=env.service)
+    assert [(d["serviceDeploymentArn"] == arn, d["status"]) for d in listed["serviceDeployments"]] == [
+        (True, "SUCCESSFUL"),
+        (False, "SUCCESSFUL"),
+    ]
+    # The aws CLI reads the same service deployment back.
+    (read,) = aws_cli("ecs", "describe-service-deployments", "--service-deployment-arns", arn)[
+        "serviceDeployments"
+    ]
+    assert (read["status"], read["deploymentConfiguration"]["strategy"]) == ("SUCCESSFUL", "BLUE_GREEN")
 
 
 @pytest.mark.heavy
 @pytest.mark.parametrize("how", ["continue-rollback", "stop-service-deployment"])
 def test_a_blue_green_rollback_at_the_pause_keeps_production_on_blue_and_removes_green(
-    how: str, aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    how: str, aws: Aws, blue_green: MakeBlueGreen
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
-    try:
-        env = blue_green_service(aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT])
-        arn = _deploy_green(aws, env)
-        if how == "continue-rollback":
-            hook = _hook(aws, arn)
-            aws("ecs").continue_service_deployment(
-                serviceDeploymentArn=arn, hookId=hook["hookId"], action="ROLLBACK"
-            )
-        else:
-            aws("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
-        assert revision_of(env.test_url) == "blue"  # traffic is back at once
-        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
-        assert found["rollback"]["reason"] and found["rollback"]["startedAt"]
-        assert found["rollback"]["serviceRevisionArn"] == found["sourceServiceRevisions"][0]["arn"]
-        assert env.seen_in_production == {"blue"}  # production never left blue
-        wait_until(lambda: _revisions_running(aws, env) == {_service(aws, env)["taskDefinition"]}, timeout=60)
-        service = _service(aws, env)
-        assert service["taskDefinition"] != env.green_definition
-        assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [
-            ("PRIMARY", "COMPLETED")
-        ]
-    finally:
-        cleanup(aws, environ, prefix)
+    env = blue_green([PAUSE_AT_TEST_SHIFT])
+    arn = _deploy_green(aws, env)
+    if how == "continue-rollback":
+        hook = _hook(aws, arn)
+        aws("ecs").continue_service_deployment(
+            serviceDeploymentArn=arn, hookId=hook["hookId"], action="ROLLBACK"
+        )
+    else:
+        aws("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    assert revision_of(env.test_url) == "blue"  # traffic is back at once
+    found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+    assert found["rollback"]["reason"] and found["rollback"]["startedAt"]
+    assert found["rollback"]["serviceRevisionArn"] == found["sourceServiceRevisions"][0]["arn"]
+    assert env.seen_in_production == {"blue"}  # production never left blue
+    wait_until(lambda: _revisions_running(aws, env) == {_service(aws, env)["taskDefinition"]}, timeout=60)
+    service = _service(aws, env)
+    assert service["taskDefinition"] != env.green_definition
+    assert [(d["status"], d["rolloutState"]) for d in service["deployments"]] == [("PRIMARY", "COMPLETED")]
 
 
 @pytest.mark.heavy
 def test_a_pause_hook_that_times_out_with_rollback_rolls_the_deployment_back(
-    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    aws: Aws, blue_green: MakeBlueGreen
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
     hook = {**PAUSE_AT_TEST_SHIFT, "timeoutConfiguration": {"timeoutInMinutes": 1, "action": "ROLLBACK"}}
-    try:
-        env = blue_green_service(aws, environ, prefix, image, [hook])
-        arn = _deploy_green(aws, env)
-        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
-        assert [h["status"] for h in found["lifecycleHookDetails"]] == ["TIMED_OUT"]
-        assert "timed out" in found["rollback"]["reason"]
-        assert env.seen_in_production == {"blue"}
-    finally:
-        cleanup(aws, environ, prefix)
+    env = blue_green([hook])
+    arn = _deploy_green(aws, env)
+    found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+    assert [h["status"] for h in found["lifecycleHookDetails"]] == ["TIMED_OUT"]
+    assert "timed out" in found["rollback"]["reason"]
+    assert env.seen_in_production == {"blue"}
 
 
 def _shifted_to(aws: Aws, env: BlueGreen, arn: str, weight: float) -> dict[str, Any]:
@@ -370,55 +372,43 @@ def _shifted_to(aws: Aws, env: BlueGreen, arn: str, weight: float) -> dict[str, 
 
 @pytest.mark.heavy
 def test_a_canary_serves_both_revisions_during_its_bake_and_a_stop_sends_production_back_to_blue_at_once(
-    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    aws: Aws, blue_green: MakeBlueGreen
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
     canary = {"canaryPercent": 50.0, "canaryBakeTimeInMinutes": 30}
-    try:
-        env = blue_green_service(
-            aws, environ, prefix, image, [], strategy="CANARY", canaryConfiguration=canary
-        )
-        arn = _update_to_green(aws, env)
-        found = _shifted_to(aws, env, arn, 50.0)
-        assert (found["status"], found["lifecycleStage"]) == ("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
-        assert found["sourceServiceRevisions"][0]["requestedProductionTrafficWeight"] == 50.0
-        assert _rule_weights(aws, env) == {env.blue_group: 50, env.green_group: 50}
-        answers = [revision_of(env.production_url) for _ in range(40)]
-        assert set(answers) == {"blue", "green"}, answers
+    env = blue_green([], strategy="CANARY", canaryConfiguration=canary)
+    arn = _update_to_green(aws, env)
+    found = _shifted_to(aws, env, arn, 50.0)
+    assert (found["status"], found["lifecycleStage"]) == ("IN_PROGRESS", "PRODUCTION_TRAFFIC_SHIFT")
+    assert found["sourceServiceRevisions"][0]["requestedProductionTrafficWeight"] == 50.0
+    assert _rule_weights(aws, env) == {env.blue_group: 50, env.green_group: 50}
+    answers = [revision_of(env.production_url) for _ in range(40)]
+    assert set(answers) == {"blue", "green"}, answers
 
-        aws("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
-        assert {revision_of(env.production_url) for _ in range(10)} == {"blue"}
-        env.seen_in_production.clear()
-        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
-        assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 0.0
-        assert env.seen_in_production == {"blue"}
-    finally:
-        cleanup(aws, environ, prefix)
+    aws("ecs").stop_service_deployment(serviceDeploymentArn=arn, stopType="ROLLBACK")
+    assert {revision_of(env.production_url) for _ in range(10)} == {"blue"}
+    env.seen_in_production.clear()
+    found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+    assert found["targetServiceRevision"]["requestedProductionTrafficWeight"] == 0.0
+    assert env.seen_in_production == {"blue"}
 
 
 @pytest.mark.heavy
 def test_a_linear_deployment_shifts_production_in_steps_then_completes_on_green(
-    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    aws: Aws, blue_green: MakeBlueGreen
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
     linear = {"stepPercent": 34.0, "stepBakeTimeInMinutes": 1}
-    try:
-        env = blue_green_service(
-            aws, environ, prefix, image, [], strategy="LINEAR", linearConfiguration=linear
-        )
-        arn = _update_to_green(aws, env)
-        _shifted_to(aws, env, arn, 34.0)
-        _ends(aws, env, arn, "SUCCESSFUL")
-        shifts = [
-            e["message"].split(") ", 2)[-1]
-            for e in _service(aws, env)["events"]
-            if "production traffic" in e["message"]
-        ]
-        assert shifts[::-1] == [f"shifted {p}% of production traffic." for p in (34, 68, 100)]
-        assert {env.production() for _ in range(10)} == {"green"}
-        assert env.seen_in_production <= {"blue", "green"}  # no failed answer on the way
-    finally:
-        cleanup(aws, environ, prefix)
+    env = blue_green([], strategy="LINEAR", linearConfiguration=linear)
+    arn = _update_to_green(aws, env)
+    _shifted_to(aws, env, arn, 34.0)
+    _ends(aws, env, arn, "SUCCESSFUL")
+    shifts = [
+        e["message"].split(") ", 2)[-1]
+        for e in _service(aws, env)["events"]
+        if "production traffic" in e["message"]
+    ]
+    assert shifts[::-1] == [f"shifted {p}% of production traffic." for p in (34, 68, 100)]
+    assert {env.production() for _ in range(10)} == {"green"}
+    assert env.seen_in_production <= {"blue", "green"}  # no failed answer on the way
 
 
 def test_ecs_refuses_native_strategies_without_advanced_configuration_or_out_of_range(
@@ -481,47 +471,34 @@ def test_ecs_refuses_native_strategies_without_advanced_configuration_or_out_of_
 
 @pytest.mark.heavy
 def test_green_tasks_that_keep_failing_trip_the_circuit_breaker_and_the_deployment_rolls_back(
-    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    aws: Aws, blue_green: MakeBlueGreen
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
     crash = {"command": ["python3", "-c", "raise SystemExit(3)"]}
     breaker = {"enable": True, "rollback": True}
-    try:
-        env = blue_green_service(
-            aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT], crash, deploymentCircuitBreaker=breaker
-        )
-        arn = _update_to_green(aws, env)
-        found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
-        assert "circuit breaker" in found["rollback"]["reason"]
-        assert found["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
-        assert (
-            found["deploymentCircuitBreaker"]["failureCount"]
-            >= found["deploymentCircuitBreaker"]["threshold"]
-        )
-        assert found["lifecycleHookDetails"] == []  # it never got past SCALE_UP
-        assert env.seen_in_production == {"blue"}
-        assert _rule_weights(aws, env) == {env.blue_group: 100, env.green_group: 0}
-    finally:
-        cleanup(aws, environ, prefix)
+    env = blue_green([PAUSE_AT_TEST_SHIFT], crash, deploymentCircuitBreaker=breaker)
+    arn = _update_to_green(aws, env)
+    found = _ends(aws, env, arn, "ROLLBACK_SUCCESSFUL")
+    assert "circuit breaker" in found["rollback"]["reason"]
+    assert found["deploymentCircuitBreaker"]["status"] == "TRIGGERED"
+    assert found["deploymentCircuitBreaker"]["failureCount"] >= found["deploymentCircuitBreaker"]["threshold"]
+    assert found["lifecycleHookDetails"] == []  # it never got past SCALE_UP
+    assert env.seen_in_production == {"blue"}
+    assert _rule_weights(aws, env) == {env.blue_group: 100, env.green_group: 0}
 
 
 @pytest.mark.heavy
 def test_deleting_a_service_paused_mid_deployment_stops_its_service_deployment(
-    aws: Aws, environ: dict[str, str], prefix: str, hello_image: str, repository: str
+    aws: Aws, blue_green: MakeBlueGreen
 ) -> None:
-    image = push_image(environ, hello_image, repository, "bg")
-    try:
-        env = blue_green_service(aws, environ, prefix, image, [PAUSE_AT_TEST_SHIFT])
-        arn = _deploy_green(aws, env)
-        aws("ecs").delete_service(cluster=env.cluster, service=env.service, force=True)
-        (found,) = aws("ecs").describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
-        assert (found["status"], found["statusReason"]) == (
-            "STOPPED",
-            "Service deployment stopped: the service was deleted.",
-        )
-        assert found["stoppedAt"] == found["finishedAt"]
-    finally:
-        cleanup(aws, environ, prefix)
+    env = blue_green([PAUSE_AT_TEST_SHIFT])
+    arn = _deploy_green(aws, env)
+    aws("ecs").delete_service(cluster=env.cluster, service=env.service, force=True)
+    (found,) = aws("ecs").describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+    assert (found["status"], found["statusReason"]) == (
+        "STOPPED",
+        "Service deployment stopped: the service was deleted.",
+    )
+    assert found["stoppedAt"] == found["finishedAt"]
 
 
 def test_the_lowest_port_listener_answers_at_the_dns_name_and_each_other_at_the_address_its_tag_names(
@@ -558,3 +535,22 @@ def test_the_lowest_port_listener_answers_at_the_dns_name_and_each_other_at_the_
     finally:
         elbv2.delete_load_balancer(LoadBalancerArn=balancer["LoadBalancerArn"])
     assert all(http_get(f"http://{address}/")[0] == 0 for address in found.values())  # all closed
+
+
+@pytest.mark.heavy
+def test_a_service_moved_back_to_rolling_after_a_swap_deploys_into_the_group_production_sends_to(
+    aws: Aws, blue_green: MakeBlueGreen
+) -> None:
+    env = blue_green([])
+    _ends(aws, env, _update_to_green(aws, env), "SUCCESSFUL")  # production now on the alternate group
+    aws("ecs").update_service(
+        cluster=env.cluster,
+        service=env.service,
+        taskDefinition=env.blue_definition,
+        deploymentConfiguration={"strategy": "ROLLING"},
+    )
+    wait_for_rollout(aws, env.cluster, env.service)
+    wait_until(lambda: env.production() == "blue", timeout=ROLLOUT_DEADLINE)
+    assert {env.production() for _ in range(10)} == {"blue"}
+    assert env.seen_in_production <= {"blue", "green"}  # no failed answer on the way back
+    assert _rule_weights(aws, env) == {env.blue_group: 0, env.green_group: 100}  # the rule stayed

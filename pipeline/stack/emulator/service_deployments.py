@@ -104,9 +104,9 @@ def _routes(service: Any) -> list[dict[str, Any]]:
 
 
 def production_target_groups(service: Any) -> list[str]:
-    """Where a task of the serving revision registers: behind the production rule."""
-    if strategy(service) not in NATIVE:
-        return scheduler._rolling_target_groups(service)
+    """Where a task of the serving revision registers: the group the production rule
+    sends to, whatever the strategy now (a service moved back to ROLLING after a swap
+    keeps serving from the alternate group), else the load balancer's targetGroupArn."""
     routes = {r["production"]: r["blue"] for r in _routes(service)}
     arns = []
     for lb in service.load_balancers or []:
