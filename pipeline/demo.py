@@ -100,22 +100,21 @@ def broken_deploy(ctx: Context, good: Revision, timeout: float) -> str:
     raise PipelineError("the broken image deployed; the failure demo expected it to be caught")
 
 
-def wrong_answer_deploy(ctx: Context, good: Revision, url: str, timeout: float) -> str:
-    """Deploy a revision that is healthy (its health path answers) but answers wrongly at the
-    base path, while 10 requests a second reach production `url`: the gate must send it back
-    before production traffic. Returns the deploy's failure; raises if the gate let it by or
-    production failed a request meanwhile."""
+WRONG_ANSWER = "a wrong answer"
+
+
+def push_wrong_answer(ctx: Context, good: Revision) -> Revision:
+    """Build and push, on `good`'s image, a revision that is healthy (its health path
+    answers) but answers WRONG_ANSWER at the base path: what only a smoke test catches."""
     import hashlib
     import io
-
-    from .loadgen import Load
 
     settings = ctx.settings
     wrong = Revision(hashlib.sha256(f"wrong {good.tag}".encode()).hexdigest()[:40])
     base = settings.base_path
     health = settings.infra.environment(ENVIRONMENT).health_check_path or f"{base}health"
     site = (
-        f"mkdir -p /site{base} /site{health.rsplit('/', 1)[0]} && echo 'a wrong answer' > /site{base}index.html "
+        f"mkdir -p /site{base} /site{health.rsplit('/', 1)[0]} && echo '{WRONG_ANSWER}' > /site{base}index.html "
         f"&& echo ok > /site{health}"
     )
     serve = "trap 'exit 0' TERM; python3 -m http.server --bind 127.0.0.1 $PORT & wait"
@@ -124,16 +123,31 @@ def wrong_answer_deploy(ctx: Context, good: Revision, url: str, timeout: float) 
         f'CMD ["sh", "-c", "{serve}"]\n'
     )
     with ctx.out.step(
-        f"dockerize a wrong-answering image {wrong.tag[:12]} (healthy, answers 'a wrong answer')"
+        f"dockerize a wrong-answering image {wrong.tag[:12]} (healthy, answers '{WRONG_ANSWER}')"
     ):
         ctx.clients.docker().images.build(
             fileobj=io.BytesIO(dockerfile.encode()), tag=image.local_name(settings, wrong), rm=True
         )
     with ctx.out.step(f"push {wrong.tag[:12]}"):
         verbs.push(ctx, wrong)
+    return wrong
+
+
+def quick_smoke(settings: Settings) -> Settings:
+    """The gate retries its smoke test up to its timeout; a wrong answer needs no minute to show."""
+    return replace(settings, smoke=replace(settings.smoke, timeout=min(settings.smoke.timeout, 10.0)))
+
+
+def wrong_answer_deploy(ctx: Context, good: Revision, url: str, timeout: float) -> str:
+    """Deploy a wrong-answering revision (push_wrong_answer) while 10 requests a second reach
+    production `url`: the gate must send it back before production traffic. Returns the
+    deploy's failure; raises if the gate let it by or production failed a request meanwhile."""
+    from .loadgen import Load
+
+    settings = ctx.settings
+    wrong = push_wrong_answer(ctx, good)
     expect = (settings.smoke.status, settings.smoke.text.encode())
-    # The gate retries its smoke test up to its timeout; a wrong answer needs no minute to show.
-    ctx.settings = replace(settings, smoke=replace(settings.smoke, timeout=min(settings.smoke.timeout, 10.0)))
+    ctx.settings = quick_smoke(settings)
     with Load(url, expect, rate=10.0) as load:
         try:
             deploy.deploy(ctx, deploy.DeployOptions(ENVIRONMENT, wrong.sha, timeout=timeout, smoke=True))
