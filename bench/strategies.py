@@ -77,6 +77,8 @@ def one(strategy: str, rate: float) -> dict[str, Any]:
         ended = load.now()
         time.sleep(2)
     answers = load.answers()
+    prod = ctx.settings.environment(ENVIRONMENT)  # its tasks go with it: nothing left running
+    ctx.clients.aws("ecs").delete_service(cluster=prod.cluster, service=prod.service, force=True)
 
     def phase(low: float, high: float) -> dict[str, int]:
         inside = [a for a in answers if low <= a.sent < high]

@@ -166,6 +166,17 @@ def probe(url: str, timeout: float = 5.0) -> Probe:
     return Probe(answer.status, answer.seconds, answer.body)
 
 
+def sample(url: str, expect: SmokeSettings, count: int = 10) -> Probe | None:
+    """`count` GETs in a row; the first that fails, None when all pass. For a URL whose traffic
+    is split between revisions (a canary's bake), where one passing answer proves nothing
+    about the other revision."""
+    for _ in range(count):
+        result = probe(url)
+        if not result.passes(expect):
+            return result
+    return None
+
+
 def check(
     url: str,
     expect: SmokeSettings,

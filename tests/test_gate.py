@@ -202,3 +202,71 @@ def test_a_signal_during_a_canary_bake_stops_the_deployment_with_rollback_and_pr
         assert service["services"][0]["taskDefinition"].endswith(f"{env.service}:1")
     finally:
         cleanup(aws, environ, prefix)
+
+
+# A revision that answers right a few times, then wrongly (as one that breaks under real
+# traffic): it passes the gate's smoke test, and only production's share shows it.
+DEGRADING = """
+import http.server, os, threading
+count, lock, base = [0], threading.Lock(), os.environ.get("BASE_PATH", "/hello/")
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"ok"
+        if self.path != base + "health":
+            with lock:
+                count[0] += 1
+                body = b"Hello World!\\n" if count[0] <= 3 else b"Goodbye\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+@pytest.mark.heavy
+def test_a_canary_that_answers_wrongly_once_it_takes_production_is_stopped_at_its_step_and_production_goes_back(
+    aws: Callable[[str], Any],
+    aws_cli: Callable[..., Any],
+    ctx: Any,
+    environ: dict[str, str],
+    prefix: str,
+    hello_image: str,
+    repository: str,
+) -> None:
+    import base64
+
+    blue = push_image(environ, hello_image, repository, "blue")
+    canary = {"canaryPercent": 50.0, "canaryBakeTimeInMinutes": 10}  # 60 s here: the step's check lands in it
+    env = blue_green_service(
+        aws, environ, prefix, blue, [GATE], strategy="CANARY", canaryConfiguration=canary
+    )
+    try:
+        sha = new_sha()
+        script = base64.b64encode(DEGRADING.encode()).decode()
+        push_broken(
+            environ,
+            f"FROM {hello_image}\nUSER 0:0\nRUN echo {script} | base64 -d > /srv/degrading.py\n"
+            f'USER 10001:10001\nCMD ["python3", "/srv/degrading.py"]\n',
+            repository,
+            sha,
+        )
+        with Load(env.production_url, HELLO, rate=RATE) as load:
+            load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
+            with pytest.raises(DeployFailed) as info:
+                deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
+            done = load.now()
+            load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+        said = ctx.out.stream.getvalue()
+        assert "gate: passed; CONTINUE to production traffic" in said  # it fooled the gate
+        message = info.value.message
+        assert "the smoke test of production at 50% on the new revision failed: GET " in message
+        assert "Goodbye" in message and "production went back to the previous revision" in message
+        answers = load.answers()
+        after = [a for a in answers if a.sent > done]
+        assert after and all(a.error is None and a.revision == "blue" for a in after)
+        assert service_deployments(aws_cli, env)[-1]["status"] == "ROLLBACK_SUCCESSFUL"
+    finally:
+        cleanup(aws, environ, prefix)

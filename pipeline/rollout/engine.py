@@ -178,14 +178,19 @@ def wait_all(
                     why = native.at_hook(ctx.clients, watch, outcome, say, options.sleep)
                     if why is not None:
                         gate_failed[watch.key] = why
+                weight = (
+                    native.split_weight(deployment) if deployment and outcome.state == State.ROLLING else None
+                )
+                if weight is not None and (watch.deployment_id, f"{weight:g}%") not in answered:
+                    answered.add((watch.deployment_id, f"{weight:g}%"))
+                    why = native.at_step(
+                        ctx.clients, watch, weight, functools.partial(progress.say, watch.key)
+                    )
+                    if why is not None:
+                        gate_failed[watch.key] = why
                 if outcome.done:
                     if watch.key in gate_failed and outcome.state == State.FAILED:
-                        outcome = replace(
-                            outcome,
-                            reason=f"the smoke test at the gate failed: {gate_failed[watch.key]}; "
-                            "production traffic never reached it",
-                            gate_failed=True,
-                        )
+                        outcome = replace(outcome, reason=gate_failed[watch.key], gate_failed=True)
                     outcomes[watch.key], finished[watch.key] = outcome, now
                     continue
             waits.append(paces[watch.key].next(service, watch.deployment_id, now, wall))

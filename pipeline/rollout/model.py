@@ -34,7 +34,7 @@ class Outcome:
     # Native strategies: the service deployment as last read, and the hook it waits at.
     service_deployment: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     hook: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-    gate_failed: bool = False  # the smoke test at the gate failed: ECS was told to roll back
+    gate_failed: bool = False  # a smoke test at the gate or at a step failed: ECS was told to roll back
 
     @property
     def done(self) -> bool:
@@ -58,6 +58,7 @@ class Watch:
     # (a way back, --no-smoke), and a PAUSE hook is continued at once.
     gate_url: str | None = None
     gate_smoke: SmokeSettings | None = field(default=None, repr=False)
+    production_url: str | None = None  # sampled at each step of a linear or canary shift
     rolling_back: bool = False  # waiting for the service deployment's own rollback to end
 
 

@@ -55,7 +55,8 @@ class Native:
             since,
             self.name,
             gate_url=unit.test_url,
-            gate_smoke=unit.smoke if unit.test_url else None,
+            gate_smoke=unit.smoke if unit.url or unit.test_url else None,
+            production_url=unit.url,
         )
 
     def observe(
@@ -213,10 +214,41 @@ def at_hook(
     except PipelineError as exc:
         say(f"gate: failed ({exc.message}); ROLLBACK: production traffic never reaches it")
         proceed(clients, watch, hook, "ROLLBACK")
-        return exc.message
+        return f"the smoke test at the gate failed: {exc.message}; production traffic never reached it"
     say("gate: passed; CONTINUE to production traffic")
     proceed(clients, watch, hook, "CONTINUE")
     return None
+
+
+def split_weight(deployment: dict[str, Any]) -> float | None:
+    """The new revision's share of production while traffic is split (a linear step, a
+    canary's bake), else None. Pure."""
+    if deployment.get("status") != "IN_PROGRESS":
+        return None
+    weight = (deployment.get("targetServiceRevision") or {}).get("requestedProductionTrafficWeight")
+    return float(weight) if weight is not None and 0 < float(weight) < 100 else None
+
+
+def at_step(clients: Clients, watch: Watch, weight: float, say: Callable[[str], None]) -> str | None:
+    """At each new production share: sample the production URL (ten GETs: the split means
+    one passing answer proves nothing); on a failure stop the deployment with ROLLBACK (ECS
+    sends production back at once) and say why, returned."""
+    if watch.production_url is None or watch.gate_smoke is None:
+        return None
+    say(f"step: the new revision has {weight:g}% of production; sampling {watch.production_url}")
+    bad = smoke.sample(watch.production_url, watch.gate_smoke)
+    if bad is None:
+        say(f"step: {weight:g}% passed")
+        return None
+    say(f"step: GET {watch.production_url}: {bad.describe()}; StopServiceDeployment(ROLLBACK)")
+    with aws_errors("ecs:StopServiceDeployment"):
+        clients.aws("ecs").stop_service_deployment(
+            serviceDeploymentArn=watch.deployment_id, stopType="ROLLBACK"
+        )
+    return (
+        f"the smoke test of production at {weight:g}% on the new revision failed: GET {watch.production_url}: "
+        f"{bad.describe()}; production went back to the previous revision"
+    )
 
 
 def proceed(clients: Clients, watch: Watch, hook: dict[str, Any], action: str) -> None:
