@@ -273,7 +273,7 @@ def images(stack_environ: dict[str, str]) -> Iterator[dict[str, Any]]:
         built[target] = image
     yield {"client": client, **built}
     for target in built:
-        client.images.remove(f"{tag}:{target}")
+        client.images.remove(f"{tag}:{target}", force=True)  # untag: a parallel test may run the same image
 
 
 @contextmanager
