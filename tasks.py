@@ -25,7 +25,10 @@ def check(c, pytest_args="", workers=WORKERS):
     from pipeline import stack
 
     # Started here, once, before the workers: each worker's session fixture then only attaches.
-    stack.up(stack.config_from(os.environ))
+    # From an empty emulator: what a killed earlier run left would keep running under this one.
+    cfg = stack.config_from(os.environ)
+    stack.reset_emulator(cfg)
+    stack.up(cfg)
     for command in (
         "ruff check .",
         "ruff format --check .",

@@ -393,6 +393,26 @@ def up(cfg: StackConfig, say: Say = print) -> None:
         ensure_base_image(cfg, say)
 
 
+def reset_emulator(cfg: StackConfig, say: Say = print) -> None:
+    """Stop this stack's emulator and its task containers, so the next `up` starts an empty
+    one: a test run killed midway leaves services whose tasks the scheduler would keep
+    starting, health-checking and replacing under the next run."""
+    stopped = _stop(cfg, "emulator")
+    leftovers = _remove_task_containers(cfg)
+    if stopped or leftovers:
+        say(f"aws emulator: reset ({leftovers} task containers removed); the next start is empty")
+
+
+def _remove_task_containers(cfg: StackConfig) -> int:
+    from docker.errors import NotFound
+
+    leftovers = task_containers(cfg)
+    for container in leftovers:
+        with contextlib.suppress(NotFound):  # removed by the stopping emulator meanwhile
+            container.remove(force=True)
+    return len(leftovers)
+
+
 def _stop(cfg: StackConfig, name: str) -> bool:
     pid_file = cfg.directory / f"{name}.pid"
     pid = _alive(pid_file)
@@ -429,14 +449,9 @@ def down(cfg: StackConfig, say: Say = print) -> None:
     for name in ("emulator", "registry"):
         if _stop(cfg, name):
             say(f"{name}: stopped")
-    from docker.errors import NotFound
-
-    leftovers = task_containers(cfg)
-    for container in leftovers:
-        with contextlib.suppress(NotFound):  # removed by the stopping emulator meanwhile
-            container.remove(force=True)
+    leftovers = _remove_task_containers(cfg)
     if leftovers:
-        say(f"task containers: removed {len(leftovers)}")
+        say(f"task containers: removed {leftovers}")
     if _stop(cfg, "dockerd"):
         say("dockerd: stopped")
 
