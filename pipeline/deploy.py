@@ -342,7 +342,9 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
         ctx.settings.smoke,
         change.test_url,
     )
-    rollout = engine.RolloutOptions(kind, options.timeout, rollback=options.rollback, sleep=options.sleep)
+    rollout = engine.RolloutOptions(
+        kind, env.name, options.timeout, rollback=options.rollback, sleep=options.sleep
+    )
     progress = engine.Progress(out)
     started = datetime.now(UTC)
     results = engine.advance(ctx, [unit], rollout, progress)

@@ -139,7 +139,9 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         )
         for s in plan.services
     ]
-    rollout = engine.RolloutOptions("release", options.timeout, options.parallel, sleep=options.sleep)
+    rollout = engine.RolloutOptions(
+        "release", plan.environment, options.timeout, options.parallel, sleep=options.sleep
+    )
     progress = engine.Progress(out, labelled=True)
     results = engine.advance(ctx, units, rollout, progress)
     for name, result in results.items():

@@ -36,6 +36,21 @@ STRATEGIES = {
 }
 
 
+# ECS's lifecycle stages of a service deployment, in order (the ECS API reference).
+ECS_STAGES = [
+    "RECONCILE_SERVICE",
+    "PRE_SCALE_UP",
+    "SCALE_UP",
+    "POST_SCALE_UP",
+    "TEST_TRAFFIC_SHIFT",
+    "POST_TEST_TRAFFIC_SHIFT",
+    "PRODUCTION_TRAFFIC_SHIFT",
+    "POST_PRODUCTION_TRAFFIC_SHIFT",
+    "BAKE_TIME",
+    "CLEAN_UP",
+]
+
+
 def new_sha() -> str:
     return uuid.uuid4().hex + uuid.uuid4().hex[:8]
 
@@ -83,9 +98,15 @@ def test_a_native_deploy_under_load_passes_the_gate_fails_no_request_and_then_on
     repository: str,
     aws_cli: Callable[..., Any],
 ) -> None:
+    from tests.standins import honeycomb_markers
+
     sha = new_sha()
     push_image(environ, hello_image, repository, sha)
-    with Load(blue_green.production_url, HELLO, rate=RATE) as load:
+    with (
+        honeycomb_markers(None, None).running() as honeycomb,
+        Load(blue_green.production_url, HELLO, rate=RATE) as load,
+    ):
+        ctx.environ = {**ctx.environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": honeycomb.url}
         load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
         released = deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
         done = load.now()
@@ -107,6 +128,13 @@ def test_a_native_deploy_under_load_passes_the_gate_fails_no_request_and_then_on
             "ecs", "describe-services", "--cluster", blue_green.cluster, "--services", blue_green.service
         )["services"][0]["deploymentConfiguration"]["strategy"]
     )
+    # A marker per lifecycle stage the deploy saw, in ECS's order, each with the service
+    # deployment's ARN; the gate's stage is always seen (the deployment waits there); then the deploy's.
+    marked = [r.json() for r in honeycomb.requests]
+    assert [m["type"] for m in marked][-1] == "deploy"
+    stages = [m["message"].split(" at ", 1)[1].split(":")[0] for m in marked if m["type"] == "deploy-stage"]
+    assert all(m["message"].endswith(last["serviceDeploymentArn"]) for m in marked[:-1]), marked
+    assert "POST_TEST_TRAFFIC_SHIFT" in stages and stages == sorted(stages, key=ECS_STAGES.index), stages
     if strategy == "CANARY":  # while the canary bakes, about half of production reaches it
         first_new = next(a.sent for a in answers if a.revision == sha)
         last_blue = max(a.sent for a in answers if a.revision == "blue")

@@ -45,6 +45,7 @@ class RolloutOptions:
     """How the engine runs: the verbs' options map onto this."""
 
     kind: str = "deploy"  # deploy | rollback | release: how steps and lines name the rollout
+    environment: str = ""  # what markers name
     timeout: float = 600.0  # for the rollouts, and again for the ways back
     parallel: int = 4  # UpdateService calls and smoke tests at once
     rollback: bool = (
@@ -121,6 +122,25 @@ def retrying(fn: Callable[[], T], sleep: Callable[[float], None], attempts: int 
     raise AssertionError("unreachable")
 
 
+def _mark_stage(
+    ctx: Context, options: RolloutOptions, watch: Watch, deployment: dict[str, Any], when: datetime
+) -> None:
+    """A Honeycomb marker for each lifecycle stage the rollout sees a service deployment enter
+    (a stage shorter than a poll can pass unseen), carrying its ARN; never raises."""
+    from .. import markers
+
+    back = "rolling back " if watch.rolling_back else ""
+    stage = deployment.get("lifecycleStage")
+    message = (
+        f"{options.kind} {watch.service} {back}at {stage}: {native.line(deployment)}; {watch.deployment_id}"
+    )
+    markers.post(
+        ctx,
+        markers.Marker(f"{options.kind}-stage", options.environment, "", watch.target, when, when,
+                       message=message),
+    )  # fmt: skip
+
+
 def wait_all(
     ctx: Context, watches: list[Watch], options: RolloutOptions, progress: Progress
 ) -> tuple[dict[str, Outcome], dict[str, float]]:
@@ -132,6 +152,7 @@ def wait_all(
     outcomes: dict[str, Outcome] = {}
     finished: dict[str, float] = {}
     answered: set[tuple[str, str]] = set()  # (deployment, hook) we answered: ECS moves on
+    stages: dict[str, str] = {}  # service deployment → the lifecycle stage last seen
     gate_failed: dict[str, str] = {}  # watch key → why its gate sent it back
     while True:
         pending = [w for w in watches if w.key not in outcomes]
@@ -170,6 +191,10 @@ def wait_all(
                 deployment = deployments.get(watch.deployment_id)
                 if deployment is not None:
                     progress.note(watch.key, native.line(deployment))
+                    stage = str(deployment.get("lifecycleStage") or "")
+                    if stage and stages.get(watch.deployment_id) != stage:
+                        stages[watch.deployment_id] = stage
+                        _mark_stage(ctx, options, watch, deployment, wall)
                 outcome = strategy.observe(service, watch, deployment)
                 hook = (watch.deployment_id, str((outcome.hook or {}).get("hookId")))
                 if outcome.state == State.PAUSED and hook not in answered:
