@@ -89,8 +89,27 @@ def exposed_port_problem(exposed: dict[str, Any] | None, port: int, tag: str) ->
 _STEP_RE = re.compile(r"^Step (\d+/\d+) : (.*)$")
 
 
+# A layer the build was reusing from the cache was removed meanwhile: another build's clean-up
+# or a `docker image prune` on the same engine (a shared CI runner, parallel jobs).
+_VANISHED_LAYER = re.compile(r'unable to find image "?sha256:[0-9a-f]+')
+
+
 def build(spec: BuildSpec, clients: Clients, out: Output) -> str:
-    """Build with the Docker SDK, streaming each step; returns the image id."""
+    """Build with the Docker SDK, streaming each step; returns the image id. A build whose
+    cached layer vanished under it is built once more (the second finds the cache as it is)."""
+    try:
+        return _build_once(spec, clients, out)
+    except StepFailed as exc:
+        if not _VANISHED_LAYER.search(exc.message):
+            raise
+        out.say(
+            "a cached layer this build was using was removed meanwhile (another build's clean-up "
+            "or a prune on the same Docker engine); building again"
+        )
+        return _build_once(spec, clients, out)
+
+
+def _build_once(spec: BuildSpec, clients: Clients, out: Output) -> str:
     from docker.errors import APIError
 
     client = clients.docker()

@@ -198,7 +198,7 @@ def cleanup(prefix: str, environ: dict[str, str]) -> Iterator[None]:
             container.remove(force=True)
     for tag in local_tags(prefix, f"{environ['ECR_ENDPOINT']}/{prefix}"):  # every repository under it
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.mark.heavy

@@ -90,7 +90,7 @@ def test_mainline_runs_every_step_and_deploys(
         "taskDefinition"
     ]["containerDefinitions"][0]["image"]
     assert image.endswith(f":{sha}")
-    docker.from_env().images.remove(image, force=True)
+    docker.from_env().images.remove(image, force=True, noprune=True)
 
 
 def test_a_tag_whose_image_was_never_pushed_changes_nothing(
@@ -185,7 +185,7 @@ def test_demo_runs_the_mainline_flow_and_can_run_again(
         for _ in range(3):  # the broken image (--failure) is a child of the good one: it goes first
             for image_id in sorted(pending):
                 with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(image_id, force=True)
+                    client.images.remove(image_id, force=True, noprune=True)
                     pending.discard(image_id)
 
 

@@ -34,7 +34,7 @@ def built(run_task: Run, prefix: str, sha: str) -> Iterator[str]:
     client = docker.from_env()
     for image in client.images.list(name=prefix):
         for tag in image.tags:
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 def digests(aws_cli: Callable[..., Any], repository: str) -> dict[str, str]:

@@ -488,4 +488,4 @@ def test_setup_push_and_deploy_smoke_test_through_the_local_load_balancer(
     finally:
         remove_services(environ, prefix)  # its containers hold the images
         for image in docker.from_env().images.list(name=prefix):
-            docker.from_env().images.remove(image.id, force=True)
+            docker.from_env().images.remove(image.id, force=True, noprune=True)

@@ -99,7 +99,7 @@ def published(stack_environ: dict[str, str]) -> Iterator[Published]:
         for container in containers_of(prefix):
             container.remove(force=True)
         for tag in local_tags(f"{prefix}:", f"{login.registry}/{prefix}:"):
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.fixture

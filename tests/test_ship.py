@@ -37,7 +37,7 @@ def built(run_task: Callable[..., Any], prefix: str, sha: str) -> Iterator[str]:
     client = docker.from_env()
     for image in client.images.list(name=prefix):
         for tag in image.tags:
-            client.images.remove(tag, force=True)
+            client.images.remove(tag, force=True, noprune=True)
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_a_code_only_change_rebuilds_only_the_last_layer(
         assert len(one) == len(two) and one[:-1] == two[:-1] and one[-1] != two[-1]
     finally:
         for name in (first, second):
-            client.images.remove(name, force=True)
+            client.images.remove(name, force=True, noprune=True)
 
 
 def test_a_failing_build_shows_the_failing_step(make_context: Callable[..., Any], tmp_path: Path) -> None:
@@ -133,6 +133,58 @@ def test_a_failing_build_shows_the_failing_step(make_context: Callable[..., Any]
     # The step's stderr (which Docker wraps in terminal colours) reads as plain text.
     assert "compiling-widgets" in shown and "widget missing" in shown
     assert "\x1b" not in shown + info.value.message and "[91m" not in shown, repr(shown)
+
+
+class VanishingCache:
+    """STAND-IN for the engine at the Docker seam: the first build fails as a real one did when
+    a parallel job removed the cached layer it was reusing (the engine's own error text); the
+    next builds succeed."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures, self.builds = failures, 0
+        self.api = self
+
+    def build(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        self.builds += 1
+        yield {"stream": "Step 19/21 : LABEL org.opencontainers.image.created=2026-12-03\n"}
+        yield {"stream": " ---> Using cache\n"}
+        if self.builds <= self.failures:
+            yield {
+                "error": 'unable to find image "sha256:04a660e951fbad864b287ca6699346a462030659a9d22a7785e0bb9882f983b0"'
+            }
+        else:
+            yield {"aux": {"ID": "sha256:" + "b" * 64}}
+
+
+def spec() -> Any:
+    from pipeline.image import BuildSpec
+
+    return BuildSpec(context=".", dockerfile="Dockerfile", tag="svc:abc", labels={}, buildargs={})
+
+
+def test_a_build_whose_cached_layer_is_removed_meanwhile_is_built_again_once(
+    make_context: Callable[..., Any],
+) -> None:
+    from pipeline import image
+    from pipeline.clients import Clients
+
+    ctx = make_context()
+    engine = VanishingCache(failures=1)
+    assert image.build(spec(), Clients(docker_factory=lambda: engine), ctx.out) == "sha256:" + "b" * 64
+    assert engine.builds == 2
+    assert "a cached layer this build was using was removed meanwhile" in ctx.out.stream.getvalue()
+
+
+def test_a_build_whose_cached_layer_keeps_vanishing_fails_with_the_engines_message(
+    make_context: Callable[..., Any],
+) -> None:
+    from pipeline import image
+    from pipeline.clients import Clients
+
+    engine = VanishingCache(failures=2)
+    with pytest.raises(StepFailed, match=r'failed at step 19/21 .*unable to find image "sha256:04a6'):
+        image.build(spec(), Clients(docker_factory=lambda: engine), make_context().out)
+    assert engine.builds == 2
 
 
 def registry_tags(environ: dict[str, str], repo: str) -> list[str]:

@@ -273,7 +273,9 @@ def images(stack_environ: dict[str, str]) -> Iterator[dict[str, Any]]:
         built[target] = image
     yield {"client": client, **built}
     for target in built:
-        client.images.remove(f"{tag}:{target}", force=True)  # untag: a parallel test may run the same image
+        client.images.remove(
+            f"{tag}:{target}", force=True, noprune=True
+        )  # untag only: parallel tests share it
 
 
 @contextmanager

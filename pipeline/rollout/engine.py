@@ -122,25 +122,6 @@ def retrying(fn: Callable[[], T], sleep: Callable[[float], None], attempts: int 
     raise AssertionError("unreachable")
 
 
-def _mark_stage(
-    ctx: Context, options: RolloutOptions, watch: Watch, deployment: dict[str, Any], when: datetime
-) -> None:
-    """A Honeycomb marker for each lifecycle stage the rollout sees a service deployment enter
-    (a stage shorter than a poll can pass unseen), carrying its ARN; never raises."""
-    from .. import markers
-
-    back = "rolling back " if watch.rolling_back else ""
-    stage = deployment.get("lifecycleStage")
-    message = (
-        f"{options.kind} {watch.service} {back}at {stage}: {native.line(deployment)}; {watch.deployment_id}"
-    )
-    markers.post(
-        ctx,
-        markers.Marker(f"{options.kind}-stage", options.environment, "", watch.target, when, when,
-                       message=message),
-    )  # fmt: skip
-
-
 def wait_all(
     ctx: Context, watches: list[Watch], options: RolloutOptions, progress: Progress
 ) -> tuple[dict[str, Outcome], dict[str, float]]:
@@ -194,7 +175,7 @@ def wait_all(
                     stage = str(deployment.get("lifecycleStage") or "")
                     if stage and stages.get(watch.deployment_id) != stage:
                         stages[watch.deployment_id] = stage
-                        _mark_stage(ctx, options, watch, deployment, wall)
+                        native.mark_stage(ctx, options.kind, options.environment, watch, deployment, wall)
                 outcome = strategy.observe(service, watch, deployment)
                 hook = (watch.deployment_id, str((outcome.hook or {}).get("hookId")))
                 if outcome.state == State.PAUSED and hook not in answered:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import ecs, smoke
 from ..clients import Clients, aws_errors
+from ..context import Context
 from ..errors import PipelineError
 from .model import Outcome, StartedNothing, State, Unit, Watch, Way
 
@@ -293,3 +294,18 @@ def stop_and_roll_back(
         sleep(1.0)
         waited += 1.0
     return f"{_name(arn)} was stopped with ROLLBACK and is still rolling back after {timeout:g}s"
+
+
+def mark_stage(
+    ctx: Context, kind: str, environment: str, watch: Watch, deployment: dict[str, Any], when: datetime
+) -> None:
+    """A Honeycomb marker for a lifecycle stage the rollout saw the service deployment enter (a
+    stage shorter than a poll can pass unseen), carrying its ARN; never raises."""
+    from .. import markers
+
+    back = "rolling back " if watch.rolling_back else ""
+    stage = deployment.get("lifecycleStage")
+    message = f"{kind} {watch.service} {back}at {stage}: {line(deployment)}; {watch.deployment_id}"
+    markers.post(
+        ctx, markers.Marker(f"{kind}-stage", environment, "", watch.target, when, when, message=message)
+    )
