@@ -82,6 +82,27 @@ def ctx(make_context: Callable[..., Any]) -> Any:
     return context
 
 
+@dataclasses.dataclass
+class UnderLoad:
+    load: Load
+    done: float  # when the deploy returned, on the load's clock
+    result: Any  # what deploy returned, or the DeployFailed it raised
+
+
+def deploy_under_load(ctx: Any, url: str, sha: str) -> UnderLoad:
+    """Deploy `sha` to prod while RATE requests a second go to `url`: from a second of blue's
+    answers until a second of answers after the deploy returned."""
+    with Load(url, HELLO, rate=RATE) as load:
+        load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
+        try:
+            result: Any = deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
+        except DeployFailed as exc:
+            result = exc
+        done = load.now()
+        load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+    return UnderLoad(load, done, result)
+
+
 def service_deployments(aws_cli: Callable[..., Any], env: BlueGreen) -> list[dict[str, Any]]:
     listed = aws_cli("ecs", "list-service-deployments", "--cluster", env.cluster, "--service", env.service)
     arns = [d["serviceDeploymentArn"] for d in listed["serviceDeployments"]]
@@ -102,16 +123,12 @@ def test_a_native_deploy_under_load_passes_the_gate_fails_no_request_and_then_on
 
     sha = new_sha()
     push_image(environ, hello_image, repository, sha)
-    with (
-        honeycomb_markers(None, None).running() as honeycomb,
-        Load(blue_green.production_url, HELLO, rate=RATE) as load,
-    ):
+    with honeycomb_markers(None, None).running() as honeycomb:
         ctx.environ = {**ctx.environ, "HONEYCOMB_API_KEY": "k", "HONEYCOMB_API_HOST": honeycomb.url}
-        load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
-        released = deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
-        done = load.now()
-        load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+        run = deploy_under_load(ctx, blue_green.production_url, sha)
+    load, done, released = run.load, run.done, run.result
     said = ctx.out.stream.getvalue()
+    assert not isinstance(released, DeployFailed), released.message
     assert released is not None and released.probe is not None
     assert f"gate: smoke-testing the new revision through the test listener: {blue_green.test_url}" in said
     assert "gate: passed; CONTINUE to production traffic" in said
@@ -162,14 +179,11 @@ def test_a_healthy_revision_that_answers_wrongly_is_stopped_at_the_gate_and_no_p
         repository,
         sha,
     )
-    with Load(blue_green.production_url, HELLO, rate=RATE) as load:
-        load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
-        with pytest.raises(DeployFailed) as info:
-            deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
-        done = load.now()
-        load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
-    message = info.value.message
-    assert info.value.exit_code == 1
+    run = deploy_under_load(ctx, blue_green.production_url, sha)
+    load, failed = run.load, run.result
+    assert isinstance(failed, DeployFailed), failed
+    message = failed.message
+    assert failed.exit_code == 1
     assert message.startswith(
         f"deploy of {blue_green.service}:3 to prod failed: the smoke test at the gate failed: "
     )
@@ -281,15 +295,12 @@ def test_a_canary_that_answers_wrongly_once_it_takes_production_is_stopped_at_it
             repository,
             sha,
         )
-        with Load(env.production_url, HELLO, rate=RATE) as load:
-            load.wait_for("answers from blue", lambda a: sum(x.revision == "blue" for x in a) >= RATE, 60)
-            with pytest.raises(DeployFailed) as info:
-                deploy.deploy(ctx, deploy.DeployOptions("prod", sha, timeout=180, smoke=True))
-            done = load.now()
-            load.wait_for("answers after the deploy", lambda a: sum(x.sent > done + 1 for x in a) >= RATE, 60)
+        run = deploy_under_load(ctx, env.production_url, sha)
+        load, done, failed = run.load, run.done, run.result
+        assert isinstance(failed, DeployFailed), failed
         said = ctx.out.stream.getvalue()
         assert "gate: passed; CONTINUE to production traffic" in said  # it fooled the gate
-        message = info.value.message
+        message = failed.message
         assert "the smoke test of production at 50% on the new revision failed: GET " in message
         assert "Goodbye" in message and "production went back to the previous revision" in message
         answers = load.answers()
