@@ -26,7 +26,7 @@ from pipeline import deploy, infra
 from pipeline.config import SmokeSettings
 from pipeline.errors import DeployFailed
 from tests.conftest import push_broken, push_image, set_circuit_breaker, wait_for_rollout
-from tests.helpers import ROOT, http_get, put_image_record, wait_until
+from tests.helpers import ROLLOUT_DEADLINE, ROOT, http_get, put_image_record, wait_until
 
 # Each test sets up a service and deploys a broken revision on real containers.
 pytestmark = pytest.mark.heavy
@@ -83,7 +83,7 @@ def _dns_name(ctx: Any, cluster: str, service: str) -> str:
 
 def deploy_fails(live: Live, sha: str) -> str:
     with pytest.raises(DeployFailed) as info:
-        deploy.deploy(live.ctx, deploy.DeployOptions("prod", sha, timeout=120, smoke=True))
+        deploy.deploy(live.ctx, deploy.DeployOptions("prod", sha, timeout=ROLLOUT_DEADLINE, smoke=True))
     assert info.value.exit_code == 1
     return str(info.value) + "\n" + live.ctx.out.stream.getvalue()
 

@@ -16,7 +16,7 @@ import pytest
 from pipeline import deploy
 from pipeline.errors import DeployFailed
 from tests.conftest import DeployTarget, set_circuit_breaker
-from tests.helpers import ROOT
+from tests.helpers import ROLLOUT_DEADLINE, ROOT
 from tests.logged import log_to_cloudwatch
 
 # Tasks run as containers only with the local ECS's scheduler (the local-ecs work).
@@ -94,7 +94,9 @@ def test_a_deploy_of_an_image_that_crashes_shows_the_crashs_last_log_lines(
     set_circuit_breaker(aws, deploy_target.cluster, deploy_target.service, on=True)
     ctx = make_context(root=crashing_project)
     with pytest.raises(DeployFailed):
-        deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=120.0, smoke=False))
+        deploy.deploy(
+            ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=ROLLOUT_DEADLINE, smoke=False)
+        )
     output = ctx.out.stream.getvalue()
     assert f"{deploy_target.service}: exit 3" in output
     assert "| booting" in output and "| fatal: DATABASE_URL is not set" in output
@@ -115,7 +117,9 @@ def test_a_failing_migration_leaves_the_service_on_its_revision(
     envs["prod"] = dataclasses.replace(envs["prod"], migrate_command="sh -c 'echo migrating; exit 3'")
     ctx.settings = dataclasses.replace(ctx.settings, environments=envs)
     with pytest.raises(DeployFailed) as caught:
-        deploy.deploy(ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=120.0, smoke=False))
+        deploy.deploy(
+            ctx, deploy.DeployOptions("prod", deploy_target.sha, timeout=ROLLOUT_DEADLINE, smoke=False)
+        )
     assert caught.value.message.startswith("migration failed:") and "exit code 3" in caught.value.message
     assert "| migrating" in ctx.out.stream.getvalue()
     service = aws_cli(
