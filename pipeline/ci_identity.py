@@ -50,16 +50,33 @@ def trusted_refs(policy: CIPolicy, env: str) -> list[str]:
 
 
 def push_refs(policy: CIPolicy) -> list[str]:
-    """The git refs whose CI jobs push images: the mainline's and the dev branches' (when
-    their plans push). Feature branches and tags never push (tags deploy what was pushed)."""
-    refs = (
-        [f"refs/heads/{branch}" for branch in policy.mainline_branches]
-        if "push" in policy.mainline_steps
-        else []
-    )
+    """The git refs whose CI jobs push deployable images: the mainline's (when its plan
+    pushes). Feature branches and tags never push (tags deploy what was pushed), and -dev
+    branches push to a repository of their own (dev_push_refs)."""
+    if "push" not in policy.mainline_steps:
+        return []
+    return [f"refs/heads/{branch}" for branch in policy.mainline_branches]
+
+
+def dev_push_refs(policy: CIPolicy) -> list[str]:
+    """The git refs whose CI jobs push into the dev repository: -dev branches, when their
+    plan pushes. Their role can write no other repository, so no tag they push deploys."""
     if policy.dev_suffix and "push" in policy.dev_steps:
-        refs.append(f"refs/heads/*{policy.dev_suffix}")
-    return refs
+        return [f"refs/heads/*{policy.dev_suffix}"]
+    return []
+
+
+def dev_branch_job(policy: CIPolicy, environ: Mapping[str, str]) -> bool:
+    """Whether this is a CI job of a -dev branch, by CircleCI's own ref (the one IAM sees,
+    whatever --branch says): its images go to the dev repository."""
+    branch = environ.get("CIRCLE_BRANCH", "")
+    return (
+        environ.get("CIRCLECI") == "true"
+        and bool(branch and policy.dev_suffix)
+        and not environ.get("CIRCLE_TAG")
+        and branch not in policy.mainline_branches
+        and branch.endswith(policy.dev_suffix)
+    )
 
 
 def vcs_origin(source_url: str) -> str:
@@ -160,12 +177,55 @@ def setup_lines(settings: Settings, env: str, role_arn: str | None, trust: Mappi
     deploy role's trust policy read back from IAM."""
     if settings.infra.ci_identity != "oidc":
         return []
-    name = context_name(env)
+    return _context_lines(
+        context_name(env),
+        role_arn or "<the CiDeployRoleArn output>",
+        context_expression(settings.ci, env),
+        role_name(settings.prefix, env),
+        trust,
+    )
+
+
+# The contexts that hold the push roles: the mainline's, and -dev branches' own.
+PUSH_CONTEXT = "aws"
+DEV_PUSH_CONTEXT = "aws-dev"
+
+
+def push_context_expression(policy: CIPolicy, dev: bool) -> str:
+    """The CircleCI context restriction for the push role's context (dev: the -dev role's)."""
+    if dev:
+        terms = [f'pipeline.git.branch ends-with "{policy.dev_suffix}"'] if dev_push_refs(policy) else []
+    else:
+        terms = (
+            [f'pipeline.git.branch == "{b}"' for b in policy.mainline_branches] if push_refs(policy) else []
+        )
+    return f"({' or '.join(terms)}) and not job.ssh.enabled" if terms else "false"
+
+
+def push_setup_lines(
+    settings: Settings, dev: bool, role: str, role_arn: str | None, trust: Mapping[str, Any]
+) -> list[str]:
+    """The CircleCI side of a push role: its context, the restriction, its trust read back."""
+    if settings.infra.ci_identity != "oidc":
+        return []
+    output = "CiDevRoleArn" if dev else "CiRoleArn"
+    return _context_lines(
+        DEV_PUSH_CONTEXT if dev else PUSH_CONTEXT,
+        role_arn or f"<the {output} output>",
+        push_context_expression(settings.ci, dev),
+        role,
+        trust,
+    )
+
+
+def _context_lines(
+    name: str, role_arn: str, expression: str, role: str, trust: Mapping[str, Any]
+) -> list[str]:
     return [
-        f"CircleCI: context {name} holds AWS_ROLE_ARN={role_arn or '<the CiDeployRoleArn output>'}",
+        f"CircleCI: context {name} holds AWS_ROLE_ARN={role_arn}",
         f"  restrict it (Organization Settings → Contexts → {name} → Add Expression Restriction) to:",
-        f"  {context_expression(settings.ci, env)}",
-        *trust_lines(role_name(settings.prefix, env), trust),
+        f"  {expression}",
+        *trust_lines(role, trust),
     ]
 
 

@@ -164,7 +164,8 @@ def require_image(settings: Settings, clients: Clients, tag: str) -> ImageRecord
         flag = "" if DIRTY_SUFFIX in tag else f" --sha {tag}"
         raise NotFound(
             f"no image {settings.repository}:{tag} in ECR; push it first with "
-            f"`invoke dockerize{flag} && invoke push{flag}` (CI: a push to the mainline or a -dev branch)"
+            f"`invoke dockerize{flag} && invoke push{flag}` (CI: a push to the mainline; -dev branches push "
+            "to a repository of their own, which nothing deploys from)"
         )
     return record
 

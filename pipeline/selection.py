@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from .config.settings import DEV_REPOSITORY_SUFFIX
 from .ecr import ImageRecord
 from .errors import ConfigError, NotFound
 from .git import DIRTY_SUFFIX, TAG_RE, validate_sha
@@ -115,14 +116,21 @@ def newest_first(records: Iterable[ImageRecord]) -> list[ImageRecord]:
     return sorted(records, key=push_key, reverse=True)
 
 
+def _dev_hint(repository: str) -> str:
+    """Where else the image may be: -dev branches push to a repository of their own."""
+    if repository.endswith(DEV_REPOSITORY_SUFFIX):
+        return ""
+    return f" (images that -dev branches pushed are in {repository}{DEV_REPOSITORY_SUFFIX}: add --dev)"
+
+
 def select(
     records: Sequence[ImageRecord], selector: Selector, repository: str, asked: str | None = None
 ) -> Selection:
     """`asked`: how the caller's user named the image, for the errors (default: the flag)."""
     if not records:
         raise NotFound(
-            f"no images in ECR repository {repository!r}; push one with `invoke dockerize && invoke push` "
-            "(CI pushes on the mainline and -dev branches)"
+            f"no images in ECR repository {repository!r}; push one with `invoke dockerize && invoke push`"
+            + _dev_hint(repository)
         )
     if selector.kind == LATEST:
         newest = newest_first(records)[0]
@@ -145,6 +153,7 @@ def _by_sha(records: Sequence[ImageRecord], sha: str, repository: str, asked: st
     if not matches:
         raise NotFound(
             f"no image in {repository!r} has a sha tag starting with {sha!r}; `invoke images` lists what ECR holds"
+            + _dev_hint(repository)
         )
     if len(matches) > 1:
         candidates = ", ".join(

@@ -55,6 +55,35 @@ def test_vcs_origin(url: str, origin: str) -> None:
     assert ci_identity.vcs_origin(url) == origin
 
 
+def test_mainline_and_dev_branches_push_with_separate_roles() -> None:
+    assert ci_identity.push_refs(POLICY) == ["refs/heads/main", "refs/heads/master"]
+    assert ci_identity.dev_push_refs(POLICY) == ["refs/heads/*-dev"]
+    # A policy whose -dev branches do not push has no dev role (and no dev repository).
+    assert ci_identity.dev_push_refs(CIPolicy(dev_steps=("test", "build"))) == []
+    assert ci_identity.push_context_expression(POLICY, dev=False) == (
+        '(pipeline.git.branch == "main" or pipeline.git.branch == "master") and not job.ssh.enabled'
+    )
+    assert ci_identity.push_context_expression(POLICY, dev=True) == (
+        '(pipeline.git.branch ends-with "-dev") and not job.ssh.enabled'
+    )
+    assert ci_identity.push_context_expression(CIPolicy(dev_steps=("test",)), dev=True) == "false"
+
+
+@pytest.mark.parametrize(
+    ("environ", "dev"),
+    [
+        ({"CIRCLECI": "true", "CIRCLE_BRANCH": "try-dev"}, True),
+        ({"CIRCLECI": "true", "CIRCLE_BRANCH": "main-dev"}, True),
+        ({"CIRCLECI": "true", "CIRCLE_BRANCH": "main"}, False),
+        ({"CIRCLECI": "true", "CIRCLE_BRANCH": "feature"}, False),
+        ({"CIRCLECI": "true", "CIRCLE_TAG": "v1-dev"}, False),  # tags never push
+        ({"CIRCLE_BRANCH": "try-dev"}, False),  # a person's shell, not a CircleCI job
+    ],
+)
+def test_a_dev_branch_job_is_told_by_circlecis_own_variables(environ: dict[str, str], dev: bool) -> None:
+    assert ci_identity.dev_branch_job(POLICY, environ) is dev
+
+
 def test_the_context_restriction_for_each_environment() -> None:
     assert ci_identity.context_expression(POLICY, "prod") == (
         '(pipeline.git.branch == "main" or pipeline.git.branch == "master" or '

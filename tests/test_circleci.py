@@ -250,11 +250,15 @@ def aws_access_problems(cfg: dict[str, Any], kind: str, ref: str, binary: str = 
         credentials = [c for c in job.commands if "assume-role-with-web-identity" in c]
         if steps & AWS_STEPS:
             deploys = [argv for argv in argvs if argv[1] == "deploy"]
-            wanted = {f"aws-{argv[argv.index('--env') + 1]}" for argv in deploys} or {"aws"}
+            # -dev branches push with their own role (into <repository>-dev), never the mainline's.
+            push = "aws-dev" if kind == "branch" and ref.endswith("-dev") else "aws"
+            wanted = {f"aws-{argv[argv.index('--env') + 1]}" for argv in deploys} or {push}
             if not wanted <= set(job.context):
                 problems.append(f"{job.name}: contexts {job.context}, needs {sorted(wanted)}")
-            if deploys and "aws" in job.context:
-                problems.append(f"{job.name}: a deploy job with the push role's context `aws`")
+            if deploys and {"aws", "aws-dev"} & set(job.context):
+                problems.append(f"{job.name}: a deploy job with a push role's context")
+            if ({"aws", "aws-dev"} - {push}) & set(job.context):
+                problems.append(f"{job.name}: the other push role's context for {kind} {ref}")
             if not credentials or not all(
                 "$CIRCLE_OIDC_TOKEN_V2" in c or "${CIRCLE_OIDC_TOKEN_V2" in c for c in credentials
             ):
@@ -273,7 +277,7 @@ def test_the_access_check_catches_a_deploy_with_the_push_context(circleci: dict[
     broken = yaml.safe_load(CONFIG.read_text().replace("- aws-prod  #", "- aws  #"))
     assert aws_access_problems(broken, "branch", "main") == [
         "deploy-prod: contexts ('aws', 'honeycomb'), needs ['aws-prod']",
-        "deploy-prod: a deploy job with the push role's context `aws`",
+        "deploy-prod: a deploy job with a push role's context",
     ]
     v1 = yaml.safe_load(
         CONFIG.read_text().replace("${CIRCLE_OIDC_TOKEN_V2:-$CIRCLE_OIDC_TOKEN}", "$CIRCLE_OIDC_TOKEN")

@@ -78,7 +78,7 @@ def test_a_missing_image_names_the_push_that_creates_it(
         ecr.require_image(ctx.settings, ctx.clients, tag)
     assert info.value.message == (
         f"no image {repository}:{tag} in ECR; push it first with {push} "
-        "(CI: a push to the mainline or a -dev branch)"
+        "(CI: a push to the mainline; -dev branches push to a repository of their own, which nothing deploys from)"
     )
 
 

@@ -82,6 +82,41 @@ def test_the_same_image_pushed_again_is_left_alone(
     assert digests(aws_cli, repository) == pushed
 
 
+@pytest.mark.heavy
+def test_a_dev_branch_job_pushes_into_the_dev_repository_so_mains_push_of_that_sha_is_its_own(
+    run_task: Run, repository: str, sha: str, environ: dict[str, str], aws: Any, aws_cli: Callable[..., Any]
+) -> None:
+    dev_repository = f"{repository}-dev"
+    aws("ecr").create_repository(repositoryName=dev_repository)  # `invoke setup` makes it (test_infra_stack)
+    # CircleCI's own variables decide, whatever the flags say: the job of a -dev branch.
+    dev_job = {**environ, "CIRCLECI": "true", "CIRCLE_BRANCH": "try-this-dev", "CIRCLE_SHA1": sha}
+    main_job = {**dev_job, "CIRCLE_BRANCH": "main"}
+    try:
+        for step in ("dockerize", "push"):
+            proc = run_task(step, "--sha", sha, env=dev_job)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            assert f"its images go to {dev_repository}, not {repository}" in proc.stdout + proc.stderr
+        assert sha in digests(aws_cli, dev_repository)
+        assert sha not in digests(aws_cli, repository)  # nothing a -dev job pushed can deploy
+        listed = json.loads(run_task("images", "--dev", "--json").stdout)
+        assert [sha] in [row["tags"] for row in listed]
+
+        for step in ("dockerize", "push"):
+            proc = run_task(step, "--sha", sha, env=main_job)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert (
+            "not pushed again" not in proc.stdout
+            and f"/{repository}:{sha}@sha256:" in proc.stdout + proc.stderr
+        )
+        assert sha in digests(aws_cli, repository)
+    finally:
+        client = docker.from_env()
+        for name in (repository, dev_repository):
+            for image in client.images.list(name=name):
+                for tag in image.tags:
+                    client.images.remove(tag, force=True, noprune=True)
+
+
 def test_a_deploy_refuses_a_tag_moved_since_this_runs_push(
     make_context: Callable[..., Any], deploy_target: DeployTarget, aws_cli: Callable[..., Any]
 ) -> None:

@@ -87,11 +87,13 @@ def test_project_parameters_follow_the_settings() -> None:
     assert p["LogGroupName"] == s.log_group
     assert (p["ImageTagMutability"], p["MutableTagPattern"]) == ("IMMUTABLE_WITH_EXCLUSION", "latest")
     assert (p["CiIdentity"], p["CircleCiOrgId"]) == ("oidc", ORG)
-    # The push role: only the jobs of the refs that push (mainline and -dev branches).
+    # The push role: only the mainline's jobs. -dev branches push with a role of their own,
+    # into a repository of their own: no tag they write is one main's pipeline deploys.
     head = f"org/{ORG}/project/{PROJECT}/user/{'?' * 36}/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/"
-    assert p["CiPushSubjects"].split(",") == [
-        head + ref for ref in ("refs/heads/main", "refs/heads/master", "refs/heads/*-dev")
-    ]
+    assert p["CiPushSubjects"].split(",") == [head + ref for ref in ("refs/heads/main", "refs/heads/master")]
+    assert p["CiDevPushSubjects"].split(",") == [head + "refs/heads/*-dev"]
+    assert (p["CiRoleName"], p["CiDevRoleName"]) == ("shop-ci", "shop-ci-dev")
+    assert (p["DevRepositoryName"], p["DevImageDays"]) == ("shop-dev", "14")
     assert p["OidcProviderArn"] == "arn:aws:iam::123456789012:oidc-provider/x"
     assert p["CiServiceArns"].split(",") == [
         "arn:aws:ecs:eu-west-1:123456789012:service/shop-cluster/shop-service",

@@ -84,6 +84,7 @@ def test_project_stack_create_no_op_and_delete_through_invoke(
     assert outputs["LogGroupName"] == f"/ecs/{prefix}"
     assert "ExecutionRoleArn" not in outputs  # each environment's own (environment stack)
     assert outputs["CiUserName"] == f"{prefix}-ci"
+    assert outputs["DevRepositoryUri"].endswith(f".amazonaws.com/{prefix}-dev")
 
     # The aws CLI, an independent client, sees what the pipeline's other tasks will use.
     repo = aws_cli("ecr", "describe-repositories", "--repository-names", prefix)["repositories"][0]
@@ -103,11 +104,16 @@ def test_project_stack_create_no_op_and_delete_through_invoke(
     left = aws_cli("cloudformation", "list-change-sets", "--stack-name", f"{prefix}-project")["Summaries"]
     assert not [s for s in left if s["StackName"] == f"{prefix}-project" and s["Status"] == "FAILED"]
 
+    # -dev branches' images are disposable: their repository goes with the stack, images and all.
+    put_image_record(aws, f"{prefix}-dev", "a1b2c3d")
     gone = run_task("teardown", "--yes")
     assert gone.returncode == 0, gone.stderr
     assert stack_status(aws, f"{prefix}-project") is None
+    assert f"delete ECR repository {prefix}-dev and its 1 images" in gone.stdout + gone.stderr
     assert f"kept ECR repository {prefix} (0 images)" in gone.stdout
     assert aws_cli("ecr", "describe-repositories", "--repository-names", prefix)["repositories"]
+    names = {r["repositoryName"] for r in aws_cli("ecr", "describe-repositories")["repositories"]}
+    assert f"{prefix}-dev" not in names
 
 
 # --- an environment: create, a deploy, a real update, no-op, delete -------------------------------
@@ -266,21 +272,26 @@ def listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_ci_role_trusts_only_this_project_and_only_pushes_to_its_repository(
-    infra_ctx: MakeCtx, aws: Aws, prefix: str, circleci: dict[str, str]
+def test_ci_push_roles_trust_only_their_refs_and_each_pushes_to_its_own_repository_only(
+    infra_ctx: MakeCtx, aws: Aws, aws_cli: Callable[..., Any], prefix: str, circleci: dict[str, str]
 ) -> None:
     ctx = infra_ctx({"circleci_org_id": circleci["org"], "circleci_project_id": circleci["project"]})
     [project] = infra.setup(ctx)["stacks"]
     assert project["outputs"]["CiRoleArn"] == f"arn:aws:iam::123456789012:role/{prefix}-ci"
+    assert project["outputs"]["CiDevRoleArn"] == f"arn:aws:iam::123456789012:role/{prefix}-ci-dev"
+    assert project["outputs"]["DevRepositoryUri"].endswith(f"/{prefix}-dev")
     assert "CiUserName" not in project["outputs"]
     iam = aws("iam")
-
-    [trust] = iam.get_role(RoleName=f"{prefix}-ci")["Role"]["AssumeRolePolicyDocument"]["Statement"]
     issuer = f"oidc.circleci.com/org/{circleci['org']}"
-    assert trust["Principal"] == {"Federated": circleci["provider"]}  # the account's provider, not a new one
-    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert trust["Condition"]["StringEquals"] == {f"{issuer}:aud": circleci["org"]}
-    subjects = listed(trust["Condition"]["StringLike"][f"{issuer}:sub"])
+
+    def subjects(role: str) -> list[Any]:
+        [trust] = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {
+            "Federated": circleci["provider"]
+        }  # the account's provider, not a new one
+        assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+        assert trust["Condition"]["StringEquals"] == {f"{issuer}:aud": circleci["org"]}
+        return listed(trust["Condition"]["StringLike"][f"{issuer}:sub"])
 
     def sub(ref: str) -> str:
         return (
@@ -288,24 +299,33 @@ def test_ci_role_trusts_only_this_project_and_only_pushes_to_its_repository(
             f"/vcs-origin/github.com/example/ecs-pipeline/vcs-ref/{ref}"
         )
 
-    # Only the jobs of the refs that push (mainline and -dev branches) may push; feature
-    # branches, tags and the V1 token (no ref) may not. Deploying is each environment's
-    # own role (test_each_environment_has_its_own_deploy_role_for_its_refs_only).
+    # The mainline's jobs push deployable images; -dev branches' jobs push with a role of
+    # their own. Feature branches, tags and the V1 token (no ref) push nowhere. Deploying is
+    # each environment's own role (test_each_environment_has_its_own_deploy_role_for_its_refs_only).
+    main, dev = subjects(f"{prefix}-ci"), subjects(f"{prefix}-ci-dev")
     for ref, pushes in (
-        ("refs/heads/main", True),
-        ("refs/heads/master", True),
-        ("refs/heads/feature-dev", True),
-        ("refs/heads/feature", False),
-        ("refs/tags/v1-prod", False),
+        ("refs/heads/main", "main"),
+        ("refs/heads/master", "main"),
+        ("refs/heads/feature-dev", "dev"),
+        ("refs/heads/main-dev", "dev"),
+        ("refs/heads/feature", None),
+        ("refs/tags/v1-prod", None),
+        ("refs/tags/v1-dev", None),
     ):
-        assert any(iam_string_like(p, sub(ref)) for p in subjects) == pushes, ref
+        assert any(iam_string_like(p, sub(ref)) for p in main) == (pushes == "main"), ref
+        assert any(iam_string_like(p, sub(ref)) for p in dev) == (pushes == "dev"), ref
     v1 = f"org/{circleci['org']}/project/{circleci['project']}/user/{uuid.uuid4()}"
-    assert not any(iam_string_like(p, v1) for p in subjects)
+    assert not any(iam_string_like(p, v1) for p in main + dev)
+    # ECR's IAM has no condition on the tag: only separate repositories keep a -dev job
+    # from writing a tag that the mainline's pipeline deploys.
     s = ctx.settings
     arn = "arn:aws:{}:us-east-1:123456789012:{}".format
-    expected = {arn("ecr", f"repository/{s.repository}")}
-    policy = iam.get_role_policy(RoleName=f"{prefix}-ci", PolicyName=f"{prefix}-ci")["PolicyDocument"]
-    assert_scoped(policy, expected, prefix)
+    for role, repository in ((f"{prefix}-ci", s.repository), (f"{prefix}-ci-dev", f"{s.repository}-dev")):
+        policy = iam.get_role_policy(RoleName=role, PolicyName=role)["PolicyDocument"]
+        assert_scoped(policy, {arn("ecr", f"repository/{repository}")}, prefix)
+    # The dev repository, as the aws CLI reads it: its tags are immutable too.
+    [repo] = aws_cli("ecr", "describe-repositories", "--repository-names", f"{prefix}-dev")["repositories"]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
 
 
 def assert_scoped(policy: dict[str, Any], expected: set[str], prefix: str) -> None:

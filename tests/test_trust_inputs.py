@@ -187,9 +187,19 @@ def test_setup_prints_the_trust_policies_iam_holds_for_each_environment(
     for env in ("prod", "staging"):
         done = run_task("setup", "--env", env, cwd=root)
         assert done.returncode == 0, done.stderr
-        for role in (f"{prefix}-deploy-{env}", f"{prefix}-ci"):
+        for role in (f"{prefix}-deploy-{env}", f"{prefix}-ci", f"{prefix}-ci-dev"):
             held = aws_cli("iam", "get-role", "--role-name", role)["Role"]["AssumeRolePolicyDocument"]
             assert printed_trust(done.stdout, role) == held, role
+        # Each push role's context, with the restriction that keeps it to its own branches.
+        for context, arn, expression in (
+            ("aws", f"{prefix}-ci", '(pipeline.git.branch == "main" or pipeline.git.branch == "master")'),
+            ("aws-dev", f"{prefix}-ci-dev", '(pipeline.git.branch ends-with "-dev")'),
+        ):
+            assert (
+                f"CircleCI: context {context} holds AWS_ROLE_ARN=arn:aws:iam::123456789012:role/{arn}\n"
+                in done.stdout
+            )
+            assert f"\n  {expression} and not job.ssh.enabled\n" in done.stdout
         held = aws_cli("iam", "get-role", "--role-name", f"{prefix}-deploy-{env}")["Role"]
         [statement] = held["AssumeRolePolicyDocument"]["Statement"]
         subjects = statement["Condition"]["StringLike"][f"oidc.circleci.com/org/{circleci['org']}:sub"]

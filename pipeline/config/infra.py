@@ -95,6 +95,7 @@ _INFRA_PROJECT_CHECKS: dict[str, tuple[Any, str]] = {
     ),
     "keep_images": (_int_in(1, 10000), "must be a number of images, at least 1"),
     "untagged_image_days": (_int_in(1, 3650), "must be a number of days, at least 1"),
+    "dev_image_days": (_int_in(1, 3650), "must be a number of days, at least 1"),
     "immutable_tags": (lambda v: isinstance(v, bool), "must be true or false"),
     "mutable_tags": (
         _matches(r"^[0-9a-zA-Z._*-]{1,128}$"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..arns import partition
@@ -13,6 +13,7 @@ from ..steps import STEP_NAMES
 PROJECT_FILE = "pyproject.toml"
 DEFAULT_REGION = "us-east-1"  # the seed's `aws configure set default.region us-east-1`
 DEFAULT_BASE_IMAGE = "python:3.11-slim"
+DEV_REPOSITORY_SUFFIX = "-dev"
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class InfraSettings:
     log_retention_days: int = 30
     keep_images: int = 100
     untagged_image_days: int = 14
+    dev_image_days: int = 14  # -dev branches' images (their own repository) expire after this
     immutable_tags: bool = True
     mutable_tags: str | None = None  # a wildcard of tags that may move despite immutability
     environments: Mapping[str, InfraEnvironment] = field(default_factory=dict)
@@ -125,6 +127,18 @@ class Settings:
     infra: InfraSettings = field(default_factory=InfraSettings)
     pass_env: tuple[str, ...] = ()  # variables the service's commands get despite service_env
     wheelhouse: str = "auto"  # PIPELINE_WHEELHOUSE: when dockerize resolves dependencies on the host
+    dev_images: bool = False  # `repository` is the dev branches' repository (for_dev_images)
+
+    @property
+    def dev_repository(self) -> str:
+        """Where the CI jobs of -dev branches push, with a push role of their own: ECR's IAM
+        has no condition on the tag, so only a repository of their own keeps a branch job
+        from writing a tag that main's pipeline would deploy (README, "Security model")."""
+        return self.repository if self.dev_images else f"{self.repository}{DEV_REPOSITORY_SUFFIX}"
+
+    def for_dev_images(self) -> Settings:
+        """These settings with the dev branches' repository as the one images go to."""
+        return self if self.dev_images else replace(self, repository=self.dev_repository, dev_images=True)
 
     def environment(self, name: str) -> Environment:
         try:

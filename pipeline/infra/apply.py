@@ -25,7 +25,7 @@ from .changesets import (
 )
 from .facts import StackState
 from .lookups import describe_stack, gather
-from .names import ci_name
+from .names import ci_dev_name, ci_name, project_stack_name
 from .parameters import StackRequest, stack_requests, template_body
 
 POLL_SECONDS = 5.0
@@ -302,11 +302,12 @@ def setup(
         deploy_role = ci_identity.role_name(ctx.settings.prefix, env_name)
         for line in ci_identity.setup_lines(ctx.settings, env_name, role, trusts.get(deploy_role, {})):
             ctx.out.say(line)
-    push_role = ci_name(ctx.settings)
-    if push_role in trusts:
-        ctx.out.say("CircleCI: the push role")
-        for line in ci_identity.trust_lines(push_role, trusts[push_role]):
-            ctx.out.say(line)
+    project_outputs = next((r.outputs for r in results if r.name == project_stack_name(ctx.settings)), {})
+    for dev, role in ((False, ci_name(ctx.settings)), (True, ci_dev_name(ctx.settings))):
+        if role in trusts:
+            arn = project_outputs.get("CiDevRoleArn" if dev else "CiRoleArn")
+            for line in ci_identity.push_setup_lines(ctx.settings, dev, role, arn, trusts[role]):
+                ctx.out.say(line)
     moves_traffic = None if dry_run or not env_name else read_infrastructure_role(ctx, env_name)
     if moves_traffic:
         name = moves_traffic["roleName"]
@@ -344,7 +345,9 @@ def read_trusts(ctx: Context, env_name: str | None) -> dict[str, Any]:
     settings = ctx.settings
     if settings.infra.ci_identity != "oidc":
         return {}
-    roles = [ci_name(settings)] + ([ci_identity.role_name(settings.prefix, env_name)] if env_name else [])
+    roles = [ci_name(settings)]
+    roles += [ci_dev_name(settings)] if ci_identity.dev_push_refs(settings.ci) else []
+    roles += [ci_identity.role_name(settings.prefix, env_name)] if env_name else []
     iam = ctx.clients.aws("iam")
     trusts = {}
     for role in roles:

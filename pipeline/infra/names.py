@@ -31,6 +31,11 @@ def ci_name(settings: Settings) -> str:
     return f"{settings.prefix}-ci"
 
 
+def ci_dev_name(settings: Settings) -> str:
+    """The role -dev branches' jobs push with, and the policy on the dev repository."""
+    return f"{settings.prefix}-ci-dev"
+
+
 def path_patterns(base_path: str) -> list[str]:
     """The listener rule's paths: the base path itself and everything under it."""
     stem = base_path.rstrip("/")
@@ -55,7 +60,7 @@ def name_problems(settings: Settings) -> list[str]:
             "[tool.pipeline.environments] project: that name is taken by the project stack "
             f"({project_stack_name(settings)}); rename the environment"
         )
-    roles = [ci_name(settings)]
+    roles = [ci_name(settings), ci_dev_name(settings)]
     for env in sorted(settings.environments):
         roles.append(settings.task_role_name(env))
         if not settings.execution_role:

@@ -12,6 +12,7 @@ from .facts import Facts
 from .names import (
     TAG_PREFIX,
     TAG_STACK,
+    ci_dev_name,
     ci_name,
     environment_stack_name,
     path_patterns,
@@ -49,6 +50,7 @@ def project_parameters(settings: Settings, facts: Facts) -> dict[str, str]:
     envs = sorted(
         (e for e in settings.environments.values() if e.cluster == facts.cluster), key=lambda e: e.name
     )
+    dev_images = bool(ci_identity.dev_push_refs(settings.ci))
     return {
         "Prefix": settings.prefix,
         "RepositoryName": settings.repository,
@@ -66,6 +68,12 @@ def project_parameters(settings: Settings, facts: Facts) -> dict[str, str]:
         "OidcProviderArn": facts.oidc_provider_arn,
         "CiPushSubjects": ",".join(
             ci_identity.role_subjects(settings, ci_identity.push_refs(settings.ci), "push role")
+        ),
+        "DevRepositoryName": settings.dev_repository if dev_images else "",
+        "DevImageDays": str(infra.dev_image_days),
+        "CiDevRoleName": ci_dev_name(settings),
+        "CiDevPushSubjects": ",".join(
+            ci_identity.role_subjects(settings, ci_identity.dev_push_refs(settings.ci), "dev push role")
         ),
         "CiServiceArns": ",".join(
             f"arn:{part}:ecs:{region}:{account}:service/{e.cluster}/{e.service}" for e in envs

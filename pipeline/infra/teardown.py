@@ -25,9 +25,16 @@ class TeardownPlan:
     images: int | None  # None: there is no repository
     delete_repository: bool
     remaining: tuple[str, ...]  # environment stacks that stay
+    dev_repository: str = ""  # the -dev branches' repository: it goes with the project stack
+    dev_images: int | None = None  # None: there is no such repository
 
     def lines(self) -> list[str]:
         lines = [f"delete stack {s.name} ({len(s.resources)} resources)" for s in self.stacks]
+        if self.dev_images is not None and not self.remaining:
+            lines.append(
+                f"delete ECR repository {self.dev_repository} and its {self.dev_images} images "
+                "(-dev branches' images go with the project stack)"
+            )
         if self.remaining:
             lines.append(f"the project stack stays: environment stacks remain ({', '.join(self.remaining)})")
         if self.images is not None:
@@ -74,12 +81,16 @@ def teardown_plan(ctx: Context, env_name: str | None, delete_images: bool) -> Te
         check_stack(settings, state)
     last = project in stacks
     images = len(ecr.list_images(settings, clients)) if _repository_exists(settings, clients) else None
+    dev = settings.for_dev_images()
+    dev_images = len(ecr.list_images(dev, clients)) if last and _repository_exists(dev, clients) else None
     return TeardownPlan(
         stacks=tuple(stacks),
         repository=settings.repository,
         images=images,
         delete_repository=delete_images and last and images is not None,
         remaining=tuple(s.name for s in others.values()),
+        dev_repository=dev.repository,
+        dev_images=dev_images,
     )
 
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._base import context, task, verb
+
+if TYPE_CHECKING:
+    from pipeline.context import Context
+
+DEV = "the images -dev branches pushed (<repository>-dev) instead of the deployable ones"
 
 
 @task(
@@ -14,26 +21,40 @@ from ._base import context, task, verb
         "port": "answer on 127.0.0.1:PORT (default: container_port from [tool.pipeline])",
         "detach": "leave the container running and print how to stop it",
         "dry_run": "print which image would run and how; pull and start nothing",
+        "dev": DEV,
     },
 )
 @verb
 def pull_and_run(
-    c, sha=None, latest=False, highest_version=False, env_file=None, port=None, detach=False, dry_run=False
+    c,
+    sha=None,
+    latest=False,
+    highest_version=False,
+    env_file=None,
+    port=None,
+    detach=False,
+    dry_run=False,
+    dev=False,
 ):
     """Run an image from ECR on this machine (the seed's local-docker.sh): select, pull, verify, run."""
     from pipeline import local, selection
 
     selector = selection.parse_selector(sha, latest, highest_version)
-    local.pull_and_run(context(), selector, env_file, port, detach, dry_run)
+    local.pull_and_run(_images(dev), selector, env_file, port, detach, dry_run)
 
 
-@task(help={"json": "print a JSON list of {tags, digest, pushed_at, size}, for scripts"})
+@task(help={"json": "print a JSON list of {tags, digest, pushed_at, size}, for scripts", "dev": DEV})
 @verb
-def images(c, json=False):
+def images(c, json=False, dev=False):
     """List the images ECR holds for the repository: tags, digest, push time, size; newest first."""
     from pipeline import local
 
-    local.show_images(context(), json)
+    local.show_images(_images(dev), json)
+
+
+def _images(dev: bool) -> Context:
+    ctx = context()
+    return ctx.with_dev_images() if dev else ctx
 
 
 @task(help={"env_file": "KEY=VALUE file to load (default local.env; see local.env.example)"})

@@ -43,7 +43,7 @@ def dockerize(c, sha=None, cache_from_ecr=False, json_logs=False):
     """Build the service's image, tagged <repository>:<sha> (the seed's dockerize.sh)."""
     from pipeline import verbs
 
-    ctx = context(json_logs, sha)
+    ctx = context(json_logs, sha).for_job()
     revision = ctx.revision(sha)
     with ctx.out.step(f"dockerize {revision.tag}"):
         verbs.dockerize(ctx, revision, verbs.cache_from_ecr(ctx) if cache_from_ecr else ())
@@ -52,10 +52,10 @@ def dockerize(c, sha=None, cache_from_ecr=False, json_logs=False):
 @task(help={"sha": "commit whose image to push (default as for dockerize)", "json_logs": JSON_LOGS})
 @verb
 def push(c, sha=None, json_logs=False):
-    """Log in to ECR and push the image for a commit; prints the pushed digest."""
+    """Log in to ECR and push the image for a commit; prints the pushed digest (a -dev branch's CI job: to <repository>-dev)."""
     from pipeline import verbs
 
-    ctx = context(json_logs, sha)
+    ctx = context(json_logs, sha).for_job()
     revision = ctx.revision(sha)
     with ctx.out.step(f"push {revision.tag}"):
         verbs.push(ctx, revision)
@@ -115,7 +115,7 @@ def ci(c, branch=None, tag=None, sha=None, dry_run=False, base_url=None, timeout
         )
         print("\n".join(planning.describe(the_plan, commit, migrate_command=migration)))
         return
-    running.run(ctx, the_plan, Revision(commit), running.Options(float(timeout), base_url))
+    running.run(ctx.for_job(), the_plan, Revision(commit), running.Options(float(timeout), base_url))
 
 
 @task(

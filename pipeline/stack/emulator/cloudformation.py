@@ -16,6 +16,8 @@ parameters that turns a condition on (a strategy other than ROLLING) neither lis
 nor creates the resources it adds, nor removes those it turns off. Here a change set
 lists, and its execution makes, Add/Modify/Remove from each side's conditions as
 CloudFormation does.
+
+moto also ignores an ECR repository's EmptyOnDelete (the dev images' repository sets it).
 """
 
 from __future__ import annotations
@@ -199,6 +201,7 @@ def install() -> None:
     Service.update_from_cloudformation_json = classmethod(update_service)  # type: ignore[assignment,method-assign]
     Service.delete_from_cloudformation_json = classmethod(delete_service)  # type: ignore[assignment,method-assign]
     install_target_group_attributes()
+    install_repository_empty_on_delete()
     install_role_policies()
     install_changeset_model()
     install_conditional_diff()
@@ -234,6 +237,22 @@ def install_target_group_attributes() -> None:
             group.attributes[attribute["Key"]] = attribute["Value"]
 
     _around_create(FakeTargetGroup, finish)
+
+
+def install_repository_empty_on_delete() -> None:
+    """moto ignores an AWS::ECR::Repository's EmptyOnDelete and fails to delete a repository
+    that holds images; CloudFormation deletes its images first when it is true."""
+    from moto.ecr.models import Repository, ecr_backends
+
+    def finish(repository: Any, properties: dict[str, Any]) -> None:
+        repository.empty_on_delete = str(properties.get("EmptyOnDelete", "false")).lower() == "true"
+
+    def delete(self: Any, account_id: str, region_name: str) -> None:
+        backend = ecr_backends[account_id][region_name]
+        backend.delete_repository(self.name, force=getattr(self, "empty_on_delete", False))
+
+    _around_create(Repository, finish)
+    Repository.delete = delete  # type: ignore[method-assign]
 
 
 def install_role_policies() -> None:
