@@ -178,6 +178,11 @@ class _Transient(Exception):
 AUTH_WORDS = ("unauthorized", "authentication required", "no basic auth credentials", "denied")
 
 
+# ECR's answers that no retry changes: another push took an immutable tag first, or the
+# repository is gone. Reported at once, not retried as a dropped connection is.
+_REFUSALS = ("tag invalid", "name unknown")
+
+
 def push(settings: Settings, clients: Clients, revision: Revision, login: RegistryLogin, out: Output) -> str:
     """Tag the local image for the registry and push it; returns the pushed digest."""
     from docker.errors import APIError, ImageNotFound
@@ -221,6 +226,11 @@ def push(settings: Settings, clients: Clients, revision: Revision, login: Regist
                     error = chunk["error"]
                     if any(word in error.lower() for word in AUTH_WORDS):
                         raise unavailable_login(login.registry, error)
+                    if error.lower().startswith(_REFUSALS):
+                        raise StepFailed(
+                            f"ECR refused the push of {settings.repository}:{revision.tag} ({error}); "
+                            "nothing was overwritten: `invoke images` shows what ECR holds"
+                        )
                     out.warn(f"push: {error} (retrying)")
                     raise _Transient(error)
                 digest = chunk.get("aux", {}).get("Digest", digest)

@@ -235,11 +235,19 @@ def push_image(environ: dict[str, str], source: str, repository: str, tag: str) 
     target = f"{environ['ECR_ENDPOINT']}/{repository}"
     client.images.get(source).tag(target, tag=tag)
     try:
-        client.images.push(
-            target, tag=tag, auth_config={"username": "AWS", "password": stack.REGISTRY_PASSWORD}
+        answers = client.images.push(
+            target,
+            tag=tag,
+            auth_config={"username": "AWS", "password": stack.REGISTRY_PASSWORD},
+            stream=True,
+            decode=True,
         )
+        # ECR refuses (an immutable tag that exists as another image): say so, never go on
+        # with the image the tag already names.
+        refused = [str(answer["error"]) for answer in answers if "error" in answer]
     finally:
         client.images.remove(f"{target}:{tag}", noprune=True)
+    assert not refused, f"push of {target}:{tag} refused: {refused[0]}"
     ecr = boto3.client(
         "ecr", endpoint_url=environ["AWS_ENDPOINT_URL"], region_name=environ["AWS_DEFAULT_REGION"]
     )

@@ -1,7 +1,8 @@
 """The real local stack on loopback: a Docker engine, a registry for ECR's endpoint, the AWS emulator.
 
-The registry stands in for ECR's endpoint; the AWS API is moto in server mode with
-the stand-ins in pipeline/stack/emulator/.
+The registry (docker-registry) holds the images, behind the emulator's stand-in for ECR's
+endpoint rules (emulator/ecr_endpoint.py); the AWS API is moto in server mode with the
+stand-ins in pipeline/stack/emulator/.
 
 Everything listens on 127.0.0.1 only. `up` is idempotent: it installs what is missing
 (Debian packages, as root), reuses what already runs (a laptop's Docker engine), and
@@ -43,7 +44,8 @@ Say = Callable[[str], None]
 @dataclass(frozen=True)
 class StackConfig:
     directory: Path
-    registry_port: int = 5000
+    registry_port: int = 5000  # ECR's endpoint: the emulator's front (emulator/ecr_endpoint.py)
+    registry_backend_port: int = 5001  # docker-registry itself, behind the front
     emulator_port: int = 4566
     bridge_port: int = 4567
     region: str = "us-east-1"
@@ -56,6 +58,10 @@ class StackConfig:
         return f"127.0.0.1:{self.registry_port}"
 
     @property
+    def registry_backend(self) -> str:
+        return f"127.0.0.1:{self.registry_backend_port}"
+
+    @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.emulator_port}"
 
@@ -65,6 +71,7 @@ def config_from(environ: os._Environ[str] | dict[str, str]) -> StackConfig:
     return StackConfig(
         directory=directory,
         registry_port=int(environ.get("STACK_REGISTRY_PORT", "5000")),
+        registry_backend_port=int(environ.get("STACK_REGISTRY_BACKEND_PORT", "5001")),
         emulator_port=int(environ.get("STACK_EMULATOR_PORT", "4566")),
         bridge_port=int(environ.get("STACK_BRIDGE_PORT", "4567")),
         speed=float(environ.get("EMULATOR_SPEED", "10")),
@@ -235,13 +242,19 @@ def ensure_engine(cfg: StackConfig, say: Say) -> None:
 
 def _registry_answers(cfg: StackConfig) -> bool:
     # 401 proves it is a registry that wants credentials, as ECR's endpoint does.
-    return http.status(f"http://{cfg.registry}/v2/") == 401
+    return http.status(f"http://{cfg.registry_backend}/v2/") == 401
 
 
 def ensure_registry(cfg: StackConfig, say: Say) -> None:
-    if _registry_answers(cfg):
-        say(f"registry: running on {cfg.registry}")
+    """docker-registry on the backend port; the emulator serves ECR's endpoint in front of it."""
+    root = cfg.directory / "registry"
+    config = _registry_config(cfg, root)
+    current = (root / "config.yml").read_text() if (root / "config.yml").exists() else ""
+    if _registry_answers(cfg) and current == config:
+        say(f"registry: running on {cfg.registry_backend}")
         return
+    if _stop(cfg, "registry"):
+        say("registry: stopped one of another configuration")
     missing = [
         pkg
         for pkg, binary in (("docker-registry", "docker-registry"), ("apache2-utils", "htpasswd"))
@@ -249,15 +262,30 @@ def ensure_registry(cfg: StackConfig, say: Say) -> None:
     ]
     if missing:
         _apt_install(missing, say)
-    root = cfg.directory / "registry"
     root.mkdir(parents=True, exist_ok=True)
     htpasswd = subprocess.run(
         ["htpasswd", "-Bbn", REGISTRY_USER, REGISTRY_PASSWORD], capture_output=True, text=True, check=True
     ).stdout
     (root / "htpasswd").write_text(htpasswd)
-    # Push notifications feed the emulator's ECR records (emulator.RegistryBridge).
-    (root / "config.yml").write_text(
-        f"""version: 0.1
+    (root / "config.yml").write_text(config)
+    _start(
+        "registry",
+        ["docker-registry", "serve", str(root / "config.yml")],
+        cfg,
+        lambda: _registry_answers(cfg),
+        30,
+    )
+    say(
+        f"registry: started on {cfg.registry_backend}, behind ECR's endpoint {cfg.registry} "
+        f"(login required: {REGISTRY_USER} / ECR token)"
+    )
+
+
+def _registry_config(cfg: StackConfig, root: Path) -> str:
+    # Push notifications feed the emulator's ECR records (emulator.RegistryBridge). No
+    # `http.host`: the URLs it hands out (upload locations) follow the Host a client asked,
+    # which ECR's endpoint in front passes through.
+    return f"""version: 0.1
 log:
   level: warn
 storage:
@@ -266,7 +294,7 @@ storage:
   delete:
     enabled: true
 http:
-  addr: {cfg.registry}
+  addr: {cfg.registry_backend}
 auth:
   htpasswd:
     realm: ecr-stand-in
@@ -279,15 +307,6 @@ notifications:
       threshold: 3
       backoff: 1s
 """
-    )
-    _start(
-        "registry",
-        ["docker-registry", "serve", str(root / "config.yml")],
-        cfg,
-        lambda: _registry_answers(cfg),
-        30,
-    )
-    say(f"registry: started on {cfg.registry} (login required: {REGISTRY_USER} / ECR token)")
 
 
 def _emulator_answers(cfg: StackConfig) -> bool:
@@ -351,11 +370,14 @@ def ensure_emulator(cfg: StackConfig, say: Say) -> None:
             str(cfg.bridge_port),
             "--registry",
             f"http://{cfg.registry}",
+            "--registry-backend",
+            f"http://{cfg.registry_backend}",
             "--registry-password",
             REGISTRY_PASSWORD,
         ],
         cfg,
-        lambda: _emulator_answers(cfg),
+        # Up when the API answers and so does ECR's endpoint in front of the registry.
+        lambda: _emulator_answers(cfg) and http.status(f"http://{cfg.registry}/v2/") == 401,
         60,
         {
             "EMULATOR_SPEED": str(cfg.speed),
@@ -388,8 +410,10 @@ def up(cfg: StackConfig, say: Say = print) -> None:
     with open(cfg.directory / "up.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ensure_engine(cfg, say)
-        ensure_emulator(cfg, say)
+        # The registry first: the emulator's ECR endpoint takes the port an older stack's
+        # registry may still hold.
         ensure_registry(cfg, say)
+        ensure_emulator(cfg, say)
         ensure_base_image(cfg, say)
 
 

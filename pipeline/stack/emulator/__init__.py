@@ -17,6 +17,8 @@ logic never knows it talks to an emulator:
                    per listener), and target health
 - cloudformation.py  CloudFormation's ECS resources and change-set execution
 - ecr_records.py   ECR's image records for pushes to the registry
+- ecr_endpoint.py  ECR's registry endpoint in front of the registry: refuses a push to a
+                   missing repository and one that would move an immutable tag
 - engine.py        the container instance: the engine, labels, the speed-up factor
 """
 
@@ -28,6 +30,7 @@ import base64
 import os
 import threading
 from http.server import ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 
 def identity() -> dict[str, str]:
@@ -49,10 +52,13 @@ def main() -> None:
     parser.add_argument("--bridge-port", type=int, default=4567)
     parser.add_argument("--registry", default="http://127.0.0.1:5000")
     parser.add_argument("--registry-password", default="123456789012-auth-token")
+    # Given, the emulator serves ECR's endpoint on --registry's port in front of this one.
+    parser.add_argument("--registry-backend", default="")
     args = parser.parse_args()
 
     from . import (
         cloudformation,
+        ecr_endpoint,
         ecr_records,
         ecs_api,
         engine,
@@ -82,7 +88,7 @@ def main() -> None:
     # moto's server exits on SIGTERM (its own handler calls sys.exit): the tasks go with it.
     atexit.register(engine.remove_own_containers)
 
-    ecr_records.RegistryBridge.registry_url = args.registry
+    ecr_records.RegistryBridge.registry_url = args.registry_backend or args.registry
     ecr_records.RegistryBridge.registry_auth = base64.b64encode(
         f"AWS:{args.registry_password}".encode()
     ).decode()
@@ -90,6 +96,16 @@ def main() -> None:
     ecr_records.RegistryBridge.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     bridge = ThreadingHTTPServer(("127.0.0.1", args.bridge_port), ecr_records.RegistryBridge)
     threading.Thread(target=bridge.serve_forever, daemon=True).start()
+    if args.registry_backend:
+        backend = urlsplit(args.registry_backend)
+        ecr_endpoint.EcrEndpoint.backend = (backend.hostname or "127.0.0.1", backend.port or 80)
+        ecr_endpoint.EcrEndpoint.region = ecr_records.RegistryBridge.region
+        front = urlsplit(args.registry)
+        endpoint = ThreadingHTTPServer(
+            (front.hostname or "127.0.0.1", front.port or 80), ecr_endpoint.EcrEndpoint
+        )
+        endpoint.daemon_threads = True
+        threading.Thread(target=endpoint.serve_forever, daemon=True).start()
     print(
         f"ecs stand-in: health-check and deregistration timings run {engine.Settings.speed:g}x faster "
         "(EMULATOR_SPEED; a cluster tag ecs-pipeline:emulator-speed=1 keeps ECS's)",
