@@ -34,7 +34,8 @@ def check(c, pytest_args="", workers=WORKERS):
         "ruff format --check .",
         "mypy",
         "python -m pipeline.audit",  # pip check, then pip-audit of the resolved dependencies
-        f"python -m pytest -n {workers} --dist loadgroup {pytest_args}",
+        # The slowest tests listed at the end: where the suite's time goes, run after run.
+        f"python -m pytest -n {workers} --dist loadgroup --durations=25 {pytest_args}",
     ):
         print(f"==> {command}", flush=True)
         result = c.run(command, warn=True, pty=False)
