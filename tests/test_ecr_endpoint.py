@@ -49,6 +49,22 @@ def listed(aws_cli: Callable[..., Any], repository: str) -> dict[str, str]:
     return {tag: i["imageDigest"] for i in images for tag in i.get("imageTags", [])}
 
 
+def holding(
+    environ: dict[str, str],
+    aws: Any,
+    aws_cli: Callable[..., Any],
+    name: str,
+    mutability: str,
+    source: str,
+    tag: str,
+) -> dict[str, str]:
+    """A new repository of `mutability` holding `source` under `tag`: what ECR then lists."""
+    aws("ecr").create_repository(repositoryName=name, imageTagMutability=mutability)
+    assert push(environ, source, name, tag) == ""
+    wait_until(lambda: tag in listed(aws_cli, name), timeout=60)
+    return listed(aws_cli, name)
+
+
 def local_digest(source: str) -> str:
     """The config digest (image ID) of a local image, as ECR's manifest names it."""
     return str(engine().images.get(source).id)
@@ -57,11 +73,8 @@ def local_digest(source: str) -> str:
 def test_a_push_that_would_move_an_immutable_tag_is_refused_and_ecr_keeps_the_first_image(
     environ: dict[str, str], aws: Any, aws_cli: Callable[..., Any], prefix: str, two_images: tuple[str, str]
 ) -> None:
-    aws("ecr").create_repository(repositoryName=prefix, imageTagMutability="IMMUTABLE")
     first, second = two_images
-    assert push(environ, first, prefix, "v1") == ""
-    wait_until(lambda: "v1" in listed(aws_cli, prefix), timeout=60)
-    before = listed(aws_cli, prefix)
+    before = holding(environ, aws, aws_cli, prefix, "IMMUTABLE", first, "v1")
 
     error = push(environ, second, prefix, "v1")
     assert error == (
@@ -84,11 +97,8 @@ def test_a_push_that_would_move_an_immutable_tag_is_refused_and_ecr_keeps_the_fi
 def test_a_mutable_repository_lets_a_tag_move(
     environ: dict[str, str], aws: Any, aws_cli: Callable[..., Any], prefix: str, two_images: tuple[str, str]
 ) -> None:
-    aws("ecr").create_repository(repositoryName=prefix, imageTagMutability="MUTABLE")
     first, second = two_images
-    assert push(environ, first, prefix, "latest") == ""
-    wait_until(lambda: "latest" in listed(aws_cli, prefix), timeout=60)
-    moved_from = listed(aws_cli, prefix)["latest"]
+    moved_from = holding(environ, aws, aws_cli, prefix, "MUTABLE", first, "latest")["latest"]
     assert push(environ, second, prefix, "latest") == ""
     wait_until(lambda: listed(aws_cli, prefix).get("latest") not in (None, moved_from), timeout=60)
 
@@ -147,12 +157,9 @@ def test_a_push_that_loses_the_race_for_an_immutable_tag_fails_at_once_with_ecrs
     make_context: Callable[..., Any],
 ) -> None:
     """Another push takes the tag between `invoke push`'s check and its push: one line, no retries."""
-    aws("ecr").create_repository(repositoryName=prefix, imageTagMutability="IMMUTABLE")
     first, second = two_images
     tag = uuid.uuid4().hex[:12] + "0" * 28
-    assert push(environ, first, prefix, tag) == ""
-    wait_until(lambda: tag in listed(aws_cli, prefix), timeout=60)
-    before = listed(aws_cli, prefix)
+    before = holding(environ, aws, aws_cli, prefix, "IMMUTABLE", first, tag)
     ctx = make_context()
     engine().images.get(second).tag(prefix, tag=tag)  # our build of the commit, as dockerize names it
     try:
