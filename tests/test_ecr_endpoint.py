@@ -5,6 +5,7 @@ real registry behind the emulator's front, the aws CLI reading what ECR lists.""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -175,4 +176,38 @@ def test_a_push_that_loses_the_race_for_an_immutable_tag_fails_at_once_with_ecrs
         "overwritten: `invoke images` shows what ECR holds"
     )
     assert "retrying" not in ctx.out.stream.getvalue()
+    assert listed(aws_cli, prefix) == before
+
+
+def test_a_manifest_sent_in_chunks_is_judged_like_any_other(
+    environ: dict[str, str], aws: Any, aws_cli: Callable[..., Any], prefix: str, two_images: tuple[str, str]
+) -> None:
+    """Another client may frame the manifest with Transfer-Encoding: chunked: the tag stays immutable."""
+    import base64
+    import http.client
+
+    before = holding(environ, aws, aws_cli, prefix, "IMMUTABLE", two_images[0], "v1")
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "layers": [],
+        }
+    ).encode()
+    host, port = environ["ECR_ENDPOINT"].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    credentials = base64.b64encode(f"AWS:{stack.REGISTRY_PASSWORD}".encode()).decode()
+    connection.request(
+        "PUT",
+        f"/v2/{prefix}/manifests/v1",
+        body=iter([manifest[:10], manifest[10:]]),
+        headers={
+            "Authorization": f"Basic {credentials}",
+            "Content-Type": "application/vnd.docker.distribution.manifest.v2+json",
+        },
+        encode_chunked=True,
+    )
+    answer = connection.getresponse()
+    [error] = json.loads(answer.read())["errors"]
+    assert (answer.status, error["code"]) == (400, "TAG_INVALID")
     assert listed(aws_cli, prefix) == before

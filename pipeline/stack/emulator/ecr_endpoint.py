@@ -91,9 +91,11 @@ class EcrEndpoint(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         length = self.headers.get("Content-Length")
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        # A manifest is small and is read whole to be judged; anything else streams.
-        small = self.command == "PUT" and _MANIFEST.match(self.path) and length is not None
-        body = self.rfile.read(int(length)) if small and length is not None else None
+        # A manifest is small and is read whole to be judged, however it is sent; anything
+        # else streams.
+        body = None
+        if self.command == "PUT" and _MANIFEST.match(self.path):
+            body = b"".join(_chunks(self.rfile)) if chunked else self.rfile.read(int(length or 0))
         refused = refusal(self.command, self.path, body, self.account, self.region)
         if refused is not None:
             # A body left unread (a blob upload's) ends the connection: it cannot be reused.
@@ -105,9 +107,13 @@ class EcrEndpoint(BaseHTTPRequestHandler):
             # takes) must all reach the registry, or it answers in another format.
             upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for key, value in self.headers.items():
-                if key.lower() not in _HOP_BY_HOP:
+                if key.lower() not in _HOP_BY_HOP and not (
+                    body is not None and key.lower() == "content-length"
+                ):
                     upstream.putheader(key, value)
-            if chunked:
+            if body is not None:  # read whole: its length, however the client framed it
+                upstream.putheader("Content-Length", str(len(body)))
+            elif chunked:
                 upstream.putheader("Transfer-Encoding", "chunked")
             upstream.endheaders()
             if body is not None:
