@@ -11,7 +11,7 @@ from pipeline import smoke
 from pipeline.config import SmokeSettings
 from pipeline.errors import NotFound, StepFailed
 from tests.conftest import DeployTarget, default_network
-from tests.helpers import free_port, http_get, wait_until
+from tests.helpers import ROLLOUT_DEADLINE, free_port, http_get, wait_until
 
 
 def test_smoke_task_passes_and_fails_on_a_real_container(
@@ -74,7 +74,7 @@ def test_smoke_url_is_discovered_through_the_alb(
     assert url == f"http://{alb['DNSName']}/hello/"
     # The local load balancer's DNS name is a loopback address: the task answers through it.
     assert alb["DNSName"].startswith("127.0.0.1:")
-    assert wait_until(lambda: http_get(url) == (200, "Hello World!\n"), timeout=30)
+    assert wait_until(lambda: http_get(url) == (200, "Hello World!\n"), timeout=ROLLOUT_DEADLINE)
     with pytest.raises(NotFound, match="has no load balancer attached; pass --url"):
         smoke.discover_url(ctx.settings, env, ctx.clients)
     # A listener rule forwarding to the group gives the path (another repository's service
