@@ -107,6 +107,11 @@ def context_expression(policy: CIPolicy, env: str) -> str:
     terms += [
         f'pipeline.git.tag ends-with "{suffix}"' for suffix, name in policy.tag_environments if name == env
     ]
+    return _restriction(terms)
+
+
+def _restriction(terms: list[str]) -> str:
+    """A context restriction admitting any of `terms`; "false" admits no job."""
     if not terms:
         return "false"
     # A job rerun with SSH could read the role's credentials by hand.
@@ -199,7 +204,7 @@ def push_context_expression(policy: CIPolicy, dev: bool) -> str:
         terms = (
             [f'pipeline.git.branch == "{b}"' for b in policy.mainline_branches] if push_refs(policy) else []
         )
-    return f"({' or '.join(terms)}) and not job.ssh.enabled" if terms else "false"
+    return _restriction(terms)
 
 
 def push_setup_lines(
