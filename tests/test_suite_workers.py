@@ -1,0 +1,42 @@
+"""The suite's own scheduling. Tests that must not overlap (the release fleets, the local
+flow) carry an `xdist_group` and count on `--dist loadgroup` to run them on one worker, one
+after another. pytest 9.2 with pytest-xdist 3.8 ignores every group without a word
+(pytest-xdist#1386): the fleets then start at once on 2 cores and time out. This proves,
+with the installed pytest and xdist, that a group still stays on one worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+GROUPED = """
+import os, pathlib, pytest
+
+pytestmark = pytest.mark.xdist_group("together")
+
+
+@pytest.mark.parametrize("i", range(8))
+def test_grouped(i):
+    pathlib.Path("workers", f"{i}").write_text(os.environ["PYTEST_XDIST_WORKER"])
+"""
+
+
+def test_an_xdist_group_runs_all_its_tests_on_one_worker_under_loadgroup(tmp_path: Path) -> None:
+    (tmp_path / "test_grouped.py").write_text(GROUPED)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not this repository's settings or conftest
+    (tmp_path / "workers").mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "3", "--dist", "loadgroup", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers = {f.read_text() for f in (tmp_path / "workers").iterdir()}
+    ran = len(list((tmp_path / "workers").iterdir()))
+    assert ran == 8 and len(workers) == 1, (
+        f"the group's 8 tests ran on {sorted(workers)}: this pytest and pytest-xdist do not honour "
+        "xdist_group; install pyproject.toml's pins (pip install -e '.[test]')"
+    )
