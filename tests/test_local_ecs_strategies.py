@@ -250,12 +250,21 @@ def _hook(aws: Aws, arn: str) -> dict[str, Any]:
 
 
 def _ends(aws: Aws, env: BlueGreen, arn: str, status: str) -> dict[str, Any]:
+    last: list[Any] = [None]
+
     def ended() -> dict[str, Any] | None:
         env.production()
         (found,) = aws("ecs").describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"]
+        last[0] = found
         return found if found["status"] == status else None
 
-    return dict(wait_until(ended, timeout=ROLLOUT_DEADLINE))
+    try:
+        return dict(wait_until(ended, timeout=ROLLOUT_DEADLINE))
+    except AssertionError:
+        service = _service(aws, env)
+        raise AssertionError(
+            f"not {status}: {last[0]}\n{service['deployments']}\n{service['events'][:12]}"
+        ) from None
 
 
 def _service(aws: Aws, env: BlueGreen) -> dict[str, Any]:
