@@ -17,13 +17,15 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ class TestRun:
 
     __test__ = False  # not a test class, whatever its name
     id: str
+    started: float = field(default_factory=time.time)
 
     @property
     def directory(self) -> Path:
@@ -82,7 +85,40 @@ class TestRun:
         for name in names:
             with contextlib.suppress(docker.errors.APIError):
                 engine().images.remove(name, noprune=True)
+        sweep_images(since=self.started)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+# A tag under one of the suite's resource prefixes (the `prefix` fixture), local or in a registry.
+SUITE_TAG = re.compile(r"^(?:127\.0\.0\.1:\d+/)?t[0-9a-f]{10}[-:]")
+# No run lasts this long: an older image under a suite prefix is a killed run's.
+LEFTOVER_AGE = 2 * 3600
+
+
+def sweep_images(since: float = 0.0, until: float = float("inf"), label: str | None = None) -> None:
+    """Remove the images tests left on the engine, created in [since, until): tags under a
+    suite prefix, then images left dangling (tests remove theirs with noprune, so that no
+    build cache another worker may be using goes). Every image on the engine costs each
+    image listing (GET /images/json parses them all); 3,800 left by killed runs made
+    dockerd a quarter of a run's CPU. `label`: only images carrying it. Best effort: without
+    an engine there is nothing."""
+    only = {"label": label} if label else {}
+    try:
+        api = engine().api
+        for image in api.images(filters=only):
+            if not since <= image["Created"] < until:
+                continue
+            for tag in image.get("RepoTags") or []:
+                if SUITE_TAG.match(tag):
+                    with contextlib.suppress(docker.errors.APIError):
+                        api.remove_image(tag)
+        if since:  # dangling images of this run only: older ones are not known to be ours
+            for image in api.images(filters={"dangling": True, **only}):
+                if since <= image["Created"] < until:
+                    with contextlib.suppress(docker.errors.APIError):
+                        api.remove_image(image["Id"])
+    except docker.errors.DockerException:
+        pass
 
 
 RUN = pytest.StashKey[TestRun]()
@@ -98,8 +134,10 @@ class _RunToWorkers:
 def pytest_configure(config: pytest.Config) -> None:
     workerinput = getattr(config, "workerinput", None)  # set in an xdist worker
     config.stash[RUN] = TestRun(workerinput["ecs_pipeline_run"] if workerinput else uuid.uuid4().hex[:10])
-    if workerinput is None and config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_RunToWorkers())
+    if workerinput is None:
+        sweep_images(until=time.time() - LEFTOVER_AGE)  # what killed runs left
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_RunToWorkers())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
