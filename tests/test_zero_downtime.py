@@ -159,3 +159,32 @@ def test_a_revision_whose_tasks_never_get_healthy_is_rolled_back_under_load_with
     # The old task serves until a new one is healthy, and none ever is: users never notice.
     assert load.failed() == [], f"{len(load.failed())} of {len(answers)} failed, e.g. {load.failed()[:3]}"
     assert load.revisions() == [production.first] and len(answers) >= 2 * RATE
+
+
+def test_a_task_that_dies_leaves_its_target_group_at_once_instead_of_failing_health_checks(
+    production: Production, aws: Callable[[str], Any], prefix: str
+) -> None:
+    """ECS deregisters every task that stops, one whose container dies included. The local
+    ECS once left such a target registered: the load balancer kept sending it requests
+    until its health checks marked it unhealthy, and it stayed listed as unhealthy."""
+    from pipeline.stack.emulator.engine import CLUSTER_LABEL
+    from tests.helpers import engine, wait_until
+
+    cluster, name = f"{prefix}-cluster", f"{prefix}-service"
+    ecs, elbv2 = aws("ecs"), aws("elbv2")
+    (service,) = ecs.describe_services(cluster=cluster, services=[name])["services"]
+    group = service["loadBalancers"][0]["targetGroupArn"]
+
+    def states() -> dict[int, str]:
+        found = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+        return {d["Target"]["Port"]: d["TargetHealth"]["State"] for d in found}
+
+    ((port, state),) = states().items()
+    assert state == "healthy"
+    (container,) = engine().containers.list(filters={"label": f"{CLUSTER_LABEL}={cluster}"})
+    container.kill()  # the task's essential container dies: no one asked it to stop
+    wait_until(lambda: states().get(port, "gone") in ("draining", "gone"), timeout=60)
+    events = [
+        e["message"] for e in ecs.describe_services(cluster=cluster, services=[name])["services"][0]["events"]
+    ]
+    assert any(f"deregistered 1 targets in (target-group {group})" in m for m in events)

@@ -237,6 +237,7 @@ def reconcile(backend: Any, service: Any) -> None:
     tasks = _service_tasks(backend, service)
     for task in tasks:
         sync_task(task)
+    _deregister_stopped(service, tasks)
     if service.status != "ACTIVE":
         for task in tasks:
             if _alive(task) and task.desired_status != "STOPPED":
@@ -394,6 +395,20 @@ def _drain(
     if groups:
         event(service, "has begun draining connections on 1 tasks.")
     task._drain_until = time.monotonic() + delay  # type: ignore[attr-defined]
+
+
+def _deregister_stopped(service: Any, tasks: list[Any]) -> None:
+    """A task that stopped by itself (its essential container exited, it was killed) leaves
+    its target groups at once, as ECS deregisters every stopped task: left registered, it
+    would take requests until the group's health checks marked it unhealthy. Tasks the
+    scheduler stops were deregistered before being stopped (`_drain`)."""
+    for task in tasks:
+        if task._run.phase != "STOPPED" or getattr(task, "_drain_until", None) is not None:
+            continue
+        task._drain_until = time.monotonic()  # type: ignore[attr-defined]  # deregistered once
+        for arn in getattr(task, "_target_groups", []):
+            loadbalancer.deregister(arn, "127.0.0.1", task._run.port, task._speed)
+            event(service, f"deregistered 1 targets in (target-group {arn})")
 
 
 def _finish_draining(backend: Any, service: Any, tasks: list[Any]) -> None:
