@@ -224,9 +224,13 @@ def test_push_logs_in_pushes_and_ecr_lists_the_digest(
 
 
 def test_the_registry_refuses_a_push_without_login(
-    built: str, repository: str, environ: dict[str, str]
+    built: str, repository: str, environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = docker.from_env()  # a fresh client holds no credentials
+    # A client with no credentials: not even a `docker login` someone ran on this machine
+    # (docker-py reads ~/.docker/config.json unless DOCKER_CONFIG names a config that exists).
+    (tmp_path / "config.json").write_text("{}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    client = docker.from_env()
     target = f"{environ['ECR_ENDPOINT']}/{repository}"
     client.images.get(built).tag(target, "nologin")
     output = client.api.push(target, tag="nologin", stream=True, decode=True)
