@@ -128,6 +128,11 @@ class TaskRun:
     running_since: float | None = None
     stopping: bool = False
     _thread: threading.Thread | None = None
+    # Start-up and stop meet here: a stop during start-up is left to the start-up thread,
+    # which alone may still set a phase (see stop).
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _watching: bool = False
+    _stop_request: tuple[str, str] = ("", "")
 
     def start(self) -> None:
         for cdef in self.definition.get("containerDefinitions", []):
@@ -147,11 +152,17 @@ class TaskRun:
             self._pull_images()
             for cdef in self._in_dependency_order():
                 if self.stopping:
-                    return
+                    break
                 self._start_container(cdef, secrets)
-            self.phase = "RUNNING"
-            self.running_since = time.monotonic()
-            self._watch()
+            with self._lock:
+                if not self.stopping:
+                    self.phase = "RUNNING"
+                    self.running_since = time.monotonic()
+                    self._watching = True
+            if self._watching:
+                self._watch()
+            else:  # stopped while starting: what this thread made goes, and the task is STOPPED
+                self._finish(*self._stop_request)
         except StartFailure as failure:
             self._finish("TaskFailedToStart", str(failure))
         except Exception as exc:  # the engine itself failed: say so as ECS would
@@ -369,10 +380,19 @@ class TaskRun:
     # --- stopping ---------------------------------------------------------------------
 
     def stop(self, stop_code: str, reason: str) -> None:
-        """SIGTERM, then SIGKILL after each container's stopTimeout (ECS's default 30 s)."""
-        if self.stopping:
-            return
-        self.stopping = True
+        """SIGTERM, then SIGKILL after each container's stopTimeout (ECS's default 30 s).
+
+        A task still starting is stopped by its start-up thread once the step under way
+        is done. Stopped from here, a finish could run before the start-up set RUNNING (the
+        task then looked alive forever: a blue/green rollback waited on it) or before a
+        container it was starting had an id (left running)."""
+        with self._lock:
+            if self.stopping:
+                return
+            self.stopping = True
+            self._stop_request = (stop_code, reason)
+            if not self._watching:
+                return
         threading.Thread(target=self._finish, args=(stop_code, reason), daemon=True).start()
 
     def _finish(self, stop_code: str, reason: str) -> None:
