@@ -387,14 +387,19 @@ def _drain(
 ) -> None:
     task.desired_status = "STOPPED"
     task.stop_code, task.stopped_reason = code, reason
-    groups = getattr(task, "_target_groups", [])
-    delay = 0.0
-    for arn in groups:
-        delay = max(delay, loadbalancer.deregister(arn, "127.0.0.1", task._run.port, task._speed))
-        event(service, f"deregistered 1 targets in (target-group {arn})")
-    if groups:
+    delay = _leave_target_groups(service, task)
+    if getattr(task, "_target_groups", []):
         event(service, "has begun draining connections on 1 tasks.")
     task._drain_until = time.monotonic() + delay  # type: ignore[attr-defined]
+
+
+def _leave_target_groups(service: Any, task: Any) -> float:
+    """Deregister the task from each of its target groups; the longest deregistration delay."""
+    delay = 0.0
+    for arn in getattr(task, "_target_groups", []):
+        delay = max(delay, loadbalancer.deregister(arn, "127.0.0.1", task._run.port, task._speed))
+        event(service, f"deregistered 1 targets in (target-group {arn})")
+    return delay
 
 
 def _deregister_stopped(service: Any, tasks: list[Any]) -> None:
@@ -406,9 +411,7 @@ def _deregister_stopped(service: Any, tasks: list[Any]) -> None:
         if task._run.phase != "STOPPED" or getattr(task, "_drain_until", None) is not None:
             continue
         task._drain_until = time.monotonic()  # type: ignore[attr-defined]  # deregistered once
-        for arn in getattr(task, "_target_groups", []):
-            loadbalancer.deregister(arn, "127.0.0.1", task._run.port, task._speed)
-            event(service, f"deregistered 1 targets in (target-group {arn})")
+        _leave_target_groups(service, task)
 
 
 def _finish_draining(backend: Any, service: Any, tasks: list[Any]) -> None:
