@@ -20,6 +20,7 @@ logic never knows it talks to an emulator:
 - ecr_endpoint.py  ECR's registry endpoint in front of the registry: refuses a push to a
                    missing repository and one that would move an immutable tag
 - engine.py        the container instance: the engine, labels, the speed-up factor
+- moto_costs.py    moto server's fixed per-request work, done once (not a stand-in)
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
         ecs_api,
         engine,
         loadbalancer,
+        moto_costs,
         refusals,
         scheduler,
         service_deployment_api,
@@ -77,12 +79,14 @@ def main() -> None:
     # A previous run's tasks belong to state that is gone.
     engine.remove_own_containers()
 
+    moto_costs.install()
     refusals.install()
     ecs_api.install()
     service_deployment_api.install()
     loadbalancer.install()
     cloudformation.install()
     ecr_records.install_image_sizes()
+    engine.EXITS.start()  # before any task: no container dies unseen
     scheduler.run_forever()
 
     # moto's server exits on SIGTERM (its own handler calls sys.exit): the tasks go with it.

@@ -336,34 +336,46 @@ class TaskRun:
 
     # --- running ----------------------------------------------------------------------
 
-    def _inspect(self) -> None:
+    def _inspect(self, full: bool = True) -> None:
+        """Read each live container's state (all of them, or only those the engine says
+        died), and step its health check."""
         client = engine.docker_client()
         for state in self.containers.values():
             if not state.docker_id or state.status == "STOPPED":
                 continue
-            try:
-                attrs = client.api.inspect_container(state.docker_id)["State"]
-            except Exception:
-                state.status, state.exit_code, state.reason = "STOPPED", 137, "container removed"
-                continue
-            if state.probe and attrs.get("Running"):
+            if full or engine.EXITS.died({state.docker_id}):
+                try:
+                    attrs = client.api.inspect_container(state.docker_id)["State"]
+                except Exception:
+                    state.status, state.exit_code, state.reason = "STOPPED", 137, "container removed"
+                    continue
+                if not attrs.get("Running"):
+                    state.status, state.exit_code = "STOPPED", int(attrs.get("ExitCode", 0))
+                    if attrs.get("OOMKilled"):
+                        state.reason = "OutOfMemoryError: Container killed due to memory usage"
+                    continue
+            if state.probe:
                 state.health = state.probe.step(client, state.docker_id, state.health)
-            if not attrs.get("Running"):
-                state.status, state.exit_code = "STOPPED", int(attrs.get("ExitCode", 0))
-                if attrs.get("OOMKilled"):
-                    state.reason = "OutOfMemoryError: Container killed due to memory usage"
 
     def _watch(self) -> None:
+        generation, inspected = -1, 0.0
         while not self.stopping:
-            self._inspect()
+            # Every container is inspected at first, after the engine's event stream
+            # (re)connects, and every 5 s; in between, only one the stream says died.
+            now = time.monotonic()
+            full = generation != engine.EXITS.generation or now - inspected >= 5.0
+            if full:
+                generation, inspected = engine.EXITS.generation, now
+            self._inspect(full)
             exited = [c for c in self.containers.values() if c.essential and c.status == "STOPPED"]
             if exited:
                 self._finish("EssentialContainerExited", "Essential container in task exited")
                 return
-            # Each round is an inspect per container on the engine: quick while a container
-            # has not passed its first check, then enough to see an exit within half a second.
+            # Quick while a container has not passed its first check, then enough to step
+            # the checks; a death wakes the watch at once.
             starting = any(c.probe and not c.probe.healthy_once for c in self.containers.values())
-            time.sleep(0.2 if starting else 0.5)
+            live = {c.docker_id for c in self.containers.values() if c.docker_id and c.status != "STOPPED"}
+            engine.EXITS.wait(live, generation, 0.2 if starting else 0.5)
 
     @property
     def healthy(self) -> bool:

@@ -154,14 +154,17 @@ def check_forever() -> None:
         while True:
             now = time.monotonic()
             for arn, targets in list(TARGETS.items()):
-                group = _group(arn)
+                group = None  # looked up (a walk over moto's backends) once a check is due
                 for key, target in list(targets.items()):
                     if target.state == "draining":
                         if now >= target.drain_until:
                             with engine.LOCK:
                                 targets.pop(key, None)
                         continue
-                    if group is None or now < target.next_check:
+                    if now < target.next_check:
+                        continue
+                    group = group or _group(arn)
+                    if group is None:
                         continue
                     if not target.id.startswith(LOOPBACK):
                         target.state, target.reason = "unavailable", "Target.NotInUse"
