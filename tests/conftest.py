@@ -35,11 +35,11 @@ import pytest
 from pipeline import config, stack
 from pipeline.context import Context
 from pipeline.stack.emulator.engine import CLUSTER_LABEL, OWNER_LABEL
-from tests.awscli_forks import AwsCli
+from tests.forks import Forks
 from tests.helpers import ROLLOUT_DEADLINE, ROOT, context, engine, free_port, http_get, invoke, wait_until
 
-# One per worker process: the `aws` CLI's imports, paid once (tests/awscli_forks.py).
-AWS_CLI = AwsCli()
+# One per worker process: the `aws` CLI's imports, paid once (tests/forks.py).
+AWS_CLI = Forks("aws")
 
 HELLO_LAYOUT = {"service_dir": "hello_world", "base_path": "/hello/"}
 
@@ -209,10 +209,10 @@ def aws(environ: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Callable[[s
 @pytest.fixture
 def aws_cli(environ: dict[str, str]) -> Callable[..., Any]:
     """The real `aws` CLI, an independent client of the emulator; returns parsed JSON.
-    Each call is a process of its own (tests/awscli_forks.py: forked, imports paid once)."""
+    Each call is a process of its own (tests/forks.py: forked, imports paid once)."""
 
     def run(*args: str) -> Any:
-        proc = AWS_CLI.run([*args, "--output", "json"], environ)
+        proc = AWS_CLI.run([*args, "--output", "json"], environ, timeout=300)
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 

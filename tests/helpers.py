@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import os
 import random
 import socket
 import subprocess
@@ -25,11 +26,13 @@ from pipeline import config
 from pipeline.clients import Clients
 from pipeline.context import Context
 from pipeline.output import Output
+from tests.forks import Forks
 
 # This repository: hello_world's project file, tasks.py, the templates.
 ROOT = Path(__file__).resolve().parent.parent
 # `invoke` as a user types it, with this interpreter.
 INVOKE = (sys.executable, "-m", "invoke")
+INVOKE_FORKS = Forks("invoke")  # one server per worker process
 
 
 def context(
@@ -56,7 +59,10 @@ def invoke(
     *args: str, env: Mapping[str, str] | None = None, cwd: Path = ROOT, timeout: float = 600, **kwargs: Any
 ) -> subprocess.CompletedProcess[str]:
     """Run `invoke <args>` in its own process as a user would (in the project root unless
-    `cwd`); output captured as text. Extra keyword arguments go to subprocess.run (input, stdin)."""
+    `cwd`); output captured as text, stdin empty. Forked from this worker's invoke server
+    (tests/forks.py) unless extra keyword arguments go to subprocess.run (input, stdin)."""
+    if not kwargs:
+        return INVOKE_FORKS.run(args, os.environ if env is None else env, cwd, timeout)
     return subprocess.run(
         [*INVOKE, *args],
         cwd=cwd,

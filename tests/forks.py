@@ -1,0 +1,163 @@
+"""Command-line programs the tests run many times, without their imports per call.
+
+A new `python -m invoke` spends about 0.3 CPU-s and a new `aws` about 0.5 CPU-s importing
+before doing anything (counted per process over a full run: some 250 of each). Here each
+call still runs in a process of its own, with its own argv, environment, working directory
+and output, and runs the program's own entry point, but that process is forked from a
+server that imported the program once per test worker. A call that must be signalled or
+read while it runs is started as a real process instead (tests/processes.py).
+
+Run as a script, this file is that server: `forks.py PROGRAM`, then one JSON request per
+line on stdin ({"args", "env", "cwd"}), one JSON reply per line on stdout ({"rc",
+"stdout", "stderr"}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+# What each server imports once: the program itself and the libraries every call loads.
+PRELOAD = {
+    "aws": ["awscli.clidriver"],
+    "invoke": ["invoke.main", "pipeline.tasks", "boto3", "botocore.session", "docker"],
+}
+
+
+class Forks:
+    """A client of one server for `program`, started on first use; threads take turns."""
+
+    def __init__(self, program: str) -> None:
+        self.program = program
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path | str | None = None,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Like subprocess.run(capture_output=True, text=True, stdin=DEVNULL); past the
+        timeout the call and its server are killed and TimeoutExpired is raised."""
+        request = json.dumps({"args": list(args), "env": dict(env), "cwd": str(cwd or os.getcwd())})
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._proc = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).resolve()), self.program],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,  # its forks share its group: one killpg ends all
+                )
+            proc = self._proc
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write(request + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            if not ready:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise subprocess.TimeoutExpired([self.program, *args], timeout or 0)
+            reply = proc.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"the fork server of {self.program} exited")
+        answer = json.loads(reply)
+        return subprocess.CompletedProcess(
+            [self.program, *args], answer["rc"], answer["stdout"], answer["stderr"]
+        )
+
+
+def _aws(env: Mapping[str, str]) -> int:
+    import awscli
+    import awscli.clidriver
+
+    # What the aws script and importing awscli set, from this call's environment.
+    if os.environ.get("LC_CTYPE", "") == "UTF-8":
+        os.environ["LC_CTYPE"] = "en_US.UTF-8"
+    own = [
+        os.path.expanduser(os.path.expandvars(p)) for p in env.get("AWS_DATA_PATH", "").split(os.pathsep) if p
+    ]
+    os.environ["AWS_DATA_PATH"] = os.pathsep.join([*own, str(Path(awscli.__file__).parent / "data")])
+    return int(awscli.clidriver.main())
+
+
+def _invoke(env: Mapping[str, str]) -> int:
+    from invoke.main import program
+
+    program.run()  # as `python -m invoke` does: sys.exit on failure
+    return 0
+
+
+ENTRY: dict[str, Callable[[Mapping[str, str]], int]] = {"aws": _aws, "invoke": _invoke}
+
+
+def _call(program: str, args: list[str], env: dict[str, str], cwd: str) -> dict[str, object]:
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        pid = os.fork()
+        if pid == 0:  # the call's own process
+            code = 1
+            try:
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(out.fileno(), 1)
+                os.dup2(err.fileno(), 2)
+                os.chdir(cwd)
+                os.environ.clear()
+                os.environ.update(env)
+                sys.argv = [program, *args]
+                # sys.path[0] as a new process has it: `python -m` puts the working
+                # directory there, a script its own directory (the aws script's: bin/).
+                sys.path[0] = cwd if program == "invoke" else str(Path(sys.executable).parent)
+                code = ENTRY[program](env)
+            except SystemExit as exit_:  # Python's own rules for sys.exit's argument
+                if exit_.code is None or isinstance(exit_.code, int):
+                    code = exit_.code or 0
+                else:
+                    print(exit_.code, file=sys.stderr)
+                    code = 1
+            except BaseException:  # noqa: BLE001 (an uncaught error: traceback and 1, as Python does)
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            finally:
+                import atexit
+
+                atexit._run_exitfuncs()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        err.seek(0)
+        return {
+            "rc": os.waitstatus_to_exitcode(status),
+            "stdout": out.read().decode(errors="replace"),
+            "stderr": err.read().decode(errors="replace"),
+        }
+
+
+def serve(program: str) -> None:
+    import importlib
+
+    for module in PRELOAD[program]:
+        importlib.import_module(module)
+    for line in sys.stdin:
+        request = json.loads(line)
+        reply = _call(program, request["args"], request["env"], request["cwd"])
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

@@ -1,0 +1,88 @@
+"""The tests' forked `aws` and `invoke` (tests/forks.py) answer as new processes do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.forks import Forks
+from tests.helpers import ROOT
+
+
+def test_a_forked_aws_call_answers_as_the_aws_executable_does_success_and_failure(
+    stack_environ: dict[str, str],
+) -> None:
+    cli = Forks("aws")
+    for args in (
+        ["ecs", "list-clusters", "--output", "json"],
+        ["ecs", "describe-services", "--cluster", "no-such-cluster", "--services", "x", "--output", "json"],
+    ):
+        forked = cli.run(args, stack_environ)
+        executable = subprocess.run(["aws", *args], env=stack_environ, capture_output=True, text=True)
+        assert (forked.returncode, forked.stderr) == (executable.returncode, executable.stderr), args
+        if executable.stdout.strip():
+            assert json.loads(forked.stdout) == json.loads(executable.stdout)
+    assert "ClusterNotFoundException" in forked.stderr and forked.returncode == 255  # v1: any service error
+
+
+def test_each_forked_call_runs_with_its_own_environment_only(stack_environ: dict[str, str]) -> None:
+    cli = Forks("aws")
+    text = cli.run(["ecs", "list-clusters"], {**stack_environ, "AWS_DEFAULT_OUTPUT": "text"})
+    default = cli.run(["ecs", "list-clusters"], stack_environ)
+    assert text.returncode == default.returncode == 0, text.stderr + default.stderr
+    assert not text.stdout.lstrip().startswith("{")
+    assert isinstance(json.loads(default.stdout), dict)  # the earlier call's setting did not stay
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--list"],
+        ["deploy", "--env", "nowhere", "--sha", "a" * 40],  # a settings error: one line, exit 2
+        ["no-such-task"],
+        ["plan", "--json", "--branch", "main", "--sha", "a" * 40],
+    ],
+)
+def test_a_forked_invoke_call_answers_as_python_m_invoke_does(
+    args: list[str], stack_environ: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**stack_environ, "AWS_RESOURCE_NAME_PREFIX": "forks"}
+    forked = Forks("invoke").run(args, env, ROOT)
+    new = subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    assert (forked.returncode, forked.stdout, forked.stderr) == (new.returncode, new.stdout, new.stderr)
+
+
+def test_a_forked_invoke_call_runs_in_its_own_working_directory_and_process(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(
+        "import os\nfrom invoke import task\n\n"
+        "@task\ndef where(c):\n    print(os.getcwd(), os.getpid(), os.environ.get('ONLY_HERE'))\n"
+    )
+    forks = Forks("invoke")
+    first = forks.run(["where"], {"PATH": "/usr/bin:/bin", "ONLY_HERE": "yes"}, tmp_path)
+    second = forks.run(["where"], {"PATH": "/usr/bin:/bin"}, tmp_path)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    cwd, pid, only = first.stdout.split()
+    assert (cwd, only) == (str(tmp_path), "yes")
+    assert second.stdout.split()[2] == "None" and second.stdout.split()[1] != pid
+
+
+def test_a_forked_call_past_its_timeout_is_killed_and_raises(tmp_path: Path) -> None:
+    (tmp_path / "tasks.py").write_text(
+        "import time\nfrom invoke import task\n\n@task\ndef hang(c):\n    time.sleep(600)\n"
+    )
+    forks = Forks("invoke")
+    with pytest.raises(subprocess.TimeoutExpired):
+        forks.run(["hang"], {"PATH": "/usr/bin:/bin"}, tmp_path, timeout=3)
+    again = forks.run(["--list"], {"PATH": "/usr/bin:/bin"}, tmp_path)  # a new server takes over
+    assert again.returncode == 0 and "hang" in again.stdout
