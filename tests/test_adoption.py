@@ -25,6 +25,7 @@ import sys
 import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -472,16 +473,24 @@ def test_two_new_repositories_go_from_init_to_prod_and_release_together_from_a_t
     audit = Shell(audit_repo(tmp_path, f"{prefix}-audit"), service_env, tool)
     assert "AWS_RESOURCE_NAME_PREFIX" not in service_env
 
-    # ledger, start to finish with init's defaults (service dir ".", port 8080).
-    first = first_hour(
-        ledger,
-        "--base-path",
-        "/ledger/",
-        "--smoke-text",
-        "ledger balanced",
-        "--test-command",
-        "python3 -m unittest discover -s tests",
-    )
+    # Two teams' first hours at once: ledger with init's defaults (service dir ".", port
+    # 8080); audit, a second repository with its own start command, path and text.
+    with ThreadPoolExecutor(2) as teams:
+        ledger_hour = teams.submit(
+            first_hour,
+            ledger,
+            "--base-path",
+            "/ledger/",
+            "--smoke-text",
+            "ledger balanced",
+            "--test-command",
+            "python3 -m unittest discover -s tests",
+        )
+        audit_hour = teams.submit(
+            first_hour, audit, "--base-path", "/audit/", "--smoke-text", "audit trail kept"
+        )
+        first = ledger_hour.result()
+        audit_hour.result()
     settings = tomllib.loads((ledger.repo / "pyproject.toml").read_text())["tool"]["pipeline"]
     assert (settings["prefix"], settings["serve_command"]) == (prefix, "python3 app.py")
     dockerfile = (ledger.repo / "Dockerfile").read_text()
@@ -496,16 +505,10 @@ def test_two_new_repositories_go_from_init_to_prod_and_release_together_from_a_t
     logs = ledger.pipeline("logs", "--env", "prod", "--since", "1h").stdout
     assert "ledger listening on" in logs and "served /ledger/" in logs
 
-    # audit, a second repository with its own start command, path and text.
-    first_hour(audit, "--base-path", "/audit/", "--smoke-text", "audit trail kept")
-
     # New commits in both, pushed; then one release from a third directory.
     (ledger.repo / "balance.py").write_text('def answer():\n    return "ledger balanced, v2"\n')
     (audit.repo / "audit" / "trail.py").write_text('def answer():\n    return "audit trail kept, v2"\n')
-    shas = {}
-    for shell in (ledger, audit):
-        shell.commit("v2")
-        shas[shell.repo.name] = shell.ship()
+    shas = dict(zip(("ledger", "audit"), both(ledger, audit, "v2"), strict=True))
     releases = tmp_path / "releases"
     releases.mkdir()
     release_file = releases / "v2.toml"
@@ -533,11 +536,8 @@ def test_two_new_repositories_go_from_init_to_prod_and_release_together_from_a_t
 
     # One broken: its smoke text no longer matches. Both go back; the smoke step says failed.
     (audit.repo / "audit" / "trail.py").write_text('def answer():\n    return "audit trail lost"\n')
-    audit.commit("v3, broken")
-    broken = audit.ship()
     (ledger.repo / "balance.py").write_text('def answer():\n    return "ledger balanced, v3"\n')
-    ledger.commit("v3")
-    fixed = ledger.ship()
+    fixed, broken = both(ledger, audit, "v3")
     release_file.write_text(
         f'[[service]]\nproject = "../ledger"\nsha = "{fixed[:7]}"\nsmoke_text = "ledger balanced, v3"\n'
         f'[[service]]\nproject = "../audit"\nsha = "{broken[:9]}"\nsmoke_text = "audit trail kept"\n'
@@ -550,6 +550,18 @@ def test_two_new_repositories_go_from_init_to_prod_and_release_together_from_a_t
     assert running_revisions(aws_cli, prefix) == before
     assert http_get(ledger_url) == (200, "ledger balanced, v2\n")
     assert http_get(audit_url) == (200, "audit trail kept, v2\n")
+
+
+def both(first: Shell, second: Shell, message: str) -> tuple[str, str]:
+    """Commit and ship in two repositories at once, as two teams would; their shas."""
+
+    def commit_and_ship(shell: Shell) -> str:
+        shell.commit(message)
+        return shell.ship()
+
+    with ThreadPoolExecutor(2) as teams:
+        shipped = [teams.submit(commit_and_ship, shell) for shell in (first, second)]
+        return shipped[0].result(), shipped[1].result()
 
 
 def running_revisions(aws_cli: Callable[..., Any], prefix: str) -> dict[str, str]:
