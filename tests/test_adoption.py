@@ -1,5 +1,5 @@
 """Adoption as a team meets it: service repositories outside this repository's layout,
-with the `ecs-pipeline` command installed as the README says — `uv tool install` of a
+with the `ecs-pipeline` command installed as the README says — `uv tool install --compile-bytecode` of a
 wheel built from this checkout, into the tool's own environment, never the service's
 (offline here: a wheelhouse of its dependencies stands in for the index) — scaffolded by
 `ecs-pipeline init`, then carried through the README's "Adopting it in your service"
@@ -135,7 +135,7 @@ UV = Path(sys.executable).parent / "uv"
 
 @pytest.fixture(scope="module")
 def tool(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`uv tool install 'ecs_pipeline-<version>-py3-none-any.whl[local]'`, the README's
+    """`uv tool install --compile-bytecode 'ecs_pipeline-<version>-py3-none-any.whl[local]'`, the README's
     install line for a wheel, into a tool directory of its own; returns its bin directory."""
     home = tmp_path_factory.mktemp("uv-tools")
     env = {
@@ -146,7 +146,16 @@ def tool(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     env.pop("VIRTUAL_ENV", None)
     _run(
-        [str(UV), "tool", "install", "--offline", "--find-links", str(wheelhouse(wheel)), f"{wheel}[local]"],
+        [
+            str(UV),
+            "tool",
+            "install",
+            "--compile-bytecode",
+            "--offline",
+            "--find-links",
+            str(wheelhouse(wheel)),
+            f"{wheel}[local]",
+        ],
         env=env,
     )
     return home / "bin"

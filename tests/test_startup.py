@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from tests.helpers import ROOT, invoke
@@ -110,3 +111,24 @@ def test_the_console_script_runs_the_packaged_tasks_from_a_subdirectory(tmp_path
     )
     version = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("ecs-pipeline ")
+
+
+def test_the_console_script_keeps_python_s_bytecode_cache_unless_python_is_told_not_to(
+    stack_environ: dict[str, str], tmp_path: Any
+) -> None:
+    # Invoke turns the cache off for every program; where the installer wrote no bytecode
+    # (uv's default) each command then compiled botocore again. boto3 loads once a task runs.
+    command = [str(Path(sys.executable).parent / "ecs-pipeline"), "status", "--env", "prod"]
+    env = {k: v for k, v in stack_environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["AWS_RESOURCE_NAME_PREFIX"] = "bytecode"
+    written = {}
+    for told, prefix in ((False, tmp_path / "kept"), (True, tmp_path / "off")):
+        run_env = {
+            **env,
+            "PYTHONPYCACHEPREFIX": str(prefix),
+            **({"PYTHONDONTWRITEBYTECODE": "1"} if told else {}),
+        }
+        proc = subprocess.run(command, cwd=ROOT, env=run_env, capture_output=True, text=True)
+        assert "bytecode-cluster" in proc.stderr, proc.stderr  # it ran the task (no such cluster)
+        written[told] = [p for p in prefix.rglob("*.pyc") if "botocore" in p.parts]
+    assert written[False] and not written[True]
