@@ -77,28 +77,33 @@ class Forks:
         )
 
 
-def _aws(env: Mapping[str, str]) -> int:
+def _aws() -> int:
     import awscli
     import awscli.clidriver
 
-    # What the aws script and importing awscli set, from this call's environment.
+    # What the aws script and importing awscli set, from this call's environment; sys.path[0]
+    # as a script's own directory (the aws script's: bin/).
+    sys.path[0] = str(Path(sys.executable).parent)
     if os.environ.get("LC_CTYPE", "") == "UTF-8":
         os.environ["LC_CTYPE"] = "en_US.UTF-8"
     own = [
-        os.path.expanduser(os.path.expandvars(p)) for p in env.get("AWS_DATA_PATH", "").split(os.pathsep) if p
+        os.path.expanduser(os.path.expandvars(p))
+        for p in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep)
+        if p
     ]
     os.environ["AWS_DATA_PATH"] = os.pathsep.join([*own, str(Path(awscli.__file__).parent / "data")])
     return int(awscli.clidriver.main())
 
 
-def _invoke(env: Mapping[str, str]) -> int:
+def _invoke() -> int:
     from invoke.main import program
 
+    sys.path[0] = os.getcwd()  # as `python -m` puts it there
     program.run()  # as `python -m invoke` does: sys.exit on failure
     return 0
 
 
-ENTRY: dict[str, Callable[[Mapping[str, str]], int]] = {"aws": _aws, "invoke": _invoke}
+ENTRY: dict[str, Callable[[], int]] = {"aws": _aws, "invoke": _invoke}
 
 
 def _call(program: str, args: list[str], env: dict[str, str], cwd: str) -> dict[str, object]:
@@ -115,10 +120,7 @@ def _call(program: str, args: list[str], env: dict[str, str], cwd: str) -> dict[
                 os.environ.clear()
                 os.environ.update(env)
                 sys.argv = [program, *args]
-                # sys.path[0] as a new process has it: `python -m` puts the working
-                # directory there, a script its own directory (the aws script's: bin/).
-                sys.path[0] = cwd if program == "invoke" else str(Path(sys.executable).parent)
-                code = ENTRY[program](env)
+                code = ENTRY[program]()
             except SystemExit as exit_:  # Python's own rules for sys.exit's argument
                 if exit_.code is None or isinstance(exit_.code, int):
                     code = exit_.code or 0
