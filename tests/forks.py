@@ -1,7 +1,7 @@
 """Command-line programs the tests run many times, without their imports per call.
 
 A new `python -m invoke` spends about 0.3 CPU-s and a new `aws` about 0.5 CPU-s importing
-before doing anything (counted per process over a full run: some 250 of each). Here each
+and parsing before doing anything (counted per process over a full run: some 250 of each). Here each
 call still runs in a process of its own, with its own argv, environment, working directory
 and output, and runs the program's own entry point, but that process is forked from a
 server that imported the program once per test worker. A call that must be signalled or
@@ -27,7 +27,7 @@ from pathlib import Path
 
 # What each server imports once: the program itself and the libraries every call loads.
 PRELOAD = {
-    "aws": ["awscli.clidriver"],
+    "aws": ["awscli.clidriver", "awscli.handlers"],  # handlers: every plugin a call loads
     "invoke": ["invoke.main", "pipeline.tasks", "boto3", "botocore.session", "docker"],
 }
 
@@ -149,11 +149,42 @@ def _call(program: str, args: list[str], env: dict[str, str], cwd: str) -> dict[
         }
 
 
+# The services the tests ask the aws CLI about: their models are parsed once, in the server.
+AWS_SERVICES = ("ecs", "ecr", "iam", "elbv2", "ssm", "logs", "ec2", "cloudformation", "sts")
+
+
+def _parse_aws_models_once() -> None:
+    """Each call reads the same large JSON models (endpoints.json and a service's model
+    take some 0.1 CPU-s to parse). Parse them here; a call's process gets its own copy of
+    each (fork) and takes it at most once, so what it does to that copy stays its own and
+    any later read of the same file parses it as the CLI always does."""
+    import botocore.loaders  # within awscli: its own botocore
+
+    data = Path(botocore.loaders.Loader.BUILTIN_DATA_PATH)
+    files = [data / "endpoints.json", data / "partitions.json", data / "_retry.json"]
+    for service in AWS_SERVICES:
+        latest = max((data / service).iterdir())  # API versions are dates: the newest sorts last
+        files += [latest / f"{name}.json" for name in ("service-2", "paginators-1", "waiters-2")]
+    parsed = {
+        str(f): botocore.loaders.JSONFileLoader()._load_file(str(f), open) for f in files if f.is_file()
+    }
+    read = botocore.loaders.JSONFileLoader._load_file
+
+    def load(self: object, full_path: str, open_method: Callable[..., object]) -> object:
+        return parsed.pop(full_path, None) or read(self, full_path, open_method)
+
+    botocore.loaders.JSONFileLoader._load_file = load  # type: ignore[method-assign]
+
+
+WARM: dict[str, Callable[[], None]] = {"aws": _parse_aws_models_once}
+
+
 def serve(program: str) -> None:
     import importlib
 
     for module in PRELOAD[program]:
         importlib.import_module(module)
+    WARM.get(program, lambda: None)()
     for line in sys.stdin:
         request = json.loads(line)
         reply = _call(program, request["args"], request["env"], request["cwd"])
