@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 from tests.helpers import ROOT
 
@@ -39,3 +40,53 @@ def test_cached_template_parsing_builds_moto_s_own_documents_and_hands_out_copie
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stdout + proc.stderr
+
+
+def _agent_run(phase: str, status: str, exit_code: int | None) -> SimpleNamespace:
+    state = SimpleNamespace(status=status, health="UNKNOWN", exit_code=exit_code, reason="")
+    return SimpleNamespace(
+        containers={"web": state},
+        port=0,
+        phase=phase,
+        stopping=False,
+        healthy=False,
+        unhealthy=False,
+        stop_code="EssentialContainerExited",
+        stopped_reason="Essential container in task exited",
+    )
+
+
+def _moto_task(run: SimpleNamespace) -> SimpleNamespace:
+    return SimpleNamespace(
+        _run=run,
+        containers=[SimpleNamespace(name="web", last_status="PENDING")],
+        last_status="RUNNING",
+        desired_status="RUNNING",
+        stopped_reason="",
+        health_status="UNKNOWN",
+    )
+
+
+def test_a_task_that_stops_while_its_state_is_copied_is_copied_again_then_left_as_it_ended() -> None:
+    from pipeline.stack.emulator import scheduler
+
+    run = _agent_run("RUNNING", "RUNNING", None)
+    task = _moto_task(run)
+
+    class StopsWhileRead(dict):  # the agent finishing between the scheduler's reads
+        def get(self, key: str, default: object = None) -> object:
+            state = super().get(key, default)
+            run.phase = "STOPPED"
+            return state
+
+    run.containers = StopsWhileRead(run.containers)
+    scheduler.sync_task(task)
+    assert task.last_status == "STOPPED" and task.containers[0].last_status == "RUNNING"  # copied mid-stop
+
+    run.containers = {"web": SimpleNamespace(status="STOPPED", health="UNKNOWN", exit_code=3, reason="")}
+    scheduler.sync_task(task)  # not skipped: the last copy was made before the task had stopped
+    assert (task.containers[0].last_status, task.containers[0].exitCode) == ("STOPPED", 3)
+
+    run.containers["web"].exit_code = 99  # after its final state, a stopped task is never read again
+    scheduler.sync_task(task)
+    assert task.containers[0].exitCode == 3

@@ -176,8 +176,9 @@ def _describe(definition: Any, overrides: dict[str, Any] | None = None) -> dict[
 def sync_task(task: Any) -> None:
     """Copy what the agent knows into moto's Task, in DescribeTasks' fields."""
     run = getattr(task, "_run", None)
-    if run is None:
+    if run is None or getattr(task, "_final", False):
         return
+    final = run.phase == "STOPPED"  # read first: what is copied below is then the last state
     for container in task.containers:
         state = run.containers.get(container.name)
         if state is None:
@@ -196,6 +197,7 @@ def sync_task(task: Any) -> None:
             task.last_status, task.desired_status = "STOPPED", "STOPPED"
             task.stop_code, task.stopped_reason = run.stop_code, run.stopped_reason
             task.stopped_at = task.execution_stopped_at = _now()
+        task._final = final  # a stopped task never changes again: later ticks skip it
         return
     if run.phase == "RUNNING" and task.last_status in ("PROVISIONING", "PENDING"):
         task.started_at = task.pull_stopped_at = _now()
@@ -527,6 +529,8 @@ def tick() -> None:
             backend = ecs_backends[account][region]
             with engine.LOCK:
                 for service in list(backend.services.values()):
+                    if service.status == "INACTIVE":  # its tasks are gone: nothing left to do
+                        continue
                     try:
                         reconcile(backend, service)
                     except Exception as exc:  # one broken service must not stop the others
