@@ -56,6 +56,7 @@ class DeployOptions:
     # family:revision, an ARN, or LAST_VERIFIED.
     revision: str | None = None
     timeout: float = 600.0
+    rollback_timeout: float | None = None  # the way back's wait (None: `timeout` again)
     dry_run: bool = False
     rollback: bool = True  # on failure, return to the revision that ran before
     smoke: bool = True
@@ -343,7 +344,12 @@ def _roll_out(ctx: Context, change: DeployChange, arn: str, options: DeployOptio
         change.test_url,
     )
     rollout = engine.RolloutOptions(
-        kind, env.name, options.timeout, rollback=options.rollback, sleep=options.sleep
+        kind,
+        env.name,
+        options.timeout,
+        rollback_timeout=options.rollback_timeout,
+        rollback=options.rollback,
+        sleep=options.sleep,
     )
     progress = engine.Progress(out)
     started = datetime.now(UTC)

@@ -140,7 +140,12 @@ def execute(ctx: Context, plan: ReleasePlan, options: ReleaseOptions) -> list[Ro
         for s in plan.services
     ]
     rollout = engine.RolloutOptions(
-        "release", plan.environment, options.timeout, options.parallel, sleep=options.sleep
+        "release",
+        plan.environment,
+        options.timeout,
+        options.parallel,
+        rollback_timeout=options.rollback_timeout,
+        sleep=options.sleep,
     )
     progress = engine.Progress(out, labelled=True)
     results = engine.advance(ctx, units, rollout, progress)

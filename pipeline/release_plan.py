@@ -110,6 +110,7 @@ class ReleaseOptions:
     file: Path
     parallel: int = 4
     timeout: float = 600.0
+    rollback_timeout: float | None = None  # the rollbacks' wait (None: `timeout` again)
     smoke: bool = True
     dry_run: bool = False
     sleep: Callable[[float], None] = time.sleep

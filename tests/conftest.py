@@ -313,8 +313,12 @@ def set_circuit_breaker(aws: Callable[[str], Any], cluster: str, service: str, o
 
 
 def build_image(dockerfile: str) -> str:
-    """A broken variant of hello_world's image (local name)."""
-    name = f"broken-{uuid.uuid4().hex[:8]}:latest"
+    """A broken variant of hello_world's image (local name), an image of its own: two tests
+    building the same Dockerfile would share one image ID, and Docker can delete an image
+    whose last other tag is being removed just as the second build tags it."""
+    token = uuid.uuid4().hex[:8]
+    name = f"broken-{token}:latest"
+    dockerfile = dockerfile.rstrip("\n") + f"\nLABEL ecs-pipeline.test-build={token}\n"
     engine().images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=name, rm=True)
     return name
 

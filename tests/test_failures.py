@@ -152,7 +152,9 @@ def test_a_rollout_that_never_ends_is_rolled_back_when_the_deploy_times_out(
     set_circuit_breaker(aws, live.cluster, live.service, on=False)
     push_broken(environ, never_healthy(hello_image), live.repository, "f" * 40)
     with pytest.raises(DeployFailed) as info:
-        deploy.deploy(live.ctx, deploy.DeployOptions("prod", "f" * 40, timeout=20, smoke=True))
+        # Failing after 20 s; the rollback that follows gets its own, longer wait.
+        options = deploy.DeployOptions("prod", "f" * 40, timeout=20, rollback_timeout=180, smoke=True)
+        deploy.deploy(live.ctx, options)
     message = info.value.message
     assert message.startswith(f"deploy of {live.service}:2 to prod failed: timed out after 20s waiting for ")
     assert message.endswith(f"rolled back to {live.service}:1, which runs now")

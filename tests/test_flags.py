@@ -94,16 +94,24 @@ def test_a_missing_required_flag_is_one_line_and_exit_code_2(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "line"),
+    ("flag", "value", "line"),
     [
-        ("abc", "error: --timeout 'abc': not a number\n"),
-        ("180.5", "error: --timeout '180.5': give a whole number\n"),
+        ("--timeout", "abc", "error: --timeout 'abc': not a number\n"),
+        ("--timeout", "180.5", "error: --timeout '180.5': give a whole number\n"),
+        ("--timeout", "-5", "error: --timeout '-5': give a number of seconds, 0 or more\n"),
+        (
+            "--rollback-timeout",
+            "nan",
+            "error: --rollback-timeout 'nan': give a number of seconds, 0 or more\n",
+        ),
     ],
 )
-def test_a_bad_number_for_a_numeric_flag_is_one_line_and_exit_code_2(value: str, line: str) -> None:
+def test_a_bad_number_for_a_numeric_flag_is_one_line_and_exit_code_2(
+    flag: str, value: str, line: str
+) -> None:
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
     proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "rollback", "--env", "prod", "--timeout", value],
+        [sys.executable, "-m", "invoke", "rollback", "--env", "prod", flag, value],
         cwd=ROOT,
         env=env,
         capture_output=True,

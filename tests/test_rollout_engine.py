@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from pipeline import deploy, prepare
+from pipeline import deploy, ecs, prepare
 from pipeline.config import Environment
 from pipeline.errors import ConfigError, Throttled, Unavailable
 from pipeline.rollout import engine, strategy
-from pipeline.rollout.model import State, Watch
+from pipeline.rollout.model import Outcome, Result, State, Unit, Watch, Way
 from pipeline.safety import Busy
 from tests.ecs_standin import deployment
 from tests.helpers import context, said
@@ -166,3 +166,34 @@ def test_a_service_missing_from_the_answer_is_gone() -> None:
 
     outcome, _ = run_rounds(read)
     assert (outcome.state, outcome.reason) == (State.FAILED, "ECS service 'svc' is gone from cluster 'c'")
+
+
+@pytest.mark.parametrize(
+    ("rollback_timeout", "way", "reason"),
+    [
+        (None, Way.ROLLBACK_FAILED, "timed out after 10s waiting for deployment d3"),  # --timeout again
+        (60.0, Way.BY_ECS, ""),
+    ],
+)
+def test_the_way_back_is_waited_for_up_to_the_rollback_timeout_not_the_rollouts(
+    rollback_timeout: float | None, way: Way, reason: str
+) -> None:
+    now = [0.0]
+    back = ecs.Deployment("d3", "PRIMARY", OLD, 1, 0, 1, 0, "IN_PROGRESS", "")
+
+    def read(_clients: Any, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+        state = "COMPLETED" if now[0] >= 30 else "IN_PROGRESS"  # ECS's rollback takes 30 s
+        return {pair: service(deployments=[deployment("d3", OLD, state=state)]) for pair in pairs}
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    ctx = context({"AWS_RESOURCE_NAME_PREFIX": "engine-test", "AWS_DEFAULT_REGION": "us-east-1"})
+    unit = Unit("svc", ENV, NEW, {"events": []}, OLD)
+    failed = Outcome(State.FAILED, "tasks failed to start", rolled_back_by_ecs=back)
+    results = {"svc": Result(unit, failed, updated=True)}
+    options = engine.RolloutOptions(
+        timeout=10, rollback_timeout=rollback_timeout, sleep=sleep, clock=lambda: now[0], read=read
+    )
+    engine.recover(ctx, results, options, engine.Progress(ctx.out))
+    assert (results["svc"].way, results["svc"].back_reason) == (way, reason)

@@ -46,8 +46,11 @@ class RolloutOptions:
 
     kind: str = "deploy"  # deploy | rollback | release: how steps and lines name the rollout
     environment: str = ""  # what markers name
-    timeout: float = 600.0  # for the rollouts, and again for the ways back
+    timeout: float = 600.0  # for the rollouts
     parallel: int = 4  # UpdateService calls and smoke tests at once
+    # For the ways back (None: `timeout` again). A short timeout fails a rollout fast; the
+    # rollback that follows must still be given the time to end safe.
+    rollback_timeout: float | None = None
     rollback: bool = (
         True  # on failure, return to the previous revision (ECS's own rollback is always waited for)
     )
@@ -450,6 +453,7 @@ def _go_back(
 
     watches: list[Watch] = []
     begun: dict[str, float] = {}
+    options = replace(options, timeout=options.rollback_timeout or options.timeout)
     for r, (at, way) in zip(going, _pool(back, going, options.parallel), strict=True):
         begun[r.unit.key] = at
         if isinstance(way, PipelineError):

@@ -65,6 +65,8 @@ def _number(name: str, text: str, kind: type) -> int | float:
         value = float(text)
     except ValueError:
         raise Exit(f"error: {flag} {text!r}: not a number", code=2) from None
+    if name.endswith("timeout") and not value >= 0:  # `not >=`: NaN too
+        raise Exit(f"error: {flag} {text!r}: give a number of seconds, 0 or more", code=2)
     if kind is int:
         if not value.is_integer():
             raise Exit(f"error: {flag} {text!r}: give a whole number", code=2)

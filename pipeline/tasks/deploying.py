@@ -15,6 +15,7 @@ _DEPLOY_HELP = {
     "env": "environment to deploy to (prod, staging, or one from [tool.pipeline.environments])",
     "sha": "commit whose image to deploy (default: CIRCLE_SHA1, else git HEAD); it must be in ECR",
     "timeout": "seconds to wait for the rollout before failing (default 600)",
+    "rollback_timeout": "seconds to wait for the rollback after a failure (default 0: as long as --timeout)",
     "dry_run": "print the rendered task definition and its diff against the live one; change nothing",
     "no_rollback": "on failure leave the new revision in place instead of rolling back",
     "no_smoke": "skip the smoke test after the rollout",
@@ -32,6 +33,7 @@ def deploy(
     env,
     sha=None,
     timeout=600,
+    rollback_timeout=0.0,
     dry_run=False,
     no_rollback=False,
     no_smoke=False,
@@ -50,6 +52,7 @@ def deploy(
         env,
         sha,
         timeout=float(timeout),
+        rollback_timeout=float(rollback_timeout) or None,
         dry_run=dry_run,
         rollback=not no_rollback,
         smoke=not no_smoke,
@@ -65,7 +68,8 @@ def deploy(
         "env": "environment to release to (every service's own settings for it)",
         "file": "the release file (TOML): one [[service]] table per service with prefix and sha",
         "parallel": "update at most this many services at once (default 4)",
-        "timeout": "seconds to wait for all rollouts, and again for the rollbacks (default 600)",
+        "timeout": "seconds to wait for all rollouts (default 600)",
+        "rollback_timeout": "seconds to wait for the rollbacks after a failure (default 0: as long as --timeout)",
         "no_smoke": "skip the smoke tests after the rollouts",
         "dry_run": "print the release plan; register and update nothing",
         "json": "print the plan (dry run) or the result table as JSON on stdout; progress goes to stderr",
@@ -74,7 +78,16 @@ def deploy(
 )
 @verb
 def release(
-    c, env, file, parallel=4, timeout=600, no_smoke=False, dry_run=False, json=False, json_logs=False
+    c,
+    env,
+    file,
+    parallel=4,
+    timeout=600,
+    rollback_timeout=0.0,
+    no_smoke=False,
+    dry_run=False,
+    json=False,
+    json_logs=False,
 ):
     """Release several services as one: validate all, update all, wait batched, roll all back on failure."""
     import json as jsonlib
@@ -94,6 +107,7 @@ def release(
         Path(file),
         int(parallel),
         float(timeout),
+        float(rollback_timeout) or None,
         smoke=not no_smoke,
         dry_run=dry_run,
         home=home,
@@ -122,6 +136,7 @@ def release(
         "env": "environment to roll back",
         "to": "revision to return to: a number, family:revision or ARN (default: the last verified one)",
         "timeout": _DEPLOY_HELP["timeout"],
+        "rollback_timeout": _DEPLOY_HELP["rollback_timeout"],
         "no_smoke": _DEPLOY_HELP["no_smoke"],
         "smoke_url": _DEPLOY_HELP["smoke_url"],
         "dry_run": "print which revision it would return to; change nothing",
@@ -136,6 +151,7 @@ def rollback(
     env,
     to=None,
     timeout=600,
+    rollback_timeout=0.0,
     no_smoke=False,
     smoke_url=None,
     dry_run=False,
@@ -153,6 +169,7 @@ def rollback(
         env,
         to,
         timeout=float(timeout),
+        rollback_timeout=float(rollback_timeout) or None,
         smoke=not no_smoke,
         smoke_url=smoke_url,
         dry_run=dry_run,
