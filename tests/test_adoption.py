@@ -241,9 +241,9 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
         "--smoke-text",
         TEXT,
         "--build-command",
-        "python -m compileall -q app",
+        "python3 -m compileall -q app",
         "--test-command",
-        "python -m unittest discover -s tests",
+        "python3 -m unittest discover -s tests",
     )
     tasks_py = (greeter / "tasks.py").read_text().splitlines()
     assert len(tasks_py) == 2 and tasks_py[1].startswith("from pipeline.tasks import ns")

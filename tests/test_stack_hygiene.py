@@ -85,3 +85,33 @@ def test_stack_up_reuses_its_own_emulator(stack_environ: dict[str, str]) -> None
     stack.ensure_emulator(cfg, said.append)
     assert said == [f"aws emulator: running on {cfg.endpoint} (local ECS timings x{cfg.speed:g})"]
     assert stack._running_identity(cfg) == identity()
+
+
+def test_a_shutdown_waits_for_a_container_being_made_and_then_no_task_makes_one() -> None:
+    starts = engine.Starts()
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def make() -> None:
+        with starts.making():
+            inside.set()
+            release.wait(30)
+            order.append("made")
+
+    def close() -> None:
+        starts.close(timeout=30)
+        order.append("closed")
+
+    maker = threading.Thread(target=make)
+    maker.start()
+    assert inside.wait(30)
+    closer = threading.Thread(target=close)
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive()  # the shutdown waits for the container under way
+    release.set()
+    closer.join(30)
+    maker.join(30)
+    assert order == ["made", "closed"]
+    with pytest.raises(engine.Closed), starts.making():
+        pass

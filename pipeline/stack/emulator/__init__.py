@@ -90,7 +90,7 @@ def main() -> None:
     scheduler.run_forever()
 
     # moto's server exits on SIGTERM (its own handler calls sys.exit): the tasks go with it.
-    atexit.register(engine.remove_own_containers)
+    atexit.register(engine.shut_down)
 
     ecr_records.RegistryBridge.registry_url = args.registry_backend or args.registry
     ecr_records.RegistryBridge.registry_auth = base64.b64encode(

@@ -288,32 +288,33 @@ class TaskRun:
         # ECS monitors only the task definition's health check, never an image's HEALTHCHECK.
         kwargs["healthcheck"] = {"test": ["NONE"]}
         family, _, version = self.definition["taskDefinitionArn"].rsplit("/", 1)[-1].partition(":")
-        container = client.containers.create(
-            cdef["image"],
-            command=cdef.get("command"),
-            entrypoint=cdef.get("entryPoint"),
-            environment=environment,
-            user=cdef.get("user") or None,
-            working_dir=cdef.get("workingDirectory") or None,
-            read_only=bool(cdef.get("readonlyRootFilesystem")),
-            name=f"ecs-{family}-{version}-{cdef['name']}-{self.task_arn.rsplit('/', 1)[-1][:12]}",
-            labels={
-                engine.OWNER_LABEL: engine.Settings.owner,
-                engine.CLUSTER_LABEL: self.cluster,
-                engine.TASK_LABEL: self.task_arn,
-                engine.CONTAINER_LABEL: cdef["name"],
-                engine.FAMILY_LABEL: family,
-                engine.VERSION_LABEL: version,
-            },
-            detach=True,
-            **kwargs,
-        )
-        state = self.containers[cdef["name"]]
-        state.docker_id = container.id
-        if self.stopping:  # stopped while this container was being made
-            container.remove(force=True)
-            return
-        container.start()
+        with engine.STARTS.making():  # a shutdown sweeps only once this container is made
+            container = client.containers.create(
+                cdef["image"],
+                command=cdef.get("command"),
+                entrypoint=cdef.get("entryPoint"),
+                environment=environment,
+                user=cdef.get("user") or None,
+                working_dir=cdef.get("workingDirectory") or None,
+                read_only=bool(cdef.get("readonlyRootFilesystem")),
+                name=f"ecs-{family}-{version}-{cdef['name']}-{self.task_arn.rsplit('/', 1)[-1][:12]}",
+                labels={
+                    engine.OWNER_LABEL: engine.Settings.owner,
+                    engine.CLUSTER_LABEL: self.cluster,
+                    engine.TASK_LABEL: self.task_arn,
+                    engine.CONTAINER_LABEL: cdef["name"],
+                    engine.FAMILY_LABEL: family,
+                    engine.VERSION_LABEL: version,
+                },
+                detach=True,
+                **kwargs,
+            )
+            state = self.containers[cdef["name"]]
+            state.docker_id = container.id
+            if self.stopping:  # stopped while this container was being made
+                container.remove(force=True)
+                return
+            container.start()
         # ECS's awslogs driver: the container's output goes to CloudWatch Logs.
         awslogs.ship(container, cdef, self.task_arn, self.account, self.region)
         state.status = "RUNNING"

@@ -8,10 +8,12 @@ tests remove exactly those and never a container someone else started).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 # moto's backends are plain objects; the API threads and the scheduler's thread change
@@ -89,7 +91,51 @@ def own_containers(cluster: str | None = None) -> list[Any]:
     labels = [f"{OWNER_LABEL}={Settings.owner}"]
     if cluster:
         labels.append(f"{CLUSTER_LABEL}={cluster}")
-    return list(docker_client().containers.list(all=True, filters={"label": labels}))
+    # sparse: the engine's list as it is, no inspect of each (one removed meanwhile, by its
+    # task stopping, would fail the whole listing)
+    return list(docker_client().containers.list(all=True, sparse=True, filters={"label": labels}))
+
+
+class Closed(Exception):
+    """The emulator is shutting down: no task makes a container any more."""
+
+
+class Starts:
+    """Containers being made. At shutdown no new one begins and the ones under way finish
+    before the sweep, which then sees them: a task replaced just as SIGTERM came left its
+    container behind when it was made after the sweep had listed ours."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._under_way = 0
+        self._closed = False
+
+    @contextlib.contextmanager
+    def making(self) -> Iterator[None]:
+        with self._changed:
+            if self._closed:
+                raise Closed
+            self._under_way += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._under_way -= 1
+                self._changed.notify_all()
+
+    def close(self, timeout: float) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.wait_for(lambda: self._under_way == 0, timeout)
+
+
+STARTS = Starts()
+
+
+def shut_down() -> int:
+    """At exit: no container is made any more, then every one of ours goes."""
+    STARTS.close(timeout=30)
+    return remove_own_containers()
 
 
 def remove_own_containers() -> int:
