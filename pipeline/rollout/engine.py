@@ -431,6 +431,9 @@ def _may_roll_back(unit: Unit, options: RolloutOptions) -> bool:
 def _go_back(
     ctx: Context, results: dict[str, Result], going: list[Result], options: RolloutOptions, progress: Progress
 ) -> None:
+    # The way back has its own deadline, for starting it and for waiting on it.
+    options = replace(options, timeout=options.rollback_timeout or options.timeout)
+
     def back(r: Result) -> tuple[float, tuple[Way, Watch] | None | PipelineError]:
         """One unit's way back, as a value: the workers share nothing. An unexpected error in
         starting it is a failed rollback too."""
@@ -453,7 +456,6 @@ def _go_back(
 
     watches: list[Watch] = []
     begun: dict[str, float] = {}
-    options = replace(options, timeout=options.rollback_timeout or options.timeout)
     for r, (at, way) in zip(going, _pool(back, going, options.parallel), strict=True):
         begun[r.unit.key] = at
         if isinstance(way, PipelineError):
