@@ -140,6 +140,11 @@ def blue_green_service(
         desiredCount=1,
         launchType="FARGATE",
         networkConfiguration=default_network(aws),
+        # As `setup` makes services (health_check_grace_seconds): a task whose app starts
+        # slower than the target group's unhealthy window (2 checks 0.5 s apart here, at
+        # the emulator's speed) on a loaded machine is not killed and replaced before it
+        # listens, over and over, leaving production without a target.
+        healthCheckGracePeriodSeconds=60,
         loadBalancers=[
             {
                 "targetGroupArn": blue_group,
