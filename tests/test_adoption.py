@@ -33,7 +33,7 @@ import docker
 import pytest
 
 from pipeline.distribution import version
-from tests.conftest import local_tags, remove_services
+from tests.conftest import TestRun, local_tags, remove_services
 from tests.helpers import GREETER_INIT, free_port, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,20 +91,24 @@ def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session")
+def wheel(test_run: TestRun) -> Path:
     """The package as a wheel, built from a copy of this checkout's files (tracked and new,
-    not ignored) so the build leaves nothing in the work tree."""
-    source = tmp_path_factory.mktemp("source")
-    files = _run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT).stdout.split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, source / name)
-    out = tmp_path_factory.mktemp("dist")
-    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)])
-    (built,) = out.glob("ecs_pipeline-*.whl")
-    return built
+    not ignored) so the build leaves nothing in the work tree. Once per test run: the
+    first worker that needs it builds it, the others wait for it."""
+
+    def build() -> str:
+        source, out = test_run.directory / "wheel-source", test_run.directory / "dist"
+        files = _run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT).stdout.split("\0")
+        for name in filter(None, files):
+            if (ROOT / name).is_file():
+                (source / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, source / name)
+        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)])
+        (built,) = out.glob("ecs_pipeline-*.whl")
+        return str(built)
+
+    return Path(test_run.once("adoption-wheel", build))
 
 
 def wheelhouse(wheel: Path) -> Path:
@@ -133,32 +137,38 @@ def wheelhouse(wheel: Path) -> Path:
 UV = Path(sys.executable).parent / "uv"
 
 
-@pytest.fixture(scope="module")
-def tool(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="session")
+def tool(wheel: Path, test_run: TestRun) -> Path:
     """`uv tool install --compile-bytecode 'ecs_pipeline-<version>-py3-none-any.whl[local]'`, the README's
-    install line for a wheel, into a tool directory of its own; returns its bin directory."""
-    home = tmp_path_factory.mktemp("uv-tools")
-    env = {
-        **os.environ,
-        "UV_TOOL_DIR": str(home / "tools"),
-        "UV_TOOL_BIN_DIR": str(home / "bin"),
-        "UV_CACHE_DIR": str(WHEELHOUSE.parent / "uv-cache"),
-    }
-    env.pop("VIRTUAL_ENV", None)
-    _run(
-        [
-            str(UV),
-            "tool",
-            "install",
-            "--compile-bytecode",
-            "--offline",
-            "--find-links",
-            str(wheelhouse(wheel)),
-            f"{wheel}[local]",
-        ],
-        env=env,
-    )
-    return home / "bin"
+    install line for a wheel, into a tool directory of its own; returns its bin directory.
+    Once per test run, shared by the workers: the tests only run its command, and each
+    install spent ~25 CPU-s compiling its dependencies' bytecode."""
+
+    def install() -> str:
+        home = test_run.directory / "uv-tools"
+        env = {
+            **os.environ,
+            "UV_TOOL_DIR": str(home / "tools"),
+            "UV_TOOL_BIN_DIR": str(home / "bin"),
+            "UV_CACHE_DIR": str(WHEELHOUSE.parent / "uv-cache"),
+        }
+        env.pop("VIRTUAL_ENV", None)
+        _run(
+            [
+                str(UV),
+                "tool",
+                "install",
+                "--compile-bytecode",
+                "--offline",
+                "--find-links",
+                str(wheelhouse(wheel)),
+                f"{wheel}[local]",
+            ],
+            env=env,
+        )
+        return str(home / "bin")
+
+    return Path(test_run.once("adoption-tool", install))
 
 
 @pytest.fixture
