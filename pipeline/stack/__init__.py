@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import http
 from ..errors import Unavailable
+from . import cgroups
 from .base_image import LOCAL_BASE_IMAGE as LOCAL_BASE_IMAGE
 from .base_image import ensure_base_image
 
@@ -410,6 +411,7 @@ def up(cfg: StackConfig, say: Say = print) -> None:
     with open(cfg.directory / "up.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ensure_engine(cfg, say)
+        say(f"docker engine: {cgroups.favour_containers()}")
         # The registry first: the emulator's ECR endpoint takes the port an older stack's
         # registry may still hold.
         ensure_registry(cfg, say)
