@@ -29,6 +29,7 @@ from pathlib import Path
 PRELOAD = {
     "aws": ["awscli.clidriver", "awscli.handlers"],  # handlers: every plugin a call loads
     "invoke": ["invoke.main", "pipeline.tasks", "boto3", "botocore.session", "docker"],
+    "ecs-pipeline": ["pipeline.cli", "invoke", "pipeline.tasks"],
 }
 
 
@@ -103,7 +104,15 @@ def _invoke() -> int:
     return 0
 
 
-ENTRY: dict[str, Callable[[], int]] = {"aws": _aws, "invoke": _invoke}
+def _ecs_pipeline() -> int:
+    from pipeline.cli import main
+
+    sys.path[0] = str(Path(sys.executable).parent)  # a console script's own directory
+    main()  # as the console script does: sys.exit on failure
+    return 0
+
+
+ENTRY: dict[str, Callable[[], int]] = {"aws": _aws, "invoke": _invoke, "ecs-pipeline": _ecs_pipeline}
 
 
 def _call(program: str, args: list[str], env: dict[str, str], cwd: str) -> dict[str, object]:

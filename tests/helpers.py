@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # `invoke` as a user types it, with this interpreter.
 INVOKE = (sys.executable, "-m", "invoke")
 INVOKE_FORKS = Forks("invoke")  # one server per worker process
+ECS_PIPELINE = Forks("ecs-pipeline")  # the console script of this checkout's venv, forked
 
 
 def context(

@@ -1,8 +1,9 @@
-"""The tests' forked `aws` and `invoke` (tests/forks.py) answer as new processes do."""
+"""The tests' forked `aws`, `invoke` and `ecs-pipeline` (tests/forks.py) answer as new processes do."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,40 @@ def test_a_forked_invoke_call_answers_as_python_m_invoke_does(
         text=True,
     )
     assert (forked.returncode, forked.stdout, forked.stderr) == (new.returncode, new.stdout, new.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["init", "--no-such-flag"],  # invoke's own refusal
+        ["init", "--container-port", "0"],  # init's: one line, exit 2, nothing written
+        ["init", "--command", "python3 -m app"],  # writes the scaffold
+    ],
+)
+def test_a_forked_ecs_pipeline_call_answers_as_its_console_script_does(
+    args: list[str], stack_environ: dict[str, str], tmp_path: Path
+) -> None:
+    answers = []
+    repo = tmp_path / "repo"  # the same path both times: init prints it
+    for run in ("forked", "script"):
+        shutil.rmtree(repo, ignore_errors=True)
+        (repo / "app").mkdir(parents=True)
+        (repo / "app" / "__main__.py").write_text("print('hi')\n")
+        if run == "forked":
+            answer = Forks("ecs-pipeline").run(args, stack_environ, repo)
+        else:
+            answer = subprocess.run(
+                [str(Path(sys.executable).parent / "ecs-pipeline"), *args],
+                cwd=repo,
+                env=stack_environ,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+            )
+        written = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file())
+        answers.append((answer.returncode, answer.stdout, answer.stderr, written))
+    assert answers[0] == answers[1]
 
 
 def test_a_forked_invoke_call_runs_in_its_own_working_directory_and_process(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import yaml
 from pipeline import config, init, plan, start_command, taskdef
 from pipeline.distribution import source, version
 from pipeline.errors import ConfigError
-from tests.helpers import GREETER_INIT
+from tests.helpers import ECS_PIPELINE, GREETER_INIT
 from tests.test_circleci import REFS, aws_access_problems, circleci_jobs, workflow_jobs
 
 BIN = Path(sys.executable).parent
@@ -40,9 +41,8 @@ x = [1, 2]
 
 
 def scaffold(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "ecs-pipeline"), "init", *args], cwd=root, capture_output=True, text=True, timeout=60
-    )
+    """`ecs-pipeline init ARGS` in `root`, a process of its own (forked: tests/forks.py)."""
+    return ECS_PIPELINE.run(["init", *args], os.environ, cwd=root, timeout=60)
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -250,7 +250,8 @@ def test_the_template_renders_to_a_valid_request_with_the_task_role(greeter: Pat
         (container,) = request["containerDefinitions"]
         assert container["portMappings"][0]["containerPort"] == 9000
         assert container["user"] == "10001:10001"
-        assert "http://127.0.0.1:9000/greet/healthz" in container["healthCheck"]["command"][-1]
+        check = container["healthCheck"]["command"][-1]
+        assert "HTTPConnection('127.0.0.1:9000'" in check and "request('GET', '/greet/healthz')" in check
         assert {"name": "DEPLOY_ENV", "value": name} in container["environment"]
 
 
