@@ -39,7 +39,7 @@ from tests.processes import Running, start
 INITIAL = "initial"
 # hello_world's health endpoint on its container port (the local ECS points it at the
 # task's own port under host networking).
-HEALTH = "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/hello/health', timeout=4)"
+HEALTH = "import http.client as h; c = h.HTTPConnection('127.0.0.1:8080', timeout=4); c.request('GET', '/hello/health'); raise SystemExit(not 200 <= c.getresponse().status < 400)"
 # One worker runs the fleets one after another: each runs up to ten containers whose health
 # check starts a Python every 0.5 s, and several fleets at once starve the 2 cores until
 # healthy tasks fail their checks.
@@ -91,7 +91,7 @@ def rich_definition(family: str, image: str, prefix: str, region: str) -> dict[s
                 # counting as a failure, and ECS's default timeout a slow answer (timeouts are
                 # never sped up).
                 "healthCheck": {
-                    "command": ["CMD", "python3", "-c", HEALTH],
+                    "command": ["CMD", "python3", "-I", "-S", "-c", HEALTH],
                     "interval": 5,
                     "timeout": 5,
                     "retries": 3,
