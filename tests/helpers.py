@@ -9,6 +9,7 @@ import io
 import json
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -195,3 +196,11 @@ GREETER_INIT = [
     "--health-path",
     "/greet/healthz",
 ]
+
+
+def health_check_url(command: list[str]) -> str:
+    """The URL a container health check of the scaffold's form asks (`python3 -I -S -c
+    "...HTTPConnection('HOST:PORT'...request('GET', 'PATH')..."`)."""
+    found = re.search(r"HTTPConnection\('([^']+)'.*request\('GET', '([^']+)'\)", command[-1])
+    assert found, command
+    return f"http://{found[1]}{found[2]}"

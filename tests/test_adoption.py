@@ -34,7 +34,7 @@ import pytest
 
 from pipeline.distribution import version
 from tests.conftest import TestRun, local_tags, remove_services
-from tests.helpers import GREETER_INIT, free_port, http_get
+from tests.helpers import GREETER_INIT, free_port, health_check_url, http_get
 
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = Path.home() / ".cache" / "ecs-pipeline" / "wheelhouse"
@@ -326,7 +326,7 @@ def test_a_second_service_goes_from_init_to_a_verified_deployment(
     assert container["portMappings"][0]["containerPort"] == 9000
     assert {"name": "GREETING", "value": TEXT} in container["environment"]
     assert {"name": "BASE_PATH", "value": "/greet/"} in container["environment"]
-    assert "http://127.0.0.1:9000/greet/healthz" in container["healthCheck"]["command"][-1]
+    assert health_check_url(container["healthCheck"]["command"]) == "http://127.0.0.1:9000/greet/healthz"
     assert definition["taskDefinition"]["taskRoleArn"] == task_role
     assert {"key": "pipeline:git-sha", "value": sha} in definition["tags"]
 

@@ -22,7 +22,7 @@ import yaml
 from pipeline import config, init, plan, start_command, taskdef
 from pipeline.distribution import source, version
 from pipeline.errors import ConfigError
-from tests.helpers import ECS_PIPELINE, GREETER_INIT
+from tests.helpers import ECS_PIPELINE, GREETER_INIT, health_check_url
 from tests.test_circleci import REFS, aws_access_problems, circleci_jobs, workflow_jobs
 
 BIN = Path(sys.executable).parent
@@ -250,8 +250,7 @@ def test_the_template_renders_to_a_valid_request_with_the_task_role(greeter: Pat
         (container,) = request["containerDefinitions"]
         assert container["portMappings"][0]["containerPort"] == 9000
         assert container["user"] == "10001:10001"
-        check = container["healthCheck"]["command"][-1]
-        assert "HTTPConnection('127.0.0.1:9000'" in check and "request('GET', '/greet/healthz')" in check
+        assert health_check_url(container["healthCheck"]["command"]) == "http://127.0.0.1:9000/greet/healthz"
         assert {"name": "DEPLOY_ENV", "value": name} in container["environment"]
 
 

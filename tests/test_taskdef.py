@@ -12,7 +12,7 @@ import pytest
 
 from pipeline import taskdef
 from pipeline.errors import ConfigError
-from tests.helpers import ROOT
+from tests.helpers import ROOT, health_check_url
 
 INPUTS = taskdef.RenderInputs(
     family="shop-service",
@@ -56,7 +56,7 @@ def test_hello_worlds_template_renders_to_a_valid_fargate_request() -> None:
         {"name": "PORT", "value": "8080"},
         {"name": "REVISION", "value": INPUTS.sha},  # ${sha}: answers name the revision that served them
     ]
-    assert "http://127.0.0.1:8080/shop/health" in container["healthCheck"]["command"][-1]
+    assert health_check_url(container["healthCheck"]["command"]) == "http://127.0.0.1:8080/shop/health"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/ecs/shop"
     assert request["tags"] == [
         {"key": "pipeline:ci-build-url", "value": "https://circleci.com/gh/acme/shop/42"},
