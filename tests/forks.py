@@ -158,24 +158,29 @@ def _call(program: str, args: list[str], env: dict[str, str], cwd: str) -> dict[
         }
 
 
-# The services the tests ask the aws CLI about: their models are parsed once, in the server.
+# The services the tests ask the aws CLI about and the pipeline's tasks call: their models
+# are parsed once, in the server.
 AWS_SERVICES = ("ecs", "ecr", "iam", "elbv2", "ssm", "logs", "ec2", "cloudformation", "sts")
 
 
-def _parse_aws_models_once() -> None:
+def _parse_models_once() -> None:
     """Each call reads the same large JSON models (endpoints.json and a service's model
     take some 0.1 CPU-s to parse). Parse them here; a call's process gets its own copy of
     each (fork) and takes it at most once, so what it does to that copy stays its own and
-    any later read of the same file parses it as the CLI always does."""
-    import botocore.loaders  # within awscli: its own botocore
+    any later read of the same file parses it as the program always does."""
+    import botocore.loaders  # the program's own: awscli carries one, boto3 uses the venv's
 
     data = Path(botocore.loaders.Loader.BUILTIN_DATA_PATH)
-    files = [data / "endpoints.json", data / "partitions.json", data / "_retry.json"]
+    names = [data / n for n in ("endpoints", "partitions", "_retry", "sdk-default-configuration")]
     for service in AWS_SERVICES:
         latest = max((data / service).iterdir())  # API versions are dates: the newest sorts last
-        files += [latest / f"{name}.json" for name in ("service-2", "paginators-1", "waiters-2")]
+        names += [latest / n for n in ("service-2", "paginators-1", "waiters-2", "endpoint-rule-set-1")]
+    loader = botocore.loaders.JSONFileLoader()
     parsed = {
-        str(f): botocore.loaders.JSONFileLoader()._load_file(str(f), open) for f in files if f.is_file()
+        f"{name}{ext}": loader._load_file(f"{name}{ext}", opener)
+        for name in names
+        for ext, opener in botocore.loaders._JSON_OPEN_METHODS.items()  # .json, .json.gz
+        if Path(f"{name}{ext}").is_file()
     }
     read = botocore.loaders.JSONFileLoader._load_file
 
@@ -185,7 +190,7 @@ def _parse_aws_models_once() -> None:
     botocore.loaders.JSONFileLoader._load_file = load  # type: ignore[method-assign]
 
 
-WARM: dict[str, Callable[[], None]] = {"aws": _parse_aws_models_once}
+WARM: dict[str, Callable[[], None]] = {"aws": _parse_models_once, "invoke": _parse_models_once}
 
 
 def serve(program: str) -> None:
