@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import io
 import json
 import os
@@ -417,15 +418,19 @@ def deploy_target(
     return DeployTarget(sha, cluster, service, service, initial)
 
 
+@functools.cache
+def _ecs(endpoint: str, region: str) -> Any:
+    """One ECS client per worker for the clean-ups every test runs."""
+    import boto3
+
+    return boto3.client("ecs", endpoint_url=endpoint, region_name=region)
+
+
 def remove_services(environ: dict[str, str], prefix: str) -> None:
     """Delete the prefix's services and remove their task containers. The scheduler stops
     them itself (tests/test_scheduler.py), but a task deleted while its process starts
     ignores SIGTERM (PID 1 before its handler) and would hold the test for stopTimeout."""
-    import boto3
-
-    ecs = boto3.client(
-        "ecs", endpoint_url=environ["AWS_ENDPOINT_URL"], region_name=environ["AWS_DEFAULT_REGION"]
-    )
+    ecs = _ecs(environ["AWS_ENDPOINT_URL"], environ["AWS_DEFAULT_REGION"])
     clusters = [a for a in ecs.list_clusters()["clusterArns"] if a.rsplit("/", 1)[-1].startswith(prefix)]
     for cluster in clusters:
         for arn in ecs.list_services(cluster=cluster)["serviceArns"]:

@@ -5,6 +5,7 @@ condition, a GET."""
 from __future__ import annotations
 
 import fcntl
+import functools
 import io
 import json
 import os
@@ -120,10 +121,12 @@ ROLLOUT_DEADLINE = 300.0
 HELLO = (200, b"Hello World!")
 
 
+@functools.cache
 def engine() -> Any:
     """The Docker engine with the deadline the pipeline gives it (pipeline.clients): a push
     or build while other workers build, push and run containers takes longer than
-    docker-py's default 60 s."""
+    docker-py's default 60 s. One client per worker: making one asks the engine its API
+    version, and tests poll through it (14 s of a run's sampled worker time)."""
     import docker
 
     return docker.from_env(timeout=300)
