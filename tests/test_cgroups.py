@@ -48,6 +48,14 @@ def test_the_containers_weight_is_set_where_each_cgroup_layout_keeps_it(
     assert f"= {value}" in said
 
 
+def test_an_engine_with_the_systemd_driver_is_left_alone(tmp_path: Path) -> None:
+    root = v1(tmp_path / "cgroup")
+    assert cgroups.container_weight(root, driver="systemd") is None
+    said = cgroups.favour_containers(root, driver="systemd")
+    assert "(driver systemd)" in said and "default CPU weight" in said
+    assert not (root / "cpu" / "docker").exists()  # nothing made where no container goes
+
+
 def test_a_weight_that_cannot_be_written_is_reported_not_raised(tmp_path: Path) -> None:
     root = v1(tmp_path / "cgroup")
     (root / "cpu" / "docker").write_text("a file where the cgroup would be")
@@ -56,11 +64,11 @@ def test_a_weight_that_cannot_be_written_is_reported_not_raised(tmp_path: Path) 
 
 
 def test_after_stack_up_the_engines_containers_run_in_the_weighted_cgroup(hello_image: str) -> None:
-    weight = cgroups.container_weight()
-    if weight is None:
-        pytest.skip("no cgroup hierarchy on this machine")
-    assert weight.file.read_text().strip() == str(weight.value)
     client = docker.from_env()
+    weight = cgroups.container_weight(driver=client.info()["CgroupDriver"])
+    if weight is None:
+        pytest.skip("no cgroupfs hierarchy for the engine's containers on this machine")
+    assert weight.file.read_text().strip() == str(weight.value)
     container = client.containers.run(hello_image, ["sleep", "30"], detach=True, network_mode="host")
     try:
         pid = client.api.inspect_container(container.id)["State"]["Pid"]

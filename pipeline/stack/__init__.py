@@ -190,6 +190,12 @@ def _alive(pid_file: Path) -> int | None:
 # --- the parts -------------------------------------------------------------------
 
 
+def _cgroup_driver() -> str:
+    import docker
+
+    return str(docker.from_env(timeout=30).info().get("CgroupDriver", ""))
+
+
 def docker_answers() -> bool:
     try:
         import docker
@@ -411,7 +417,7 @@ def up(cfg: StackConfig, say: Say = print) -> None:
     with open(cfg.directory / "up.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ensure_engine(cfg, say)
-        say(f"docker engine: {cgroups.favour_containers()}")
+        say(f"docker engine: {cgroups.favour_containers(driver=_cgroup_driver())}")
         # The registry first: the emulator's ECR endpoint takes the port an older stack's
         # registry may still hold.
         ensure_registry(cfg, say)

@@ -25,9 +25,13 @@ class Weight:
     value: int
 
 
-def container_weight(root: Path = ROOT) -> Weight | None:
+def container_weight(root: Path = ROOT, driver: str = "cgroupfs") -> Weight | None:
     """Where the containers' CPU weight is set on this machine, and to what. Pure but for
-    reading which cgroup hierarchy is mounted; None where neither layout is found."""
+    reading which cgroup hierarchy is mounted; None where neither layout is found, or where
+    the engine's cgroup driver is not cgroupfs (systemd gives each container a scope of its
+    own, outside `/docker`)."""
+    if driver != "cgroupfs":
+        return None
     if (root / "cpu" / "cpu.shares").exists():  # v1: shares, 1024 a process
         return Weight(root / "cpu" / "docker" / "cpu.shares", 1024 * CONTAINER_WEIGHT)
     if (root / "cgroup.controllers").exists():  # v2, cgroupfs driver: weight, 100 a process
@@ -35,12 +39,12 @@ def container_weight(root: Path = ROOT) -> Weight | None:
     return None
 
 
-def favour_containers(root: Path = ROOT) -> str:
+def favour_containers(root: Path = ROOT, driver: str = "cgroupfs") -> str:
     """Set the containers' cgroup weight (creating the cgroup dockerd will use); what was
     done, for the stack's output. Best effort: without the rights it says so."""
-    weight = container_weight(root)
+    weight = container_weight(root, driver)
     if weight is None:
-        return "no cgroup hierarchy found: the containers keep Docker's default CPU weight"
+        return f"no cgroupfs hierarchy for the containers (driver {driver}): they keep Docker's default CPU weight"
     try:
         weight.file.parent.mkdir(exist_ok=True)
         if weight.file.read_text().strip() != str(weight.value):
