@@ -301,8 +301,8 @@ def test_a_canary_that_answers_wrongly_once_it_takes_production_is_stopped_at_it
         said = ctx.out.stream.getvalue()
         assert "gate: passed; CONTINUE to production traffic" in said  # it fooled the gate
         message = failed.message
-        assert "the smoke test of production at 50% on the new revision failed: GET " in message
-        assert "Goodbye" in message and "production went back to the previous revision" in message
+        assert "the smoke test of production at 50% on the new revision failed: GET " in message, said
+        assert "Goodbye" in message and "production went back to the previous revision" in message, said
         answers = load.answers()
         after = [a for a in answers if a.sent > done]
         assert after and all(a.error is None and a.revision == "blue" for a in after)

@@ -19,7 +19,7 @@ import pytest
 from pipeline import stack, verbs
 from pipeline.errors import StepFailed
 from pipeline.git import Revision
-from tests.helpers import ROOT, free_port, http_get, wait_until
+from tests.helpers import ROOT, engine, free_port, http_get, wait_until
 from tests.registry_faults import Fault, FaultyRegistry
 
 
@@ -34,7 +34,34 @@ def built(run_task: Callable[..., Any], prefix: str, sha: str) -> Iterator[str]:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     name = f"{prefix}:{sha}"
     yield name
-    client = docker.from_env()
+    _remove_local(prefix)
+
+
+@pytest.fixture
+def small_build(prefix: str, sha: str) -> Iterator[str]:
+    """A few-byte image under the local name `dockerize` gives the commit's build. A push
+    through a fault proxy goes to a registry address Docker has never pushed to, so it
+    compresses and sends every layer: hello_world's 145-MB base would cost seconds of CPU
+    and prove nothing more about how a dropped push is retried."""
+    import io
+    import tarfile
+
+    files = {"Dockerfile": b"FROM scratch\nCOPY token /token\n", "token": uuid.uuid4().hex.encode()}
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for path, body in files.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    context.seek(0)
+    name = f"{prefix}:{sha}"
+    engine().images.build(fileobj=context, custom_context=True, tag=name, rm=True)
+    yield name
+    _remove_local(prefix)
+
+
+def _remove_local(prefix: str) -> None:
+    client = engine()
     for image in client.images.list(name=prefix):
         for tag in image.tags:
             client.images.remove(tag, force=True, noprune=True)
@@ -412,7 +439,7 @@ def test_cache_from_an_empty_repository_only_warns(
 @pytest.mark.parametrize("fault", ["503", "drop"])
 def test_a_push_the_registry_drops_is_retried_and_lands_once(
     run_task: Callable[..., Any],
-    built: str,
+    small_build: str,
     repository: str,
     sha: str,
     environ: dict[str, str],
@@ -432,7 +459,7 @@ def test_a_push_the_registry_drops_is_retried_and_lands_once(
 @pytest.mark.heavy
 def test_a_registry_that_keeps_dropping_the_push_is_one_line_and_exit_3(
     run_task: Callable[..., Any],
-    built: str,
+    small_build: str,
     repository: str,
     sha: str,
     environ: dict[str, str],
