@@ -453,10 +453,11 @@ def remove_services(environ: dict[str, str], prefix: str) -> None:
     wait_until(gone, timeout=60)
     # The images the local ECS pulled for the prefix's tasks (ECS's agent cleans its up too).
     pulled = f"{environ['ECR_ENDPOINT']}/{prefix}:"
-    for image in engine().images.list(name=pulled[:-1]):
-        for tag in [t for t in image.tags if t.startswith(pulled)]:  # its other names are not ours
-            with contextlib.suppress(docker.errors.APIError):
-                engine().images.remove(tag, noprune=True)
+    # One call (images.list inspects each image); an image's other names are not ours.
+    tags = [t for image in engine().api.images(name=pulled[:-1]) for t in image.get("RepoTags") or []]
+    for tag in [t for t in tags if t.startswith(pulled)]:
+        with contextlib.suppress(docker.errors.APIError):
+            engine().images.remove(tag, noprune=True)
 
 
 def local_tags(*starts: str) -> list[str]:
