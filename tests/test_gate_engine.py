@@ -2,7 +2,8 @@
 waits at POST_TEST_TRAFFIC_SHIFT and goes where the hook's answer sends it, and a real HTTP
 server on loopback as the test listener. The real service deployments on real containers
 are in tests/test_gate.py; this proves the engine's half: one smoke test at the gate, one
-answer, and a failure that says the gate stopped it."""
+answer, and a failure that says the gate stopped it; and, while a canary holds part of
+production, a sample of production every round until the share moves."""
 
 from __future__ import annotations
 
@@ -150,3 +151,122 @@ def test_without_a_gate_the_hook_is_continued_without_a_smoke_test(make_context:
     fake = GateECS()
     result = run(make_context, fake, None)["svc"]
     assert fake.actions == [("h1", "CONTINUE")] and result.succeeded
+
+
+@dataclass
+class CanaryECS:
+    """STAND-IN at the seam: a CANARY service deployment holding 50 % of production for
+    `rounds` reads of it, then SUCCESSFUL; StopServiceDeployment(ROLLBACK) ends it as ECS's
+    rollback does (ROLLBACK_SUCCESSFUL)."""
+
+    rounds: int
+    stops: list[str] = field(default_factory=list)
+    reads: int = 0
+    status: str = "IN_PROGRESS"
+
+    def update_service(self, **kwargs: Any) -> dict[str, Any]:
+        return {"service": self.describe_services("c", ["svc"])["services"][0]}
+
+    def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        return {
+            "services": [
+                {
+                    "serviceName": "svc",
+                    "status": "ACTIVE",
+                    "deployments": [],
+                    "events": [],
+                    "currentServiceDeployment": ARN,
+                    "deploymentConfiguration": {"strategy": "CANARY"},
+                }
+            ]
+        }
+
+    def describe_service_deployments(self, serviceDeploymentArns: list[str]) -> dict[str, Any]:  # noqa: N803
+        self.reads += 1
+        if self.status == "IN_PROGRESS" and self.reads > self.rounds:
+            self.status = "SUCCESSFUL"
+        split = self.status == "IN_PROGRESS"
+        deployment: dict[str, Any] = {
+            "serviceDeploymentArn": ARN,
+            "status": self.status,
+            "lifecycleStage": "PRODUCTION_TRAFFIC_SHIFT" if split else "CLEAN_UP",
+            "lifecycleHookDetails": [],
+            "targetServiceRevision": {
+                "requestedProductionTrafficWeight": 50.0 if split else 100.0,
+                "requestedTestTrafficWeight": 100.0,
+            },
+        }
+        if self.status == "ROLLBACK_SUCCESSFUL":
+            deployment["rollback"] = {"reason": "StopServiceDeployment(ROLLBACK)"}
+        return {"serviceDeployments": [deployment]}
+
+    def stop_service_deployment(self, serviceDeploymentArn: str, stopType: str) -> dict[str, Any]:  # noqa: N803
+        self.stops.append(stopType)
+        self.status = "ROLLBACK_SUCCESSFUL"
+        return {"serviceDeploymentArn": serviceDeploymentArn}
+
+
+@pytest.fixture
+def production() -> Iterator[Callable[[int], tuple[str, list[int]]]]:
+    """A loopback production URL whose first `good` answers are right and the rest wrong (a
+    canary that turns bad under production's traffic); and the count of GETs it answered."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def serving(good: int) -> tuple[str, list[int]]:
+        count = [0]
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                count[0] += 1
+                body = b"Hello World!\n" if count[0] <= good else b"Goodbye\n"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        servers.append(server)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}/hello/", count
+
+    yield serving
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def run_canary(make_context: Callable[..., Any], fake: CanaryECS, url: str) -> tuple[Any, str]:
+    ctx = make_context(aws_factory=lambda name: fake)
+    unit = Unit("svc", ENV, NEW, {"events": []}, OLD, "CANARY", url, SMOKE, None)
+    options = engine.RolloutOptions("deploy", timeout=30.0, sleep=lambda s: None)
+    results = engine.advance(ctx, [unit], options, engine.Progress(ctx.out))
+    return results["svc"], ctx.out.stream.getvalue()
+
+
+def test_a_canary_that_passes_its_first_sample_and_then_answers_wrongly_is_stopped_during_the_bake(
+    make_context: Callable[..., Any], production: Callable[[int], tuple[str, list[int]]]
+) -> None:
+    url, answered = production(15)  # the first sample's ten GETs pass; the next round's fail
+    fake = CanaryECS(rounds=5)
+    result, said = run_canary(make_context, fake, url)
+    assert "step: 50% passed its first sample" in said
+    assert fake.stops == ["ROLLBACK"] and answered[0] == 16  # stopped at the first wrong answer
+    assert result.outcome.state == State.FAILED and result.outcome.gate_failed
+    assert result.outcome.reason.startswith(
+        f"the smoke test of production at 50% on the new revision failed: GET {url}"
+    )
+    assert "Goodbye" in result.outcome.reason
+
+
+def test_a_good_canary_is_sampled_every_round_of_its_bake_and_says_so_once(
+    make_context: Callable[..., Any], production: Callable[[int], tuple[str, list[int]]]
+) -> None:
+    url, answered = production(1_000)
+    fake = CanaryECS(rounds=4)
+    result, said = run_canary(make_context, fake, url)
+    assert result.succeeded and fake.stops == []
+    assert answered[0] == 4 * 10 + 1  # ten GETs in each of the four rounds at 50 %, then the smoke test
+    assert said.count("sampling") == 1 and said.count("passed its first sample") == 1

@@ -190,11 +190,13 @@ def wait_all(
                 weight = (
                     native.split_weight(deployment) if deployment and outcome.state == State.ROLLING else None
                 )
-                if weight is not None and (watch.deployment_id, f"{weight:g}%") not in answered:
-                    answered.add((watch.deployment_id, f"{weight:g}%"))
-                    why = native.at_step(
-                        ctx.clients, watch, weight, functools.partial(progress.say, watch.key)
-                    )
+                # Every round while production is split, not once: a revision can turn bad
+                # after its first answers (under production's load), and the bake is when.
+                if weight is not None and watch.key not in gate_failed:
+                    step = (watch.deployment_id, f"{weight:g}%")
+                    say = functools.partial(progress.say, watch.key)
+                    why = native.at_step(ctx.clients, watch, weight, say, first=step not in answered)
+                    answered.add(step)
                     if why is not None:
                         gate_failed[watch.key] = why
                 if outcome.done:

@@ -230,16 +230,23 @@ def split_weight(deployment: dict[str, Any]) -> float | None:
     return float(weight) if weight is not None and 0 < float(weight) < 100 else None
 
 
-def at_step(clients: Clients, watch: Watch, weight: float, say: Callable[[str], None]) -> str | None:
-    """At each new production share: sample the production URL (ten GETs: the split means
-    one passing answer proves nothing); on a failure stop the deployment with ROLLBACK (ECS
-    sends production back at once) and say why, returned."""
+def at_step(
+    clients: Clients, watch: Watch, weight: float, say: Callable[[str], None], *, first: bool
+) -> str | None:
+    """While production is split (a linear step, a canary's bake), each round: sample the
+    production URL (ten GETs: the split means one passing answer proves nothing); on a
+    failure stop the deployment with ROLLBACK (ECS sends production back at once) and say
+    why, returned. A share's first sample says so; later ones speak only when they fail."""
     if watch.production_url is None or watch.gate_smoke is None:
         return None
-    say(f"step: the new revision has {weight:g}% of production; sampling {watch.production_url}")
+    if first:
+        say(
+            f"step: the new revision has {weight:g}% of production; sampling {watch.production_url} until it moves"
+        )
     bad = smoke.sample(watch.production_url, watch.gate_smoke)
     if bad is None:
-        say(f"step: {weight:g}% passed")
+        if first:
+            say(f"step: {weight:g}% passed its first sample")
         return None
     say(f"step: GET {watch.production_url}: {bad.describe()}; StopServiceDeployment(ROLLBACK)")
     with aws_errors("ecs:StopServiceDeployment"):
