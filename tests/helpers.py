@@ -161,6 +161,33 @@ def http_get(url: str) -> tuple[int, str]:
 
 
 @contextmanager
+def answering(answer: Callable[[], tuple[int, bytes]]) -> Iterator[str]:
+    """A loopback HTTP server answering each GET with `answer()` (status, body), as a
+    service would; its URL at /hello/."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            status, body = answer()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hello/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def held_port() -> Iterator[int]:
     """A port this process listens on, as another program would hold it."""
     with socket.socket() as holder:

@@ -7,10 +7,9 @@ production, a sample of production every round until the share moves."""
 
 from __future__ import annotations
 
-import threading
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from pipeline.config import Environment, SmokeSettings
 from pipeline.rollout import engine
 from pipeline.rollout.model import State, Unit, Way
+from tests.helpers import answering
 
 ARN = "arn:aws:ecs:us-east-1:123456789012:service-deployment/c/svc/gate1"
 OLD, NEW = "arn:aws:ecs:us-east-1:1:task-definition/fam:7", "arn:aws:ecs:us-east-1:1:task-definition/fam:8"
@@ -92,27 +92,13 @@ class GateECS:
 def test_listener() -> Iterator[Callable[[bytes], str]]:
     """A loopback server answering what the test sets: green's answers on the test listener."""
     body = [b"Hello World!\n"]
+    with answering(lambda: (200, body[0])) as url:
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body[0])))
-            self.end_headers()
-            self.wfile.write(body[0])
+        def answering_with(text: bytes) -> str:
+            body[0] = text
+            return url
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def answering(text: bytes) -> str:
-        body[0] = text
-        return f"http://127.0.0.1:{server.server_address[1]}/hello/"
-
-    yield answering
-    server.shutdown()
-    server.server_close()
+        yield answering_with
 
 
 def run(make_context: Callable[..., Any], fake: GateECS, test_url: str | None) -> dict[str, Any]:
@@ -210,32 +196,18 @@ class CanaryECS:
 def production() -> Iterator[Callable[[int], tuple[str, list[int]]]]:
     """A loopback production URL whose first `good` answers are right and the rest wrong (a
     canary that turns bad under production's traffic); and the count of GETs it answered."""
-    servers: list[ThreadingHTTPServer] = []
+    with contextlib.ExitStack() as servers:
 
-    def serving(good: int) -> tuple[str, list[int]]:
-        count = [0]
+        def serving(good: int) -> tuple[str, list[int]]:
+            count = [0]
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def answer() -> tuple[int, bytes]:
                 count[0] += 1
-                body = b"Hello World!\n" if count[0] <= good else b"Goodbye\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                return 200, b"Hello World!\n" if count[0] <= good else b"Goodbye\n"
 
-            def log_message(self, *args: object) -> None:
-                pass
+            return servers.enter_context(answering(answer)), count
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        servers.append(server)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return f"http://127.0.0.1:{server.server_address[1]}/hello/", count
-
-    yield serving
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+        yield serving
 
 
 def run_canary(make_context: Callable[..., Any], fake: CanaryECS, url: str) -> tuple[Any, str]:

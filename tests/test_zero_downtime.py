@@ -5,18 +5,16 @@ emulator (the scheduler and the ALB's data plane are its stand-ins), hello_world
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from pipeline.loadgen import Answer, Load
 from tests.conftest import push_broken, push_image
-from tests.helpers import HELLO
+from tests.helpers import HELLO, answering
 from tests.standins import closed_port_url
 from tests.test_failures import never_healthy
 
@@ -43,23 +41,8 @@ def served_by(answer: Answer, sha: str) -> bool:
 def wrong_server() -> Iterator[str]:
     """Answers 200 with the wrong body on odd requests, 503 on even ones."""
     count = iter(range(10**6))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            status, body = (200, b"Goodbye\n") if next(count) % 2 else (503, b"busy\n")
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hello/"
-    server.shutdown()
-    server.server_close()
+    with answering(lambda: (200, b"Goodbye\n") if next(count) % 2 else (503, b"busy\n")) as url:
+        yield url
 
 
 def test_the_load_generator_counts_wrong_bodies_error_statuses_and_refused_connections_as_failed(
