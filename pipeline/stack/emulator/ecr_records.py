@@ -10,6 +10,7 @@ layers' sum, as ECR's.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import urllib.request
 from http.server import BaseHTTPRequestHandler
@@ -35,6 +36,21 @@ def install_image_sizes() -> None:
         return sum(int(layer.get("size", 0)) for layer in layers) if layers else original(self)
 
     Image.get_image_size_in_bytes = get_image_size_in_bytes  # type: ignore[method-assign]
+
+
+@functools.cache
+def _ecr(endpoint: str, region: str) -> Any:
+    """One ECR client for every push recorded (a client costs tens of ms to make; they are
+    thread-safe)."""
+    import boto3
+
+    return boto3.client(
+        "ecr",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 class RegistryBridge(BaseHTTPRequestHandler):
@@ -76,15 +92,7 @@ class RegistryBridge(BaseHTTPRequestHandler):
         )
         with urllib.request.urlopen(request, timeout=10) as resp:
             manifest = resp.read().decode()
-        import boto3
-
-        ecr = boto3.client(
-            "ecr",
-            endpoint_url=self.aws_endpoint,
-            region_name=self.region,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        ecr = _ecr(self.aws_endpoint, self.region)
         try:
             ecr.describe_repositories(repositoryNames=[repo])
         except ecr.exceptions.RepositoryNotFoundException:
