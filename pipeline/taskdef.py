@@ -303,6 +303,10 @@ def render(
                 'move it to "secrets" as an SSM parameter or Secrets Manager reference'
             )
     for name, value_from in env_values.secrets.items():
+        # The container sees a secret as an environment variable of this name.
+        if not _ENV_VAR_NAME.match(name):
+            problems.append(f"{in_values}: secret name {name!r} is not a valid environment variable name")
+            continue
         problem = check_secret_reference(name, value_from)
         if problem:
             problems.append(f"{in_values}: {problem}")

@@ -157,6 +157,11 @@ def test_values_read_back_from_the_api_are_dropped() -> None:
         ),
         (
             MINIMAL,
+            taskdef.EnvironmentValues(secrets={"DB\nPASSWORD": "/app/prod/db"}),
+            "taskdef.json: secret name 'DB\\nPASSWORD' is not a valid environment variable name",
+        ),
+        (
+            MINIMAL,
             taskdef.EnvironmentValues(environment={"STRIPE_API_KEY": "sk_live_x"}),
             "taskdef.json: STRIPE_API_KEY looks like a secret but is a plain environment value",
         ),
