@@ -23,6 +23,8 @@ def install() -> None:
 
     import yaml
     from moto import backends
+    from moto.cloudformation import models, responses
+    from moto.cloudformation.utils import yaml_tag_constructor
     from moto.core import responses as core_responses
     from moto.core.utils import method_names_from_class
 
@@ -33,8 +35,6 @@ def install() -> None:
         return frozenset(method_names_from_class(clazz))
 
     core_responses.method_names_from_class = method_names  # type: ignore[assignment]
-    from moto.cloudformation import models, responses
-    from moto.cloudformation.utils import yaml_tag_constructor
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
