@@ -171,6 +171,7 @@ def wait_all(
                 continue
             if service is not None:
                 progress.show(watch.key, service)
+                say = functools.partial(progress.say, watch.key)
                 strategy = STRATEGIES[watch.strategy]
                 deployment = deployments.get(watch.deployment_id)
                 if deployment is not None:
@@ -183,7 +184,6 @@ def wait_all(
                 hook = (watch.deployment_id, str((outcome.hook or {}).get("hookId")))
                 if outcome.state == State.PAUSED and hook not in answered:
                     answered.add(hook)
-                    say = functools.partial(progress.say, watch.key)
                     why = native.at_hook(ctx.clients, watch, outcome, say, options.sleep)
                     if why is not None:
                         gate_failed[watch.key] = why
@@ -194,7 +194,6 @@ def wait_all(
                 # after its first answers (under production's load), and the bake is when.
                 if weight is not None and watch.key not in gate_failed:
                     step = (watch.deployment_id, f"{weight:g}%")
-                    say = functools.partial(progress.say, watch.key)
                     why = native.at_step(ctx.clients, watch, weight, say, first=step not in answered)
                     answered.add(step)
                     if why is not None:
