@@ -138,6 +138,10 @@ def load_values(path: Path) -> EnvironmentValues:
             f"{path}: values.{key}: set by the pipeline (the settings and the checked sha), "
             "never by a values file; remove it"
         )
+    for key in sorted(values if isinstance(values, dict) else ()):
+        # A template reaches a value only as ${NAME}: any other key is a typo nothing uses.
+        if not _PLACEHOLDER.fullmatch(f"${{{key}}}"):
+            problems.append(f"{path}: values: {key!r} is not a placeholder name; use letters, digits and _")
     if problems:
         raise ConfigError(problems)
     return EnvironmentValues(

@@ -307,3 +307,15 @@ def test_diff_shows_only_meaningful_changes() -> None:
     text = taskdef.diff(live, rendered, "fam:3")
     assert '+  "cpu": "512"' in text
     assert "volumes" not in text and "created-at" not in text
+
+
+def test_a_value_no_placeholder_can_name_is_refused_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_text(json.dumps({"values": {"cpu": "256", "\n": None, "memory-mb": "512"}}))
+    with pytest.raises(ConfigError) as info:
+        taskdef.load_values(path)
+    assert info.value.problems == [
+        f"{path}: values: {key!r} is not a placeholder name; use letters, digits and _"
+        for key in ("\n", "memory-mb")
+    ]
+    assert all("\n" not in problem for problem in info.value.problems)
