@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
-import sys
 from collections import defaultdict
 
 import pytest
 from invoke import Collection, Program
 
 from pipeline.tasks import ns
-from tests.helpers import ROOT
+from tests.helpers import invoke
 
 # Long names that must not come back with another meaning (the findings).
 RENAMED = {"delete-images": {"teardown"}, "overwrite": {"init"}, "container-port": {"init"}}
@@ -70,14 +68,7 @@ def test_no_task_flag_reuses_a_core_flag_of_the_program() -> None:
 def test_help_after_the_task_name_prints_its_help_and_runs_nothing(name: str) -> None:
     # An endpoint nothing listens on: a task that ran would fail there, not print help.
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", name, "--help"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = invoke(name, "--help", env=env, timeout=60)
     assert (proc.returncode, proc.stderr) == (0, "")
     assert proc.stdout.startswith(f"Usage: inv[oke] [--core-opts] {name} ")
     assert "==>" not in proc.stdout  # no step started
@@ -86,9 +77,7 @@ def test_help_after_the_task_name_prints_its_help_and_runs_nothing(name: str) ->
 @pytest.mark.parametrize("name", ["deploy", "status", "logs", "run-task", "smoke"])
 def test_a_missing_required_flag_is_one_line_and_exit_code_2(name: str) -> None:
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", name], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
+    proc = invoke(name, env=env, timeout=60)
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr == f"error: --env is required; see `invoke {name} --help`\n"
 
@@ -110,14 +99,7 @@ def test_a_bad_number_for_a_numeric_flag_is_one_line_and_exit_code_2(
     flag: str, value: str, line: str
 ) -> None:
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "rollback", "--env", "prod", flag, value],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = invoke("rollback", "--env", "prod", flag, value, env=env, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line)
 
 
@@ -125,13 +107,6 @@ def test_a_whole_number_written_with_a_decimal_point_is_taken() -> None:
     # Invoke's own int("180.0") raised a traceback; now the task goes on to its next step,
     # here the AWS endpoint nothing listens on.
     env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_RESOURCE_NAME_PREFIX": "orders"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "invoke", "rollback", "--env", "prod", "--timeout", "180.0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = invoke("rollback", "--env", "prod", "--timeout", "180.0", env=env, timeout=120)
     assert "Traceback" not in proc.stderr and "--timeout" not in proc.stderr
     assert proc.returncode == 3, proc.stderr  # AWS unreachable: the flag was taken
