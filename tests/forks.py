@@ -190,7 +190,30 @@ def _parse_models_once() -> None:
     botocore.loaders.JSONFileLoader._load_file = load  # type: ignore[method-assign]
 
 
-WARM: dict[str, Callable[[], None]] = {"aws": _parse_models_once, "invoke": _parse_models_once}
+def _import_the_tasks_modules() -> None:
+    """Tasks import their modules when they run (to keep `invoke --list` fast), so each
+    call paid up to 0.1 CPU-s importing the same pipeline modules. None of them reads the
+    environment on import. The local stack's emulator is a process of its own: not here."""
+    import importlib
+    import pkgutil
+
+    import pipeline
+
+    for module in pkgutil.walk_packages(pipeline.__path__, "pipeline."):
+        if not module.name.startswith("pipeline.stack.emulator"):
+            importlib.import_module(module.name)
+
+
+def _warm_invoke() -> None:
+    _parse_models_once()
+    _import_the_tasks_modules()
+
+
+WARM: dict[str, Callable[[], None]] = {
+    "aws": _parse_models_once,
+    "invoke": _warm_invoke,
+    "ecs-pipeline": _warm_invoke,
+}
 
 
 def serve(program: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
@@ -122,3 +123,45 @@ def test_a_forked_call_past_its_timeout_is_killed_and_raises(tmp_path: Path) -> 
         forks.run(["hang"], {"PATH": "/usr/bin:/bin"}, tmp_path, timeout=3)
     again = forks.run(["--list"], {"PATH": "/usr/bin:/bin"}, tmp_path)  # a new server takes over
     assert again.returncode == 0 and "hang" in again.stdout
+
+
+READERS = {"environ", "environb", "getenv", "getenvb"}
+
+
+def _reads_the_environment_on_import(tree: ast.AST) -> list[int]:
+    """Lines outside any function that read os.environ or call getenv."""
+    found: list[int] = []
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        os_attribute = (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr in READERS
+        )
+        from_os = (
+            isinstance(node, ast.ImportFrom)
+            and node.module == "os"
+            and bool({alias.name for alias in node.names} & READERS)
+        )
+        if os_attribute or from_os:
+            found.append(getattr(node, "lineno", 0))
+        found += _reads_the_environment_on_import(node)
+    return found
+
+
+def test_no_module_the_invoke_server_preloads_reads_the_environment_on_import() -> None:
+    # The server imports these once for every call (tests/forks.py): a module-level read
+    # would hand each call the server's environment instead of its own.
+    readers = {
+        f"{path.relative_to(ROOT)}:{line}"
+        for path in sorted((ROOT / "pipeline").rglob("*.py"))
+        if "emulator" not in path.parts
+        for line in _reads_the_environment_on_import(ast.parse(path.read_text()))
+    }
+    assert readers == set()
+    assert _reads_the_environment_on_import(ast.parse("import os\nA = os.environ.get('A')\n")) == [2]
+    assert (
+        _reads_the_environment_on_import(ast.parse("import os\ndef f():\n    return os.getenv('A')\n")) == []
+    )
