@@ -129,10 +129,15 @@ READERS = {"environ", "environb", "getenv", "getenvb"}
 
 
 def _reads_the_environment_on_import(tree: ast.AST) -> list[int]:
-    """Lines outside any function that read os.environ or call getenv."""
+    """Lines run on import (outside any function's body) that read os.environ or getenv."""
     found: list[int] = []
     for node in ast.iter_child_nodes(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            # Its decorators and default values run on import; its body does not.
+            decorators = getattr(node, "decorator_list", [])
+            for part in [*decorators, *node.args.defaults, *node.args.kw_defaults]:
+                if part is not None:
+                    found += _reads_the_environment_on_import(ast.Expression(part))
             continue
         os_attribute = (
             isinstance(node, ast.Attribute)
@@ -161,7 +166,12 @@ def test_no_module_the_invoke_server_preloads_reads_the_environment_on_import() 
         for line in _reads_the_environment_on_import(ast.parse(path.read_text()))
     }
     assert readers == set()
-    assert _reads_the_environment_on_import(ast.parse("import os\nA = os.environ.get('A')\n")) == [2]
-    assert (
-        _reads_the_environment_on_import(ast.parse("import os\ndef f():\n    return os.getenv('A')\n")) == []
-    )
+    # The check itself: what it must see, and what it must not.
+    seen = {
+        "import os\nA = os.environ.get('A')\n": [2],
+        "from os import getenv\n": [1],
+        "import os\ndef f(a=os.environ):\n    pass\n": [2],
+        "import os\ndef f():\n    return os.getenv('A')\n": [],
+    }
+    for source, lines in seen.items():
+        assert _reads_the_environment_on_import(ast.parse(source)) == lines, source
