@@ -1,9 +1,10 @@
 """Adoption as a team meets it: service repositories outside this repository's layout,
-with the `ecs-pipeline` command installed as the README says — `uv tool install --compile-bytecode` of a
-wheel built from this checkout, into the tool's own environment, never the service's
-(offline here: a wheelhouse of its dependencies stands in for the index) — scaffolded by
-`ecs-pipeline init`, then carried through the README's "Adopting it in your service"
-commands on the local stack, judged with the real aws CLI and over HTTP.
+with the `ecs-pipeline` command installed as the README says — `uv tool install
+--compile-bytecode` of a wheel built from this checkout (once per content of its files on a
+machine), into the tool's own environment, never the service's (offline here: a
+wheelhouse of its dependencies stands in for the index) — scaffolded by `ecs-pipeline
+init`, then carried through the README's "Adopting it in your service" commands on the
+local stack, judged with the real aws CLI and over HTTP.
 
 greeter differs from hello_world wherever it can: port 9000, base path /greet/, a health
 route at /greet/healthz, unittest instead of pytest, its own container name and values
@@ -16,6 +17,7 @@ they are released together from a third directory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -91,24 +93,22 @@ def _run(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-@pytest.fixture(scope="session")
-def wheel(test_run: TestRun) -> Path:
-    """The package as a wheel, built from a copy of this checkout's files (tracked and new,
-    not ignored) so the build leaves nothing in the work tree. Once per test run: the
-    first worker that needs it builds it, the others wait for it."""
+def package_files() -> list[str]:
+    """This checkout's files as a wheel is built from them: tracked and new, not ignored."""
+    listed = _run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT).stdout.split("\0")
+    return sorted(name for name in filter(None, listed) if (ROOT / name).is_file())
 
-    def build() -> str:
-        source, out = test_run.directory / "wheel-source", test_run.directory / "dist"
-        files = _run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT).stdout.split("\0")
-        for name in filter(None, files):
-            if (ROOT / name).is_file():
-                (source / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, source / name)
-        _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)])
-        (built,) = out.glob("ecs_pipeline-*.whl")
-        return str(built)
 
-    return Path(test_run.once("adoption-wheel", build))
+def build_wheel(files: list[str], directory: Path) -> Path:
+    """The package as a wheel (`pip wheel`, the README's way), built from a copy of `files`
+    so the build leaves nothing in the work tree."""
+    source, out = directory / "wheel-source", directory / "dist"
+    for name in files:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name)
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(source)])
+    (built,) = out.glob("ecs_pipeline-*.whl")
+    return built
 
 
 def wheelhouse(wheel: Path) -> Path:
@@ -135,37 +135,59 @@ def wheelhouse(wheel: Path) -> Path:
 
 
 UV = Path(sys.executable).parent / "uv"
+TOOLS = WHEELHOUSE.parent / "adoption-tools"
+KEEP_TOOLS = 2  # installs of other contents kept (other branches, checkouts): ~125 MB each
 
 
 @pytest.fixture(scope="session")
-def tool(wheel: Path, test_run: TestRun) -> Path:
-    """`uv tool install --compile-bytecode 'ecs_pipeline-<version>-py3-none-any.whl[local]'`, the README's
-    install line for a wheel, into a tool directory of its own; returns its bin directory.
-    Once per test run, shared by the workers: the tests only run its command, and each
-    install spent ~25 CPU-s compiling its dependencies' bytecode."""
+def tool(test_run: TestRun) -> Path:
+    """`uv tool install --compile-bytecode 'ecs_pipeline-<version>-py3-none-any.whl[local]'`,
+    the README's install line for a wheel, into a tool directory of its own; returns its bin
+    directory. Once per content of the package's files on this machine (the files, the
+    interpreter and uv name the install): the install's bytecode compilation alone is ~22
+    CPU-s, and the tests only run its command. A fresh machine, or any changed file, builds
+    the wheel and installs it again; the workers of a run share one install."""
 
     def install() -> str:
-        home = test_run.directory / "uv-tools"
-        env = {
-            **os.environ,
-            "UV_TOOL_DIR": str(home / "tools"),
-            "UV_TOOL_BIN_DIR": str(home / "bin"),
-            "UV_CACHE_DIR": str(WHEELHOUSE.parent / "uv-cache"),
-        }
-        env.pop("VIRTUAL_ENV", None)
-        _run(
-            [
-                str(UV),
-                "tool",
-                "install",
-                "--compile-bytecode",
-                "--offline",
-                "--find-links",
-                str(wheelhouse(wheel)),
-                f"{wheel}[local]",
-            ],
-            env=env,
-        )
+        files = package_files()
+        digest = hashlib.sha256()
+        for part in [sys.version, str(Path(sys.executable).resolve()), _run([str(UV), "--version"]).stdout]:
+            digest.update(part.encode() + b"\0")
+        for name in files:
+            digest.update(name.encode() + b"\0" + (ROOT / name).read_bytes() + b"\0")
+        home = TOOLS / digest.hexdigest()[:16]
+        TOOLS.mkdir(parents=True, exist_ok=True)
+        with open(TOOLS / f"{home.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run's install of the same files: wait for it
+            installed = home / "installed"
+            if not installed.exists():
+                shutil.rmtree(home, ignore_errors=True)  # a run stopped mid-install left it half-done
+                wheel = build_wheel(files, test_run.directory)
+                env = {
+                    **os.environ,
+                    "UV_TOOL_DIR": str(home / "tools"),
+                    "UV_TOOL_BIN_DIR": str(home / "bin"),
+                    "UV_CACHE_DIR": str(WHEELHOUSE.parent / "uv-cache"),
+                }
+                env.pop("VIRTUAL_ENV", None)
+                _run(
+                    [
+                        str(UV),
+                        "tool",
+                        "install",
+                        "--compile-bytecode",
+                        "--offline",
+                        "--find-links",
+                        str(wheelhouse(wheel)),
+                        f"{wheel}[local]",
+                    ],
+                    env=env,
+                )
+                installed.write_text(wheel.name + "\n")
+            installed.touch()  # recently used: kept by the pruning below
+        older = sorted(TOOLS.glob("*/installed"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in older[KEEP_TOOLS + 1 :]:
+            shutil.rmtree(stale.parent, ignore_errors=True)
         return str(home / "bin")
 
     return Path(test_run.once("adoption-tool", install))
