@@ -2,6 +2,7 @@
 `check`, which runs this repository's own checks."""
 
 import os
+import time
 
 from invoke import Exit, task
 
@@ -27,9 +28,11 @@ def check(c, pytest_args="", workers=WORKERS):
 
     # Started here, once, before the workers: each worker's session fixture then only attaches.
     # From an empty emulator: what a killed earlier run left would keep running under this one.
+    started = time.monotonic()
     cfg = stack.config_from(os.environ)
     stack.reset_emulator(cfg)
     stack.up(cfg)
+    print(f"<== local stack: ready in {time.monotonic() - started:.1f} s", flush=True)
     for command in (
         "ruff check .",
         "ruff format --check .",
@@ -39,9 +42,13 @@ def check(c, pytest_args="", workers=WORKERS):
         f"python -m pytest -n {workers} --dist loadgroup --durations=25 {pytest_args}",
     ):
         print(f"==> {command}", flush=True)
+        began = time.monotonic()
         result = c.run(command, warn=True, pty=False)
         if result is None or result.exited != 0:
             raise Exit(f"error: `{command}` failed", code=1)
+        # Each step's wall time: the check's own time is more than pytest's summary line.
+        print(f"<== {command.split(' --')[0]}: ok in {time.monotonic() - began:.1f} s", flush=True)
+    print(f"<== check: ok in {time.monotonic() - started:.1f} s", flush=True)
 
 
 ns.add_task(check)
