@@ -188,6 +188,7 @@ def tool(test_run: TestRun) -> Path:
         older = sorted(TOOLS.glob("*/installed"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in older[KEEP_TOOLS + 1 :]:
             shutil.rmtree(stale.parent, ignore_errors=True)
+            (TOOLS / f"{stale.parent.name}.lock").unlink(missing_ok=True)
         return str(home / "bin")
 
     return Path(test_run.once("adoption-tool", install))
