@@ -34,10 +34,24 @@ def boto3_client(service: str, region: str | None = None) -> Any:
     global _session
     if _session is None:
         _session = botocore.session.get_session()
+        _session.register("before-parse", whole_answer)
     # Standard retry mode retries throttling and transient errors with backoff; botocore
     # reads AWS_ENDPOINT_URL itself, which is how the local stack's emulator is reached.
     config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
     return _session.create_client(service, region_name=region, config=config)
+
+
+def whole_answer(response_dict: dict[str, Any], **_: Any) -> None:
+    """Refuse an answer shorter than its Content-Length. botocore reads bodies with urllib3's
+    length check off and parses a cut-off JSON body as `{"message": ...}`, an empty one as
+    `{}`: a DescribeServices answer cut by a network blip then lists no services, which
+    reads as "the service is gone" and rolled a deploy back. Raised here, it is a network
+    fault (Transient, via aws_errors) that the caller rides out."""
+    from botocore.exceptions import IncompleteReadError
+
+    body, declared = response_dict.get("body"), response_dict["headers"].get("content-length")
+    if isinstance(body, bytes) and declared and declared.isdigit() and len(body) < int(declared):
+        raise IncompleteReadError(actual_bytes=len(body), expected_bytes=int(declared))
 
 
 def docker_client() -> Any:
@@ -100,6 +114,7 @@ class aws_errors:
             ConnectionClosedError,
             ConnectTimeoutError,
             EndpointConnectionError,
+            IncompleteReadError,
             NoCredentialsError,
             NoRegionError,
             ReadTimeoutError,
@@ -141,7 +156,9 @@ class aws_errors:
             ) from None
         if isinstance(exc, NoRegionError):
             raise Unavailable(f"{self.action}: no AWS region; set AWS_DEFAULT_REGION") from None
-        if isinstance(exc, (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError)):
+        if isinstance(
+            exc, (ConnectionClosedError, ReadTimeoutError, ConnectTimeoutError, IncompleteReadError)
+        ):
             raise Transient(f"{self.action}: the AWS endpoint did not answer ({first_line(exc)})") from None
         if isinstance(exc, EndpointConnectionError):
             raise Transient(

@@ -8,7 +8,9 @@ window it relays bytes untouched, so every call is the emulator's real answer. I
 - "delay": each request, on a new connection or an open one, is held for `delay` seconds
   before it is relayed (a slow endpoint: past the client's read timeout, its calls time out);
 - "hang": every connection, open or new, is cut, and new ones are accepted and then never
-  answered until the window ends (an endpoint that black-holes requests).
+  answered until the window ends (an endpoint that black-holes requests);
+- "cut": each answer's head is relayed whole and its body only in half, then the
+  connection is reset (a blip in the middle of an answer).
 
 Only the tool's traffic goes through it: the local ECS (the emulator's scheduler) keeps
 rolling out behind it, as ECS does while a pipeline loses its network. The proxy counts
@@ -25,7 +27,7 @@ import time
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
-Fault = Literal["drop", "503", "delay", "hang"]
+Fault = Literal["drop", "503", "delay", "hang", "cut"]
 UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\n"
     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
@@ -108,9 +110,19 @@ class FaultProxy:
             self.refused += 1
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        held = b""  # "cut": an answer read until its head and some of its body are in
         try:
             while chunk := source.recv(65536):
                 fault = self.faulty()
+                if not from_client and fault == "cut":
+                    held += chunk
+                    head, found, body = held.partition(b"\r\n\r\n")
+                    if not found or len(body) < 2:
+                        continue
+                    self._count()
+                    sink.sendall(head + found + body[: len(body) // 2])
+                    _reset(sink)
+                    break
                 if from_client and fault == "503":
                     self._count()
                     source.sendall(UNAVAILABLE)

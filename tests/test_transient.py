@@ -114,3 +114,29 @@ def test_an_api_error_is_no_transient_fault(proxy: FaultProxy, stack_environ: di
     with pytest.raises(Unavailable) as caught, aws_errors("ecs:DescribeServices"):
         ecs.describe_services(cluster="no-such-cluster-anywhere", services=["x"])
     assert not isinstance(caught.value, Transient)
+
+
+def test_a_describe_services_answer_cut_mid_body_is_a_transient_fault_not_a_gone_service(
+    proxy: FaultProxy, stack_environ: dict[str, str], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore reads answers with urllib3's length check off and parses a cut-off JSON body
+    as `{"message": ...}`: through the real client stack, a cut answer listed no services,
+    and a deploy read that as its service deleted and rolled back."""
+    from pipeline import ecs
+    from pipeline.clients import Clients
+
+    for name, value in {**stack_environ, "AWS_ENDPOINT_URL": proxy.url}.items():
+        monkeypatch.setenv(name, value)
+    clients = Clients(region=stack_environ["AWS_DEFAULT_REGION"])
+    cluster = f"{prefix}-cut"
+    clients.aws("ecs").create_cluster(clusterName=cluster)
+    try:
+        pair = (cluster, f"{prefix}-service")
+        assert ecs.describe_many(clients, [pair]) == {pair: None}  # whole: ECS says MISSING
+        proxy.fail("cut", seconds=30)
+        with pytest.raises(Transient, match=r"^ecs:DescribeServices: the AWS endpoint did not answer"):
+            ecs.describe_many(clients, [pair])
+        assert proxy.refused >= 1  # the fault really cut an answer
+    finally:
+        proxy.fail("cut", seconds=0)
+        clients.aws("ecs").delete_cluster(cluster=cluster)
