@@ -41,14 +41,18 @@ def boto3_client(service: str, region: str | None = None) -> Any:
     return _session.create_client(service, region_name=region, config=config)
 
 
-def whole_answer(response_dict: dict[str, Any], **_: Any) -> None:
+def whole_answer(response_dict: dict[str, Any], operation_model: Any = None, **_: Any) -> None:
     """Refuse an answer shorter than its Content-Length. botocore reads bodies with urllib3's
     length check off and parses a cut-off JSON body as `{"message": ...}`, an empty one as
     `{}`: a DescribeServices answer cut by a network blip then lists no services, which
     reads as "the service is gone" and rolled a deploy back. Raised here, it is a network
-    fault (Transient, via aws_errors) that the caller rides out."""
+    fault (Transient, via aws_errors) that the caller rides out. An answer that has no body
+    by HTTP's rules (to HEAD, 204, 304) declares a length it never sends."""
     from botocore.exceptions import IncompleteReadError
 
+    method = str(getattr(operation_model, "http", {}).get("method", ""))
+    if method == "HEAD" or response_dict.get("status_code") in (204, 304):
+        return
     body, declared = response_dict.get("body"), response_dict["headers"].get("content-length")
     if isinstance(body, bytes) and declared and declared.isdigit() and len(body) < int(declared):
         raise IncompleteReadError(actual_bytes=len(body), expected_bytes=int(declared))

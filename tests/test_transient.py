@@ -140,3 +140,36 @@ def test_a_describe_services_answer_cut_mid_body_is_a_transient_fault_not_a_gone
     finally:
         proxy.fail("cut", seconds=0)
         clients.aws("ecs").delete_cluster(cluster=cluster)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "body", "declared", "refused"),
+    [
+        ("POST", 200, b'{"servi', "20", True),  # cut mid-body
+        ("POST", 200, b"", "20", True),  # only the head arrived
+        ("POST", 400, b'{"__ty', "30", True),  # an error answer cut too
+        ("POST", 200, b'{"services": []}', "16", False),  # whole
+        ("POST", 200, b"{}", None, False),  # no length declared: urllib3 framed it
+        ("HEAD", 200, b"", "1024", False),  # HEAD's length is the body's it never sends
+        ("POST", 304, b"", "1024", False),
+        ("POST", 204, b"", "7", False),
+    ],
+)
+def test_an_answer_is_refused_only_when_shorter_than_the_length_it_declares(
+    method: str, status: int, body: bytes, declared: str | None, refused: bool
+) -> None:
+    from types import SimpleNamespace
+
+    from botocore.awsrequest import HeadersDict
+    from botocore.exceptions import IncompleteReadError
+
+    from pipeline.clients import whole_answer
+
+    headers = HeadersDict({"Content-Length": declared} if declared else {})
+    answer = {"headers": headers, "status_code": status, "body": body}
+    model = SimpleNamespace(http={"method": method, "requestUri": "/"})
+    if refused:
+        with pytest.raises(IncompleteReadError):
+            whole_answer(answer, operation_model=model)
+    else:
+        whole_answer(answer, operation_model=model)
