@@ -12,7 +12,7 @@ from typing import Any
 
 from .arns import short
 from .clients import Clients, aws_errors
-from .errors import NotFound, Transient
+from .errors import NotFound
 
 BATCH = 10  # ECS's limit of services per DescribeServices call
 
@@ -138,8 +138,6 @@ def describe_many(
                 answer = client.describe_services(cluster=cluster, services=names)
             except client.exceptions.ClusterNotFoundException:
                 continue
-        if "services" not in answer:  # never from ECS: a mangled answer says nothing is gone
-            raise Transient("ecs:DescribeServices: an answer without its services list")
         for service in answer.get("services", []):
             if service.get("status") != "INACTIVE":
                 found[(cluster, service["serviceName"])] = service
