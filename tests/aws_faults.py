@@ -20,6 +20,7 @@ what it refused, so a test can prove the fault really hit the tool.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -32,6 +33,11 @@ UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/x-amz-json-1.1\r\n"
     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
 )
+
+
+# The bytes that start a request. A client may send one request in pieces (botocore sends
+# its head and its body apart), so "delay" holds the piece that starts one, not each piece.
+REQUEST_LINE = re.compile(rb"[A-Z]+ \S+ HTTP/1\.[01]\r\n")
 
 
 class FaultProxy:
@@ -130,7 +136,7 @@ class FaultProxy:
                 if fault == "drop":
                     self._count()
                     break
-                if from_client and fault == "delay":
+                if from_client and fault == "delay" and REQUEST_LINE.match(chunk):
                     with self._lock:
                         self.slowed += 1
                     time.sleep(self._delay)
