@@ -50,7 +50,8 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
     # Created: the commit's time, so the same content built again is the same image (same
     # image ID): push then finds ECR's image is this one (a "now" label would differ each time).
     created = commit_time(ctx.settings.root, revision.sha) or datetime.now(UTC)
-    spec = image.build_spec(ctx.settings, revision, created, cache_from, deps)
+    own = _own_layers(ctx, image.local_name(ctx.settings, revision), deps)
+    spec = image.build_spec(ctx.settings, revision, created, (*cache_from, *own), deps)
     image_id = image.build(spec, ctx.clients, ctx.out)
     if deps:
         # The dependency stage under its cache tag (all cached now: local layers only), for
@@ -69,6 +70,27 @@ def dockerize(ctx: Context, revision: Revision, cache_from: tuple[str, ...] = ()
         raise ConfigError(problem)
     ctx.out.detail(f"built {spec.tag} ({image_id[:19]})")
     return spec.tag
+
+
+def _own_layers(ctx: Context, name: str, deps: wheelhouse.Deps | None) -> tuple[str, ...]:
+    """A tag built again must be the same image: push compares image IDs, and ECR's tags are
+    immutable. When `name` is already built on this engine, it (and its dependency stage)
+    become the build's only cache. Otherwise the engine takes the newest copy of each cached
+    step, and another build of the same steps meanwhile (a parallel job, a --no-cache build)
+    would make this one a new image that ECR then refuses under the same tag."""
+    from docker.errors import ImageNotFound
+
+    names = [name, *([f"{ctx.settings.repository}:{deps.cache_tag}"] if deps else [])]
+    found: list[str] = []
+    for each in names:
+        try:
+            ctx.clients.docker().images.get(each)
+        except ImageNotFound:
+            if each == name:
+                return ()  # a first build: the engine's whole cache, as always
+            continue
+        found.append(each)
+    return tuple(found)
 
 
 def cache_from_ecr(ctx: Context) -> tuple[str, ...]:

@@ -145,6 +145,43 @@ def test_a_code_only_change_rebuilds_only_the_last_layer(
             client.images.remove(name, force=True, noprune=True)
 
 
+def test_the_same_commit_built_again_is_the_same_image_after_another_build_made_newer_copies_of_its_steps(
+    make_context: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A service of this test's own (the token keeps its steps apart from every other build),
+    # committed, so the image's created label is the commit's time.
+    service = tmp_path / "hello_world"
+    service.mkdir()
+    (service / "Dockerfile").write_text(
+        f"FROM {stack.LOCAL_BASE_IMAGE}\nLABEL test.token={uuid.uuid4().hex}\n"
+        "RUN echo built > /built.txt\nCOPY app.txt /app.txt\n"
+    )
+    (service / "app.txt").write_text("v1\n")
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "v1"]):
+        subprocess.run([*git, *argv], check=True, capture_output=True)
+    sha = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    ctx = make_context(root=tmp_path)
+    client = docker.from_env()
+    copy = f"copy-{uuid.uuid4().hex[:8]}:latest"
+    name = verbs.dockerize(ctx, Revision(sha))
+    try:
+        first = client.images.get(name).id
+        # Another build of the same steps without the cache (a parallel job, --no-cache):
+        # newer copies of each step, which the engine's cache otherwise prefers.
+        for chunk in client.api.build(path=str(service), tag=copy, nocache=True, rm=True, decode=True):
+            assert "error" not in chunk, chunk
+        assert client.images.get(copy).id != first
+        assert verbs.dockerize(ctx, Revision(sha)) == name
+        assert client.images.get(name).id == first
+    finally:
+        for each in (name, copy):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                client.images.remove(each, force=True)
+
+
 def test_a_failing_build_shows_the_failing_step(make_context: Callable[..., Any], tmp_path: Path) -> None:
     (tmp_path / "hello_world").mkdir()
     (tmp_path / "hello_world" / "Dockerfile").write_text(
