@@ -90,3 +90,37 @@ def test_a_task_that_stops_while_its_state_is_copied_is_copied_again_then_left_a
     run.containers["web"].exit_code = 99  # after its final state, a stopped task is never read again
     scheduler.sync_task(task)
     assert task.containers[0].exitCode == 3
+
+
+def test_each_api_request_runs_under_the_lock_the_scheduler_holds() -> None:
+    # moto's server answers on a thread per request over shared dicts; a DescribeStacks
+    # iterating while a CreateStack added a stack failed with a 500 botocore cannot parse.
+    script = textwrap.dedent(
+        """
+        from moto.core import responses
+        from moto.server import DomainDispatcherApplication, create_backend_app
+        from werkzeug.test import Client
+        from pipeline.stack.emulator import engine
+
+        engine.one_request_at_a_time()
+        owned = []
+        call_action = responses.BaseResponse.call_action
+
+        def record(self):
+            owned.append(engine.LOCK._is_owned())
+            return call_action(self)
+
+        responses.BaseResponse.call_action = record
+        auth = ("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sts/aws4_request, "
+                "SignedHeaders=host, Signature=x")
+        answer = Client(DomainDispatcherApplication(create_backend_app)).post(
+            "/", data={"Action": "GetCallerIdentity", "Version": "2011-06-15"},
+            headers={"Host": "sts.amazonaws.com", "Authorization": auth},
+        )
+        print(answer.status_code, owned, engine.LOCK._is_owned())
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.split() == ["200", "[True]", "False"], (
+        proc.stdout + proc.stderr
+    )

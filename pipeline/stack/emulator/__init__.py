@@ -80,6 +80,7 @@ def main() -> None:
     engine.remove_own_containers()
 
     moto_costs.install()
+    engine.one_request_at_a_time()
     refusals.install()
     ecs_api.install()
     service_deployment_api.install()

@@ -20,6 +20,26 @@ from typing import Any
 # them, so every change and every read that must see a consistent state takes this.
 LOCK = threading.RLock()
 
+
+def one_request_at_a_time() -> None:
+    """Each API request runs under LOCK, as each AWS request sees and leaves a consistent
+    state. moto's server answers on a thread per request over the same dicts: a
+    DescribeStacks iterating while a CreateStack added a stack, or a DescribeTasks while the
+    scheduler launched a task, failed with "dictionary changed size during iteration" and
+    a 500 whose HTML botocore cannot parse (six times in a day of full runs here; one failed
+    a teardown test). The handlers never wait on I/O (task starts and stops run on their own
+    threads), so holding it costs only the queueing of CPU work the GIL serialises anyway."""
+    from moto.core import responses
+
+    dispatch = responses.BaseResponse._dispatch
+
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with LOCK:
+            return dispatch(self, *args, **kwargs)
+
+    responses.BaseResponse._dispatch = locked  # type: ignore[method-assign]
+
+
 OWNER_LABEL = "ecs-pipeline.emulator"
 CLUSTER_LABEL = "com.amazonaws.ecs.cluster"
 TASK_LABEL = "com.amazonaws.ecs.task-arn"
