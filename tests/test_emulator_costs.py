@@ -1,4 +1,5 @@
-"""The emulator's shortcuts around moto's fixed per-request work change no answer."""
+"""The emulator's patches of moto: its shortcuts around fixed per-request work change no
+answer, and each request runs under the lock the scheduler holds."""
 
 from __future__ import annotations
 
